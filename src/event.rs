@@ -1,0 +1,211 @@
+//! Events: what a transfer publishes to its subscribers, and how it ended.
+
+use std::{fmt, num::NonZeroU64, path::PathBuf};
+
+use bytes::Bytes;
+
+use crate::error::{EndState, TransferError};
+
+/// The id of a transfer: non-zero, assigned by the [`Engine`](crate::Engine) in increasing
+/// order, never reused within one engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
+pub struct TransferId(NonZeroU64);
+
+impl TransferId {
+    /// The id as a number. Ids start at 1.
+    pub fn get(self) -> u64 {
+        self.0.get()
+    }
+
+    /// An id from a number (for instance one parsed from a URL path); `None` for 0.
+    pub fn new(n: u64) -> Option<Self> {
+        NonZeroU64::new(n).map(TransferId)
+    }
+}
+
+impl fmt::Display for TransferId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Response (or request) headers as `(lower-case name, value)` pairs, in the order received.
+/// Values that are not valid UTF-8 are decoded lossily.
+pub type Headers = Vec<(String, String)>;
+
+/// One event of one transfer, delivered to every matching subscriber.
+///
+/// For each transfer, `seq` counts from 0 with no gaps, `kind` runs
+/// `Queued` → `Began` → `Progress`* → `Ended`, and exactly one `Ended` is sent, last.
+#[derive(Debug, Clone, PartialEq, actix::Message)]
+#[rtype(result = "()")]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct TransferEvent {
+    /// The transfer.
+    pub id: TransferId,
+    /// Position of this event in the transfer's stream, from 0.
+    pub seq: u64,
+    /// What happened.
+    #[cfg_attr(feature = "serde", serde(flatten))]
+    pub kind: EventKind,
+}
+
+/// What happened, in a [`TransferEvent`].
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "event", rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The engine accepted the transfer; it waits for a slot (or starts at once).
+    Queued,
+    /// Downloads and fetches: the response headers arrived and were accepted.
+    /// Uploads: the body is about to be sent (`status` is `None`, `headers` empty).
+    Began {
+        /// The response status, when there is a response yet.
+        status: Option<u16>,
+        /// The response headers (empty for uploads).
+        headers: Headers,
+        /// Bytes this transfer expects to move: the response length for downloads and fetches,
+        /// the body size for uploads; `None` when unknown (no fabricated totals).
+        bytes_estimated: Option<u64>,
+    },
+    /// Bytes moved. Throttled to one per progress interval, plus one when the body is done.
+    Progress {
+        /// Bytes moved so far (body bytes on the wire).
+        bytes_transferred: u64,
+        /// As in `Began`.
+        bytes_estimated: Option<u64>,
+    },
+    /// The transfer ended. Always the last event, exactly once.
+    Ended(Outcome),
+}
+
+/// How a transfer ended: the payload of the `Ended` event and of [`Wait`](crate::Wait).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Every byte arrived and was verified; a download's file is in place.
+    Completed {
+        /// Body bytes moved (downloaded, uploaded, or fetched).
+        bytes: u64,
+        /// The final response status.
+        status: u16,
+        /// The final URL, after redirects.
+        url: String,
+        /// Where the result is.
+        output: Output,
+    },
+    /// The transfer failed. A download's final file was not created.
+    Failed {
+        /// Body bytes moved before the failure.
+        bytes: u64,
+        /// Why.
+        error: TransferError,
+    },
+    /// The transfer was cancelled; a download's `.part` file was removed.
+    Cancelled {
+        /// Body bytes moved before the cancel.
+        bytes: u64,
+    },
+}
+
+/// Where a completed transfer's result is.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Output {
+    /// A download: the verified file, renamed into place.
+    File(PathBuf),
+    /// A fetch or an upload: the response body, in memory (at most the body cap).
+    Body(Bytes),
+}
+
+impl Outcome {
+    /// Completed, failed or cancelled.
+    pub fn end_state(&self) -> EndState {
+        match self {
+            Outcome::Completed { .. } => EndState::Completed,
+            Outcome::Failed { .. } => EndState::Failed,
+            Outcome::Cancelled { .. } => EndState::Cancelled,
+        }
+    }
+
+    /// Body bytes moved.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Outcome::Completed { bytes, .. }
+            | Outcome::Failed { bytes, .. }
+            | Outcome::Cancelled { bytes } => *bytes,
+        }
+    }
+
+    /// Whether the transfer completed.
+    pub fn is_completed(&self) -> bool {
+        matches!(self, Outcome::Completed { .. })
+    }
+
+    /// The error, when it failed.
+    pub fn error(&self) -> Option<&TransferError> {
+        match self {
+            Outcome::Failed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The downloaded file, when a download completed.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            Outcome::Completed {
+                output: Output::File(p),
+                ..
+            } => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The response body, when a fetch or upload completed.
+    pub fn body(&self) -> Option<&Bytes> {
+        match self {
+            Outcome::Completed {
+                output: Output::Body(b),
+                ..
+            } => Some(b),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+mod serde_impl {
+    use super::{Outcome, Output};
+    use serde::ser::{Serialize, SerializeMap, Serializer};
+
+    /// `{"outcome": "completed"|"failed"|"cancelled", "bytes": n, ...}` with `status`, `url` and
+    /// `path` (or `body_len`) when completed, `error` when failed.
+    impl Serialize for Outcome {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_map(None)?;
+            m.serialize_entry("outcome", &self.end_state())?;
+            m.serialize_entry("bytes", &self.bytes())?;
+            match self {
+                Outcome::Completed {
+                    status,
+                    url,
+                    output,
+                    ..
+                } => {
+                    m.serialize_entry("status", status)?;
+                    m.serialize_entry("url", url)?;
+                    match output {
+                        Output::File(p) => m.serialize_entry("path", p)?,
+                        Output::Body(b) => m.serialize_entry("body_len", &b.len())?,
+                    }
+                }
+                Outcome::Failed { error, .. } => m.serialize_entry("error", error)?,
+                Outcome::Cancelled { .. } => {}
+            }
+            m.end()
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! HTTP: sending a request through awc, following redirects ourselves, validating the response
+//! framing, and mapping awc's errors to [`TransferError`].
+//!
+//! awc is configured (in `worker`) with redirects, decompression and its own timeouts off. This
+//! module closes the holes that leaves open (see ARCHITECTURE.md): it follows redirects itself
+//! (http/https only, credentials and ranges not carried across origins, bodies re-sent from the
+//! source on 307/308), always asks for `Accept-Encoding: identity`, and refuses responses whose
+//! body awc cannot frame.
+
+use awc::{
+    body::BoxBody,
+    error::{ConnectError, PayloadError, SendRequestError},
+    http::{
+        header::{self, HeaderMap, HeaderName},
+        Method, StatusCode, Version,
+    },
+    Client, ClientResponse,
+};
+use url::{Origin, Url};
+
+use crate::{
+    error::{TimeoutPhase, TransferError},
+    event::Headers,
+    request::HttpRequest,
+};
+
+/// Headers that never follow a redirect to another origin.
+const CROSS_ORIGIN_STRIPPED: [HeaderName; 5] = [
+    header::AUTHORIZATION,
+    header::PROXY_AUTHORIZATION,
+    header::COOKIE,
+    header::RANGE,
+    header::IF_RANGE,
+];
+
+/// A response, after redirects.
+pub(crate) struct Sent {
+    pub(crate) response: ClientResponse,
+    /// The URL that produced `response`.
+    pub(crate) url: Url,
+}
+
+/// Send `req`, following up to `max_redirects` redirects.
+///
+/// `body` makes a fresh request body for each hop (an upload re-reads its file from the start
+/// after a 307/308), or `None`. `on_redirect` is told each new URL before it is requested.
+pub(crate) async fn send(
+    client: &Client,
+    req: &HttpRequest,
+    max_redirects: u32,
+    body: &mut dyn FnMut() -> Option<BoxBody>,
+    on_redirect: &dyn Fn(&Url),
+) -> Result<Sent, TransferError> {
+    let origin: Origin = req.url.origin();
+    let mut url = req.url.clone();
+    let mut method = req.method.clone();
+    let mut with_body = true;
+    let mut hops = 0u32;
+    loop {
+        let cross_origin = url.origin() != origin;
+        let mut creq = client.request(method.clone(), url.as_str());
+        let mut user_set_encoding = false;
+        for (name, value) in &req.headers {
+            if cross_origin && CROSS_ORIGIN_STRIPPED.contains(name) {
+                continue;
+            }
+            if !with_body && (name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH) {
+                continue;
+            }
+            user_set_encoding |= name == header::ACCEPT_ENCODING;
+            creq = creq.append_header((name.clone(), value.clone()));
+        }
+        if !user_set_encoding {
+            creq = creq.insert_header((header::ACCEPT_ENCODING, "identity"));
+        }
+        let result = match if with_body { body() } else { None } {
+            Some(b) => creq.send_body(b).await,
+            None => creq.send().await,
+        };
+        let response = result.map_err(send_error)?;
+        let status = response.status();
+        if !is_redirect(status) {
+            return Ok(Sent { response, url });
+        }
+        let Some(location) = response.headers().get(header::LOCATION) else {
+            // A 3xx without Location is a final answer; the caller judges its status.
+            return Ok(Sent { response, url });
+        };
+        let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
+        drop(response); // closes that connection; the body of a redirect is not read
+        hops += 1;
+        if hops > max_redirects {
+            return Err(TransferError::TooManyRedirects {
+                limit: max_redirects,
+            });
+        }
+        let next = url
+            .join(location.trim())
+            .map_err(|e| TransferError::RedirectRefused {
+                location: location.clone(),
+                reason: format!("invalid location: {e}"),
+            })?;
+        if !matches!(next.scheme(), "http" | "https") {
+            return Err(TransferError::RedirectRefused {
+                location,
+                reason: format!("scheme {:?} is not http or https", next.scheme()),
+            });
+        }
+        #[cfg(not(feature = "rustls"))]
+        if next.scheme() == "https" {
+            return Err(TransferError::RedirectRefused {
+                location,
+                reason: "https needs the `rustls` feature of actix-transfer".into(),
+            });
+        }
+        if status == StatusCode::SEE_OTHER
+            || (matches!(status.as_u16(), 301 | 302) && method == Method::POST)
+        {
+            if method != Method::HEAD {
+                method = Method::GET;
+            }
+            with_body = false;
+        }
+        url = next;
+        on_redirect(&url);
+        tracing::debug!(%url, status = status.as_u16(), hops, "following redirect");
+    }
+}
+
+fn is_redirect(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// The number of body bytes the response announces: `Some(n)` from `Content-Length` (or `0` for
+/// responses without a body), `None` when the body is framed by chunked encoding, HTTP/2, or an
+/// HTTP/1.0 connection close.
+///
+/// Fails with `BadContent` for conflicting `Content-Length` values, for `Content-Length` beside
+/// `Transfer-Encoding`, and for an HTTP/1.1 body delimited only by the connection close, which
+/// awc silently reads as empty (actix/actix-web#2287).
+pub(crate) fn body_length(
+    response: &ClientResponse,
+    method: &Method,
+) -> Result<Option<u64>, TransferError> {
+    let status = response.status();
+    if method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational()
+    {
+        return Ok(Some(0));
+    }
+    let headers = response.headers();
+    let length = content_length(headers)?;
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    match (length, chunked) {
+        (Some(_), true) => Err(TransferError::BadContent(
+            "both Content-Length and Transfer-Encoding are present".into(),
+        )),
+        (Some(n), false) => Ok(Some(n)),
+        (None, true) => Ok(None),
+        (None, false) => match response.version() {
+            Version::HTTP_11 => Err(TransferError::BadContent(
+                "the HTTP/1.1 response has neither Content-Length nor chunked encoding; a body \
+                 delimited by closing the connection cannot be read reliably"
+                    .into(),
+            )),
+            _ => Ok(None),
+        },
+    }
+}
+
+/// Every `Content-Length` value must agree (RFC 9110 §8.6).
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, TransferError> {
+    let mut found: Option<u64> = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        let text = value
+            .to_str()
+            .map_err(|_| TransferError::BadContent("unreadable Content-Length".into()))?;
+        for part in text.split(',') {
+            let n: u64 = part.trim().parse().map_err(|_| {
+                TransferError::BadContent(format!("invalid Content-Length {text:?}"))
+            })?;
+            match found {
+                Some(m) if m != n => {
+                    return Err(TransferError::BadContent(format!(
+                        "conflicting Content-Length values {m} and {n}"
+                    )))
+                }
+                _ => found = Some(n),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Response headers for events: lower-case names, lossy values, in received order.
+pub(crate) fn headers_of(response: &ClientResponse) -> Headers {
+    response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Map awc's request error.
+pub(crate) fn send_error(err: SendRequestError) -> TransferError {
+    match err {
+        SendRequestError::Connect(ConnectError::Timeout) => {
+            TransferError::Timeout(TimeoutPhase::Connect)
+        }
+        SendRequestError::Connect(e) => TransferError::Connect(e.to_string()),
+        SendRequestError::Timeout => TransferError::Timeout(TimeoutPhase::Headers),
+        SendRequestError::Url(e) => TransferError::InvalidRequest(e.to_string()),
+        SendRequestError::Http(e) => TransferError::InvalidRequest(e.to_string()),
+        SendRequestError::Send(e) => TransferError::Network(format!("sending the request: {e}")),
+        SendRequestError::Response(e) => {
+            use actix_http::error::ParseError;
+            match e {
+                ParseError::Io(e) => TransferError::Network(format!("reading the response: {e}")),
+                ParseError::Incomplete => TransferError::Network(
+                    "the connection closed before a complete response".into(),
+                ),
+                other => TransferError::BadContent(format!("malformed response: {other}")),
+            }
+        }
+        SendRequestError::Body(e) => TransferError::Network(format!("sending the body: {e}")),
+        other => TransferError::Network(other.to_string()),
+    }
+}
+
+/// Map awc's body error. `expected`/`received` turn a premature end into `Truncated`.
+pub(crate) fn payload_error(
+    err: PayloadError,
+    expected: Option<u64>,
+    received: u64,
+) -> TransferError {
+    match (err, expected) {
+        (PayloadError::Incomplete(_), Some(expected)) => {
+            TransferError::Truncated { expected, received }
+        }
+        (PayloadError::Incomplete(e), None) => TransferError::Network(format!(
+            "the connection closed mid-body{}",
+            e.map(|e| format!(": {e}")).unwrap_or_default()
+        )),
+        (PayloadError::Overflow, _) => TransferError::BadContent("payload overflow".into()),
+        (e, _) => TransferError::Network(format!("reading the body: {e}")),
+    }
+}

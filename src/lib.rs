@@ -1,0 +1,141 @@
+//! An actor-based HTTP transfer engine for actix: downloads to files, uploads from files and
+//! requests into memory, started from any actor, with progress events and a cancel that
+//! really stops the bytes.
+//!
+//! # The shape
+//!
+//! * [`Engine`] is a supervisor actor. Send it a [`Download`], [`Upload`] or [`Fetch`]; it
+//!   validates the request (URL, scheme, headers, target path) before any I/O, answers at once
+//!   with a [`TransferId`] or a [`TransferError`], and starts **one actor per transfer** on one
+//!   of its worker threads, each of which owns one `awc` client and its connection pool.
+//! * [`Cancel`] routes to the transfer's actor, which aborts its stream (no byte is read or
+//!   written after the reply), closes the connection, removes the `.part` file and replies
+//!   `Ok(())`; or `Err(CancelError::NotActive(end))` when the transfer had already ended, or
+//!   `Err(CancelError::Unknown)` for an id the engine never issued.
+//! * [`Subscribe`] an actor to receive [`TransferEvent`]s: `Queued`, `Began`, throttled
+//!   `Progress`, and **exactly one** `Ended` with the [`Outcome`], last, for every transfer.
+//! * [`Status`], [`List`] and [`Wait`] answer from the Engine's records; [`Shutdown`] stops
+//!   everything gracefully.
+//!
+//! # Example: another actor that downloads, watches and cancels
+//!
+//! ```
+//! use actix::prelude::*;
+//! use actix_transfer::{Cancel, Download, Engine, EventKind, Outcome, Subscribe, TransferEvent};
+//! # use actix_web::{web, App, HttpServer};
+//!
+//! /// An actor of the application: it asks for a download and cancels it if it is too big.
+//! struct Fetcher {
+//!     engine: Addr<Engine>,
+//!     done: Option<futures::channel::oneshot::Sender<Outcome>>,
+//! }
+//!
+//! impl Actor for Fetcher {
+//!     type Context = Context<Self>;
+//! }
+//!
+//! impl Handler<TransferEvent> for Fetcher {
+//!     type Result = ();
+//!     fn handle(&mut self, ev: TransferEvent, ctx: &mut Context<Self>) {
+//!         match ev.kind {
+//!             // Refuse anything over 1 MiB as soon as its size is known.
+//!             EventKind::Began { bytes_estimated: Some(n), .. } if n > 1 << 20 => {
+//!                 let engine = self.engine.clone();
+//!                 ctx.spawn(async move { let _ = engine.send(Cancel(ev.id)).await; }.into_actor(self));
+//!             }
+//!             EventKind::Ended(outcome) => {
+//!                 if let Some(tx) = self.done.take() { let _ = tx.send(outcome); }
+//!             }
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//!
+//! # #[actix_rt::main]
+//! # async fn main() -> std::io::Result<()> {
+//! # let server = HttpServer::new(|| App::new().route("/small.txt", web::get().to(|| async { "hello" })))
+//! #     .workers(1).bind(("127.0.0.1", 0))?;
+//! # let addr = server.addrs()[0];
+//! # let server = server.run();
+//! # let handle = server.handle();
+//! # actix_rt::spawn(server);
+//! let dir = tempfile::tempdir()?;
+//! let engine = Engine::builder().download_dir(dir.path()).start();
+//!
+//! let (tx, rx) = futures::channel::oneshot::channel();
+//! let fetcher = Fetcher { engine: engine.clone(), done: Some(tx) }.start();
+//! engine.send(Subscribe::all(fetcher.recipient())).await.unwrap();
+//!
+//! let id = engine
+//!     .send(Download::new(format!("http://{addr}/small.txt")))
+//!     .await
+//!     .unwrap()                // the mailbox answered
+//!     .expect("valid request"); // the engine accepted it
+//! let outcome = rx.await.unwrap();
+//! assert!(outcome.is_completed());
+//! assert_eq!(std::fs::read(outcome.path().unwrap())?, b"hello");
+//! # let _ = id;
+//! # handle.stop(true).await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Threads, blocking and cancel safety
+//!
+//! No file I/O runs on an arbiter thread: `.part` files are written in coalesced 512 KiB
+//! writes on the blocking pool, one in flight per transfer. The Engine is not on the per-chunk
+//! path. Dropping a reply future does not cancel a transfer; only [`Cancel`] (or
+//! [`Shutdown`]) does. A download's final file name only ever holds a complete, length-checked
+//! and synced file.
+//!
+//! # Known limits
+//!
+//! * awc ends a chunked body that is cut off mid-way exactly as it ends a complete one, so a
+//!   truncated *chunked* download cannot be told from a complete one; bodies with a
+//!   `Content-Length` are always checked. HTTP/1.1 bodies framed only by closing the connection
+//!   are refused with `BadContent` (awc would read them as empty).
+//! * With the `rustls` feature, the application must not enable a second rustls crypto
+//!   provider (aws-lc-rs) without installing a process default: rustls then panics when a
+//!   worker builds its client (rustls/rustls#1877).
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod engine;
+mod error;
+mod event;
+mod http;
+mod path;
+mod request;
+mod sink;
+mod source;
+mod status;
+mod subscribers;
+mod transfer;
+mod worker;
+
+pub use engine::{
+    Cancel, Engine, EngineBuilder, List, SetLimits, Shutdown, Status, Subscribe, Unsubscribe, Wait,
+};
+pub use error::{CancelError, EndState, ErrorKind, FileErrorKind, TimeoutPhase, TransferError};
+pub use event::{EventKind, Headers, Outcome, Output, TransferEvent, TransferId};
+pub use request::{Conflict, Download, Fetch, Upload};
+pub use status::{TransferKind, TransferState, TransferStatus};
+pub use subscribers::SubscriptionId;
+
+#[cfg(test)]
+mod assert_send {
+    fn is_send_sync<T: Send + Sync + 'static>() {}
+    fn is_send<T: Send + 'static>() {}
+
+    #[test]
+    fn public_types_cross_threads() {
+        is_send_sync::<super::TransferError>();
+        is_send_sync::<super::CancelError>();
+        is_send_sync::<super::TransferEvent>();
+        is_send_sync::<super::Outcome>();
+        is_send_sync::<super::TransferStatus>();
+        is_send::<super::Download>();
+        is_send::<super::Upload>();
+        is_send::<super::Fetch>();
+        is_send::<super::Subscribe>();
+    }
+}

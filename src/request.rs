@@ -1,0 +1,425 @@
+//! The three kinds of transfer, as messages to the [`Engine`](crate::Engine).
+//!
+//! Each is a builder and a message whose reply is `Result<TransferId, TransferError>`. The
+//! Engine validates it before any I/O (URL and scheme, header names and values, target path)
+//! and answers at once; the transfer itself runs later on a worker.
+
+use std::path::PathBuf;
+
+use actix::Message;
+use awc::http::{
+    header::{HeaderName, HeaderValue},
+    Method,
+};
+use bytes::Bytes;
+use url::Url;
+
+use crate::{error::TransferError, event::TransferId, path};
+
+/// What a download does when its target file already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum Conflict {
+    /// Pick `name (1).ext`, `name (2).ext`, ... (the default, like browsers).
+    #[default]
+    Uniquify,
+    /// Replace the existing file, atomically, once the new one is complete.
+    Overwrite,
+    /// Fail with a `File` error of kind `AlreadyExists`.
+    Fail,
+}
+
+/// Download a URL with GET into a file under the engine's download directory.
+///
+/// The body goes to `<name>.part`, which is renamed to `<name>` only after its length was
+/// verified against the response. Without [`Download::to`], the name is the URL's last path
+/// segment (sanitised), or `download`.
+///
+/// ```
+/// use actix_transfer::{Conflict, Download};
+/// let d = Download::new("http://127.0.0.1:8080/file.bin")
+///     .to("incoming/file.bin")
+///     .header("authorization", "Bearer token")
+///     .conflict(Conflict::Overwrite);
+/// # let _ = d;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Download {
+    pub(crate) url: String,
+    pub(crate) target: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) conflict: Conflict,
+    pub(crate) priority: i32,
+}
+
+impl Download {
+    /// Download `url` (http or https).
+    pub fn new(url: impl Into<String>) -> Self {
+        Download {
+            url: url.into(),
+            target: None,
+            headers: Vec::new(),
+            conflict: Conflict::default(),
+            priority: 0,
+        }
+    }
+
+    /// The target path, relative to the download directory (`a/b.bin`). Absolute paths, `..`,
+    /// empty and dot-edged components are refused with `UnsafePath`.
+    pub fn to(mut self, relative_path: impl Into<String>) -> Self {
+        self.target = Some(relative_path.into());
+        self
+    }
+
+    /// Add a request header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// What to do when the target exists (default [`Conflict::Uniquify`]).
+    pub fn conflict(mut self, conflict: Conflict) -> Self {
+        self.conflict = conflict;
+        self
+    }
+
+    /// Admission priority: higher starts first when transfers queue (default 0).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+}
+
+impl Message for Download {
+    type Result = Result<TransferId, TransferError>;
+}
+
+/// Upload a file as the body of a PUT (default) or POST, with `Content-Length`.
+///
+/// The file must exist when the message is sent (checked off-thread before the id is
+/// assigned). `Began` is published before connecting, with the body size; progress counts body
+/// bytes handed to the connection. The response body is kept in memory up to the body cap.
+///
+/// ```
+/// use actix_transfer::Upload;
+/// let u = Upload::new("http://127.0.0.1:8080/put/here", "/tmp/report.pdf")
+///     .post()
+///     .header("content-type", "application/pdf");
+/// # let _ = u;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub(crate) url: String,
+    pub(crate) file: PathBuf,
+    pub(crate) method: Method,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) priority: i32,
+}
+
+impl Upload {
+    /// PUT the file at `file` to `url`.
+    pub fn new(url: impl Into<String>, file: impl Into<PathBuf>) -> Self {
+        Upload {
+            url: url.into(),
+            file: file.into(),
+            method: Method::PUT,
+            headers: Vec::new(),
+            priority: 0,
+        }
+    }
+
+    /// Use POST instead of PUT.
+    pub fn post(mut self) -> Self {
+        self.method = Method::POST;
+        self
+    }
+
+    /// Add a request header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Admission priority: higher starts first when transfers queue (default 0).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+}
+
+impl Message for Upload {
+    type Result = Result<TransferId, TransferError>;
+}
+
+/// A request whose response body is kept in memory, up to a cap.
+///
+/// ```
+/// use actix_transfer::Fetch;
+/// let f = Fetch::new("POST", "http://127.0.0.1:8080/api")
+///     .body("{\"q\": 1}")
+///     .header("content-type", "application/json")
+///     .accept_any_status()
+///     .max_body(64 * 1024);
+/// # let _ = f;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    pub(crate) url: String,
+    pub(crate) method: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Option<Bytes>,
+    pub(crate) any_status: bool,
+    pub(crate) max_body: Option<u64>,
+    pub(crate) priority: i32,
+}
+
+impl Fetch {
+    /// A GET of `url`.
+    pub fn get(url: impl Into<String>) -> Self {
+        Fetch::new("GET", url)
+    }
+
+    /// A request with any method (`"GET"`, `"POST"`, `"DELETE"`, ...).
+    pub fn new(method: impl Into<String>, url: impl Into<String>) -> Self {
+        Fetch {
+            url: url.into(),
+            method: method.into(),
+            headers: Vec::new(),
+            body: None,
+            any_status: false,
+            max_body: None,
+            priority: 0,
+        }
+    }
+
+    /// The request body, sent with `Content-Length`.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+
+    /// Add a request header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Complete with any status instead of failing with `Server { status }` on non-2xx.
+    pub fn accept_any_status(mut self) -> Self {
+        self.any_status = true;
+        self
+    }
+
+    /// Cap the response body in memory (default: the engine's `max_body`, 16 MiB). A longer body
+    /// fails the transfer with `BodyTooLarge` as soon as the cap is passed.
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = Some(bytes);
+        self
+    }
+
+    /// Admission priority: higher starts first when transfers queue (default 0).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+}
+
+impl Message for Fetch {
+    type Result = Result<TransferId, TransferError>;
+}
+
+/// A request as validated: what the transfer actor sends.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpRequest {
+    pub(crate) url: Url,
+    pub(crate) method: Method,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// What a transfer does with the response, as validated.
+#[derive(Debug, Clone)]
+pub(crate) enum JobKind {
+    Download {
+        target: PathBuf,
+        conflict: Conflict,
+    },
+    Upload {
+        file: PathBuf,
+        size: u64,
+    },
+    Fetch {
+        body: Option<Bytes>,
+        any_status: bool,
+        max_body: Option<u64>,
+    },
+}
+
+/// A validated transfer, ready for a worker.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub(crate) request: HttpRequest,
+    pub(crate) kind: JobKind,
+    pub(crate) priority: i32,
+}
+
+impl Job {
+    pub(crate) fn host(&self) -> String {
+        host_key(&self.request.url)
+    }
+}
+
+/// `host:port`, the unit of the per-host limit.
+pub(crate) fn host_key(url: &Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
+/// Parse and check an absolute http(s) URL.
+pub(crate) fn parse_url(raw: &str) -> Result<Url, TransferError> {
+    let url = Url::parse(raw.trim())
+        .map_err(|e| TransferError::invalid(format!("invalid URL {raw:?}: {e}")))?;
+    match url.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(TransferError::invalid(format!(
+                "unsupported scheme {other:?} in {raw:?}: only http and https"
+            )))
+        }
+    }
+    #[cfg(not(feature = "rustls"))]
+    if url.scheme() == "https" {
+        return Err(TransferError::invalid(
+            "https needs the `rustls` feature of actix-transfer",
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(TransferError::invalid(format!("no host in URL {raw:?}")));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(TransferError::invalid(
+            "credentials in the URL are not supported: use an authorization header",
+        ));
+    }
+    Ok(url)
+}
+
+fn parse_headers(
+    raw: &[(String, String)],
+) -> Result<Vec<(HeaderName, HeaderValue)>, TransferError> {
+    raw.iter()
+        .map(|(k, v)| {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| TransferError::invalid(format!("invalid header name {k:?}")))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| TransferError::invalid(format!("invalid value for header {k:?}")))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+impl Download {
+    pub(crate) fn validate(&self) -> Result<Job, TransferError> {
+        let url = parse_url(&self.url)?;
+        let target = match &self.target {
+            Some(t) => path::validate_target(t)?,
+            None => path::name_from_url(&url),
+        };
+        Ok(Job {
+            request: HttpRequest {
+                url,
+                method: Method::GET,
+                headers: parse_headers(&self.headers)?,
+            },
+            kind: JobKind::Download {
+                target,
+                conflict: self.conflict,
+            },
+            priority: self.priority,
+        })
+    }
+}
+
+impl Upload {
+    /// Everything but the file check, which needs I/O.
+    pub(crate) fn validate(&self, size: u64) -> Result<Job, TransferError> {
+        Ok(Job {
+            request: HttpRequest {
+                url: parse_url(&self.url)?,
+                method: self.method.clone(),
+                headers: parse_headers(&self.headers)?,
+            },
+            kind: JobKind::Upload {
+                file: self.file.clone(),
+                size,
+            },
+            priority: self.priority,
+        })
+    }
+}
+
+impl Fetch {
+    pub(crate) fn validate(&self) -> Result<Job, TransferError> {
+        let method = Method::from_bytes(self.method.as_bytes())
+            .map_err(|_| TransferError::invalid(format!("invalid method {:?}", self.method)))?;
+        Ok(Job {
+            request: HttpRequest {
+                url: parse_url(&self.url)?,
+                method,
+                headers: parse_headers(&self.headers)?,
+            },
+            kind: JobKind::Fetch {
+                body: self.body.clone(),
+                any_status: self.any_status,
+                max_body: self.max_body,
+            },
+            priority: self.priority,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_urls() {
+        for bad in [
+            "",
+            "not a url",
+            "ftp://127.0.0.1/x",
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+            "http://",
+            "http://user:pw@127.0.0.1/",
+        ] {
+            assert!(
+                matches!(parse_url(bad), Err(TransferError::InvalidRequest(_))),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(parse_url("http://127.0.0.1:1/x").is_ok());
+    }
+
+    #[test]
+    fn refuses_bad_headers() {
+        let d = Download::new("http://127.0.0.1/x").header("bad name", "v");
+        assert!(matches!(
+            d.validate(),
+            Err(TransferError::InvalidRequest(_))
+        ));
+        let d = Download::new("http://127.0.0.1/x").header("x-ok", "line\nbreak");
+        assert!(matches!(
+            d.validate(),
+            Err(TransferError::InvalidRequest(_))
+        ));
+        let f = Fetch::new("BAD METHOD", "http://127.0.0.1/x");
+        assert!(matches!(
+            f.validate(),
+            Err(TransferError::InvalidRequest(_))
+        ));
+    }
+}

@@ -1,0 +1,148 @@
+//! Subscribers: who receives which transfer's events, shared by the Engine and every worker.
+//!
+//! Transfer actors publish straight to subscribers from their worker thread; events never pass
+//! through the Engine. Recipients are stored weak (a subscription never keeps an actor alive)
+//! and sent with `do_send`, which never waits on a full mailbox, so a slow or dead subscriber
+//! cannot stall a transfer. Dead recipients are dropped the first time a publish finds them.
+//!
+//! The registry also keeps each transfer's final `Ended` event, so that a subscriber to one id
+//! that arrives after the end still receives it, exactly once: publishing `Ended` and
+//! subscribing to an id both take the write lock, so one of them sees the other.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        RwLock,
+    },
+};
+
+use actix::{Recipient, WeakRecipient};
+
+use crate::event::{EventKind, TransferEvent, TransferId};
+
+/// The handle of a subscription, returned by [`Subscribe`](crate::Subscribe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SubscriptionId(pub(crate) u64);
+
+type Entry = (u64, WeakRecipient<TransferEvent>);
+
+#[derive(Default)]
+struct Registry {
+    all: Vec<Entry>,
+    by_id: HashMap<TransferId, Vec<Entry>>,
+    ended: HashMap<TransferId, TransferEvent>,
+}
+
+/// The registry; one per engine, behind an `Arc`.
+#[derive(Default)]
+pub(crate) struct Subscribers {
+    inner: RwLock<Registry>,
+    next: AtomicU64,
+}
+
+impl Subscribers {
+    pub(crate) fn subscribe(
+        &self,
+        recipient: Recipient<TransferEvent>,
+        only: Option<TransferId>,
+    ) -> SubscriptionId {
+        let sid = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut reg = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        match only {
+            None => reg.all.push((sid, recipient.downgrade())),
+            Some(id) => {
+                if let Some(ended) = reg.ended.get(&id) {
+                    recipient.do_send(ended.clone());
+                } else {
+                    reg.by_id
+                        .entry(id)
+                        .or_default()
+                        .push((sid, recipient.downgrade()));
+                }
+            }
+        }
+        SubscriptionId(sid)
+    }
+
+    pub(crate) fn unsubscribe(&self, sub: SubscriptionId) -> bool {
+        let mut reg = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let before = reg.all.len() + reg.by_id.values().map(Vec::len).sum::<usize>();
+        reg.all.retain(|(s, _)| *s != sub.0);
+        reg.by_id.retain(|_, v| {
+            v.retain(|(s, _)| *s != sub.0);
+            !v.is_empty()
+        });
+        let after = reg.all.len() + reg.by_id.values().map(Vec::len).sum::<usize>();
+        before != after
+    }
+
+    /// Publish a non-final event.
+    pub(crate) fn publish(&self, event: TransferEvent) {
+        debug_assert!(!matches!(event.kind, EventKind::Ended(_)));
+        let dead = {
+            let reg = self.inner.read().unwrap_or_else(|e| e.into_inner());
+            let mut dead = false;
+            let targets = reg
+                .all
+                .iter()
+                .chain(reg.by_id.get(&event.id).into_iter().flatten());
+            for (_, weak) in targets {
+                dead |= !deliver(weak, &event);
+            }
+            dead
+        };
+        if dead {
+            self.prune();
+        }
+    }
+
+    /// Publish the final event and remember it for late per-id subscribers.
+    pub(crate) fn publish_ended(&self, event: TransferEvent) {
+        debug_assert!(matches!(event.kind, EventKind::Ended(_)));
+        let (all, own) = {
+            let mut reg = self.inner.write().unwrap_or_else(|e| e.into_inner());
+            let own = reg.by_id.remove(&event.id).unwrap_or_default();
+            reg.ended.insert(event.id, event.clone());
+            (reg.all.clone(), own)
+        };
+        let mut dead = false;
+        for (_, weak) in all.iter().chain(own.iter()) {
+            dead |= !deliver(weak, &event);
+        }
+        if dead {
+            self.prune();
+        }
+    }
+
+    /// Forget a transfer's remembered final event (when the engine erases it).
+    pub(crate) fn forget(&self, id: TransferId) {
+        let mut reg = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        reg.ended.remove(&id);
+        reg.by_id.remove(&id);
+    }
+
+    fn prune(&self) {
+        let mut reg = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        reg.all.retain(|(_, w)| alive(w));
+        reg.by_id.retain(|_, v| {
+            v.retain(|(_, w)| alive(w));
+            !v.is_empty()
+        });
+    }
+}
+
+fn alive(weak: &WeakRecipient<TransferEvent>) -> bool {
+    weak.upgrade().is_some_and(|r| r.connected())
+}
+
+/// Send without waiting; false when the subscriber is gone.
+fn deliver(weak: &WeakRecipient<TransferEvent>, event: &TransferEvent) -> bool {
+    match weak.upgrade() {
+        Some(r) if r.connected() => {
+            r.do_send(event.clone());
+            true
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,63 @@
+//! An upload attempt: the file streamed as a sized request body, counted as it is handed to the
+//! connection; then the response, whose body is kept in memory up to the cap.
+
+use std::{path::Path, rc::Rc};
+
+use awc::body::{BoxBody, SizedStream};
+use futures::StreamExt;
+
+use super::{BodyReader, Ctx, Done};
+use crate::{error::TransferError, http, source::file_stream};
+
+pub(super) async fn run(ctx: &Rc<Ctx>, file: &Path, size: u64) -> Result<Done, TransferError> {
+    ctx.began(None, Vec::new(), Some(size));
+    if size == 0 {
+        ctx.body_done();
+    }
+    let mut make_body = || {
+        // A fresh stream from the start of the file for each hop (307/308 re-send it).
+        ctx.reset_bytes();
+        ctx.await_body();
+        let c = Rc::clone(ctx);
+        let counted = file_stream(file.to_path_buf(), 0, size).map(move |chunk| {
+            match &chunk {
+                Ok(bytes) => {
+                    c.moved(bytes.len());
+                    if c.bytes() == size {
+                        c.body_done();
+                        c.await_headers();
+                    }
+                }
+                Err(e) => c.set_body_error(TransferError::file("reading the upload file", e)),
+            }
+            chunk
+        });
+        Some(BoxBody::new(SizedStream::new(size, Box::pin(counted))))
+    };
+    let sent = http::send(
+        &ctx.client,
+        &ctx.job.request,
+        ctx.cfg.max_redirects,
+        &mut make_body,
+        &|url| ctx.redirected(url),
+    )
+    .await
+    .map_err(|e| ctx.take_body_error().unwrap_or(e))?;
+    let status = sent.response.status();
+    if !status.is_success() {
+        return Err(TransferError::Server {
+            status: status.as_u16(),
+        });
+    }
+    let expected = http::body_length(&sent.response, &ctx.job.request.method)?;
+    ctx.await_body();
+    let reply = BodyReader::new(sent.response, expected, false)
+        .collect(ctx, ctx.cfg.max_body)
+        .await?;
+    Ok(Done::Memory {
+        body: reply,
+        bytes: ctx.bytes(),
+        status: status.as_u16(),
+        url: sent.url.into(),
+    })
+}
