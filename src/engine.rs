@@ -18,12 +18,17 @@ use actix::prelude::*;
 use futures::channel::oneshot;
 
 use crate::{
-    error::{CancelError, EndState, TransferError},
+    error::{CancelError, EndState, EraseError, TransferError},
     event::{EventKind, Outcome, TransferEvent, TransferId},
     request::{Download, Fetch, Job, JobKind, Upload},
+    retry::RetryPolicy,
+    sink,
     status::{Progress, TransferKind, TransferState, TransferStatus},
     subscribers::{Subscribers, SubscriptionId},
-    transfer::{AbortTransfer, CancelTransfer, Finished, Setup, TransferActor},
+    transfer::{
+        AbortTransfer, CancelTransfer, Finished, Parked, PauseTransfer, ResumeTransfer, Setup,
+        TransferActor,
+    },
     worker::{self, Workers},
 };
 
@@ -40,6 +45,7 @@ pub(crate) struct Config {
     pub(crate) max_body: u64,
     pub(crate) user_agent: String,
     pub(crate) keep_alive: Duration,
+    pub(crate) retry: RetryPolicy,
 }
 
 /// Builds and starts an [`Engine`]. Every option has a documented default.
@@ -80,6 +86,7 @@ impl Default for EngineBuilder {
                 max_body: 16 * 1024 * 1024,
                 user_agent: concat!("actix-transfer/", env!("CARGO_PKG_VERSION")).into(),
                 keep_alive: Duration::from_secs(15),
+                retry: RetryPolicy::default(),
             },
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_active: 256,
@@ -159,6 +166,13 @@ impl EngineBuilder {
         self
     }
 
+    /// How failed attempts are retried (downloads resume from the bytes on disk). Default:
+    /// [`RetryPolicy::default`], 5 attempts with exponential backoff from 1 s.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.cfg.retry = policy;
+        self
+    }
+
     /// The `User-Agent` header. Default `actix-transfer/<version>`.
     pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
         self.cfg.user_agent = ua.into();
@@ -182,6 +196,7 @@ impl EngineBuilder {
             records: HashMap::new(),
             queue: BTreeMap::new(),
             active: 0,
+            live: 0,
             per_host: HashMap::new(),
             max_active: self.max_active,
             max_per_host: self.max_per_host,
@@ -194,9 +209,18 @@ impl EngineBuilder {
 
 type QueueKey = (Reverse<i32>, u64);
 
+/// What starts when a waiting transfer is admitted.
+enum Waiting {
+    /// A transfer that never ran: a new actor.
+    New(Box<Job>),
+    /// A paused transfer: its actor continues.
+    Resume(Addr<TransferActor>),
+}
+
 enum Slot {
-    Queued { job: Box<Job>, key: QueueKey },
+    Queued { what: Waiting, key: QueueKey },
     Active { addr: Addr<TransferActor> },
+    Paused(Waiting),
     Ended(Outcome),
 }
 
@@ -205,9 +229,14 @@ struct Record {
     url: String,
     path: Option<PathBuf>,
     host: String,
+    priority: i32,
     progress: Arc<Progress>,
     slot: Slot,
     waiters: Vec<oneshot::Sender<Outcome>>,
+    /// The next seq the Engine itself would publish with (before an actor exists).
+    seq: u64,
+    /// A `.part` file the transfer left behind (kept on failure or shutdown).
+    kept_part: Option<PathBuf>,
 }
 
 /// The supervisor actor. Start it with [`Engine::builder`]; talk to it with messages.
@@ -216,9 +245,11 @@ struct Record {
 /// |---|---|
 /// | [`Download`], [`Upload`], [`Fetch`] | `Result<TransferId, TransferError>`, at once |
 /// | [`Cancel`] | `Result<(), CancelError>`, after the stream stopped |
+/// | [`Pause`] / [`Resume`] | `Result<(), CancelError>` |
 /// | [`Status`] | `Option<TransferStatus>` |
 /// | [`List`] | `Vec<TransferStatus>` |
 /// | [`Wait`] | `Option<Outcome>`, when the transfer ends |
+/// | [`Erase`] | `Result<(), EraseError>` |
 /// | [`Subscribe`] / [`Unsubscribe`] | `SubscriptionId` / `bool` |
 /// | [`SetLimits`] | `()` |
 /// | [`Shutdown`] | `()`, once every transfer ended and the workers stopped |
@@ -228,7 +259,10 @@ pub struct Engine {
     subs: Arc<Subscribers>,
     records: HashMap<TransferId, Record>,
     queue: BTreeMap<QueueKey, TransferId>,
+    /// Transfers holding an admission slot.
     active: usize,
+    /// Transfer actors alive (active, paused, or resumed and waiting for a slot).
+    live: usize,
     per_host: HashMap<String, usize>,
     max_active: usize,
     max_per_host: Option<usize>,
@@ -261,9 +295,9 @@ impl Engine {
         self.next_id += 1;
         let id = TransferId::new(self.next_id).expect("ids start at 1");
         let (kind, path) = match &job.kind {
-            JobKind::Download { target, .. } => (
+            JobKind::Download(opts) => (
                 TransferKind::Download,
-                Some(self.cfg.download_dir.join(target)),
+                Some(self.cfg.download_dir.join(&opts.target)),
             ),
             JobKind::Upload { file, .. } => (TransferKind::Upload, Some(file.clone())),
             JobKind::Fetch { .. } => (TransferKind::Fetch, None),
@@ -274,32 +308,49 @@ impl Engine {
             url: job.request.url.to_string(),
             path,
             host: job.host(),
+            priority: job.priority,
             progress: Arc::new(Progress::new()),
             slot: Slot::Queued {
-                job: Box::new(job),
+                what: Waiting::New(Box::new(job)),
                 key,
             },
             waiters: Vec::new(),
+            seq: 0,
+            kept_part: None,
         };
         self.records.insert(id, record);
         self.queue.insert(key, id);
-        self.subs.publish(TransferEvent {
-            id,
-            seq: 0,
-            kind: EventKind::Queued,
-        });
+        self.publish(id, EventKind::Queued);
         self.admit(ctx);
         Ok(id)
     }
 
-    /// Start queued transfers while slots are free, best priority first, skipping hosts at
+    /// Publish an event of a transfer that has no actor running its events (queued).
+    fn publish(&mut self, id: TransferId, kind: EventKind) {
+        let Some(record) = self.records.get_mut(&id) else {
+            return;
+        };
+        let seq = record.seq;
+        record.seq += 1;
+        let event = TransferEvent { id, seq, kind };
+        if let EventKind::Ended(_) = event.kind {
+            self.subs.publish_ended(event);
+        } else {
+            self.subs.publish(event);
+        }
+    }
+
+    /// Start waiting transfers while slots are free, best priority first, skipping hosts at
     /// their limit.
     fn admit(&mut self, ctx: &mut Context<Self>) {
+        if self.shutdown.is_some() {
+            return;
+        }
         while self.active < self.max_active && !self.queue.is_empty() {
             let next = self.queue.iter().find_map(|(key, id)| {
-                let host = &self.records[id].host;
-                let busy = self.per_host.get(host).copied().unwrap_or(0);
-                (self.max_per_host.is_none_or(|max| busy < max)).then_some((*key, *id))
+                let busy = self.per_host.get(&self.records[id].host).copied();
+                let free = self.max_per_host.is_none_or(|max| busy.unwrap_or(0) < max);
+                free.then_some((*key, *id))
             });
             let Some((key, id)) = next else { break };
             self.queue.remove(&key);
@@ -308,60 +359,92 @@ impl Engine {
     }
 
     fn start_transfer(&mut self, id: TransferId, ctx: &mut Context<Self>) {
-        let (worker, arbiter) = self.workers.pick();
         let record = self.records.get_mut(&id).expect("queued ids have records");
-        let Slot::Queued { .. } = record.slot else {
-            return;
-        };
         let placeholder = Slot::Ended(Outcome::Cancelled { bytes: 0 });
-        let Slot::Queued { job, .. } = std::mem::replace(&mut record.slot, placeholder) else {
-            unreachable!()
+        let Slot::Queued { what, .. } = std::mem::replace(&mut record.slot, placeholder) else {
+            unreachable!("only queued transfers are admitted")
         };
-        let setup = Setup {
-            id,
-            job: *job,
-            cfg: Arc::clone(&self.cfg),
-            subs: Arc::clone(&self.subs),
-            progress: Arc::clone(&record.progress),
-            engine: ctx.address().recipient(),
-            worker,
-            next_seq: 1,
+        let addr = match what {
+            Waiting::New(job) => {
+                let (worker, arbiter) = self.workers.pick();
+                let setup = Setup {
+                    id,
+                    job: *job,
+                    cfg: Arc::clone(&self.cfg),
+                    subs: Arc::clone(&self.subs),
+                    progress: Arc::clone(&record.progress),
+                    engine: ctx.address(),
+                    worker,
+                    next_seq: record.seq,
+                };
+                self.live += 1;
+                TransferActor::start_in_arbiter(&arbiter, move |_| {
+                    TransferActor::new(setup, worker::client())
+                })
+            }
+            Waiting::Resume(addr) => {
+                addr.do_send(ResumeTransfer);
+                addr
+            }
         };
         record.progress.set_state(TransferState::Active);
-        let addr = TransferActor::start_in_arbiter(&arbiter, move |_| {
-            TransferActor::new(setup, worker::client())
-        });
         record.slot = Slot::Active { addr };
         *self.per_host.entry(record.host.clone()).or_default() += 1;
         self.active += 1;
     }
 
-    /// End a transfer that never started (cancelled or shut down while queued).
-    fn end_queued(&mut self, id: TransferId, outcome: Outcome) {
+    /// Give back the admission slot of `record` (it ended or paused).
+    fn release_slot(&mut self, host: &str) {
+        self.active -= 1;
+        if let Some(n) = self.per_host.get_mut(host) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_host.remove(host);
+            }
+        }
+    }
+
+    /// End a transfer that has no actor (queued or paused before it ever ran).
+    fn end_without_actor(&mut self, id: TransferId, outcome: Outcome) {
         let Some(record) = self.records.get_mut(&id) else {
             return;
         };
-        if let Slot::Queued { key, .. } = record.slot {
-            self.queue.remove(&key);
-        } else {
-            return;
+        match &record.slot {
+            Slot::Queued {
+                what: Waiting::New(_),
+                key,
+            } => {
+                self.queue.remove(key);
+            }
+            Slot::Paused(Waiting::New(_)) => {}
+            _ => return,
         }
         record.progress.set_state(outcome.end_state().into());
-        self.subs.publish_ended(TransferEvent {
-            id,
-            seq: 1,
-            kind: EventKind::Ended(outcome.clone()),
-        });
         for w in record.waiters.drain(..) {
             let _ = w.send(outcome.clone());
         }
-        record.slot = Slot::Ended(outcome);
+        record.slot = Slot::Ended(outcome.clone());
+        self.publish(id, EventKind::Ended(outcome));
+    }
+
+    /// The actor of a transfer, if one runs (active, paused, or resumed and waiting).
+    fn actor_of(record: &Record) -> Option<&Addr<TransferActor>> {
+        match &record.slot {
+            Slot::Active { addr }
+            | Slot::Paused(Waiting::Resume(addr))
+            | Slot::Queued {
+                what: Waiting::Resume(addr),
+                ..
+            } => Some(addr),
+            _ => None,
+        }
     }
 
     fn status_of(&self, id: TransferId, r: &Record) -> TransferStatus {
         let (state, error, path) = match &r.slot {
             Slot::Queued { .. } => (TransferState::Queued, None, r.path.clone()),
             Slot::Active { .. } => (TransferState::Active, None, r.path.clone()),
+            Slot::Paused(_) => (TransferState::Paused, None, r.path.clone()),
             Slot::Ended(o) => (
                 TransferState::from(o.end_state()),
                 o.error().cloned(),
@@ -381,11 +464,12 @@ impl Engine {
             },
             bytes_estimated: r.progress.estimated(),
             error,
+            can_resume: matches!(r.slot, Slot::Paused(_)) && r.progress.can_resume(),
         }
     }
 
     fn maybe_finish_shutdown(&mut self, ctx: &mut Context<Self>) {
-        if self.active == 0 {
+        if self.live == 0 {
             if let Some(replies) = self.shutdown.as_mut() {
                 self.workers.stop();
                 for r in replies.drain(..) {
@@ -454,12 +538,38 @@ impl Handler<Upload> for Engine {
     }
 }
 
+/// Forward a control message to a transfer's actor; a stopped actor has ended, and its end
+/// state is in the shared counters.
+fn forward<M>(
+    addr: Addr<TransferActor>,
+    msg: M,
+    progress: Arc<Progress>,
+) -> ResponseFuture<Result<(), CancelError>>
+where
+    M: Message<Result = Result<(), CancelError>> + Send + 'static,
+    TransferActor: Handler<M>,
+{
+    Box::pin(async move {
+        match addr.send(msg).await {
+            Ok(reply) => reply,
+            Err(_) => Err(CancelError::NotActive(
+                progress.state().end_state().unwrap_or(EndState::Failed),
+            )),
+        }
+    })
+}
+
+fn ready<T: 'static>(v: T) -> ResponseFuture<T> {
+    Box::pin(async move { v })
+}
+
 /// Cancel a transfer: abort its stream, remove its `.part` file, end it as `Cancelled`.
 ///
 /// Replies `Ok(())` once no more bytes will be read or written, the connection is closed and
 /// the `Ended(Cancelled)` event was published; `Err(NotActive(end))` when the transfer had
 /// already ended (the race with completion is decided by the transfer itself, and the reply
 /// always agrees with its `Ended` event); `Err(Unknown)` for an id this engine never issued.
+/// Queued and paused transfers can be cancelled too.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<(), CancelError>")]
 pub struct Cancel(pub TransferId);
@@ -469,30 +579,114 @@ impl Handler<Cancel> for Engine {
 
     fn handle(&mut self, Cancel(id): Cancel, _ctx: &mut Self::Context) -> Self::Result {
         let Some(record) = self.records.get(&id) else {
-            return Box::pin(async { Err(CancelError::Unknown) });
+            return ready(Err(CancelError::Unknown));
         };
-        match &record.slot {
-            Slot::Ended(o) => {
-                let end = o.end_state();
-                Box::pin(async move { Err(CancelError::NotActive(end)) })
-            }
-            Slot::Queued { .. } => {
-                self.end_queued(id, Outcome::Cancelled { bytes: 0 });
-                Box::pin(async { Ok(()) })
-            }
-            Slot::Active { addr } => {
-                let (addr, progress) = (addr.clone(), Arc::clone(&record.progress));
-                Box::pin(async move {
-                    match addr.send(CancelTransfer).await {
-                        Ok(reply) => reply,
-                        // The actor stopped after ending; its end state is in the counters.
-                        Err(_) => Err(CancelError::NotActive(
-                            progress.state().end_state().unwrap_or(EndState::Failed),
-                        )),
-                    }
-                })
+        if let Slot::Ended(o) = &record.slot {
+            return ready(Err(CancelError::NotActive(o.end_state())));
+        }
+        match Self::actor_of(record) {
+            Some(addr) => forward(addr.clone(), CancelTransfer, Arc::clone(&record.progress)),
+            None => {
+                self.end_without_actor(id, Outcome::Cancelled { bytes: 0 });
+                ready(Ok(()))
             }
         }
+    }
+}
+
+/// Pause a transfer: stop reading, close the connection, keep the `.part` file and its
+/// validator, and give the admission slot to the next transfer. Replies `Ok(())` once paused
+/// (also when it already was); `Err(NotActive(end))` when it ended; `Err(Unknown)`.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), CancelError>")]
+pub struct Pause(pub TransferId);
+
+impl Handler<Pause> for Engine {
+    type Result = ResponseFuture<Result<(), CancelError>>;
+
+    fn handle(&mut self, Pause(id): Pause, _ctx: &mut Self::Context) -> Self::Result {
+        let Some(record) = self.records.get_mut(&id) else {
+            return ready(Err(CancelError::Unknown));
+        };
+        match &record.slot {
+            Slot::Ended(o) => ready(Err(CancelError::NotActive(o.end_state()))),
+            Slot::Paused(_) => ready(Ok(())),
+            Slot::Active { addr } => {
+                forward(addr.clone(), PauseTransfer, Arc::clone(&record.progress))
+            }
+            Slot::Queued { key, .. } => {
+                let key = *key;
+                self.queue.remove(&key);
+                let placeholder = Slot::Ended(Outcome::Cancelled { bytes: 0 });
+                let Slot::Queued { what, .. } = std::mem::replace(&mut record.slot, placeholder)
+                else {
+                    unreachable!()
+                };
+                record.progress.set_state(TransferState::Paused);
+                let resumed_actor = matches!(what, Waiting::Resume(_));
+                record.slot = Slot::Paused(what);
+                if !resumed_actor {
+                    self.publish(
+                        id,
+                        EventKind::Paused {
+                            bytes_transferred: 0,
+                        },
+                    );
+                }
+                ready(Ok(()))
+            }
+        }
+    }
+}
+
+/// Resume a paused transfer: it waits for an admission slot, then continues (a download with
+/// a range request from the bytes kept, when the server allows it). Replies `Ok(())` also when
+/// the transfer was not paused; `Err(NotActive(end))` when it ended; `Err(Unknown)`.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), CancelError>")]
+pub struct Resume(pub TransferId);
+
+impl Handler<Resume> for Engine {
+    type Result = Result<(), CancelError>;
+
+    fn handle(&mut self, Resume(id): Resume, ctx: &mut Self::Context) -> Self::Result {
+        let record = self.records.get_mut(&id).ok_or(CancelError::Unknown)?;
+        match &record.slot {
+            Slot::Ended(o) => return Err(CancelError::NotActive(o.end_state())),
+            Slot::Paused(_) => {}
+            Slot::Active { .. } | Slot::Queued { .. } => return Ok(()),
+        }
+        let placeholder = Slot::Ended(Outcome::Cancelled { bytes: 0 });
+        let Slot::Paused(what) = std::mem::replace(&mut record.slot, placeholder) else {
+            unreachable!()
+        };
+        let key = (Reverse(record.priority), id.get());
+        let never_ran = matches!(what, Waiting::New(_));
+        record.slot = Slot::Queued { what, key };
+        record.progress.set_state(TransferState::Queued);
+        self.queue.insert(key, id);
+        if never_ran {
+            self.publish(id, EventKind::Resumed);
+        }
+        self.admit(ctx);
+        Ok(())
+    }
+}
+
+impl Handler<Parked> for Engine {
+    type Result = ();
+
+    fn handle(&mut self, Parked { id }: Parked, ctx: &mut Self::Context) {
+        let Some(record) = self.records.get_mut(&id) else {
+            return;
+        };
+        let Slot::Active { addr } = &record.slot else {
+            return;
+        };
+        record.slot = Slot::Paused(Waiting::Resume(addr.clone()));
+        let host = record.host.clone();
+        self.release_slot(&host);
+        self.admit(ctx);
     }
 }
 
@@ -501,25 +695,70 @@ impl Handler<Finished> for Engine {
 
     fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
         self.workers.release(msg.worker);
+        self.live -= 1;
         if let Some(record) = self.records.get_mut(&msg.id) {
-            if let Slot::Active { .. } = record.slot {
-                self.active -= 1;
-                if let Some(n) = self.per_host.get_mut(&record.host) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.per_host.remove(&record.host);
-                    }
-                }
-            }
+            let slot = std::mem::replace(&mut record.slot, Slot::Ended(msg.outcome.clone()));
             for w in record.waiters.drain(..) {
                 let _ = w.send(msg.outcome.clone());
             }
-            record.slot = Slot::Ended(msg.outcome);
+            record.kept_part = msg.kept_part;
+            match slot {
+                Slot::Active { .. } => {
+                    let host = record.host.clone();
+                    self.release_slot(&host);
+                }
+                Slot::Queued { key, .. } => {
+                    self.queue.remove(&key);
+                }
+                _ => {}
+            }
         }
-        if self.shutdown.is_none() {
-            self.admit(ctx);
-        }
+        self.admit(ctx);
         self.maybe_finish_shutdown(ctx);
+    }
+}
+
+/// Forget an ended transfer: its record, status and remembered `Ended` event. With
+/// `delete_files`, also remove what it left on disk (the completed file, or a kept `.part`).
+/// `Err(Active)` for a transfer that has not ended (cancel it first), `Err(Unknown)` for an id
+/// that is not (or no longer) known.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), EraseError>")]
+pub struct Erase {
+    /// The transfer.
+    pub id: TransferId,
+    /// Also remove its file.
+    pub delete_files: bool,
+}
+
+impl Handler<Erase> for Engine {
+    type Result = ResponseFuture<Result<(), EraseError>>;
+
+    fn handle(&mut self, msg: Erase, _ctx: &mut Self::Context) -> Self::Result {
+        let Some(record) = self.records.get(&msg.id) else {
+            return ready(Err(EraseError::Unknown));
+        };
+        let Slot::Ended(outcome) = &record.slot else {
+            return ready(Err(EraseError::Active));
+        };
+        let files: Vec<PathBuf> = if msg.delete_files {
+            outcome
+                .path()
+                .map(PathBuf::from)
+                .into_iter()
+                .chain(record.kept_part.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.records.remove(&msg.id);
+        self.subs.forget(msg.id);
+        Box::pin(async move {
+            for f in files {
+                sink::remove_part(f).await;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -584,7 +823,8 @@ impl Handler<Wait> for Engine {
 /// receives its `Ended` event).
 ///
 /// The recipient is held weakly and sent to with `do_send`: a subscription never keeps an actor
-/// alive, and a slow or stopped subscriber never stalls a transfer.
+/// alive (keep its `Addr` somewhere, or it stops and receives nothing), and a slow or stopped
+/// subscriber never stalls a transfer.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "SubscriptionId")]
 pub struct Subscribe {
@@ -654,9 +894,7 @@ impl Handler<SetLimits> for Engine {
         if let Some(n) = msg.max_per_host {
             self.max_per_host = n.map(|n| n.max(1));
         }
-        if self.shutdown.is_none() {
-            self.admit(ctx);
-        }
+        self.admit(ctx);
     }
 }
 
@@ -677,16 +915,33 @@ impl Handler<Shutdown> for Engine {
         if first {
             let queued: Vec<TransferId> = self.queue.values().copied().collect();
             for id in queued {
-                self.end_queued(
+                self.end_without_actor(
                     id,
                     Outcome::Failed {
                         bytes: 0,
                         error: TransferError::Shutdown,
+                        attempts: 0,
+                    },
+                );
+            }
+            let unstarted: Vec<TransferId> = self
+                .records
+                .iter()
+                .filter(|(_, r)| matches!(r.slot, Slot::Paused(Waiting::New(_))))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in unstarted {
+                self.end_without_actor(
+                    id,
+                    Outcome::Failed {
+                        bytes: 0,
+                        error: TransferError::Shutdown,
+                        attempts: 0,
                     },
                 );
             }
             for record in self.records.values() {
-                if let Slot::Active { addr } = &record.slot {
+                if let Some(addr) = Self::actor_of(record) {
                     addr.do_send(AbortTransfer(TransferError::Shutdown));
                 }
             }

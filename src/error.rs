@@ -93,6 +93,23 @@ pub enum TransferError {
         message: String,
     },
 
+    /// The downloaded bytes do not match the expected size or SHA-256. The `.part` file is
+    /// removed; nothing is renamed into place.
+    #[error("{what} mismatch: expected {expected}, got {actual}")]
+    ChecksumMismatch {
+        /// `"size"` or `"sha256"`.
+        what: &'static str,
+        /// The expected value.
+        expected: String,
+        /// What was received.
+        actual: String,
+    },
+
+    /// A retry could only restart from zero, and the download asked to be resumable only
+    /// (the server ignored the range, answered with a bad `Content-Range`, or has no validator).
+    #[error("cannot resume: {0}")]
+    CannotResume(String),
+
     /// The engine was shut down while the transfer was queued or active. A download's `.part`
     /// file is kept.
     #[error("the engine shut down")]
@@ -119,6 +136,8 @@ impl TransferError {
             TransferError::RedirectRefused { .. } => ErrorKind::RedirectRefused,
             TransferError::BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
             TransferError::File { .. } => ErrorKind::File,
+            TransferError::ChecksumMismatch { .. } => ErrorKind::ChecksumMismatch,
+            TransferError::CannotResume(_) => ErrorKind::CannotResume,
             TransferError::Shutdown => ErrorKind::Shutdown,
             TransferError::Internal(_) => ErrorKind::Internal,
         }
@@ -133,8 +152,8 @@ impl TransferError {
             | TransferError::Network(_)
             | TransferError::Truncated { .. } => true,
             TransferError::Server { status } => {
-                matches!(*status, 408 | 429 | 500 | 502 | 503 | 504)
-                    || (*status >= 500 && !matches!(*status, 501 | 505))
+                matches!(*status, 408 | 429)
+                    || ((500..600).contains(status) && !matches!(*status, 501 | 505))
             }
             TransferError::File { kind, .. } => *kind == FileErrorKind::Transient,
             _ => false,
@@ -194,6 +213,8 @@ pub enum ErrorKind {
     RedirectRefused,
     BodyTooLarge,
     File,
+    ChecksumMismatch,
+    CannotResume,
     Shutdown,
     Internal,
 }
@@ -214,6 +235,8 @@ impl ErrorKind {
             ErrorKind::RedirectRefused => "redirect_refused",
             ErrorKind::BodyTooLarge => "body_too_large",
             ErrorKind::File => "file",
+            ErrorKind::ChecksumMismatch => "checksum_mismatch",
+            ErrorKind::CannotResume => "cannot_resume",
             ErrorKind::Shutdown => "shutdown",
             ErrorKind::Internal => "internal",
         }
@@ -331,7 +354,8 @@ impl fmt::Display for EndState {
     }
 }
 
-/// Why a control message ([`Cancel`](crate::Cancel)) was refused.
+/// Why a control message ([`Cancel`](crate::Cancel), [`Pause`](crate::Pause),
+/// [`Resume`](crate::Resume)) was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
@@ -339,7 +363,20 @@ pub enum CancelError {
     /// The transfer already ended, in the given way; nothing was changed.
     #[error("transfer is not active: already {0}")]
     NotActive(EndState),
-    /// This engine never issued that id.
+    /// This engine never issued that id (or it was erased).
+    #[error("unknown transfer id")]
+    Unknown,
+}
+
+/// Why [`Erase`](crate::Erase) was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum EraseError {
+    /// The transfer has not ended: cancel it first.
+    #[error("transfer is still active")]
+    Active,
+    /// This engine never issued that id (or it was erased already).
     #[error("unknown transfer id")]
     Unknown,
 }

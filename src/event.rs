@@ -1,6 +1,6 @@
 //! Events: what a transfer publishes to its subscribers, and how it ended.
 
-use std::{fmt, num::NonZeroU64, path::PathBuf};
+use std::{fmt, num::NonZeroU64, path::PathBuf, time::Duration};
 
 use bytes::Bytes;
 
@@ -78,6 +78,28 @@ pub enum EventKind {
         /// As in `Began`.
         bytes_estimated: Option<u64>,
     },
+    /// An attempt failed with a retryable error; the next starts after `delay`. A download
+    /// resumes from the bytes on disk when the server allows it, otherwise it restarts from
+    /// zero: the next `Progress` then counts from there (an upload always restarts).
+    Retrying {
+        /// The attempt that failed, from 1.
+        attempt: u32,
+        /// The wait before the next attempt (backoff with jitter, or the server's Retry-After).
+        #[cfg_attr(
+            feature = "serde",
+            serde(rename = "delay_ms", serialize_with = "as_millis")
+        )]
+        delay: Duration,
+        /// Why the attempt failed.
+        error: TransferError,
+    },
+    /// The transfer was paused: its connection is closed, a download's `.part` file is kept.
+    Paused {
+        /// Bytes kept.
+        bytes_transferred: u64,
+    },
+    /// A paused transfer was admitted again and continues (a download with a range request).
+    Resumed,
     /// The transfer ended. Always the last event, exactly once.
     Ended(Outcome),
 }
@@ -101,8 +123,10 @@ pub enum Outcome {
     Failed {
         /// Body bytes moved before the failure.
         bytes: u64,
-        /// Why.
+        /// Why (the last attempt's error).
         error: TransferError,
+        /// Attempts made (0 when it failed before any request, e.g. at shutdown while queued).
+        attempts: u32,
     },
     /// The transfer was cancelled; a download's `.part` file was removed.
     Cancelled {
@@ -177,6 +201,11 @@ impl Outcome {
 }
 
 #[cfg(feature = "serde")]
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+#[cfg(feature = "serde")]
 mod serde_impl {
     use super::{Outcome, Output};
     use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -202,7 +231,12 @@ mod serde_impl {
                         Output::Body(b) => m.serialize_entry("body_len", &b.len())?,
                     }
                 }
-                Outcome::Failed { error, .. } => m.serialize_entry("error", error)?,
+                Outcome::Failed {
+                    error, attempts, ..
+                } => {
+                    m.serialize_entry("error", error)?;
+                    m.serialize_entry("attempts", attempts)?;
+                }
                 Outcome::Cancelled { .. } => {}
             }
             m.end()

@@ -252,3 +252,76 @@ pub(crate) fn payload_error(
         (e, _) => TransferError::Network(format!("reading the body: {e}")),
     }
 }
+
+/// A validator for `If-Range`: a strong ETag, else `Last-Modified` (RFC 9110 §13.1.5).
+pub(crate) fn validator(response: &ClientResponse) -> Option<String> {
+    let headers = response.headers();
+    let strong_etag = headers
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.starts_with("W/"));
+    strong_etag
+        .or_else(|| {
+            headers
+                .get(header::LAST_MODIFIED)
+                .and_then(|v| v.to_str().ok())
+        })
+        .map(str::to_owned)
+}
+
+/// A `Content-Range: bytes start-end/total` (total may be `*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ContentRange {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) total: Option<u64>,
+}
+
+pub(crate) fn content_range(response: &ClientResponse) -> Option<ContentRange> {
+    parse_content_range(
+        response
+            .headers()
+            .get(header::CONTENT_RANGE)?
+            .to_str()
+            .ok()?,
+    )
+}
+
+fn parse_content_range(v: &str) -> Option<ContentRange> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    (start <= end && total.is_none_or(|t| end < t)).then_some(ContentRange { start, end, total })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_content_range() {
+        assert_eq!(
+            parse_content_range("bytes 100-199/1000"),
+            Some(ContentRange {
+                start: 100,
+                end: 199,
+                total: Some(1000)
+            })
+        );
+        assert_eq!(parse_content_range("bytes 0-0/*").unwrap().total, None);
+        for bad in [
+            "bytes 5-4/10",
+            "bytes 0-10/10",
+            "items 0-1/2",
+            "bytes x-1/2",
+            "bytes 0-1",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad}");
+        }
+    }
+}

@@ -64,7 +64,8 @@
 //!
 //! let (tx, rx) = futures::channel::oneshot::channel();
 //! let fetcher = Fetcher { engine: engine.clone(), done: Some(tx) }.start();
-//! engine.send(Subscribe::all(fetcher.recipient())).await.unwrap();
+//! // Subscriptions are weak: keep `fetcher` (its Addr) alive for as long as it should listen.
+//! engine.send(Subscribe::all(fetcher.clone().recipient())).await.unwrap();
 //!
 //! let id = engine
 //!     .send(Download::new(format!("http://{addr}/small.txt")))
@@ -105,6 +106,7 @@ mod event;
 mod http;
 mod path;
 mod request;
+mod retry;
 mod sink;
 mod source;
 mod status;
@@ -113,11 +115,15 @@ mod transfer;
 mod worker;
 
 pub use engine::{
-    Cancel, Engine, EngineBuilder, List, SetLimits, Shutdown, Status, Subscribe, Unsubscribe, Wait,
+    Cancel, Engine, EngineBuilder, Erase, List, Pause, Resume, SetLimits, Shutdown, Status,
+    Subscribe, Unsubscribe, Wait,
 };
-pub use error::{CancelError, EndState, ErrorKind, FileErrorKind, TimeoutPhase, TransferError};
+pub use error::{
+    CancelError, EndState, EraseError, ErrorKind, FileErrorKind, TimeoutPhase, TransferError,
+};
 pub use event::{EventKind, Headers, Outcome, Output, TransferEvent, TransferId};
-pub use request::{Conflict, Download, Fetch, Upload};
+pub use request::{Conflict, Download, Fetch, Partial, Upload};
+pub use retry::RetryPolicy;
 pub use status::{TransferKind, TransferState, TransferStatus};
 pub use subscribers::SubscriptionId;
 

@@ -30,6 +30,30 @@ pub enum Conflict {
     Fail,
 }
 
+/// What happens to a download's `.part` file when the transfer is cancelled or finally fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum Partial {
+    /// Keep it (a later download of the same target does not reuse it).
+    Keep,
+    /// Remove it.
+    Delete,
+}
+
+/// Download options, as validated.
+#[derive(Debug, Clone)]
+pub(crate) struct DownloadOptions {
+    pub(crate) target: PathBuf,
+    pub(crate) conflict: Conflict,
+    pub(crate) expect_size: Option<u64>,
+    /// Lower-case hex.
+    pub(crate) expect_sha256: Option<String>,
+    pub(crate) resumable_only: bool,
+    pub(crate) on_cancel: Partial,
+    pub(crate) on_failure: Partial,
+}
+
 /// Download a URL with GET into a file under the engine's download directory.
 ///
 /// The body goes to `<name>.part`, which is renamed to `<name>` only after its length was
@@ -51,6 +75,12 @@ pub struct Download {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) conflict: Conflict,
     pub(crate) priority: i32,
+    pub(crate) expect_size: Option<u64>,
+    pub(crate) expect_sha256: Option<String>,
+    pub(crate) resumable_only: bool,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) on_cancel: Partial,
+    pub(crate) on_failure: Partial,
 }
 
 impl Download {
@@ -62,7 +92,55 @@ impl Download {
             headers: Vec::new(),
             conflict: Conflict::default(),
             priority: 0,
+            expect_size: None,
+            expect_sha256: None,
+            resumable_only: false,
+            max_attempts: None,
+            on_cancel: Partial::Delete,
+            on_failure: Partial::Keep,
         }
+    }
+
+    /// Fail with `ChecksumMismatch` (and remove the `.part`) unless the body has exactly this
+    /// many bytes; checked against the announced length before any byte is written, and
+    /// against the bytes received at the end.
+    pub fn expect_size(mut self, bytes: u64) -> Self {
+        self.expect_size = Some(bytes);
+        self
+    }
+
+    /// Fail with `ChecksumMismatch` (and remove the `.part`) unless the body's SHA-256 is this
+    /// (64 hex digits; checked at submit). The digest is computed while the file is written,
+    /// across resumes, never by reading the file again.
+    pub fn expect_sha256(mut self, hex: impl Into<String>) -> Self {
+        self.expect_sha256 = Some(hex.into());
+        self
+    }
+
+    /// Fail with `CannotResume` instead of restarting from zero when a retry or a resume
+    /// cannot continue from the bytes on disk.
+    pub fn resumable_only(mut self) -> Self {
+        self.resumable_only = true;
+        self
+    }
+
+    /// Attempts before giving up, the first included (default: the engine's retry policy).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n.max(1));
+        self
+    }
+
+    /// What to do with the `.part` file on cancel (default [`Partial::Delete`]).
+    pub fn on_cancel(mut self, p: Partial) -> Self {
+        self.on_cancel = p;
+        self
+    }
+
+    /// What to do with the `.part` file when the download finally fails (default
+    /// [`Partial::Keep`]; a checksum mismatch always deletes it).
+    pub fn on_failure(mut self, p: Partial) -> Self {
+        self.on_failure = p;
+        self
     }
 
     /// The target path, relative to the download directory (`a/b.bin`). Absolute paths, `..`,
@@ -240,10 +318,7 @@ pub(crate) struct HttpRequest {
 /// What a transfer does with the response, as validated.
 #[derive(Debug, Clone)]
 pub(crate) enum JobKind {
-    Download {
-        target: PathBuf,
-        conflict: Conflict,
-    },
+    Download(Box<DownloadOptions>),
     Upload {
         file: PathBuf,
         size: u64,
@@ -261,6 +336,8 @@ pub(crate) struct Job {
     pub(crate) request: HttpRequest,
     pub(crate) kind: JobKind,
     pub(crate) priority: i32,
+    /// Overrides the engine's retry policy's attempt count.
+    pub(crate) max_attempts: Option<u32>,
 }
 
 impl Job {
@@ -328,17 +405,34 @@ impl Download {
             Some(t) => path::validate_target(t)?,
             None => path::name_from_url(&url),
         };
+        let expect_sha256 = match &self.expect_sha256 {
+            Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(hex.to_ascii_lowercase())
+            }
+            Some(hex) => {
+                return Err(TransferError::invalid(format!(
+                    "expected SHA-256 {hex:?} is not 64 hex digits"
+                )))
+            }
+            None => None,
+        };
         Ok(Job {
             request: HttpRequest {
                 url,
                 method: Method::GET,
                 headers: parse_headers(&self.headers)?,
             },
-            kind: JobKind::Download {
+            kind: JobKind::Download(Box::new(DownloadOptions {
                 target,
                 conflict: self.conflict,
-            },
+                expect_size: self.expect_size,
+                expect_sha256,
+                resumable_only: self.resumable_only,
+                on_cancel: self.on_cancel,
+                on_failure: self.on_failure,
+            })),
             priority: self.priority,
+            max_attempts: self.max_attempts,
         })
     }
 }
@@ -357,6 +451,7 @@ impl Upload {
                 size,
             },
             priority: self.priority,
+            max_attempts: None,
         })
     }
 }
@@ -377,6 +472,7 @@ impl Fetch {
                 max_body: self.max_body,
             },
             priority: self.priority,
+            max_attempts: None,
         })
     }
 }

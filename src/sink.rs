@@ -12,13 +12,14 @@
 use std::{
     cell::RefCell,
     fs::{File, OpenOptions},
-    io::{self, Write},
+    io::{self, Seek, SeekFrom, Write},
     mem,
     path::{Path, PathBuf},
     rc::Rc,
 };
 
 use actix_rt::task::{spawn_blocking, JoinHandle};
+use sha2::{Digest, Sha256};
 
 use crate::{
     error::{FileErrorKind, TransferError},
@@ -32,26 +33,83 @@ pub(crate) const WRITE_BUF: usize = 512 * 1024;
 /// How many `name (k).ext` candidates `Uniquify` tries.
 const MAX_UNIQUIFY: u32 = 10_000;
 
-type WriteJob = JoinHandle<(File, Vec<u8>, io::Result<()>)>;
+/// The `.part` file with what has landed in it: the file travels with its byte count and
+/// running SHA-256 into each blocking write job and back, so after any stop the engine knows
+/// exactly how many bytes are on disk and the digest of exactly those bytes.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub(crate) file: File,
+    /// Bytes written to the file (its length: writes only ever append).
+    pub(crate) written: u64,
+    /// SHA-256 of the `written` bytes, when the download asked for a digest check.
+    pub(crate) hasher: Option<Sha256>,
+    /// A write failed part-way: the file's content past the last good write is unknown.
+    pub(crate) damaged: bool,
+}
 
-/// Writes still in flight when their sink was dropped (a cancel or pause aborted the transfer);
-/// the transfer actor awaits them before it looks at or removes the file.
+impl Writer {
+    pub(crate) fn new(file: File, hashed: bool) -> Self {
+        Writer {
+            file,
+            written: 0,
+            hasher: hashed.then(Sha256::new),
+            damaged: false,
+        }
+    }
+
+    /// Drop everything written so far (a restart from zero). Blocking.
+    pub(crate) fn truncate(&mut self) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.seek(SeekFrom::Start(0))?;
+        self.written = 0;
+        self.damaged = false;
+        if let Some(h) = self.hasher.as_mut() {
+            *h = Sha256::new();
+        }
+        Ok(())
+    }
+
+    /// The hex SHA-256 of what was written, when hashed.
+    pub(crate) fn sha256_hex(&self) -> Option<String> {
+        self.hasher
+            .clone()
+            .map(|h| h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+type WriteJob = JoinHandle<(Writer, Vec<u8>, io::Result<()>)>;
+
+enum Parked {
+    Pending(WriteJob),
+    Ready(Writer),
+}
+
+/// Where a dropped sink leaves its writer (and its write in flight, if any): an attempt that
+/// was aborted or failed drops its sink, and the transfer actor takes the writer back from
+/// here, after the write landed, to resume from exactly what is on disk.
 #[derive(Default, Clone)]
-pub(crate) struct Drain(Rc<RefCell<Vec<WriteJob>>>);
+pub(crate) struct Drain(Rc<RefCell<Option<Parked>>>);
 
 impl Drain {
-    /// Wait until every abandoned write has landed.
-    pub(crate) async fn settle(&self) {
-        let jobs = mem::take(&mut *self.0.borrow_mut());
-        for job in jobs {
-            let _ = job.await;
+    /// Wait for the abandoned write, if any, and return the writer.
+    pub(crate) async fn settle(&self) -> Option<Writer> {
+        let parked = self.0.borrow_mut().take();
+        match parked? {
+            Parked::Ready(w) => Some(w),
+            Parked::Pending(job) => match job.await {
+                Ok((mut w, _, res)) => {
+                    w.damaged |= res.is_err();
+                    Some(w)
+                }
+                Err(_) => None,
+            },
         }
     }
 }
 
 /// A `.part` file and its write pipeline.
 pub(crate) struct FileSink {
-    file: Option<File>,
+    writer: Option<Writer>,
     pending: Option<WriteJob>,
     buf: Vec<u8>,
     spare: Vec<u8>,
@@ -59,9 +117,9 @@ pub(crate) struct FileSink {
 }
 
 impl FileSink {
-    pub(crate) fn new(file: File, drain: Drain) -> Self {
+    pub(crate) fn new(writer: Writer, drain: Drain) -> Self {
         FileSink {
-            file: Some(file),
+            writer: Some(writer),
             pending: None,
             buf: Vec::new(),
             spare: Vec::new(),
@@ -85,15 +143,24 @@ impl FileSink {
     async fn hand_off(&mut self) -> Result<(), TransferError> {
         self.settle().await?;
         let mut buf = mem::take(&mut self.buf);
-        let Some(mut file) = self.file.take() else {
+        let Some(mut w) = self.writer.take() else {
             return Err(TransferError::Internal(
                 "file sink used after failure".into(),
             ));
         };
         self.pending = Some(spawn_blocking(move || {
-            let res = file.write_all(&buf);
+            let res = w.file.write_all(&buf);
+            match &res {
+                Ok(()) => {
+                    w.written += buf.len() as u64;
+                    if let Some(h) = w.hasher.as_mut() {
+                        h.update(&buf);
+                    }
+                }
+                Err(_) => w.damaged = true,
+            }
             buf.clear();
-            (file, buf, res)
+            (w, buf, res)
         }));
         Ok(())
     }
@@ -101,23 +168,50 @@ impl FileSink {
     /// Wait for the write in flight, if any.
     async fn settle(&mut self) -> Result<(), TransferError> {
         if let Some(job) = self.pending.take() {
-            let (file, buf, res) = job
+            let (w, buf, res) = job
                 .await
                 .map_err(|e| TransferError::Internal(format!("file write job failed: {e}")))?;
-            self.file = Some(file);
+            self.writer = Some(w);
             self.spare = buf;
             res.map_err(|e| TransferError::file("writing", &e))?;
         }
         Ok(())
     }
 
-    /// Write everything buffered and return the file, all writes landed.
-    pub(crate) async fn finish(mut self) -> Result<File, TransferError> {
+    /// Bytes on disk (before any write of this sink), and whether a write was ever torn.
+    pub(crate) fn landed(&self) -> (u64, bool) {
+        self.writer
+            .as_ref()
+            .map_or((0, true), |w| (w.written, w.damaged))
+    }
+
+    /// Empty the file to start again from zero. Off-thread; the writer stays with the sink
+    /// (and so with the transfer) even when this fails.
+    pub(crate) async fn truncate(&mut self) -> Result<(), TransferError> {
+        self.settle().await?;
+        self.buf.clear();
+        let Some(mut w) = self.writer.take() else {
+            return Err(TransferError::Internal(
+                "file sink used after failure".into(),
+            ));
+        };
+        let (w, res) = spawn_blocking(move || {
+            let res = w.truncate();
+            (w, res)
+        })
+        .await
+        .map_err(|e| TransferError::Internal(format!("file truncate job failed: {e}")))?;
+        self.writer = Some(w);
+        res.map_err(|e| TransferError::file("truncating", &e))
+    }
+
+    /// Write everything buffered and return the writer, all writes landed.
+    pub(crate) async fn finish(mut self) -> Result<Writer, TransferError> {
         if !self.buf.is_empty() {
             self.hand_off().await?;
         }
         self.settle().await?;
-        self.file
+        self.writer
             .take()
             .ok_or_else(|| TransferError::Internal("file sink lost its file".into()))
     }
@@ -125,9 +219,12 @@ impl FileSink {
 
 impl Drop for FileSink {
     fn drop(&mut self) {
-        if let Some(job) = self.pending.take() {
-            self.drain.0.borrow_mut().push(job);
-        }
+        let parked = match (self.pending.take(), self.writer.take()) {
+            (Some(job), _) => Parked::Pending(job),
+            (None, Some(w)) => Parked::Ready(w),
+            (None, None) => return,
+        };
+        *self.drain.0.borrow_mut() = Some(parked);
     }
 }
 

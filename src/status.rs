@@ -5,7 +5,7 @@
 use std::{
     path::PathBuf,
     sync::{
-        atomic::{AtomicU64, AtomicU8, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed},
         Mutex,
     },
 };
@@ -37,6 +37,8 @@ pub enum TransferState {
     Queued,
     /// Its actor is running.
     Active,
+    /// Paused by [`Pause`](crate::Pause); [`Resume`](crate::Resume) continues it.
+    Paused,
     /// Ended: completed.
     Completed,
     /// Ended: failed.
@@ -67,7 +69,8 @@ impl TransferState {
             1 => TransferState::Active,
             2 => TransferState::Completed,
             3 => TransferState::Failed,
-            _ => TransferState::Cancelled,
+            4 => TransferState::Cancelled,
+            _ => TransferState::Paused,
         }
     }
 
@@ -78,6 +81,7 @@ impl TransferState {
             TransferState::Completed => 2,
             TransferState::Failed => 3,
             TransferState::Cancelled => 4,
+            TransferState::Paused => 5,
         }
     }
 }
@@ -116,6 +120,9 @@ pub struct TransferStatus {
     pub bytes_estimated: Option<u64>,
     /// The error, when it failed.
     pub error: Option<TransferError>,
+    /// Paused downloads: whether resuming continues from the bytes kept (the server gave a
+    /// validator and every write landed) rather than from zero.
+    pub can_resume: bool,
 }
 
 /// Counters shared between a transfer actor (writer) and the Engine (reader).
@@ -124,6 +131,7 @@ pub(crate) struct Progress {
     transferred: AtomicU64,
     estimated: AtomicU64,
     state: AtomicU8,
+    can_resume: AtomicBool,
     final_url: Mutex<Option<String>>,
 }
 
@@ -162,6 +170,14 @@ impl Progress {
 
     pub(crate) fn state(&self) -> TransferState {
         TransferState::from_u8(self.state.load(Relaxed))
+    }
+
+    pub(crate) fn set_can_resume(&self, v: bool) {
+        self.can_resume.store(v, Relaxed);
+    }
+
+    pub(crate) fn can_resume(&self) -> bool {
+        self.can_resume.load(Relaxed)
     }
 
     pub(crate) fn set_final_url(&self, url: &str) {

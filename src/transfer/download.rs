@@ -1,46 +1,169 @@
-//! A download attempt: GET, check the status and framing, stream the body into the `.part` file.
+//! A download attempt: GET (with `Range` and `If-Range` when continuing a `.part` file), check
+//! the status, range and framing, stream the body into the `.part` file, verify it.
+//!
+//! Resume follows Chromium, the only download engine that cannot corrupt a file this way:
+//! - a range is asked for only with a validator (a strong ETag, else Last-Modified) from the
+//!   response that started the file, and only when every byte written so far landed intact;
+//! - `206` must carry a `Content-Range` starting exactly at the offset, with the same total as
+//!   before; anything else is refused and the file is fetched again from zero;
+//! - `200` to a range request (the server ignored it, or `If-Range` found the file changed)
+//!   truncates the `.part` and restarts from zero; `416` re-probes without a range;
+//! - with `resumable_only`, each of those restarts fails with `CannotResume` instead.
 
-use awc::http::Method;
+use awc::http::{
+    header::{self, HeaderValue},
+    Method, StatusCode,
+};
 
 use super::{BodyReader, Ctx, Done};
-use crate::{error::TransferError, http, sink::FileSink};
+use crate::{error::TransferError, http, request::DownloadOptions, sink::FileSink};
 
-pub(super) async fn run(ctx: &Ctx) -> Result<Done, TransferError> {
-    let file = ctx
-        .take_part_file()
-        .ok_or_else(|| TransferError::Internal("download started without its .part file".into()))?;
-    let sent = http::send(
-        &ctx.client,
-        &ctx.job.request,
-        ctx.cfg.max_redirects,
-        &mut || None,
-        &|url| ctx.redirected(url),
-    )
-    .await?;
-    let status = sent.response.status();
-    if !status.is_success() {
-        // The error body is never read, let alone written to the target.
-        return Err(TransferError::Server {
-            status: status.as_u16(),
-        });
+pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, TransferError> {
+    // The sink owns the `.part` from here on; if this attempt fails or is aborted, dropping
+    // the sink hands the file back to the transfer for the next attempt.
+    let mut sink = FileSink::new(ctx.take_writer()?, ctx.drain());
+    let (written, damaged) = sink.landed();
+    let validator = ctx.validator.borrow().clone();
+    let resumable = validator.is_some() && !damaged && !ctx.no_ranges.get();
+    let mut offset = if resumable { written } else { 0 };
+    if offset == 0 && written > 0 {
+        restart(
+            &mut sink,
+            opts,
+            "the server gave no validator to resume with",
+        )
+        .await?;
     }
-    let expected = http::body_length(&sent.response, &Method::GET)?;
+    let previous_total = ctx.estimated_total();
+
+    // At most two requests: a range request, then (if the server botched it) a plain one.
+    let (sent, total) = loop {
+        let mut request = ctx.job.request.clone();
+        if offset > 0 {
+            let validator = validator.as_deref().unwrap_or_default();
+            request.headers.push((
+                header::RANGE,
+                HeaderValue::from_str(&format!("bytes={offset}-")).expect("ascii"),
+            ));
+            if let Ok(v) = HeaderValue::from_str(validator) {
+                request.headers.push((header::IF_RANGE, v));
+            }
+        }
+        let sent = http::send(
+            &ctx.client,
+            &request,
+            ctx.cfg.max_redirects,
+            &mut || None,
+            &|url| ctx.redirected(url),
+        )
+        .await?;
+        let status = sent.response.status();
+        let length = || http::body_length(&sent.response, &Method::GET);
+        match status {
+            StatusCode::PARTIAL_CONTENT if offset > 0 => {
+                let range = http::content_range(&sent.response);
+                let remaining = length()?;
+                let good = range.is_some_and(|r| {
+                    r.start == offset
+                        && remaining.is_none_or(|n| n == r.end + 1 - r.start)
+                        && (previous_total.is_none() || r.total == previous_total)
+                });
+                if good {
+                    let total = range.and_then(|r| r.total);
+                    break (sent, total);
+                }
+                tracing::debug!(?range, offset, "refusing a bad 206; restarting from zero");
+                ctx.no_ranges.set(true);
+                drop(sent);
+                restart(&mut sink, opts, "the server answered with a wrong range").await?;
+                offset = 0;
+            }
+            StatusCode::PARTIAL_CONTENT => {
+                return Err(TransferError::BadContent(
+                    "206 Partial Content to a request without Range".into(),
+                ));
+            }
+            StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => {
+                drop(sent);
+                restart(&mut sink, opts, "the server refused the range (416)").await?;
+                offset = 0;
+            }
+            s if s.is_success() => {
+                if offset > 0 {
+                    // The range was ignored, or If-Range found a different file: start over.
+                    restart(&mut sink, opts, "the server sent the whole file again").await?;
+                    offset = 0;
+                }
+                *ctx.validator.borrow_mut() = http::validator(&sent.response);
+                let total = length()?;
+                break (sent, total);
+            }
+            s => {
+                // The error body is never read, let alone written to the target.
+                ctx.note_retry_after(&sent.response);
+                return Err(TransferError::Server { status: s.as_u16() });
+            }
+        }
+    };
+
+    if let (Some(want), Some(total)) = (opts.expect_size, total) {
+        if want != total {
+            return Err(size_mismatch(want, total));
+        }
+    }
+    let status = sent.response.status().as_u16();
+    let remaining = http::body_length(&sent.response, &Method::GET)?;
+    ctx.set_bytes(offset);
     ctx.began(
-        Some(status.as_u16()),
+        Some(status),
         http::headers_of(&sent.response),
-        expected,
+        total.or(remaining.map(|n| n + offset)),
     );
     ctx.await_body();
-    let mut sink = FileSink::new(file, ctx.drain());
-    let mut body = BodyReader::new(sent.response, expected, true);
+
+    let mut body = BodyReader::new(sent.response, remaining, true).after(offset);
     while let Some(chunk) = body.next(ctx).await? {
         sink.write(&chunk).await?;
     }
-    let file = sink.finish().await?;
+    let writer = sink.finish().await?;
+
+    if let Some(want) = opts.expect_size.filter(|n| *n != writer.written) {
+        return Err(size_mismatch(want, writer.written));
+    }
+    if let (Some(want), Some(got)) = (&opts.expect_sha256, writer.sha256_hex()) {
+        if *want != got {
+            return Err(TransferError::ChecksumMismatch {
+                what: "sha256",
+                expected: want.clone(),
+                actual: got,
+            });
+        }
+    }
     Ok(Done::File {
-        file,
-        bytes: ctx.bytes(),
-        status: status.as_u16(),
+        bytes: writer.written,
+        file: writer.file,
+        status,
         url: sent.url.into(),
     })
+}
+
+fn size_mismatch(want: u64, got: u64) -> TransferError {
+    TransferError::ChecksumMismatch {
+        what: "size",
+        expected: want.to_string(),
+        actual: got.to_string(),
+    }
+}
+
+/// Empty the `.part` to fetch it from zero, unless the download must only ever resume.
+async fn restart(
+    sink: &mut FileSink,
+    opts: &DownloadOptions,
+    why: &str,
+) -> Result<(), TransferError> {
+    if opts.resumable_only {
+        return Err(TransferError::CannotResume(why.into()));
+    }
+    tracing::debug!(why, "restarting the download from zero");
+    sink.truncate().await
 }

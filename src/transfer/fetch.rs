@@ -23,6 +23,9 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Done, TransferError> {
     )
     .await?;
     let status = sent.response.status();
+    if !status.is_success() {
+        ctx.note_retry_after(&sent.response);
+    }
     if !status.is_success() && !any_status {
         return Err(TransferError::Server {
             status: status.as_u16(),

@@ -1,20 +1,29 @@
 //! The transfer actor: one per transfer, on a worker thread, owning its stream from the first
-//! byte to the `Ended` event.
+//! byte to the `Ended` event, through retries, pauses and resumes.
 //!
-//! The actor runs its I/O as one *attempt*: a future (see `download`, `upload`, `fetch`) wrapped
-//! in [`futures::future::Abortable`] and spawned into the actor's own context, so the actor keeps
-//! answering messages while bytes flow. A [`Cancel`](crate::Cancel) aborts the attempt: the
-//! abort flag is checked before the I/O future is polled again, so not one more byte is read or
-//! written, and actix drops the future (closing the connection, so it never returns to the
-//! pool) before the attempt's completion runs. Only then is the `.part` file removed, the
-//! `Ended(Cancelled)` event published and the cancel answered: reply and event always agree.
+//! The actor runs its I/O as *attempts*: each is a future (see `download`, `upload`, `fetch`)
+//! wrapped in [`futures::future::Abortable`] and spawned into the actor's own context, so the
+//! actor keeps answering messages while bytes flow. A [`Cancel`](crate::Cancel) or
+//! [`Pause`](crate::Pause) aborts the attempt: the abort flag is checked before the I/O future
+//! is polled again, so not one more byte is read or written, and actix drops the future
+//! (closing the connection, so it never returns to the pool) before the attempt's completion
+//! runs. Then the write in flight, if any, is awaited (the `.part` length is now exactly what
+//! is on disk), and only then is the `.part` removed or kept, the event published and the
+//! request answered: reply and event always agree.
 //!
-//! A finished body enters *finishing* (verify, sync, rename): that step is not abortable, and a
-//! cancel arriving during it is answered `NotActive` with the real end once it is done.
+//! The life of a transfer, as phases:
 //!
-//! Exactly one `Ended`: [`TransferActor::finish`] is the only place that publishes it, it runs at
-//! most once, and `stopped()` calls it with an `Internal` error if the actor stops any other way
-//! (a panic in the actor).
+//! ```text
+//! Preparing ─▶ Running ─▶ Settling ─┬─▶ Backoff ─▶ Running ...   (retryable failure)
+//!                 │                 ├─▶ Paused ──▶ Running ...   (Pause, then Resume)
+//!                 ▼                 └─▶ Finishing ─▶ Ended       (cancel, final failure)
+//!             Finishing ─▶ Ended                                 (body complete: verify, rename)
+//! ```
+//!
+//! *Finishing* is not abortable: a cancel arriving then is answered `NotActive` with the real
+//! end once it is known. Exactly one `Ended`: [`TransferActor::finish`] is the only place that
+//! publishes it, it runs at most once, and `stopped()` calls it with an `Internal` error if the
+//! actor stops any other way (a panic in the actor).
 
 mod download;
 mod fetch;
@@ -25,7 +34,7 @@ use std::{
     fs::File,
     rc::Rc,
     sync::Arc,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use actix::{fut::wrap_future, prelude::*};
@@ -33,18 +42,18 @@ use awc::{Client, ClientResponse};
 use bytes::Bytes;
 use futures::{
     channel::oneshot,
-    future::{select, AbortHandle, Abortable, Either},
+    future::{select, AbortHandle, Abortable, Aborted, Either},
     StreamExt,
 };
 use tracing::Instrument;
 
 use crate::{
-    engine::Config,
+    engine::{Config, Engine},
     error::{CancelError, EndState, TimeoutPhase, TransferError},
     event::{EventKind, Headers, Outcome, Output, TransferEvent, TransferId},
     http,
-    request::{Job, JobKind},
-    sink::{self, Drain, Placement},
+    request::{Job, JobKind, Partial},
+    sink::{self, Drain, Placement, Writer},
     status::{Progress, TransferState},
     subscribers::Subscribers,
 };
@@ -56,19 +65,28 @@ pub(crate) struct Setup {
     pub(crate) cfg: Arc<Config>,
     pub(crate) subs: Arc<Subscribers>,
     pub(crate) progress: Arc<Progress>,
-    pub(crate) engine: Recipient<Finished>,
+    pub(crate) engine: Addr<Engine>,
     pub(crate) worker: usize,
     /// The seq of the first event this actor publishes (the Engine published `Queued`).
     pub(crate) next_seq: u64,
 }
 
-/// Told to the Engine once a transfer's `Ended` event was published.
+/// Transfer → Engine: the transfer ended; its `Ended` event was published.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Finished {
     pub(crate) id: TransferId,
     pub(crate) outcome: Outcome,
     pub(crate) worker: usize,
+    /// The `.part` file left on disk (kept on failure or shutdown), for `Erase`.
+    pub(crate) kept_part: Option<std::path::PathBuf>,
+}
+
+/// Transfer → Engine: the transfer is paused and gives up its admission slot.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Parked {
+    pub(crate) id: TransferId,
 }
 
 /// Engine → transfer: cancel (the Engine forwards [`Cancel`](crate::Cancel)).
@@ -76,14 +94,25 @@ pub(crate) struct Finished {
 #[rtype(result = "Result<(), CancelError>")]
 pub(crate) struct CancelTransfer;
 
+/// Engine → transfer: pause (the Engine forwards [`Pause`](crate::Pause)).
+#[derive(Message)]
+#[rtype(result = "Result<(), CancelError>")]
+pub(crate) struct PauseTransfer;
+
+/// Engine → transfer: a paused transfer was admitted again; continue.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ResumeTransfer;
+
 /// Engine → transfer: stop now and fail with this error (shutdown). The `.part` file stays.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct AbortTransfer(pub(crate) TransferError);
 
-/// Why an attempt was aborted.
+/// Why the running attempt is being stopped.
 #[derive(Debug, Clone)]
 enum Stop {
+    Pause,
     Cancel,
     Fail(TransferError),
 }
@@ -93,7 +122,13 @@ enum Phase {
     Preparing,
     /// An attempt is in flight.
     Running(AbortHandle),
-    /// The outcome is decided; cleaning up or moving the file into place.
+    /// An attempt stopped; waiting for its write in flight before deciding what is next.
+    Settling,
+    /// Waiting before the next attempt.
+    Backoff(SpawnHandle),
+    /// Paused: no connection, the writer kept, waiting for the Engine's `ResumeTransfer`.
+    Paused,
+    /// The end is decided; cleaning up or moving the file into place.
     Finishing,
     /// `Ended` was published.
     Ended(EndState),
@@ -101,7 +136,7 @@ enum Phase {
 
 /// What an attempt produced when its body was complete.
 pub(crate) enum Done {
-    /// A download: the `.part` file, all writes landed.
+    /// A download: the verified `.part` file, all writes landed.
     File {
         file: File,
         bytes: u64,
@@ -139,11 +174,19 @@ pub(crate) struct Ctx {
     estimated: Cell<Option<u64>>,
     next_progress: Cell<Instant>,
     emitted: Cell<Option<u64>>,
+    began: Cell<bool>,
     wait: Cell<Wait>,
     since: Cell<Instant>,
     placement: RefCell<Option<Placement>>,
-    part_file: RefCell<Option<File>>,
+    /// The `.part` file between attempts (downloads).
+    writer: RefCell<Option<Writer>>,
     drain: Drain,
+    /// Downloads: the `If-Range` validator of the file being written, when the server gave one.
+    pub(crate) validator: RefCell<Option<String>>,
+    /// Downloads: the server's range support proved broken; never send `Range` again.
+    pub(crate) no_ranges: Cell<bool>,
+    /// The `Retry-After` of the last failed response.
+    pub(crate) retry_after: Cell<Option<Duration>>,
     /// An error from our own side of a request body (reading the upload file).
     body_error: RefCell<Option<TransferError>>,
 }
@@ -159,17 +202,27 @@ impl Ctx {
         });
     }
 
-    /// Publish `Began` and record the estimate.
+    /// Record the estimate and publish `Began` the first time; after a retry or resume, publish
+    /// a `Progress` with where the transfer continues from instead.
     pub(crate) fn began(&self, status: Option<u16>, headers: Headers, estimated: Option<u64>) {
         self.estimated.set(estimated);
         self.progress.set_estimated(estimated);
-        self.publish(EventKind::Began {
-            status,
-            headers,
-            bytes_estimated: estimated,
-        });
+        if self.began.replace(true) {
+            self.emit_progress();
+        } else {
+            self.publish(EventKind::Began {
+                status,
+                headers,
+                bytes_estimated: estimated,
+            });
+        }
         self.next_progress
             .set(Instant::now() + self.cfg.progress_interval);
+    }
+
+    /// The total announced by the response that started this transfer, if any.
+    pub(crate) fn estimated_total(&self) -> Option<u64> {
+        self.estimated.get().filter(|_| self.began.get())
     }
 
     /// Count `n` body bytes moved: the per-chunk hot path.
@@ -201,10 +254,10 @@ impl Ctx {
         });
     }
 
-    /// Start counting from zero again (an upload body re-sent after a redirect).
-    pub(crate) fn reset_bytes(&self) {
-        self.bytes.set(0);
-        self.progress.set_transferred(0);
+    /// Set the byte count (a resume continues from the bytes on disk; a restart from zero).
+    pub(crate) fn set_bytes(&self, n: u64) {
+        self.bytes.set(n);
+        self.progress.set_transferred(n);
     }
 
     pub(crate) fn bytes(&self) -> u64 {
@@ -231,18 +284,27 @@ impl Ctx {
         *self.body_error.borrow_mut() = Some(e);
     }
 
-    /// An awc send error, unless our own body source failed first (then that error).
+    /// Our own body source's error, if it failed (it explains the send error awc reports).
     pub(crate) fn take_body_error(&self) -> Option<TransferError> {
         self.body_error.borrow_mut().take()
     }
 
-    /// The `.part` file made by the preparing step (downloads).
-    pub(crate) fn take_part_file(&self) -> Option<File> {
-        self.part_file.borrow_mut().take()
+    /// The `.part` writer (downloads), taken by the attempt that writes to it.
+    pub(crate) fn take_writer(&self) -> Result<Writer, TransferError> {
+        self.writer
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| TransferError::Internal("download attempt without its .part".into()))
     }
 
     pub(crate) fn drain(&self) -> Drain {
         self.drain.clone()
+    }
+
+    /// Note a failed response's `Retry-After` for the backoff.
+    pub(crate) fn note_retry_after(&self, response: &ClientResponse) {
+        self.retry_after
+            .set(crate::retry::retry_after(response.headers()));
     }
 
     /// Fails when no byte moved for the idle timeout during a body, or the headers did not come
@@ -266,8 +328,11 @@ impl Ctx {
 /// end, and yields to the actor's mailbox every few chunks so a cancel is seen promptly.
 pub(crate) struct BodyReader {
     response: ClientResponse,
+    /// Bytes this response announced.
     expected: Option<u64>,
     received: u64,
+    /// Bytes already on disk before this response (a resume): reported in `Truncated`.
+    base: u64,
     counted: bool,
     chunks: u32,
 }
@@ -282,8 +347,22 @@ impl BodyReader {
             response,
             expected,
             received: 0,
+            base: 0,
             counted,
             chunks: 0,
+        }
+    }
+
+    /// This body continues a file that already holds `base` bytes.
+    pub(crate) fn after(mut self, base: u64) -> Self {
+        self.base = base;
+        self
+    }
+
+    fn truncated(&self, expected: u64) -> TransferError {
+        TransferError::Truncated {
+            expected: self.base + expected,
+            received: self.base + self.received,
         }
     }
 
@@ -295,13 +374,8 @@ impl BodyReader {
         match self.response.next().await {
             Some(Ok(chunk)) => {
                 self.received += chunk.len() as u64;
-                if let Some(expected) = self.expected {
-                    if self.received > expected {
-                        return Err(TransferError::Truncated {
-                            expected,
-                            received: self.received,
-                        });
-                    }
+                if let Some(expected) = self.expected.filter(|e| self.received > *e) {
+                    return Err(self.truncated(expected));
                 }
                 if self.counted {
                     ctx.moved(chunk.len());
@@ -310,15 +384,15 @@ impl BodyReader {
                 }
                 Ok(Some(chunk))
             }
-            Some(Err(e)) => Err(http::payload_error(e, self.expected, self.received)),
+            Some(Err(e)) => Err(match (e, self.expected) {
+                (actix_http::error::PayloadError::Incomplete(_), Some(expected)) => {
+                    self.truncated(expected)
+                }
+                (e, _) => http::payload_error(e, None, self.received),
+            }),
             None => {
-                if let Some(expected) = self.expected {
-                    if expected != self.received {
-                        return Err(TransferError::Truncated {
-                            expected,
-                            received: self.received,
-                        });
-                    }
+                if let Some(expected) = self.expected.filter(|e| self.received != *e) {
+                    return Err(self.truncated(expected));
                 }
                 if self.counted {
                     ctx.body_done();
@@ -344,21 +418,26 @@ impl BodyReader {
     }
 }
 
+type Reply = oneshot::Sender<Result<(), CancelError>>;
+
 /// The transfer actor.
 pub(crate) struct TransferActor {
     ctx: Rc<Ctx>,
-    engine: Recipient<Finished>,
+    engine: Addr<Engine>,
     worker: usize,
     phase: Phase,
     stop: Option<Stop>,
-    cancel_replies: Vec<oneshot::Sender<Result<(), CancelError>>>,
+    attempts: u32,
+    cancel_replies: Vec<Reply>,
+    pause_replies: Vec<Reply>,
+    kept_part: Option<std::path::PathBuf>,
     span: tracing::Span,
 }
 
 impl TransferActor {
     pub(crate) fn new(setup: Setup, client: Client) -> Self {
         let kind = match setup.job.kind {
-            JobKind::Download { .. } => "download",
+            JobKind::Download(_) => "download",
             JobKind::Upload { .. } => "upload",
             JobKind::Fetch { .. } => "fetch",
         };
@@ -381,11 +460,15 @@ impl TransferActor {
             estimated: Cell::new(None),
             next_progress: Cell::new(now),
             emitted: Cell::new(None),
+            began: Cell::new(false),
             wait: Cell::new(Wait::Headers),
             since: Cell::new(now),
             placement: RefCell::new(None),
-            part_file: RefCell::new(None),
+            writer: RefCell::new(None),
             drain: Drain::default(),
+            validator: RefCell::new(None),
+            no_ranges: Cell::new(false),
+            retry_after: Cell::new(None),
             body_error: RefCell::new(None),
         };
         TransferActor {
@@ -394,56 +477,48 @@ impl TransferActor {
             worker: setup.worker,
             phase: Phase::Preparing,
             stop: None,
+            attempts: 0,
             cancel_replies: Vec::new(),
+            pause_replies: Vec::new(),
+            kept_part: None,
             span,
         }
     }
 
     /// Downloads: create the `.part` file off-thread, then start.
     fn prepare(&mut self, ctx: &mut Context<Self>) {
-        let JobKind::Download { target, conflict } = &self.ctx.job.kind else {
+        let JobKind::Download(opts) = &self.ctx.job.kind else {
             return self.start_attempt(ctx);
         };
-        let (dir, target, conflict) =
-            (self.ctx.cfg.download_dir.clone(), target.clone(), *conflict);
-        let job =
-            actix_rt::task::spawn_blocking(move || sink::prepare_part(&dir, &target, conflict));
+        let dir = self.ctx.cfg.download_dir.clone();
+        let (target, conflict) = (opts.target.clone(), opts.conflict);
+        let hashed = opts.expect_sha256.is_some();
+        let job = actix_rt::task::spawn_blocking(move || {
+            sink::prepare_part(&dir, &target, conflict).map(|(p, f)| (p, Writer::new(f, hashed)))
+        });
         ctx.spawn(wrap_future(job).map(|res, act: &mut Self, ctx| {
-            let res = res.unwrap_or_else(|e| {
-                Err(TransferError::Internal(format!(
-                    "preparing job failed: {e}"
-                )))
-            });
-            match res {
-                Ok((placement, file)) => {
+            match res.unwrap_or_else(|e| Err(TransferError::Internal(e.to_string()))) {
+                Ok((placement, writer)) => {
                     *act.ctx.placement.borrow_mut() = Some(placement);
-                    *act.ctx.part_file.borrow_mut() = Some(file);
-                    match act.stop.take() {
-                        None => act.start_attempt(ctx),
-                        Some(stop) => act.stopped_early(stop, ctx),
-                    }
+                    *act.ctx.writer.borrow_mut() = Some(writer);
+                    act.after_stop_point(None, ctx);
                 }
-                Err(e) => {
-                    let stop = act.stop.take();
-                    let outcome = match stop {
-                        Some(Stop::Cancel) => Outcome::Cancelled { bytes: 0 },
-                        _ => Outcome::Failed { bytes: 0, error: e },
-                    };
-                    act.end(outcome, ctx);
-                }
+                Err(error) => act.after_stop_point(Some(error), ctx),
             }
         }));
     }
 
     fn start_attempt(&mut self, ctx: &mut Context<Self>) {
+        self.attempts += 1;
         let (handle, registration) = AbortHandle::new_pair();
         let c = Rc::clone(&self.ctx);
         let total = self.ctx.cfg.total_timeout;
         let io = async move {
             c.await_headers();
+            c.retry_after.set(None);
             let run = Box::pin(async {
                 match &c.job.kind {
-                    JobKind::Download { .. } => download::run(&c).await,
+                    JobKind::Download(opts) => download::run(&c, opts).await,
                     JobKind::Upload { file, size } => upload::run(&c, file, *size).await,
                     JobKind::Fetch { .. } => fetch::run(&c).await,
                 }
@@ -469,105 +544,202 @@ impl TransferActor {
         );
     }
 
-    /// An attempt ended: aborted (`Err(Aborted)`), failed, or its body is complete. The I/O
-    /// future has been dropped by now (actix drops a mapped future before the closure runs).
+    /// An attempt ended: aborted, failed, or its body is complete. The I/O future has been
+    /// dropped by now (actix drops a mapped future before the closure runs).
     fn attempt_done(
         &mut self,
-        res: Result<Result<Done, TransferError>, futures::future::Aborted>,
+        res: Result<Result<Done, TransferError>, Aborted>,
         ctx: &mut Context<Self>,
     ) {
-        self.phase = Phase::Finishing;
         match res {
-            Err(_aborted) => {
-                let stop = self.stop.take().unwrap_or(Stop::Cancel);
-                self.stopped_early(stop, ctx);
-            }
+            Ok(Ok(done)) => self.complete(done, ctx),
             Ok(Err(error)) => {
-                tracing::debug!(parent: &self.span, %error, "attempt failed");
-                let bytes = self.ctx.bytes();
-                self.settle_then_end(Outcome::Failed { bytes, error }, false, ctx);
+                tracing::debug!(parent: &self.span, %error, attempt = self.attempts, "attempt failed");
+                self.settle(Some(error), ctx);
             }
-            Ok(Ok(Done::Memory {
+            Err(Aborted) => self.settle(None, ctx),
+        }
+    }
+
+    /// Take back the `.part` writer once its write in flight landed, then go on.
+    fn settle(&mut self, error: Option<TransferError>, ctx: &mut Context<Self>) {
+        self.phase = Phase::Settling;
+        let drain = self.ctx.drain();
+        ctx.spawn(wrap_future(async move { drain.settle().await }).map(
+            move |writer, act: &mut Self, ctx| {
+                if let Some(w) = writer {
+                    *act.ctx.writer.borrow_mut() = Some(w);
+                }
+                act.after_stop_point(error, ctx);
+            },
+        ));
+    }
+
+    /// Decide what comes next at a point where no I/O runs: a requested stop wins, then a
+    /// failure is retried or ends the transfer, else the next attempt starts.
+    fn after_stop_point(&mut self, error: Option<TransferError>, ctx: &mut Context<Self>) {
+        match (self.stop.take(), error) {
+            (Some(Stop::Cancel), _) => self.end_cancelled(ctx),
+            (Some(Stop::Fail(error)), _) => self.end_failed(error, false, ctx),
+            (Some(Stop::Pause), _) => self.park(ctx),
+            (None, Some(error)) => self.retry_or_fail(error, ctx),
+            (None, None) => self.start_attempt(ctx),
+        }
+    }
+
+    fn retry_or_fail(&mut self, error: TransferError, ctx: &mut Context<Self>) {
+        let policy = &self.ctx.cfg.retry;
+        let max = self.ctx.job.max_attempts.unwrap_or(policy.max_attempts);
+        let checksum = matches!(error, TransferError::ChecksumMismatch { .. });
+        if self.attempts >= max
+            || self.attempts == 0
+            || !policy.retryable(&error, &self.ctx.job.request.method)
+        {
+            return self.end_failed(error, checksum, ctx);
+        }
+        let delay = policy.delay(self.attempts, self.ctx.id.get(), self.ctx.retry_after.get());
+        tracing::debug!(parent: &self.span, ?delay, attempt = self.attempts, "retrying");
+        self.ctx.publish(EventKind::Retrying {
+            attempt: self.attempts,
+            delay,
+            error,
+        });
+        let handle = ctx.run_later(delay, |act, ctx| {
+            if let Phase::Backoff(_) = act.phase {
+                act.start_attempt(ctx);
+            }
+        });
+        self.phase = Phase::Backoff(handle);
+    }
+
+    /// The body is complete: downloads are moved into place (not abortable), the rest end now.
+    fn complete(&mut self, done: Done, ctx: &mut Context<Self>) {
+        self.phase = Phase::Finishing;
+        let (file, bytes, status, url) = match done {
+            Done::Memory {
                 body,
                 bytes,
                 status,
                 url,
-            })) => self.end(
-                Outcome::Completed {
-                    bytes,
-                    status,
-                    url,
-                    output: Output::Body(body),
-                },
-                ctx,
-            ),
-            Ok(Ok(Done::File {
+            } => {
+                let output = Output::Body(body);
+                return self.end(
+                    Outcome::Completed {
+                        bytes,
+                        status,
+                        url,
+                        output,
+                    },
+                    ctx,
+                );
+            }
+            Done::File {
                 file,
                 bytes,
                 status,
                 url,
-            })) => {
-                let placement = self.ctx.placement.borrow().clone();
-                let (placement, conflict) = match (placement, &self.ctx.job.kind) {
-                    (Some(p), JobKind::Download { conflict, .. }) => (p, *conflict),
-                    _ => {
-                        return self.end(
-                            Outcome::Failed {
-                                bytes,
-                                error: TransferError::Internal("download without placement".into()),
-                            },
-                            ctx,
-                        )
-                    }
-                };
-                let job = actix_rt::task::spawn_blocking(move || {
-                    sink::finalize(file, &placement, conflict, bytes)
-                });
-                ctx.spawn(wrap_future(job).map(move |res, act: &mut Self, ctx| {
-                    let outcome = match res {
-                        Ok(Ok(path)) => Outcome::Completed {
+            } => (file, bytes, status, url),
+        };
+        let placement = self.ctx.placement.borrow().clone();
+        let (Some(placement), JobKind::Download(opts)) = (placement, &self.ctx.job.kind) else {
+            let error = TransferError::Internal("download without placement".into());
+            return self.end_failed(error, false, ctx);
+        };
+        let conflict = opts.conflict;
+        let job = actix_rt::task::spawn_blocking(move || {
+            sink::finalize(file, &placement, conflict, bytes)
+        });
+        ctx.spawn(wrap_future(job).map(move |res, act: &mut Self, ctx| {
+            match res.unwrap_or_else(|e| Err(TransferError::Internal(e.to_string()))) {
+                Ok(path) => {
+                    let output = Output::File(path);
+                    act.end(
+                        Outcome::Completed {
                             bytes,
                             status,
                             url,
-                            output: Output::File(path),
+                            output,
                         },
-                        Ok(Err(error)) => Outcome::Failed { bytes, error },
-                        Err(e) => Outcome::Failed {
-                            bytes,
-                            error: TransferError::Internal(format!("finalizing job failed: {e}")),
-                        },
-                    };
-                    act.end(outcome, ctx);
-                }));
-            }
-        }
-    }
-
-    /// End after a cancel or an abort, once any abandoned write has landed.
-    fn stopped_early(&mut self, stop: Stop, ctx: &mut Context<Self>) {
-        self.phase = Phase::Finishing;
-        let bytes = self.ctx.bytes();
-        match stop {
-            Stop::Cancel => self.settle_then_end(Outcome::Cancelled { bytes }, true, ctx),
-            Stop::Fail(error) => self.settle_then_end(Outcome::Failed { bytes, error }, false, ctx),
-        }
-    }
-
-    /// Wait for abandoned writes, remove the `.part` when asked, then end.
-    fn settle_then_end(&mut self, outcome: Outcome, remove_part: bool, ctx: &mut Context<Self>) {
-        let drain = self.ctx.drain();
-        let part = self.ctx.placement.borrow().as_ref().map(|p| p.part.clone());
-        // The preparing step's file, if no attempt took it, is closed here.
-        drop(self.ctx.take_part_file());
-        let work = async move {
-            drain.settle().await;
-            if remove_part {
-                if let Some(part) = part {
-                    sink::remove_part(part).await;
+                        ctx,
+                    );
                 }
+                Err(error) => act.end_failed(error, false, ctx),
             }
+        }));
+    }
+
+    fn end_cancelled(&mut self, ctx: &mut Context<Self>) {
+        let keep = self.partial_policy(|o| o.on_cancel) == Partial::Keep;
+        let outcome = Outcome::Cancelled {
+            bytes: self.ctx.bytes(),
         };
-        ctx.spawn(wrap_future(work).map(move |(), act: &mut Self, ctx| act.end(outcome, ctx)));
+        self.cleanup_then_end(outcome, !keep, ctx);
+    }
+
+    /// Fail for good; the `.part` is removed when the policy (or a checksum mismatch) says so.
+    fn end_failed(&mut self, error: TransferError, force_delete: bool, ctx: &mut Context<Self>) {
+        let delete = force_delete || self.partial_policy(|o| o.on_failure) == Partial::Delete;
+        let outcome = Outcome::Failed {
+            bytes: self.ctx.bytes(),
+            error,
+            attempts: self.attempts,
+        };
+        self.cleanup_then_end(outcome, delete, ctx);
+    }
+
+    fn partial_policy(
+        &self,
+        pick: impl Fn(&crate::request::DownloadOptions) -> Partial,
+    ) -> Partial {
+        match &self.ctx.job.kind {
+            JobKind::Download(opts) => pick(opts),
+            _ => Partial::Delete,
+        }
+    }
+
+    /// Close the `.part` file, remove it when asked (off-thread), then end.
+    fn cleanup_then_end(&mut self, outcome: Outcome, remove_part: bool, ctx: &mut Context<Self>) {
+        self.phase = Phase::Finishing;
+        drop(self.ctx.writer.borrow_mut().take());
+        let part = self.ctx.placement.borrow().as_ref().map(|p| p.part.clone());
+        if !remove_part {
+            self.kept_part = part.clone();
+        }
+        match part.filter(|_| remove_part) {
+            Some(part) => {
+                ctx.spawn(
+                    wrap_future(sink::remove_part(part))
+                        .map(move |(), act: &mut Self, ctx| act.end(outcome, ctx)),
+                );
+            }
+            None => self.end(outcome, ctx),
+        }
+    }
+
+    /// Pause: keep the writer, give the admission slot back, answer the pause requests.
+    fn park(&mut self, _ctx: &mut Context<Self>) {
+        self.phase = Phase::Paused;
+        let bytes = self.ctx.bytes();
+        self.ctx.progress.set_state(TransferState::Paused);
+        self.ctx.progress.set_can_resume(self.can_resume());
+        self.ctx.publish(EventKind::Paused {
+            bytes_transferred: bytes,
+        });
+        self.engine.do_send(Parked { id: self.ctx.id });
+        for tx in self.pause_replies.drain(..) {
+            let _ = tx.send(Ok(()));
+        }
+    }
+
+    /// Whether a resume would continue from the bytes kept, rather than from zero.
+    fn can_resume(&self) -> bool {
+        let c = &self.ctx;
+        let writer_ok = c
+            .writer
+            .borrow()
+            .as_ref()
+            .is_some_and(|w| w.written > 0 && !w.damaged);
+        writer_ok && c.validator.borrow().is_some() && !c.no_ranges.get()
     }
 
     fn end(&mut self, outcome: Outcome, ctx: &mut Context<Self>) {
@@ -575,7 +747,7 @@ impl TransferActor {
         ctx.stop();
     }
 
-    /// Publish `Ended`, answer pending cancels, tell the Engine. Runs at most once.
+    /// Publish `Ended`, answer pending requests, tell the Engine. Runs at most once.
     fn finish(&mut self, outcome: Outcome) {
         if let Phase::Ended(_) = self.phase {
             return;
@@ -601,29 +773,68 @@ impl TransferActor {
             };
             let _ = tx.send(reply);
         }
+        for tx in self.pause_replies.drain(..) {
+            let _ = tx.send(Err(CancelError::NotActive(end)));
+        }
         self.engine.do_send(Finished {
             id: c.id,
             outcome,
             worker: self.worker,
+            kept_part: self.kept_part.take(),
         });
     }
 
-    /// Request a stop of the running attempt (or of the preparing step, when it is done).
-    fn request_stop(&mut self, stop: Stop) {
+    /// Ask the transfer to stop: at once where no I/O runs, else by aborting the attempt (the
+    /// stop then takes effect once its write in flight landed). Cancel and failure override a
+    /// pending pause; otherwise the first request wins.
+    fn request_stop(&mut self, stop: Stop, ctx: &mut Context<Self>) {
+        let overrides =
+            matches!(self.stop, None | Some(Stop::Pause)) && !matches!(stop, Stop::Pause);
         match &self.phase {
             Phase::Running(handle) => {
-                if self.stop.is_none() {
-                    self.stop = Some(stop);
+                if self.stop.is_none() || overrides {
                     handle.abort();
-                }
-            }
-            Phase::Preparing => {
-                if self.stop.is_none() {
                     self.stop = Some(stop);
                 }
             }
+            Phase::Preparing | Phase::Settling => {
+                if self.stop.is_none() || overrides {
+                    self.stop = Some(stop);
+                }
+            }
+            Phase::Backoff(handle) => {
+                ctx.cancel_future(*handle);
+                self.stop = Some(stop);
+                self.after_stop_point(None, ctx);
+            }
+            Phase::Paused => match stop {
+                Stop::Pause => {
+                    for tx in self.pause_replies.drain(..) {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+                other => {
+                    self.stop = Some(other);
+                    self.after_stop_point(None, ctx);
+                }
+            },
             Phase::Finishing | Phase::Ended(_) => {}
         }
+    }
+
+    /// A reply future for a pending request.
+    fn pending_reply(
+        &self,
+        rx: oneshot::Receiver<Result<(), CancelError>>,
+    ) -> ResponseFuture<Result<(), CancelError>> {
+        let progress = Arc::clone(&self.ctx.progress);
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(CancelError::NotActive(
+                    progress.state().end_state().unwrap_or(EndState::Failed),
+                ))
+            })
+        })
     }
 }
 
@@ -637,10 +848,10 @@ impl Actor for TransferActor {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         if !matches!(self.phase, Phase::Ended(_)) {
-            let bytes = self.ctx.bytes();
             self.finish(Outcome::Failed {
-                bytes,
+                bytes: self.ctx.bytes(),
                 error: TransferError::Internal("the transfer actor stopped unexpectedly".into()),
+                attempts: self.attempts,
             });
         }
     }
@@ -649,28 +860,48 @@ impl Actor for TransferActor {
 impl Handler<CancelTransfer> for TransferActor {
     type Result = ResponseFuture<Result<(), CancelError>>;
 
-    fn handle(&mut self, _: CancelTransfer, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: CancelTransfer, ctx: &mut Self::Context) -> Self::Result {
         if let Phase::Ended(end) = self.phase {
             return Box::pin(async move { Err(CancelError::NotActive(end)) });
         }
         let (tx, rx) = oneshot::channel();
         self.cancel_replies.push(tx);
-        self.request_stop(Stop::Cancel);
-        let fallback = Arc::clone(&self.ctx.progress);
-        Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(CancelError::NotActive(
-                    fallback.state().end_state().unwrap_or(EndState::Failed),
-                ))
-            })
-        })
+        self.request_stop(Stop::Cancel, ctx);
+        self.pending_reply(rx)
+    }
+}
+
+impl Handler<PauseTransfer> for TransferActor {
+    type Result = ResponseFuture<Result<(), CancelError>>;
+
+    fn handle(&mut self, _: PauseTransfer, ctx: &mut Self::Context) -> Self::Result {
+        if let Phase::Ended(end) = self.phase {
+            return Box::pin(async move { Err(CancelError::NotActive(end)) });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.pause_replies.push(tx);
+        self.request_stop(Stop::Pause, ctx);
+        self.pending_reply(rx)
+    }
+}
+
+impl Handler<ResumeTransfer> for TransferActor {
+    type Result = ();
+
+    fn handle(&mut self, _: ResumeTransfer, ctx: &mut Self::Context) {
+        if let Phase::Paused = self.phase {
+            self.attempts = 0;
+            self.ctx.progress.set_state(TransferState::Active);
+            self.ctx.publish(EventKind::Resumed);
+            self.start_attempt(ctx);
+        }
     }
 }
 
 impl Handler<AbortTransfer> for TransferActor {
     type Result = ();
 
-    fn handle(&mut self, msg: AbortTransfer, _ctx: &mut Self::Context) {
-        self.request_stop(Stop::Fail(msg.0));
+    fn handle(&mut self, msg: AbortTransfer, ctx: &mut Self::Context) {
+        self.request_stop(Stop::Fail(msg.0), ctx);
     }
 }

@@ -16,7 +16,7 @@ pub(super) async fn run(ctx: &Rc<Ctx>, file: &Path, size: u64) -> Result<Done, T
     }
     let mut make_body = || {
         // A fresh stream from the start of the file for each hop (307/308 re-send it).
-        ctx.reset_bytes();
+        ctx.set_bytes(0);
         ctx.await_body();
         let c = Rc::clone(ctx);
         let counted = file_stream(file.to_path_buf(), 0, size).map(move |chunk| {
@@ -44,6 +44,9 @@ pub(super) async fn run(ctx: &Rc<Ctx>, file: &Path, size: u64) -> Result<Done, T
     .await
     .map_err(|e| ctx.take_body_error().unwrap_or(e))?;
     let status = sent.response.status();
+    if !status.is_success() {
+        ctx.note_retry_after(&sent.response);
+    }
     if !status.is_success() {
         return Err(TransferError::Server {
             status: status.as_u16(),
