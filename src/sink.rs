@@ -69,6 +69,21 @@ impl Writer {
         Ok(())
     }
 
+    /// Append `buf`, counting and hashing it. Blocking.
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        let res = self.file.write_all(buf);
+        match &res {
+            Ok(()) => {
+                self.written += buf.len() as u64;
+                if let Some(h) = self.hasher.as_mut() {
+                    h.update(buf);
+                }
+            }
+            Err(_) => self.damaged = true,
+        }
+        res
+    }
+
     /// The hex SHA-256 of what was written, when hashed.
     pub(crate) fn sha256_hex(&self) -> Option<String> {
         self.hasher
@@ -79,31 +94,43 @@ impl Writer {
 
 type WriteJob = JoinHandle<(Writer, Vec<u8>, io::Result<()>)>;
 
-enum Parked {
-    Pending(WriteJob),
-    Ready(Writer),
+/// What a dropped sink leaves behind: its writer, or the write job holding it, and the bytes
+/// it had buffered but not handed off yet.
+struct Parked {
+    job: Option<WriteJob>,
+    writer: Option<Writer>,
+    leftover: Vec<u8>,
 }
 
-/// Where a dropped sink leaves its writer (and its write in flight, if any): an attempt that
-/// was aborted or failed drops its sink, and the transfer actor takes the writer back from
-/// here, after the write landed, to resume from exactly what is on disk.
+/// Where a dropped sink leaves its writer: an attempt that was aborted (cancel, pause,
+/// shutdown) or failed drops its sink, and the transfer actor takes the writer back from here
+/// once everything the sink had received landed on disk, to resume from exactly that.
 #[derive(Default, Clone)]
 pub(crate) struct Drain(Rc<RefCell<Option<Parked>>>);
 
 impl Drain {
-    /// Wait for the abandoned write, if any, and return the writer.
+    /// Land the abandoned write and buffered bytes, off-thread, and return the writer.
     pub(crate) async fn settle(&self) -> Option<Writer> {
-        let parked = self.0.borrow_mut().take();
-        match parked? {
-            Parked::Ready(w) => Some(w),
-            Parked::Pending(job) => match job.await {
-                Ok((mut w, _, res)) => {
-                    w.damaged |= res.is_err();
-                    Some(w)
-                }
-                Err(_) => None,
-            },
+        let parked = self.0.borrow_mut().take()?;
+        let mut writer = match (parked.job, parked.writer) {
+            (Some(job), _) => {
+                let (mut w, _, res) = job.await.ok()?;
+                w.damaged |= res.is_err();
+                w
+            }
+            (None, Some(w)) => w,
+            (None, None) => return None,
+        };
+        if !parked.leftover.is_empty() && !writer.damaged {
+            let buf = parked.leftover;
+            let job = spawn_blocking(move || {
+                // A failed append marks the writer damaged: the next attempt starts over.
+                let _ = writer.append(&buf);
+                writer
+            });
+            writer = job.await.ok()?;
         }
+        Some(writer)
     }
 }
 
@@ -149,16 +176,7 @@ impl FileSink {
             ));
         };
         self.pending = Some(spawn_blocking(move || {
-            let res = w.file.write_all(&buf);
-            match &res {
-                Ok(()) => {
-                    w.written += buf.len() as u64;
-                    if let Some(h) = w.hasher.as_mut() {
-                        h.update(&buf);
-                    }
-                }
-                Err(_) => w.damaged = true,
-            }
+            let res = w.append(&buf);
             buf.clear();
             (w, buf, res)
         }));
@@ -205,12 +223,17 @@ impl FileSink {
         res.map_err(|e| TransferError::file("truncating", &e))
     }
 
-    /// Write everything buffered and return the writer, all writes landed.
-    pub(crate) async fn finish(mut self) -> Result<Writer, TransferError> {
+    /// Write everything buffered and wait until it landed.
+    pub(crate) async fn flush(&mut self) -> Result<(), TransferError> {
         if !self.buf.is_empty() {
             self.hand_off().await?;
         }
-        self.settle().await?;
+        self.settle().await
+    }
+
+    /// Write everything buffered and return the writer, all writes landed.
+    pub(crate) async fn finish(mut self) -> Result<Writer, TransferError> {
+        self.flush().await?;
         self.writer
             .take()
             .ok_or_else(|| TransferError::Internal("file sink lost its file".into()))
@@ -219,12 +242,14 @@ impl FileSink {
 
 impl Drop for FileSink {
     fn drop(&mut self) {
-        let parked = match (self.pending.take(), self.writer.take()) {
-            (Some(job), _) => Parked::Pending(job),
-            (None, Some(w)) => Parked::Ready(w),
-            (None, None) => return,
+        let parked = Parked {
+            job: self.pending.take(),
+            writer: self.writer.take(),
+            leftover: mem::take(&mut self.buf),
         };
-        *self.drain.0.borrow_mut() = Some(parked);
+        if parked.job.is_some() || parked.writer.is_some() {
+            *self.drain.0.borrow_mut() = Some(parked);
+        }
     }
 }
 

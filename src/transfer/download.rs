@@ -122,6 +122,8 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
     ctx.await_body();
 
     let mut body = BodyReader::new(sent.response, remaining, true).after(offset);
+    // On any error the sink is dropped and parks its writer and buffered bytes in the drain:
+    // everything that arrived before the failure lands, and a retry resumes after it.
     while let Some(chunk) = body.next(ctx).await? {
         sink.write(&chunk).await?;
     }

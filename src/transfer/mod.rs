@@ -719,6 +719,10 @@ impl TransferActor {
     /// Pause: keep the writer, give the admission slot back, answer the pause requests.
     fn park(&mut self, _ctx: &mut Context<Self>) {
         self.phase = Phase::Paused;
+        if let Some(w) = self.ctx.writer.borrow().as_ref() {
+            // What counts now is what is on disk.
+            self.ctx.set_bytes(if w.damaged { 0 } else { w.written });
+        }
         let bytes = self.ctx.bytes();
         self.ctx.progress.set_state(TransferState::Paused);
         self.ctx.progress.set_can_resume(self.can_resume());

@@ -1,0 +1,253 @@
+//! A scripted HTTP server for the resilience tests: it serves one file with an ETag and honours
+//! `Range` and `If-Range` like a good server, except where a test scripts a misbehaviour for
+//! the next request(s). It records every request's `Range` and `If-Range` headers.
+
+#![allow(dead_code)]
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use actix_web::{
+    http::{header, StatusCode},
+    web, App, HttpRequest, HttpResponse, HttpServer,
+};
+use futures::StreamExt;
+
+/// What the server does with one request.
+#[derive(Debug, Clone)]
+pub enum Act {
+    /// Serve the file, honouring `Range` and `If-Range`.
+    Normal,
+    /// Like `Normal`, but drop the connection once the body reaches this absolute offset.
+    CutAt(u64),
+    /// Answer 200 with the whole file, whatever `Range` says.
+    IgnoreRange,
+    /// Answer 206 with a `Content-Range` starting this many bytes after the asked offset.
+    WrongStart(u64),
+    /// Answer with this status (and `Retry-After` when given), no body.
+    Status(u16, Option<&'static str>),
+    /// Serve normally but slowly: `chunk` bytes every `every`.
+    Slow { chunk: usize, every: Duration },
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub range: Option<String>,
+    pub if_range: Option<String>,
+    pub at: Instant,
+    pub body_len: usize,
+}
+
+pub struct State {
+    pub content: Vec<u8>,
+    pub etag: String,
+    pub script: VecDeque<Act>,
+    pub seen: Vec<Seen>,
+}
+
+#[derive(Clone)]
+pub struct Ranged {
+    pub url: String,
+    pub state: Arc<Mutex<State>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+/// Deterministic content of `n` bytes.
+pub fn content(n: usize, salt: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ salt)
+        .collect()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Ranged {
+    /// Script the next requests.
+    pub fn script(&self, acts: impl IntoIterator<Item = Act>) {
+        self.state.lock().unwrap().script.extend(acts);
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// Replace the file (and its ETag), as a server whose file changed.
+    pub fn replace(&self, content: Vec<u8>, etag: &str) {
+        let mut st = self.state.lock().unwrap();
+        st.content = content;
+        st.etag = etag.into();
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+/// Serve `content` at `/file` (and accept uploads at `PUT /upload`) on 127.0.0.1.
+pub fn start(content: Vec<u8>) -> Ranged {
+    let state = Arc::new(Mutex::new(State {
+        content,
+        etag: "\"v1\"".into(),
+        script: VecDeque::new(),
+        seen: Vec::new(),
+    }));
+    let data = web::Data::from(Arc::clone(&state));
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/file", web::get().to(serve))
+            .route("/upload", web::put().to(upload))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .expect("bind 127.0.0.1");
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ranged {
+        url: format!("http://{addr}"),
+        state,
+        handle,
+    }
+}
+
+fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse {
+    let range = header_str(&req, header::RANGE);
+    let if_range = header_str(&req, header::IF_RANGE);
+    let (act, content, etag) = {
+        let mut st = state.lock().unwrap();
+        st.seen.push(Seen {
+            method: req.method().to_string(),
+            range: range.clone(),
+            if_range: if_range.clone(),
+            at: Instant::now(),
+            body_len: 0,
+        });
+        let act = st.script.pop_front().unwrap_or(Act::Normal);
+        (act, st.content.clone(), st.etag.clone())
+    };
+    let total = content.len() as u64;
+    if let Act::Status(code, retry_after) = act {
+        let mut resp = HttpResponse::build(StatusCode::from_u16(code).unwrap());
+        if let Some(ra) = retry_after {
+            resp.insert_header((header::RETRY_AFTER, ra));
+        }
+        return resp.finish();
+    }
+    // Honour the range only when If-Range (if any) matches the current ETag.
+    let asked = range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|_| if_range.as_deref().is_none_or(|v| v == etag))
+        .filter(|_| !matches!(act, Act::IgnoreRange));
+    let (status, start) = match asked {
+        Some(n) if n >= total => {
+            return HttpResponse::build(StatusCode::RANGE_NOT_SATISFIABLE)
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{total}")))
+                .finish()
+        }
+        Some(n) => (StatusCode::PARTIAL_CONTENT, n),
+        None => (StatusCode::OK, 0),
+    };
+    let claimed_start = match act {
+        Act::WrongStart(delta) if status == StatusCode::PARTIAL_CONTENT => start + delta,
+        _ => start,
+    };
+    let mut resp = HttpResponse::build(status);
+    resp.insert_header((header::ETAG, etag))
+        .insert_header((header::ACCEPT_RANGES, "bytes"));
+    if status == StatusCode::PARTIAL_CONTENT {
+        resp.insert_header((
+            header::CONTENT_RANGE,
+            format!("bytes {claimed_start}-{}/{total}", total - 1),
+        ));
+    }
+    let body = content[start as usize..].to_vec();
+    let len = body.len() as u64;
+    let (cut, chunk, every) = match act {
+        Act::CutAt(at) => (Some(at.saturating_sub(start)), 16 * 1024, None),
+        Act::Slow { chunk, every } => (None, chunk, Some(every)),
+        _ => (None, 64 * 1024, None),
+    };
+    let chunks: Vec<web::Bytes> = body
+        .chunks(chunk)
+        .map(web::Bytes::copy_from_slice)
+        .collect();
+    let mut sent = 0u64;
+    let stream = futures::stream::iter(chunks).then(move |c| async move {
+        if let Some(every) = every {
+            actix_rt::time::sleep(every).await;
+        }
+        Ok::<_, std::io::Error>(c)
+    });
+    let stream = stream.map(move |c| {
+        let c = c?;
+        if let Some(cut) = cut {
+            if sent >= cut {
+                return Err(std::io::Error::other("scripted cut"));
+            }
+            let keep = (cut - sent).min(c.len() as u64) as usize;
+            sent += keep as u64;
+            return Ok(c.slice(..keep));
+        }
+        Ok(c)
+    });
+    resp.no_chunking(len).streaming(stream)
+}
+
+async fn upload(
+    req: HttpRequest,
+    mut body: web::Payload,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    let mut n = 0usize;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => n += c.len(),
+            Err(_) => break,
+        }
+    }
+    let act = {
+        let mut st = state.lock().unwrap();
+        st.seen.push(Seen {
+            method: req.method().to_string(),
+            range: None,
+            if_range: None,
+            at: Instant::now(),
+            body_len: n,
+        });
+        st.script.pop_front().unwrap_or(Act::Normal)
+    };
+    match act {
+        Act::Status(code, retry_after) => {
+            let mut resp = HttpResponse::build(StatusCode::from_u16(code).unwrap());
+            if let Some(ra) = retry_after {
+                resp.insert_header((header::RETRY_AFTER, ra));
+            }
+            resp.finish()
+        }
+        _ => HttpResponse::Ok().body(format!("{n}")),
+    }
+}

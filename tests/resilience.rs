@@ -1,0 +1,577 @@
+//! Retries, safe resume, pause/resume, integrity checks and cleanup, against a scripted server
+//! on 127.0.0.1 that cuts bodies, ignores ranges, changes its file, or answers 503.
+
+mod ranged;
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use actix::prelude::*;
+use actix_transfer::*;
+use ranged::{content, sha256_hex, Act};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Records every event it receives.
+#[derive(Clone, Default)]
+struct Events(Arc<Mutex<Vec<TransferEvent>>>);
+
+struct Recorder(Events);
+
+impl Actor for Recorder {
+    type Context = Context<Self>;
+}
+
+impl Handler<TransferEvent> for Recorder {
+    type Result = ();
+    fn handle(&mut self, ev: TransferEvent, _: &mut Context<Self>) {
+        self.0 .0.lock().unwrap().push(ev);
+    }
+}
+
+impl Events {
+    fn of(&self, id: TransferId) -> Vec<EventKind> {
+        let all = self.0.lock().unwrap();
+        all.iter()
+            .filter(|e| e.id == id)
+            .map(|e| e.kind.clone())
+            .collect()
+    }
+
+    /// Wait (bounded) until an event of `id` matches.
+    async fn until(&self, id: TransferId, what: impl Fn(&EventKind) -> bool) -> EventKind {
+        let start = Instant::now();
+        loop {
+            if let Some(k) = self.of(id).into_iter().find(|k| what(k)) {
+                return k;
+            }
+            assert!(start.elapsed() < LIMIT, "no matching event for {id}");
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+struct Rig {
+    engine: Addr<Engine>,
+    events: Events,
+    _recorder: Addr<Recorder>,
+    dir: tempfile::TempDir,
+}
+
+async fn rig(policy: RetryPolicy) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::builder()
+        .download_dir(dir.path())
+        .workers(2)
+        .retry(policy)
+        .progress_interval(Duration::from_millis(10))
+        .start();
+    let events = Events::default();
+    let recorder = Recorder(events.clone()).start();
+    engine
+        .send(Subscribe::all(recorder.clone().recipient()))
+        .await
+        .unwrap();
+    Rig {
+        engine,
+        events,
+        _recorder: recorder,
+        dir,
+    }
+}
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy::default()
+        .initial_delay(Duration::from_millis(10))
+        .max_delay(Duration::from_millis(50))
+}
+
+impl Rig {
+    async fn download(&self, d: Download) -> TransferId {
+        self.engine.send(d).await.unwrap().expect("accepted")
+    }
+
+    async fn wait(&self, id: TransferId) -> Outcome {
+        actix_rt::time::timeout(LIMIT, self.engine.send(Wait(id)))
+            .await
+            .expect("transfer ended in time")
+            .unwrap()
+            .expect("known id")
+    }
+
+    fn files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+fn range_start(seen: &ranged::Seen) -> Option<u64> {
+    seen.range
+        .as_deref()?
+        .strip_prefix("bytes=")?
+        .strip_suffix('-')?
+        .parse()
+        .ok()
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+#[actix_rt::test]
+async fn cut_bodies_resume_with_range_and_if_range() {
+    // Offsets below, at, and well past the 512 KiB write buffer.
+    for cut in [1u64, 100_000, 524_288, 1_500_000] {
+        let body = content(2_000_000, cut as u8);
+        let server = ranged::start(body.clone());
+        server.script([Act::CutAt(cut)]);
+        let rig = rig(fast_retries()).await;
+        let id = rig
+            .download(
+                Download::new(format!("{}/file", server.url))
+                    .to("f.bin")
+                    .expect_sha256(sha256_hex(&body)),
+            )
+            .await;
+        let outcome = rig.wait(id).await;
+        assert!(outcome.is_completed(), "cut at {cut}: {outcome:?}");
+        assert_eq!(read(outcome.path().unwrap()), body, "cut at {cut}");
+
+        let seen = server.seen();
+        assert_eq!(seen.len(), 2, "cut at {cut}: one retry");
+        assert_eq!(seen[0].range, None);
+        // The server may lose a few bytes in flight when it drops the connection: the client
+        // must resume from exactly what it received, all of which it kept.
+        let received = rig
+            .events
+            .of(id)
+            .into_iter()
+            .find_map(|k| match k {
+                EventKind::Retrying {
+                    attempt: 1, error, ..
+                } => Some(match error {
+                    TransferError::Truncated { received, expected } => {
+                        assert_eq!(expected, body.len() as u64);
+                        received
+                    }
+                    // Cut before the headers left the server: nothing was received.
+                    _ => 0,
+                }),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("cut at {cut}: no retry in {:?}", rig.events.of(id)));
+        assert!(received <= cut);
+        if received > 0 {
+            assert_eq!(range_start(&seen[1]), Some(received), "cut at {cut}");
+            assert_eq!(seen[1].if_range.as_deref(), Some("\"v1\""));
+        } else {
+            assert_eq!(seen[1].range, None, "nothing to resume from");
+        }
+        assert_eq!(rig.files(), vec!["f.bin"], "no .part left");
+        server.stop().await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_server_that_ignores_ranges_restarts_from_zero() {
+    let body = content(1_000_000, 3);
+    let server = ranged::start(body.clone());
+    server.script([Act::CutAt(600_000), Act::IgnoreRange]);
+    let rig = rig(fast_retries()).await;
+    let id = rig
+        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(read(outcome.path().unwrap()), body);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2);
+    let asked = range_start(&seen[1]).expect("it asked for a range");
+    assert!(asked > 0 && asked <= 600_000);
+    assert_eq!(outcome.bytes(), body.len() as u64);
+}
+
+#[actix_rt::test]
+async fn a_changed_etag_restarts_with_the_new_file() {
+    let old = content(1_000_000, 5);
+    let new = content(1_200_000, 6);
+    let server = ranged::start(old);
+    server.script([Act::CutAt(300_000)]);
+    let rig = rig(fast_retries()).await;
+    let id = rig
+        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .await;
+    rig.events
+        .until(id, |k| matches!(k, EventKind::Retrying { .. }))
+        .await;
+    server.replace(new.clone(), "\"v2\"");
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(
+        read(outcome.path().unwrap()),
+        new,
+        "never a mix of two versions"
+    );
+    let seen = server.seen();
+    assert_eq!(seen[1].if_range.as_deref(), Some("\"v1\""));
+}
+
+#[actix_rt::test]
+async fn a_206_at_the_wrong_offset_is_refused() {
+    let body = content(1_000_000, 7);
+    let server = ranged::start(body.clone());
+    server.script([Act::CutAt(400_000), Act::WrongStart(1000)]);
+    let rig = rig(fast_retries()).await;
+    let id = rig
+        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(read(outcome.path().unwrap()), body);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3, "cut, bad 206, then a fresh request");
+    let asked = range_start(&seen[1]).expect("it asked for a range");
+    assert!(asked > 0 && asked <= 400_000);
+    assert_eq!(
+        seen[2].range, None,
+        "after a bad 206 the server's ranges are not used"
+    );
+}
+
+#[actix_rt::test]
+async fn resumable_only_fails_instead_of_restarting() {
+    let body = content(1_000_000, 8);
+    let server = ranged::start(body);
+    server.script([Act::CutAt(400_000), Act::WrongStart(1000)]);
+    let rig = rig(fast_retries()).await;
+    let id = rig
+        .download(
+            Download::new(format!("{}/file", server.url))
+                .to("f.bin")
+                .resumable_only(),
+        )
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(
+        matches!(outcome.error(), Some(TransferError::CannotResume(_))),
+        "{outcome:?}"
+    );
+    assert!(!rig.dir.path().join("f.bin").exists());
+    assert!(
+        rig.dir.path().join("f.bin.part").exists(),
+        "the .part is kept on failure by default"
+    );
+}
+
+#[actix_rt::test]
+async fn retry_after_is_honoured_and_bounded() {
+    let body = content(10_000, 9);
+    let server = ranged::start(body.clone());
+    server.script([Act::Status(503, Some("1")), Act::Status(429, Some("3600"))]);
+    let rig = rig(fast_retries().max_retry_after(Duration::from_millis(300))).await;
+    let id = rig
+        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    let delays: Vec<Duration> = rig
+        .events
+        .of(id)
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::Retrying { delay, .. } => Some(delay),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        delays,
+        vec![Duration::from_millis(300), Duration::from_millis(300)],
+        "Retry-After 1 s and 3600 s, both cut to the 300 ms bound"
+    );
+    let seen = server.seen();
+    assert!(seen[1].at - seen[0].at >= Duration::from_millis(300));
+    assert!(seen[2].at - seen[1].at >= Duration::from_millis(300));
+}
+
+#[actix_rt::test]
+async fn retries_stop_at_the_attempt_limit_with_the_last_error() {
+    let server = ranged::start(content(1000, 1));
+    server.script([
+        Act::Status(503, None),
+        Act::Status(502, None),
+        Act::Status(500, None),
+    ]);
+    let rig = rig(fast_retries().max_attempts(3)).await;
+    let id = rig
+        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .await;
+    match rig.wait(id).await {
+        Outcome::Failed {
+            error, attempts, ..
+        } => {
+            assert_eq!(error, TransferError::Server { status: 500 });
+            assert_eq!(attempts, 3);
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert_eq!(server.seen().len(), 3);
+    // Not retryable at all: one attempt.
+    server.script([Act::Status(404, None)]);
+    let id = rig
+        .download(Download::new(format!("{}/file", server.url)).to("g.bin"))
+        .await;
+    assert!(matches!(
+        rig.wait(id).await,
+        Outcome::Failed { attempts: 1, .. }
+    ));
+}
+
+#[actix_rt::test]
+async fn pause_and_resume_mid_body_is_byte_exact() {
+    let body = content(600_000, 11);
+    let server = ranged::start(body.clone());
+    server.script([Act::Slow {
+        chunk: 8 * 1024,
+        every: Duration::from_millis(5),
+    }]);
+    let rig = rig(fast_retries()).await;
+    let id = rig
+        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .await;
+    rig.events
+        .until(id, |k| {
+            matches!(k, EventKind::Progress { bytes_transferred, .. } if *bytes_transferred > 50_000)
+        })
+        .await;
+    assert_eq!(rig.engine.send(Pause(id)).await.unwrap(), Ok(()));
+    let status = rig.engine.send(Status(id)).await.unwrap().unwrap();
+    assert_eq!(status.state, TransferState::Paused);
+    assert!(status.can_resume);
+    let paused_at = status.bytes_transferred;
+    let part = rig.dir.path().join("f.bin.part");
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), paused_at);
+    assert_eq!(
+        rig.engine.send(Pause(id)).await.unwrap(),
+        Ok(()),
+        "idempotent"
+    );
+
+    assert_eq!(rig.engine.send(Resume(id)).await.unwrap(), Ok(()));
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(read(outcome.path().unwrap()), body);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(range_start(&seen[1]), Some(paused_at));
+    let kinds = rig.events.of(id);
+    let paused = kinds
+        .iter()
+        .position(|k| matches!(k, EventKind::Paused { .. }));
+    let resumed = kinds.iter().position(|k| matches!(k, EventKind::Resumed));
+    assert!(paused.is_some() && resumed > paused, "{kinds:?}");
+    assert_eq!(
+        rig.engine.send(Pause(id)).await.unwrap(),
+        Err(CancelError::NotActive(EndState::Completed))
+    );
+}
+
+#[actix_rt::test]
+async fn a_paused_transfer_can_be_cancelled() {
+    let server = ranged::start(content(400_000, 12));
+    server.script([Act::Slow {
+        chunk: 4096,
+        every: Duration::from_millis(5),
+    }]);
+    let rig = rig(fast_retries()).await;
+    let id = rig
+        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .await;
+    rig.events
+        .until(id, |k| matches!(k, EventKind::Progress { bytes_transferred, .. } if *bytes_transferred > 0))
+        .await;
+    rig.engine.send(Pause(id)).await.unwrap().unwrap();
+    assert_eq!(rig.engine.send(Cancel(id)).await.unwrap(), Ok(()));
+    assert!(matches!(rig.wait(id).await, Outcome::Cancelled { .. }));
+    assert!(
+        rig.files().is_empty(),
+        "the .part was removed: {:?}",
+        rig.files()
+    );
+}
+
+#[actix_rt::test]
+async fn checksum_mismatch_fails_and_removes_the_part() {
+    let body = content(300_000, 13);
+    let server = ranged::start(body);
+    let rig = rig(fast_retries()).await;
+    let id = rig
+        .download(
+            Download::new(format!("{}/file", server.url))
+                .to("f.bin")
+                .expect_sha256("00".repeat(32)),
+        )
+        .await;
+    match rig.wait(id).await {
+        Outcome::Failed {
+            error: TransferError::ChecksumMismatch { what, .. },
+            attempts,
+            ..
+        } => {
+            assert_eq!(what, "sha256");
+            assert_eq!(attempts, 1, "a mismatch is not retried");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(rig.files().is_empty(), "{:?}", rig.files());
+
+    // A wrong expected size is caught from the announced length, before any byte is written.
+    let id = rig
+        .download(
+            Download::new(format!("{}/file", server.url))
+                .to("g.bin")
+                .expect_size(5),
+        )
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(
+        matches!(
+            outcome.error(),
+            Some(TransferError::ChecksumMismatch { what: "size", .. })
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.bytes(), 0);
+    assert!(rig.files().is_empty());
+    // A malformed digest is refused at submit.
+    let bad = rig
+        .engine
+        .send(Download::new(format!("{}/file", server.url)).expect_sha256("xyz"))
+        .await
+        .unwrap();
+    assert!(matches!(bad, Err(TransferError::InvalidRequest(_))));
+}
+
+#[actix_rt::test]
+async fn cancel_during_a_backoff_wait() {
+    let server = ranged::start(content(1000, 14));
+    server.script([Act::Status(503, Some("30"))]);
+    let rig = rig(fast_retries().max_retry_after(Duration::from_secs(30))).await;
+    let id = rig
+        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .await;
+    rig.events
+        .until(id, |k| matches!(k, EventKind::Retrying { .. }))
+        .await;
+    assert_eq!(rig.engine.send(Cancel(id)).await.unwrap(), Ok(()));
+    assert!(matches!(rig.wait(id).await, Outcome::Cancelled { .. }));
+    assert_eq!(server.seen().len(), 1, "no attempt after the cancel");
+    assert!(rig.files().is_empty());
+}
+
+#[actix_rt::test]
+async fn uploads_retry_from_the_start_of_the_file() {
+    let server = ranged::start(Vec::new());
+    server.script([Act::Status(503, None)]);
+    let rig = rig(fast_retries()).await;
+    let src = rig.dir.path().join("src.bin");
+    std::fs::write(&src, content(700_000, 15)).unwrap();
+    let id = rig
+        .engine
+        .send(Upload::new(format!("{}/upload", server.url), &src))
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = rig.wait(id).await;
+    assert_eq!(
+        outcome.body().map(|b| b.as_ref()),
+        Some(&b"700000"[..]),
+        "{outcome:?}"
+    );
+    let seen = server.seen();
+    assert_eq!(
+        seen.iter().map(|s| s.body_len).collect::<Vec<_>>(),
+        vec![700_000, 700_000],
+        "the whole file both times"
+    );
+    let kinds = rig.events.of(id);
+    let retry = kinds
+        .iter()
+        .position(|k| matches!(k, EventKind::Retrying { .. }))
+        .expect("a Retrying event announces the restart");
+    assert!(kinds[retry..].iter().any(|k| matches!(
+        k,
+        EventKind::Progress { bytes_transferred, .. } if *bytes_transferred == 700_000
+    )));
+}
+
+#[actix_rt::test]
+async fn cleanup_policies_and_erase() {
+    let body = content(200_000, 16);
+    let server = ranged::start(body.clone());
+    let rig = rig(RetryPolicy::never()).await;
+
+    // Keep the .part on cancel when asked.
+    server.script([Act::Slow {
+        chunk: 4096,
+        every: Duration::from_millis(5),
+    }]);
+    let id = rig
+        .download(
+            Download::new(format!("{}/file", server.url))
+                .to("kept.bin")
+                .on_cancel(Partial::Keep),
+        )
+        .await;
+    rig.events
+        .until(id, |k| matches!(k, EventKind::Progress { bytes_transferred, .. } if *bytes_transferred > 0))
+        .await;
+    rig.engine.send(Cancel(id)).await.unwrap().unwrap();
+    assert!(rig.dir.path().join("kept.bin.part").exists());
+    // Erase with files removes it, and forgets the transfer.
+    let erase = Erase {
+        id,
+        delete_files: true,
+    };
+    assert_eq!(rig.engine.send(erase).await.unwrap(), Ok(()));
+    assert!(!rig.dir.path().join("kept.bin.part").exists());
+    assert_eq!(rig.engine.send(Status(id)).await.unwrap(), None);
+    assert_eq!(
+        rig.engine.send(Cancel(id)).await.unwrap(),
+        Err(CancelError::Unknown)
+    );
+
+    // Delete the .part on failure when asked.
+    server.script([Act::CutAt(100_000)]);
+    let id = rig
+        .download(
+            Download::new(format!("{}/file", server.url))
+                .to("gone.bin")
+                .on_failure(Partial::Delete),
+        )
+        .await;
+    assert!(matches!(rig.wait(id).await, Outcome::Failed { .. }));
+    assert!(rig.files().is_empty(), "{:?}", rig.files());
+
+    // Erase of a completed download removes its file; erasing twice is Unknown.
+    let id = rig
+        .download(Download::new(format!("{}/file", server.url)).to("done.bin"))
+        .await;
+    assert!(rig.wait(id).await.is_completed());
+    let erase = Erase {
+        id,
+        delete_files: true,
+    };
+    assert_eq!(rig.engine.send(erase).await.unwrap(), Ok(()));
+    assert!(!rig.dir.path().join("done.bin").exists());
+    assert_eq!(
+        rig.engine.send(erase).await.unwrap(),
+        Err(EraseError::Unknown)
+    );
+}
