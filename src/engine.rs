@@ -6,18 +6,13 @@
 //! actor to the file and to subscribers directly; the Engine hears from a transfer when it
 //! starts and when it ends, and reads its byte counters from shared atomics for [`Status`].
 
-use std::{
-    cmp::Reverse,
-    collections::{BTreeMap, HashMap},
-    path::PathBuf,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use futures::channel::oneshot;
 
 use crate::{
+    admission::{Admission, Host, QueueKey},
     error::{CancelError, EndState, EraseError, TransferError},
     event::{EventKind, Outcome, TransferEvent, TransferId},
     request::{Download, Fetch, Job, JobKind, Upload},
@@ -194,20 +189,14 @@ impl EngineBuilder {
             workers,
             subs: Arc::new(Subscribers::default()),
             records: HashMap::new(),
-            queue: BTreeMap::new(),
-            active: 0,
+            admission: Admission::new(self.max_active, self.max_per_host),
             live: 0,
-            per_host: HashMap::new(),
-            max_active: self.max_active,
-            max_per_host: self.max_per_host,
             next_id: 0,
             shutdown: None,
         }
         .start()
     }
 }
-
-type QueueKey = (Reverse<i32>, u64);
 
 /// What starts when a waiting transfer is admitted.
 enum Waiting {
@@ -228,7 +217,7 @@ struct Record {
     kind: TransferKind,
     url: String,
     path: Option<PathBuf>,
-    host: String,
+    host: Host,
     priority: i32,
     progress: Arc<Progress>,
     slot: Slot,
@@ -258,14 +247,9 @@ pub struct Engine {
     workers: Workers,
     subs: Arc<Subscribers>,
     records: HashMap<TransferId, Record>,
-    queue: BTreeMap<QueueKey, TransferId>,
-    /// Transfers holding an admission slot.
-    active: usize,
+    admission: Admission,
     /// Transfer actors alive (active, paused, or resumed and waiting for a slot).
     live: usize,
-    per_host: HashMap<String, usize>,
-    max_active: usize,
-    max_per_host: Option<usize>,
     next_id: u64,
     /// `Some` once a shutdown began: the replies to send when it is done.
     shutdown: Option<Vec<oneshot::Sender<()>>>,
@@ -275,8 +259,8 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("transfers", &self.records.len())
-            .field("active", &self.active)
-            .field("queued", &self.queue.len())
+            .field("active", &self.admission.active())
+            .field("queued", &self.admission.queued())
             .finish_non_exhaustive()
     }
 }
@@ -302,12 +286,13 @@ impl Engine {
             JobKind::Upload { file, .. } => (TransferKind::Upload, Some(file.clone())),
             JobKind::Fetch { .. } => (TransferKind::Fetch, None),
         };
-        let key = (Reverse(job.priority), id.get());
+        let key = Admission::key(job.priority, id);
+        let host: Host = Arc::from(job.host());
         let record = Record {
             kind,
             url: job.request.url.to_string(),
             path,
-            host: job.host(),
+            host: Arc::clone(&host),
             priority: job.priority,
             progress: Arc::new(Progress::new()),
             slot: Slot::Queued {
@@ -319,7 +304,7 @@ impl Engine {
             kept_part: None,
         };
         self.records.insert(id, record);
-        self.queue.insert(key, id);
+        self.admission.enqueue(&host, key, id);
         self.publish(id, EventKind::Queued);
         self.admit(ctx);
         Ok(id)
@@ -340,20 +325,12 @@ impl Engine {
         }
     }
 
-    /// Start waiting transfers while slots are free, best priority first, skipping hosts at
-    /// their limit.
+    /// Start waiting transfers while slots are free (see `admission`).
     fn admit(&mut self, ctx: &mut Context<Self>) {
         if self.shutdown.is_some() {
             return;
         }
-        while self.active < self.max_active && !self.queue.is_empty() {
-            let next = self.queue.iter().find_map(|(key, id)| {
-                let busy = self.per_host.get(&self.records[id].host).copied();
-                let free = self.max_per_host.is_none_or(|max| busy.unwrap_or(0) < max);
-                free.then_some((*key, *id))
-            });
-            let Some((key, id)) = next else { break };
-            self.queue.remove(&key);
+        while let Some(id) = self.admission.next() {
             self.start_transfer(id, ctx);
         }
     }
@@ -389,19 +366,6 @@ impl Engine {
         };
         record.progress.set_state(TransferState::Active);
         record.slot = Slot::Active { addr };
-        *self.per_host.entry(record.host.clone()).or_default() += 1;
-        self.active += 1;
-    }
-
-    /// Give back the admission slot of `record` (it ended or paused).
-    fn release_slot(&mut self, host: &str) {
-        self.active -= 1;
-        if let Some(n) = self.per_host.get_mut(host) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_host.remove(host);
-            }
-        }
     }
 
     /// End a transfer that has no actor (queued or paused before it ever ran).
@@ -414,7 +378,7 @@ impl Engine {
                 what: Waiting::New(_),
                 key,
             } => {
-                self.queue.remove(key);
+                self.admission.remove(&record.host, *key);
             }
             Slot::Paused(Waiting::New(_)) => {}
             _ => return,
@@ -616,7 +580,7 @@ impl Handler<Pause> for Engine {
             }
             Slot::Queued { key, .. } => {
                 let key = *key;
-                self.queue.remove(&key);
+                self.admission.remove(&record.host, key);
                 let placeholder = Slot::Ended(Outcome::Cancelled { bytes: 0 });
                 let Slot::Queued { what, .. } = std::mem::replace(&mut record.slot, placeholder)
                 else {
@@ -660,11 +624,11 @@ impl Handler<Resume> for Engine {
         let Slot::Paused(what) = std::mem::replace(&mut record.slot, placeholder) else {
             unreachable!()
         };
-        let key = (Reverse(record.priority), id.get());
+        let key = Admission::key(record.priority, id);
         let never_ran = matches!(what, Waiting::New(_));
         record.slot = Slot::Queued { what, key };
         record.progress.set_state(TransferState::Queued);
-        self.queue.insert(key, id);
+        self.admission.enqueue(&record.host, key, id);
         if never_ran {
             self.publish(id, EventKind::Resumed);
         }
@@ -684,8 +648,7 @@ impl Handler<Parked> for Engine {
             return;
         };
         record.slot = Slot::Paused(Waiting::Resume(addr.clone()));
-        let host = record.host.clone();
-        self.release_slot(&host);
+        self.admission.release(&record.host);
         self.admit(ctx);
     }
 }
@@ -703,13 +666,8 @@ impl Handler<Finished> for Engine {
             }
             record.kept_part = msg.kept_part;
             match slot {
-                Slot::Active { .. } => {
-                    let host = record.host.clone();
-                    self.release_slot(&host);
-                }
-                Slot::Queued { key, .. } => {
-                    self.queue.remove(&key);
-                }
+                Slot::Active { .. } => self.admission.release(&record.host),
+                Slot::Queued { key, .. } => self.admission.remove(&record.host, key),
                 _ => {}
             }
         }
@@ -888,12 +846,7 @@ impl Handler<SetLimits> for Engine {
     type Result = ();
 
     fn handle(&mut self, msg: SetLimits, ctx: &mut Self::Context) {
-        if let Some(n) = msg.max_active {
-            self.max_active = n.max(1);
-        }
-        if let Some(n) = msg.max_per_host {
-            self.max_per_host = n.map(|n| n.max(1));
-        }
+        self.admission.set_limits(msg.max_active, msg.max_per_host);
         self.admit(ctx);
     }
 }
@@ -913,7 +866,7 @@ impl Handler<Shutdown> for Engine {
         let first = self.shutdown.is_none();
         self.shutdown.get_or_insert_with(Vec::new).push(tx);
         if first {
-            let queued: Vec<TransferId> = self.queue.values().copied().collect();
+            let queued = self.admission.waiting();
             for id in queued {
                 self.end_without_actor(
                     id,

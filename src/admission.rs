@@ -1,0 +1,211 @@
+//! Admission: which waiting transfer starts next, under a global and a per-host limit.
+//!
+//! Each `host:port` has its own queue, ordered by (priority, id): FIFO within a priority. The
+//! heads of the queues whose host has a free slot sit in one ordered set, so picking the next
+//! transfer is `O(log n)` however many transfers wait and however many hosts are at their
+//! limit; nothing is ever scanned.
+
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
+};
+
+use crate::event::TransferId;
+
+/// Queue order: higher priority first, then lower id (earlier submission) first.
+pub(crate) type QueueKey = (Reverse<i32>, u64);
+
+pub(crate) type Host = Arc<str>;
+
+#[derive(Debug)]
+pub(crate) struct Admission {
+    max_active: usize,
+    max_per_host: Option<usize>,
+    active: usize,
+    running: HashMap<Host, usize>,
+    queues: HashMap<Host, BTreeMap<QueueKey, TransferId>>,
+    /// The head of every queue whose host has a free slot.
+    heads: BTreeSet<(QueueKey, Host)>,
+    head_of: HashMap<Host, QueueKey>,
+    queued: usize,
+}
+
+impl Admission {
+    pub(crate) fn new(max_active: usize, max_per_host: Option<usize>) -> Self {
+        Admission {
+            max_active: max_active.max(1),
+            max_per_host: max_per_host.map(|n| n.max(1)),
+            active: 0,
+            running: HashMap::new(),
+            queues: HashMap::new(),
+            heads: BTreeSet::new(),
+            head_of: HashMap::new(),
+            queued: 0,
+        }
+    }
+
+    pub(crate) fn key(priority: i32, id: TransferId) -> QueueKey {
+        (Reverse(priority), id.get())
+    }
+
+    pub(crate) fn enqueue(&mut self, host: &Host, key: QueueKey, id: TransferId) {
+        if self
+            .queues
+            .entry(Arc::clone(host))
+            .or_default()
+            .insert(key, id)
+            .is_none()
+        {
+            self.queued += 1;
+        }
+        self.refresh(host);
+    }
+
+    /// Take a waiting transfer out of its queue (cancelled or paused while queued).
+    pub(crate) fn remove(&mut self, host: &Host, key: QueueKey) {
+        if let Some(q) = self.queues.get_mut(host) {
+            if q.remove(&key).is_some() {
+                self.queued -= 1;
+            }
+            if q.is_empty() {
+                self.queues.remove(host);
+            }
+        }
+        self.refresh(host);
+    }
+
+    /// The next transfer to start, if a slot is free; it then holds that slot.
+    pub(crate) fn next(&mut self) -> Option<TransferId> {
+        if self.active >= self.max_active {
+            return None;
+        }
+        let (key, host) = self.heads.pop_first()?;
+        self.head_of.remove(&host);
+        let q = self.queues.get_mut(&host)?;
+        let id = q.remove(&key)?;
+        if q.is_empty() {
+            self.queues.remove(&host);
+        }
+        self.queued -= 1;
+        self.active += 1;
+        *self.running.entry(Arc::clone(&host)).or_default() += 1;
+        self.refresh(&host);
+        Some(id)
+    }
+
+    /// Give back a slot taken by `next` (the transfer ended or paused).
+    pub(crate) fn release(&mut self, host: &Host) {
+        self.active = self.active.saturating_sub(1);
+        if let Some(n) = self.running.get_mut(host) {
+            *n -= 1;
+            if *n == 0 {
+                self.running.remove(host);
+            }
+        }
+        self.refresh(host);
+    }
+
+    pub(crate) fn set_limits(
+        &mut self,
+        max_active: Option<usize>,
+        max_per_host: Option<Option<usize>>,
+    ) {
+        if let Some(n) = max_active {
+            self.max_active = n.max(1);
+        }
+        if let Some(n) = max_per_host {
+            self.max_per_host = n.map(|n| n.max(1));
+            self.heads.clear();
+            self.head_of.clear();
+            let hosts: Vec<Host> = self.queues.keys().cloned().collect();
+            for host in &hosts {
+                self.refresh(host);
+            }
+        }
+    }
+
+    pub(crate) fn active(&self) -> usize {
+        self.active
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Every waiting transfer, in no particular order.
+    pub(crate) fn waiting(&self) -> Vec<TransferId> {
+        self.queues
+            .values()
+            .flat_map(|q| q.values().copied())
+            .collect()
+    }
+
+    /// Put `host`'s head in `heads` exactly when it has a waiting transfer and a free slot.
+    fn refresh(&mut self, host: &Host) {
+        if let Some(old) = self.head_of.remove(host) {
+            self.heads.remove(&(old, Arc::clone(host)));
+        }
+        let busy = self.running.get(host).copied().unwrap_or(0);
+        if self.max_per_host.is_some_and(|max| busy >= max) {
+            return;
+        }
+        if let Some(key) = self.queues.get(host).and_then(|q| q.keys().next().copied()) {
+            self.heads.insert((key, Arc::clone(host)));
+            self.head_of.insert(Arc::clone(host), key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> TransferId {
+        TransferId::new(n).unwrap()
+    }
+
+    #[test]
+    fn priority_then_fifo_within_the_global_limit() {
+        let mut a = Admission::new(2, None);
+        let h: Host = Arc::from("h:80");
+        for (n, prio) in [(1, 0), (2, 5), (3, 0), (4, 5)] {
+            a.enqueue(&h, Admission::key(prio, id(n)), id(n));
+        }
+        assert_eq!(a.next(), Some(id(2)));
+        assert_eq!(a.next(), Some(id(4)));
+        assert_eq!(a.next(), None, "global limit");
+        a.release(&h);
+        assert_eq!(a.next(), Some(id(1)));
+        assert_eq!(a.queued(), 1);
+    }
+
+    #[test]
+    fn a_full_host_does_not_block_others() {
+        let mut a = Admission::new(10, Some(1));
+        let (x, y): (Host, Host) = (Arc::from("x:80"), Arc::from("y:80"));
+        for n in 1..=1000 {
+            a.enqueue(&x, Admission::key(0, id(n)), id(n));
+        }
+        a.enqueue(&y, Admission::key(0, id(1001)), id(1001));
+        assert_eq!(a.next(), Some(id(1)));
+        assert_eq!(a.next(), Some(id(1001)), "x is at its limit, y goes");
+        assert_eq!(a.next(), None);
+        a.release(&x);
+        assert_eq!(a.next(), Some(id(2)));
+        a.set_limits(None, Some(None));
+        assert_eq!(a.next(), Some(id(3)), "limit lifted");
+    }
+
+    #[test]
+    fn removal_keeps_the_order() {
+        let mut a = Admission::new(1, None);
+        let h: Host = Arc::from("h:80");
+        for n in 1..=3 {
+            a.enqueue(&h, Admission::key(0, id(n)), id(n));
+        }
+        a.remove(&h, Admission::key(0, id(1)));
+        assert_eq!(a.next(), Some(id(2)));
+        assert_eq!(a.queued(), 1);
+    }
+}
