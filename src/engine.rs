@@ -20,6 +20,7 @@ use crate::{
     sink,
     status::{Progress, TransferKind, TransferState, TransferStatus},
     subscribers::{Subscribers, SubscriptionId},
+    throttle::Bucket,
     transfer::{
         AbortTransfer, CancelTransfer, Finished, Parked, PauseTransfer, ResumeTransfer, Setup,
         TransferActor,
@@ -65,6 +66,7 @@ pub struct EngineBuilder {
     workers: usize,
     max_active: usize,
     max_per_host: Option<usize>,
+    max_rate: Option<u64>,
 }
 
 impl Default for EngineBuilder {
@@ -86,6 +88,7 @@ impl Default for EngineBuilder {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_active: 256,
             max_per_host: None,
+            max_rate: None,
         }
     }
 }
@@ -113,6 +116,13 @@ impl EngineBuilder {
     /// Transfers running at once against one `host:port`. Default: no per-host limit.
     pub fn max_per_host(mut self, n: usize) -> Self {
         self.max_per_host = Some(n.max(1));
+        self
+    }
+
+    /// Limit all transfers together to `bytes_per_sec` (token bucket; change it at run time
+    /// with [`SetLimits`]). Each transfer may have its own limit too. Default: unlimited.
+    pub fn max_rate(mut self, bytes_per_sec: u64) -> Self {
+        self.max_rate = Some(bytes_per_sec);
         self
     }
 
@@ -190,6 +200,7 @@ impl EngineBuilder {
             subs: Arc::new(Subscribers::default()),
             records: HashMap::new(),
             admission: Admission::new(self.max_active, self.max_per_host),
+            global_rate: Arc::new(Bucket::new(self.max_rate)),
             live: 0,
             next_id: 0,
             shutdown: None,
@@ -220,6 +231,7 @@ struct Record {
     host: Host,
     priority: i32,
     progress: Arc<Progress>,
+    rate: Arc<Bucket>,
     slot: Slot,
     waiters: Vec<oneshot::Sender<Outcome>>,
     /// The next seq the Engine itself would publish with (before an actor exists).
@@ -253,6 +265,7 @@ pub struct Engine {
     next_id: u64,
     /// `Some` once a shutdown began: the replies to send when it is done.
     shutdown: Option<Vec<oneshot::Sender<()>>>,
+    global_rate: Arc<Bucket>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -295,6 +308,7 @@ impl Engine {
             host: Arc::clone(&host),
             priority: job.priority,
             progress: Arc::new(Progress::new()),
+            rate: Arc::new(Bucket::new(job.max_rate)),
             slot: Slot::Queued {
                 what: Waiting::New(Box::new(job)),
                 key,
@@ -350,6 +364,8 @@ impl Engine {
                     cfg: Arc::clone(&self.cfg),
                     subs: Arc::clone(&self.subs),
                     progress: Arc::clone(&record.progress),
+                    rate: Arc::clone(&record.rate),
+                    global_rate: Arc::clone(&self.global_rate),
                     engine: ctx.address(),
                     worker,
                     next_seq: record.seq,
@@ -840,6 +856,8 @@ pub struct SetLimits {
     pub max_active: Option<usize>,
     /// Transfers running at once per `host:port`; `Some(None)` removes the limit.
     pub max_per_host: Option<Option<usize>>,
+    /// Bytes per second for all transfers together; `Some(None)` removes the limit.
+    pub max_rate: Option<Option<u64>>,
 }
 
 impl Handler<SetLimits> for Engine {
@@ -847,7 +865,34 @@ impl Handler<SetLimits> for Engine {
 
     fn handle(&mut self, msg: SetLimits, ctx: &mut Self::Context) {
         self.admission.set_limits(msg.max_active, msg.max_per_host);
+        if let Some(rate) = msg.max_rate {
+            self.global_rate.set_rate(rate);
+        }
         self.admit(ctx);
+    }
+}
+
+/// Change one transfer's bandwidth limit while it runs (or waits); `None` lifts it.
+/// `Err(NotActive(end))` when it ended, `Err(Unknown)` for an unknown id.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), CancelError>")]
+pub struct SetRate {
+    /// The transfer.
+    pub id: TransferId,
+    /// Bytes per second, or `None` for no limit of its own.
+    pub bytes_per_sec: Option<u64>,
+}
+
+impl Handler<SetRate> for Engine {
+    type Result = Result<(), CancelError>;
+
+    fn handle(&mut self, msg: SetRate, _ctx: &mut Self::Context) -> Self::Result {
+        let record = self.records.get(&msg.id).ok_or(CancelError::Unknown)?;
+        if let Slot::Ended(o) = &record.slot {
+            return Err(CancelError::NotActive(o.end_state()));
+        }
+        record.rate.set_rate(msg.bytes_per_sec);
+        Ok(())
     }
 }
 

@@ -112,12 +112,13 @@ mod sink;
 mod source;
 mod status;
 mod subscribers;
+mod throttle;
 mod transfer;
 mod worker;
 
 pub use engine::{
-    Cancel, Engine, EngineBuilder, Erase, List, Pause, Resume, SetLimits, Shutdown, Status,
-    Subscribe, Unsubscribe, Wait,
+    Cancel, Engine, EngineBuilder, Erase, List, Pause, Resume, SetLimits, SetRate, Shutdown,
+    Status, Subscribe, Unsubscribe, Wait,
 };
 pub use error::{
     CancelError, EndState, EraseError, ErrorKind, FileErrorKind, TimeoutPhase, TransferError,

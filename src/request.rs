@@ -81,6 +81,7 @@ pub struct Download {
     pub(crate) max_attempts: Option<u32>,
     pub(crate) on_cancel: Partial,
     pub(crate) on_failure: Partial,
+    pub(crate) max_rate: Option<u64>,
 }
 
 impl Download {
@@ -98,7 +99,15 @@ impl Download {
             max_attempts: None,
             on_cancel: Partial::Delete,
             on_failure: Partial::Keep,
+            max_rate: None,
         }
+    }
+
+    /// Limit this transfer to `bytes_per_sec` (the engine's global limit applies too). Change
+    /// it while it runs with [`SetRate`](crate::SetRate).
+    pub fn max_rate(mut self, bytes_per_sec: u64) -> Self {
+        self.max_rate = Some(bytes_per_sec);
+        self
     }
 
     /// Fail with `ChecksumMismatch` (and remove the `.part`) unless the body has exactly this
@@ -193,6 +202,7 @@ pub struct Upload {
     pub(crate) method: Method,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) priority: i32,
+    pub(crate) max_rate: Option<u64>,
 }
 
 impl Upload {
@@ -204,7 +214,14 @@ impl Upload {
             method: Method::PUT,
             headers: Vec::new(),
             priority: 0,
+            max_rate: None,
         }
+    }
+
+    /// Limit this upload to `bytes_per_sec` (the engine's global limit applies too).
+    pub fn max_rate(mut self, bytes_per_sec: u64) -> Self {
+        self.max_rate = Some(bytes_per_sec);
+        self
     }
 
     /// Use POST instead of PUT.
@@ -250,6 +267,7 @@ pub struct Fetch {
     pub(crate) any_status: bool,
     pub(crate) max_body: Option<u64>,
     pub(crate) priority: i32,
+    pub(crate) max_rate: Option<u64>,
 }
 
 impl Fetch {
@@ -268,7 +286,14 @@ impl Fetch {
             any_status: false,
             max_body: None,
             priority: 0,
+            max_rate: None,
         }
+    }
+
+    /// Limit this transfer to `bytes_per_sec` (the engine's global limit applies too).
+    pub fn max_rate(mut self, bytes_per_sec: u64) -> Self {
+        self.max_rate = Some(bytes_per_sec);
+        self
     }
 
     /// The request body, sent with `Content-Length`.
@@ -338,6 +363,8 @@ pub(crate) struct Job {
     pub(crate) priority: i32,
     /// Overrides the engine's retry policy's attempt count.
     pub(crate) max_attempts: Option<u32>,
+    /// Bytes per second, this transfer alone.
+    pub(crate) max_rate: Option<u64>,
 }
 
 impl Job {
@@ -433,6 +460,7 @@ impl Download {
             })),
             priority: self.priority,
             max_attempts: self.max_attempts,
+            max_rate: self.max_rate,
         })
     }
 }
@@ -452,6 +480,7 @@ impl Upload {
             },
             priority: self.priority,
             max_attempts: None,
+            max_rate: self.max_rate,
         })
     }
 }
@@ -473,6 +502,7 @@ impl Fetch {
             },
             priority: self.priority,
             max_attempts: None,
+            max_rate: self.max_rate,
         })
     }
 }

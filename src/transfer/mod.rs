@@ -56,6 +56,7 @@ use crate::{
     sink::{self, Drain, Placement, Writer},
     status::{Progress, TransferState},
     subscribers::Subscribers,
+    throttle::Bucket,
 };
 
 /// Everything the Engine hands a worker to start a transfer (all `Send`).
@@ -65,6 +66,9 @@ pub(crate) struct Setup {
     pub(crate) cfg: Arc<Config>,
     pub(crate) subs: Arc<Subscribers>,
     pub(crate) progress: Arc<Progress>,
+    /// This transfer's own bandwidth limit, and the engine's.
+    pub(crate) rate: Arc<Bucket>,
+    pub(crate) global_rate: Arc<Bucket>,
     pub(crate) engine: Addr<Engine>,
     pub(crate) worker: usize,
     /// The seq of the first event this actor publishes (the Engine published `Queued`).
@@ -169,6 +173,8 @@ pub(crate) struct Ctx {
     pub(crate) client: Client,
     progress: Arc<Progress>,
     subs: Arc<Subscribers>,
+    rate: Arc<Bucket>,
+    global_rate: Arc<Bucket>,
     seq: Cell<u64>,
     bytes: Cell<u64>,
     estimated: Cell<Option<u64>>,
@@ -235,6 +241,16 @@ impl Ctx {
         if now >= self.next_progress.get() {
             self.next_progress.set(now + self.cfg.progress_interval);
             self.emit_progress();
+        }
+    }
+
+    /// Pay for `n` bytes under the bandwidth limits: sleep off any debt before the next chunk.
+    /// Throttling is not a stall: the idle deadline moves past the sleep.
+    pub(crate) async fn throttle(&self, n: usize) {
+        let wait = self.rate.take(n).max(self.global_rate.take(n));
+        if !wait.is_zero() {
+            self.since.set(Instant::now() + wait);
+            actix_rt::time::sleep(wait).await;
         }
     }
 
@@ -379,6 +395,7 @@ impl BodyReader {
                 }
                 if self.counted {
                     ctx.moved(chunk.len());
+                    ctx.throttle(chunk.len()).await;
                 } else {
                     ctx.since.set(Instant::now());
                 }
@@ -455,6 +472,8 @@ impl TransferActor {
             client,
             progress: setup.progress,
             subs: setup.subs,
+            rate: setup.rate,
+            global_rate: setup.global_rate,
             seq: Cell::new(setup.next_seq),
             bytes: Cell::new(0),
             estimated: Cell::new(None),

@@ -19,18 +19,22 @@ pub(super) async fn run(ctx: &Rc<Ctx>, file: &Path, size: u64) -> Result<Done, T
         ctx.set_bytes(0);
         ctx.await_body();
         let c = Rc::clone(ctx);
-        let counted = file_stream(file.to_path_buf(), 0, size).map(move |chunk| {
-            match &chunk {
-                Ok(bytes) => {
-                    c.moved(bytes.len());
-                    if c.bytes() == size {
-                        c.body_done();
-                        c.await_headers();
+        let counted = file_stream(file.to_path_buf(), 0, size).then(move |chunk| {
+            let c = Rc::clone(&c);
+            async move {
+                match &chunk {
+                    Ok(bytes) => {
+                        c.moved(bytes.len());
+                        c.throttle(bytes.len()).await;
+                        if c.bytes() == size {
+                            c.body_done();
+                            c.await_headers();
+                        }
                     }
+                    Err(e) => c.set_body_error(TransferError::file("reading the upload file", e)),
                 }
-                Err(e) => c.set_body_error(TransferError::file("reading the upload file", e)),
+                chunk
             }
-            chunk
         });
         Some(BoxBody::new(SizedStream::new(size, Box::pin(counted))))
     };
