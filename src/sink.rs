@@ -2,8 +2,10 @@
 //!
 //! Chunks from the network (at most 32 KiB each) are coalesced into large buffers and each buffer
 //! is written by one job on the blocking pool, one job in flight at a time, while the next
-//! buffer fills: the arbiter thread never touches the disk. Buffers are allocated when the first
-//! byte arrives, not when the transfer is created, so queued and stalled transfers cost no buffer.
+//! buffer fills: the arbiter thread never touches the disk. Buffers grow with the data and get
+//! their full size only once data flows fast; bytes never wait more than 500 ms in memory, and a
+//! slow transfer's buffer is released after each write. Queued, stalled and slow transfers so
+//! cost little memory; fast ones reuse two full buffers.
 //!
 //! Completion is atomic: the `.part` length is checked against the bytes received, the file is
 //! `sync_all`ed, moved into place (no-clobber unless the policy is `Overwrite`) and the directory
@@ -16,6 +18,7 @@ use std::{
     mem,
     path::{Path, PathBuf},
     rc::Rc,
+    time::{Duration, Instant},
 };
 
 use actix_rt::task::{spawn_blocking, JoinHandle};
@@ -29,6 +32,12 @@ use crate::{
 
 /// Size of one coalesced write.
 pub(crate) const WRITE_BUF: usize = 512 * 1024;
+
+/// A buffer this full means data is flowing: it gets its full size at once.
+const GROW_AT: usize = 64 * 1024;
+
+/// Longest time buffered bytes wait for more before they are written anyway.
+const MAX_HOLD: Duration = Duration::from_millis(500);
 
 /// How many `name (k).ext` candidates `Uniquify` tries.
 const MAX_UNIQUIFY: u32 = 10_000;
@@ -139,7 +148,10 @@ pub(crate) struct FileSink {
     writer: Option<Writer>,
     pending: Option<WriteJob>,
     buf: Vec<u8>,
+    /// The buffer of the last full-size write, reused while data flows fast.
     spare: Vec<u8>,
+    /// When the first byte in `buf` arrived.
+    held_since: Option<Instant>,
     drain: Drain,
 }
 
@@ -150,18 +162,28 @@ impl FileSink {
             pending: None,
             buf: Vec::new(),
             spare: Vec::new(),
+            held_since: None,
             drain,
         }
     }
 
-    /// Append a chunk; hands a full buffer to the blocking pool.
+    /// Append a chunk; hands the buffer to the blocking pool when it is full, or when it has
+    /// held data for `MAX_HOLD` (a slow transfer keeps a small buffer and lands its bytes soon).
     pub(crate) async fn write(&mut self, chunk: &[u8]) -> Result<(), TransferError> {
-        if self.buf.capacity() == 0 {
-            self.buf = mem::take(&mut self.spare);
-            self.buf.reserve_exact(WRITE_BUF);
+        let now = Instant::now();
+        if self.buf.is_empty() {
+            self.held_since = Some(now);
+            if self.spare.capacity() >= WRITE_BUF {
+                self.buf = mem::take(&mut self.spare);
+            }
+        }
+        if self.buf.capacity() < WRITE_BUF && self.buf.len() >= GROW_AT {
+            // Data is flowing: take the full buffer at once rather than doubling up to it.
+            self.buf.reserve_exact(WRITE_BUF + GROW_AT - self.buf.len());
         }
         self.buf.extend_from_slice(chunk);
-        if self.buf.len() >= WRITE_BUF {
+        let held_long = self.held_since.is_some_and(|t| now - t >= MAX_HOLD);
+        if self.buf.len() >= WRITE_BUF || held_long {
             self.hand_off().await?;
         }
         Ok(())
@@ -190,7 +212,9 @@ impl FileSink {
                 .await
                 .map_err(|e| TransferError::Internal(format!("file write job failed: {e}")))?;
             self.writer = Some(w);
-            self.spare = buf;
+            if buf.capacity() >= WRITE_BUF {
+                self.spare = buf;
+            }
             res.map_err(|e| TransferError::file("writing", &e))?;
         }
         Ok(())

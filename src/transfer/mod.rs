@@ -424,7 +424,10 @@ impl BodyReader {
         if self.expected.is_some_and(|n| n > limit) {
             return Err(TransferError::BodyTooLarge { limit });
         }
-        let mut buf = bytes::BytesMut::with_capacity(self.expected.unwrap_or(0) as usize);
+        // Reserve for the announced length only up to a point: many open transfers must not
+        // each hold their whole body's worth of memory before the bytes arrive.
+        let reserve = self.expected.unwrap_or(0).min(256 * 1024) as usize;
+        let mut buf = bytes::BytesMut::with_capacity(reserve);
         while let Some(chunk) = self.next(ctx).await? {
             if (buf.len() + chunk.len()) as u64 > limit {
                 return Err(TransferError::BodyTooLarge { limit });
