@@ -575,3 +575,23 @@ async fn cleanup_policies_and_erase() {
         Err(EraseError::Unknown)
     );
 }
+
+#[actix_rt::test]
+async fn a_retried_fetch_counts_its_bytes_once() {
+    let body = content(300_000, 17);
+    let server = ranged::start(body.clone());
+    server.script([Act::CutAt(100_000)]);
+    let rig = rig(fast_retries()).await;
+    let id = rig
+        .engine
+        .send(Fetch::get(format!("{}/file", server.url)))
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = rig.wait(id).await;
+    assert_eq!(outcome.body().unwrap().as_ref(), &body[..]);
+    assert_eq!(outcome.bytes(), body.len() as u64);
+    let status = rig.engine.send(Status(id)).await.unwrap().unwrap();
+    assert_eq!(status.bytes_transferred, body.len() as u64);
+    assert_eq!(server.seen().len(), 2);
+}

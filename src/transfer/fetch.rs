@@ -14,6 +14,7 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Done, TransferError> {
     else {
         unreachable!("fetch::run is only called for fetches");
     };
+    ctx.set_bytes(0); // a retry starts over
     let sent = http::send(
         &ctx.client,
         &ctx.job.request,
