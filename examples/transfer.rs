@@ -1,1 +1,481 @@
-fn main() {}
+//! Download URLs concurrently with a progress bar each; Ctrl-C cancels everything cleanly.
+//!
+//! ```text
+//! cargo run --release --example transfer -- [--dir DIR] [--json] URL...
+//! cargo run --release --example transfer            # a demo against a loopback server
+//! ```
+//!
+//! - `--dir DIR`: where files go (default: the current directory; the demo uses a temp dir).
+//! - `--json`: no bars; one JSON object per event per line on stdout.
+//!
+//! Exit code: 0 when every transfer completed (in the demo: when every transfer ended as the
+//! demo expects, including the one it cancels and the one that gets a 404), 1 otherwise, 130
+//! on Ctrl-C.
+
+use std::{collections::HashMap, path::PathBuf, process::ExitCode, time::Duration};
+
+use actix::prelude::*;
+use actix_transfer::{
+    Cancel, Download, EndState, Engine, EventKind, Outcome, Subscribe, TransferError,
+    TransferEvent, TransferId,
+};
+use futures::{channel::oneshot, future::Either};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+/// Command-line options.
+struct Args {
+    dir: Option<PathBuf>,
+    json: bool,
+    urls: Vec<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        dir: None,
+        json: false,
+        urls: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--json" => args.json = true,
+            "--dir" => args.dir = Some(it.next().ok_or("--dir needs a directory")?.into()),
+            "-h" | "--help" => {
+                return Err("usage: transfer [--dir DIR] [--json] URL...\n\
+                            (no URL: a demo against a loopback server)"
+                    .into())
+            }
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            url => args.urls.push(url.to_owned()),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = actix_rt::System::new().block_on(run(args));
+    ExitCode::from(code)
+}
+
+/// One transfer as the display knows it.
+struct Line {
+    name: String,
+    bar: Option<ProgressBar>,
+    /// The end the demo expects; `None` outside the demo (completed is expected).
+    expect: Option<EndState>,
+    /// Demo: cancel this one once this many bytes arrived.
+    cancel_after: Option<u64>,
+}
+
+/// Receives every event: draws bars or prints JSON, cancels the demo's victim, and reports
+/// when every transfer has ended.
+struct Display {
+    engine: Addr<Engine>,
+    json: bool,
+    lines: HashMap<TransferId, Line>,
+    /// Every outcome seen, tracked or not yet (a fast transfer may end before it is tracked).
+    outcomes: HashMap<TransferId, Outcome>,
+    /// How many transfers will be tracked, once every submission was answered.
+    expected: Option<usize>,
+    all_ended: Option<oneshot::Sender<()>>,
+}
+
+impl Actor for Display {
+    type Context = Context<Self>;
+}
+
+impl Display {
+    fn finish_bar(line: &Line, outcome: &Outcome) {
+        let Some(bar) = &line.bar else { return };
+        match outcome {
+            Outcome::Completed { .. } => bar.finish_with_message("done"),
+            Outcome::Failed { error, .. } => bar.abandon_with_message(format!("failed: {error}")),
+            _ => bar.abandon_with_message("cancelled"),
+        }
+    }
+
+    fn check_done(&mut self) {
+        let done = self.expected == Some(self.lines.len())
+            && self.lines.keys().all(|id| self.outcomes.contains_key(id));
+        if done {
+            if let Some(tx) = self.all_ended.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+/// Every submission was answered; `0` transfers were accepted.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Expect(usize);
+
+impl Handler<Expect> for Display {
+    type Result = ();
+    fn handle(&mut self, Expect(n): Expect, _: &mut Context<Self>) {
+        self.expected = Some(n);
+        self.check_done();
+    }
+}
+
+/// Registers a transfer with the display (sent before its events can matter).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Track(TransferId, Line);
+
+/// Resolves once every tracked transfer ended.
+#[derive(Message)]
+#[rtype(result = "HashMap<TransferId, Outcome>")]
+struct Outcomes;
+
+impl Handler<Track> for Display {
+    type Result = ();
+    fn handle(&mut self, Track(id, line): Track, _: &mut Context<Self>) {
+        if let Some(outcome) = self.outcomes.get(&id) {
+            Self::finish_bar(&line, outcome);
+        }
+        self.lines.insert(id, line);
+        self.check_done();
+    }
+}
+
+impl Handler<Outcomes> for Display {
+    type Result = MessageResult<Outcomes>;
+    fn handle(&mut self, _: Outcomes, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.outcomes.clone())
+    }
+}
+
+const BAR: &str = "{prefix:>16} [{bar:32}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {msg}";
+const WAITING: &str = "{prefix:>16} {spinner} {msg}";
+const SPINNER: &str = "{prefix:>16} {spinner} {bytes:>10} (size unknown) {bytes_per_sec:>12} {msg}";
+
+impl Handler<TransferEvent> for Display {
+    type Result = ();
+
+    fn handle(&mut self, ev: TransferEvent, ctx: &mut Context<Self>) {
+        if self.json {
+            println!("{}", serde_json::to_string(&ev).expect("events serialise"));
+        }
+        if let EventKind::Ended(outcome) = &ev.kind {
+            self.outcomes.insert(ev.id, outcome.clone());
+        }
+        let Some(line) = self.lines.get_mut(&ev.id) else {
+            return;
+        };
+        match &ev.kind {
+            EventKind::Began {
+                bytes_estimated, ..
+            } => {
+                if let Some(bar) = &line.bar {
+                    match bytes_estimated {
+                        Some(n) => {
+                            bar.set_style(ProgressStyle::with_template(BAR).unwrap());
+                            bar.set_length(*n);
+                        }
+                        None => bar.set_style(ProgressStyle::with_template(SPINNER).unwrap()),
+                    }
+                }
+            }
+            EventKind::Progress {
+                bytes_transferred, ..
+            } => {
+                if let Some(bar) = &line.bar {
+                    bar.set_position(*bytes_transferred);
+                    bar.tick();
+                }
+                if line.cancel_after.is_some_and(|n| *bytes_transferred >= n) {
+                    line.cancel_after = None;
+                    let (engine, id, bar) = (self.engine.clone(), ev.id, line.bar.clone());
+                    let json = self.json;
+                    ctx.spawn(
+                        async move {
+                            let text = match engine.send(Cancel(id)).await {
+                                Ok(reply) => format!("demo: Cancel({id}) answered {reply:?}"),
+                                Err(e) => format!("demo: Cancel({id}) not delivered: {e}"),
+                            };
+                            match (json, bar) {
+                                (false, Some(bar)) => bar.println(text),
+                                _ => eprintln!("{text}"),
+                            }
+                        }
+                        .into_actor(self),
+                    );
+                }
+            }
+            EventKind::Retrying { attempt, error, .. } => {
+                if let Some(bar) = &line.bar {
+                    bar.set_message(format!("retry {attempt}: {error}"));
+                }
+            }
+            EventKind::Ended(outcome) => {
+                Self::finish_bar(line, outcome);
+                self.check_done();
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn run(args: Args) -> u8 {
+    let demo = args.urls.is_empty();
+    // The demo's server and its temp dir live until the end of `run`.
+    let mut _server = None;
+    let mut _tempdir = None;
+    let dir = match (&args.dir, demo) {
+        (Some(d), _) => d.clone(),
+        (None, false) => std::env::current_dir().unwrap_or_else(|_| ".".into()),
+        (None, true) => {
+            let t = tempfile::tempdir().expect("a temp dir");
+            let p = t.path().to_path_buf();
+            _tempdir = Some(t);
+            p
+        }
+    };
+    let jobs: Vec<(String, Download, Line)> = if demo {
+        let (server, jobs) = demo::start(args.json).await;
+        _server = Some(server);
+        jobs
+    } else {
+        args.urls
+            .iter()
+            .map(|u| {
+                let line = Line {
+                    name: short_name(u),
+                    bar: None,
+                    expect: None,
+                    cancel_after: None,
+                };
+                (u.clone(), Download::new(u.clone()), line)
+            })
+            .collect()
+    };
+
+    let engine = Engine::builder().download_dir(&dir).start();
+    let (all_tx, all_rx) = oneshot::channel();
+    let display = Display {
+        engine: engine.clone(),
+        json: args.json,
+        lines: HashMap::new(),
+        outcomes: HashMap::new(),
+        expected: None,
+        all_ended: Some(all_tx),
+    }
+    .start();
+    engine
+        .send(Subscribe::all(display.clone().recipient()))
+        .await
+        .expect("engine is running");
+
+    let bars = MultiProgress::new();
+    if args.json {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut rejected = 0;
+    let mut ids = Vec::new();
+    for (url, download, mut line) in jobs {
+        let bar = bars.add(ProgressBar::new_spinner());
+        bar.set_style(ProgressStyle::with_template(WAITING).unwrap());
+        bar.set_prefix(line.name.clone());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        match engine.send(download).await.expect("engine is running") {
+            Ok(id) => {
+                line.bar = Some(bar);
+                display.send(Track(id, line)).await.unwrap();
+                ids.push(id);
+            }
+            Err(error) => {
+                bar.finish_and_clear();
+                if args.json {
+                    println!("{}", rejected_json(&url, &error));
+                } else {
+                    eprintln!("refused {url}: {error} ({})", error.kind());
+                }
+                rejected += 1;
+            }
+        }
+    }
+    if ids.is_empty() {
+        return 1;
+    }
+    display.send(Expect(ids.len())).await.unwrap();
+
+    let ctrl_c = Box::pin(actix_rt::signal::ctrl_c());
+    let interrupted = matches!(
+        futures::future::select(all_rx, ctrl_c).await,
+        Either::Right(_)
+    );
+    if interrupted {
+        // Ctrl-C: cancel everything, then wait for every Ended.
+        for id in &ids {
+            let _ = engine.send(Cancel(*id)).await;
+        }
+        for id in &ids {
+            let _ = engine.send(actix_transfer::Wait(*id)).await;
+        }
+    }
+    let outcomes = display.send(Outcomes).await.unwrap();
+    let lines = display.send(Lines).await.unwrap();
+    if !args.json {
+        bars.clear().ok();
+        summary(&ids, &outcomes, &lines, &dir);
+    }
+    if interrupted {
+        return 130;
+    }
+    let all_as_expected = ids.iter().all(|id| {
+        let expect = lines
+            .get(id)
+            .copied()
+            .flatten()
+            .unwrap_or(EndState::Completed);
+        outcomes.get(id).map(|o| o.end_state()) == Some(expect)
+    });
+    if all_as_expected && rejected == 0 {
+        0
+    } else {
+        1
+    }
+}
+
+/// The expected end of each tracked transfer.
+#[derive(Message)]
+#[rtype(result = "HashMap<TransferId, Option<EndState>>")]
+struct Lines;
+
+impl Handler<Lines> for Display {
+    type Result = MessageResult<Lines>;
+    fn handle(&mut self, _: Lines, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.lines.iter().map(|(id, l)| (*id, l.expect)).collect())
+    }
+}
+
+fn summary(
+    ids: &[TransferId],
+    outcomes: &HashMap<TransferId, Outcome>,
+    _lines: &HashMap<TransferId, Option<EndState>>,
+    dir: &std::path::Path,
+) {
+    println!("\nsaved under {}", dir.display());
+    for id in ids {
+        match outcomes.get(id) {
+            Some(Outcome::Completed { bytes, output, .. }) => {
+                println!("  #{id} completed, {bytes} bytes: {output:?}")
+            }
+            Some(Outcome::Failed { error, bytes, .. }) => {
+                println!(
+                    "  #{id} failed after {bytes} bytes: {error} ({})",
+                    error.kind()
+                )
+            }
+            Some(Outcome::Cancelled { bytes }) => println!("  #{id} cancelled after {bytes} bytes"),
+            _ => println!("  #{id} did not end"),
+        }
+    }
+}
+
+fn rejected_json(url: &str, error: &TransferError) -> String {
+    serde_json::json!({ "event": "rejected", "url": url, "error": error }).to_string()
+}
+
+fn short_name(url: &str) -> String {
+    let name = url.rsplit('/').find(|s| !s.is_empty()).unwrap_or(url);
+    name.chars().take(16).collect()
+}
+
+/// The demo: a loopback server with files of several kinds, and what each should become.
+mod demo {
+    use super::*;
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    use futures::StreamExt;
+
+    pub(super) async fn start(
+        json: bool,
+    ) -> (actix_web::dev::ServerHandle, Vec<(String, Download, Line)>) {
+        let server = HttpServer::new(|| {
+            App::new()
+                .route(
+                    "/small.txt",
+                    web::get().to(|| async { "hello from actix-transfer\n" }),
+                )
+                .route(
+                    "/medium.bin",
+                    web::get().to(|| async { HttpResponse::Ok().body(pattern(4 << 20)) }),
+                )
+                .route(
+                    "/large.bin",
+                    web::get().to(|| async { HttpResponse::Ok().body(pattern(48 << 20)) }),
+                )
+                .route("/streamed.bin", web::get().to(streamed))
+                .route("/slow.bin", web::get().to(slow))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("bind 127.0.0.1");
+        let base = format!("http://{}", server.addrs()[0]);
+        let server = server.run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        if !json {
+            println!("demo: serving on {base}");
+        }
+        let line = |name: &str, expect: EndState, cancel_after: Option<u64>| Line {
+            name: name.into(),
+            bar: None,
+            expect: Some(expect),
+            cancel_after,
+        };
+        use EndState::*;
+        // (path, per-transfer rate limit, expected end, cancel after this many bytes)
+        let plan: [(&str, Option<u64>, EndState, Option<u64>); 6] = [
+            ("small.txt", None, Completed, None),
+            ("medium.bin", Some(4 << 20), Completed, None),
+            ("large.bin", Some(24 << 20), Completed, None),
+            ("streamed.bin", None, Completed, None),
+            ("slow.bin", None, Cancelled, Some(1 << 20)),
+            ("missing.bin", None, Failed, None),
+        ];
+        let jobs = plan
+            .into_iter()
+            .map(|(path, rate, expect, cancel_after)| {
+                let url = format!("{base}/{path}");
+                let mut d = Download::new(url.clone());
+                if let Some(r) = rate {
+                    d = d.max_rate(r);
+                }
+                (url, d, line(path, expect, cancel_after))
+            })
+            .collect();
+        (handle, jobs)
+    }
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// 2 MiB in 64 chunks, chunked encoding: the size is unknown until the end.
+    async fn streamed() -> HttpResponse {
+        let chunks = futures::stream::iter(0..64).then(|_| async {
+            actix_rt::time::sleep(Duration::from_millis(15)).await;
+            Ok::<_, std::io::Error>(web::Bytes::from(pattern(32 * 1024)))
+        });
+        HttpResponse::Ok().streaming(chunks)
+    }
+
+    /// 16 MiB at about 2 MiB/s, with a length: the demo cancels it after 1 MiB.
+    async fn slow() -> HttpResponse {
+        let chunks = futures::stream::iter(0..512).then(|_| async {
+            actix_rt::time::sleep(Duration::from_millis(15)).await;
+            Ok::<_, std::io::Error>(web::Bytes::from(pattern(32 * 1024)))
+        });
+        HttpResponse::Ok().no_chunking(16 << 20).streaming(chunks)
+    }
+}

@@ -700,7 +700,15 @@ impl TransferActor {
 
     /// Fail for good; the `.part` is removed when the policy (or a checksum mismatch) says so.
     fn end_failed(&mut self, error: TransferError, force_delete: bool, ctx: &mut Context<Self>) {
-        let delete = force_delete || self.partial_policy(|o| o.on_failure) == Partial::Delete;
+        let empty = self
+            .ctx
+            .writer
+            .borrow()
+            .as_ref()
+            .is_some_and(|w| w.written == 0);
+        // An empty .part holds nothing to resume from: it is never kept.
+        let delete =
+            force_delete || empty || self.partial_policy(|o| o.on_failure) == Partial::Delete;
         let outcome = Outcome::Failed {
             bytes: self.ctx.bytes(),
             error,
