@@ -147,3 +147,8 @@ mod assert_send {
         is_send::<super::Subscribe>();
     }
 }
+
+/// The README's tour compiles (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
