@@ -1,0 +1,157 @@
+//! The Engine's records and lifecycle: Wait, Status, List, ids, Shutdown, and many at once.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use actix_transfer::*;
+use support::*;
+
+#[actix_rt::test]
+async fn wait_status_and_list() {
+    let server = server();
+    let rig = rig_with(|b| b.max_active(1)).await;
+    let slow = rig
+        .submit(Download::new(server.url("/slow/2000000")).to("s"))
+        .await;
+    let queued = rig.submit(Fetch::get(server.url("/bytes/10"))).await;
+    assert!(queued > slow, "ids increase");
+    assert_eq!(
+        rig.engine
+            .send(Wait(TransferId::new(777).unwrap()))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        rig.engine
+            .send(Status(TransferId::new(777).unwrap()))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A Wait sent before the end resolves at the end.
+    let waiting = rig.engine.send(Wait(queued));
+    let start = Instant::now();
+    loop {
+        let s = rig.engine.send(Status(slow)).await.unwrap().unwrap();
+        if s.bytes_transferred > 0 {
+            assert_eq!(s.state, TransferState::Active);
+            assert_eq!(s.kind, TransferKind::Download);
+            assert_eq!(s.bytes_estimated, Some(2_000_000));
+            assert_eq!(s.url, server.url("/slow/2000000"));
+            break;
+        }
+        assert!(start.elapsed() < LIMIT);
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let listed = rig
+        .engine
+        .send(List(Some(TransferState::Queued)))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![queued]
+    );
+    rig.engine.send(Cancel(slow)).await.unwrap().unwrap();
+
+    let outcome = actix_rt::time::timeout(LIMIT, waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.body().unwrap().as_ref(), &pattern(10)[..]);
+    // After the end, Wait answers at once with the same outcome.
+    assert_eq!(rig.wait(queued).await, outcome);
+    let all = rig.engine.send(List(None)).await.unwrap();
+    assert_eq!(
+        all.iter().map(|s| (s.id, s.state)).collect::<Vec<_>>(),
+        vec![
+            (slow, TransferState::Cancelled),
+            (queued, TransferState::Completed)
+        ]
+    );
+    assert_eq!(all[1].bytes_transferred, 10);
+}
+
+#[actix_rt::test]
+async fn shutdown_ends_everything_and_keeps_active_parts() {
+    let server = server();
+    let rig = rig_with(|b| b.max_active(2)).await;
+    let mut active = Vec::new();
+    for i in 0..2 {
+        active.push(
+            rig.submit(Download::new(server.url("/slow/5000000")).to(format!("a{i}")))
+                .await,
+        );
+    }
+    let queued = rig
+        .submit(Download::new(server.url("/bytes/10")).to("q"))
+        .await;
+    // Wait until both active downloads have bytes on disk (at most 500 ms in memory).
+    rig.events
+        .until("bytes on disk", |_| {
+            (0..2).all(|i| {
+                std::fs::metadata(rig.dir.path().join(format!("a{i}.part")))
+                    .is_ok_and(|m| m.len() > 0)
+            })
+        })
+        .await;
+
+    actix_rt::time::timeout(LIMIT, rig.engine.send(Shutdown))
+        .await
+        .expect("shutdown finished")
+        .unwrap();
+    for id in active.iter().chain([&queued]) {
+        let outcome = rig.events.until_ended(*id).await;
+        assert_eq!(outcome.error(), Some(&TransferError::Shutdown), "{id}");
+    }
+    let files = rig.files();
+    assert_eq!(
+        files,
+        vec!["a0.part", "a1.part"],
+        "active .part files are kept"
+    );
+    // The engine is gone: later messages are not delivered.
+    assert!(rig
+        .engine
+        .send(Download::new(server.url("/bytes/1")))
+        .await
+        .is_err());
+}
+
+#[actix_rt::test]
+async fn a_thousand_concurrent_transfers_all_complete() {
+    let server = server();
+    let rig = rig_with(|b| b.max_active(1000)).await;
+    let mut ids = Vec::new();
+    for i in 0..1000usize {
+        let n = 100 + i % 900;
+        let id = if i % 2 == 0 {
+            rig.submit(Download::new(server.url(&format!("/bytes/{n}"))).to(format!("d/{i}")))
+                .await
+        } else {
+            rig.submit(Fetch::get(server.url(&format!("/bytes/{n}"))))
+                .await
+        };
+        ids.push((id, n));
+    }
+    for (i, (id, n)) in ids.into_iter().enumerate() {
+        let outcome = rig.wait(id).await;
+        let body = match &outcome {
+            Outcome::Completed {
+                output: Output::File(p),
+                ..
+            } => std::fs::read(p).unwrap(),
+            Outcome::Completed {
+                output: Output::Body(b),
+                ..
+            } => b.to_vec(),
+            other => panic!("{i}: {other:?}"),
+        };
+        assert_eq!(body, pattern(n), "transfer {i}");
+    }
+    assert_eq!(rig.files().len(), 500);
+}

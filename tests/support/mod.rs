@@ -1,0 +1,353 @@
+//! Shared test support: an actix-web server on 127.0.0.1 with bodies a test can recompute,
+//! slow bodies that record what they sent and whether the client went away, an upload sink and
+//! an echo; and an event recorder with bounded waits.
+
+#![allow(dead_code)]
+
+use std::{
+    path::Path,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use actix::prelude::*;
+use actix_transfer::*;
+use actix_web::{http::header, web, App, HttpRequest, HttpResponse, HttpServer};
+use futures::StreamExt;
+
+/// The longest any test waits for anything.
+pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// Deterministic content: byte `i` of any body is `pattern_byte(i)`.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8 ^ 0x5a).collect()
+}
+
+/// One slow response as the server saw it.
+#[derive(Default, Debug)]
+pub struct SlowConn {
+    /// Body bytes handed to the connection so far.
+    pub sent: AtomicU64,
+    /// The body stream was dropped before its end: the client went away.
+    pub dropped: AtomicBool,
+    finished: AtomicBool,
+}
+
+/// Marks the connection dropped unless the body ran to its end.
+struct DropGuard(Arc<SlowConn>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        if !self.0.finished.load(SeqCst) {
+            self.0.dropped.store(true, SeqCst);
+        }
+    }
+}
+
+/// (method, content-length header, transfer-encoding header, body).
+pub type Uploaded = (String, Option<String>, Option<String>, Vec<u8>);
+
+#[derive(Default)]
+pub struct ServerState {
+    /// Every request, by path.
+    pub requests: Mutex<Vec<String>>,
+    pub count: AtomicUsize,
+    pub slow: Mutex<Vec<Arc<SlowConn>>>,
+    pub uploads: Mutex<Vec<Uploaded>>,
+}
+
+pub struct Server {
+    pub base: String,
+    pub state: Arc<ServerState>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.state.count.load(SeqCst)
+    }
+
+    /// The most recent slow response (bounded wait until one exists).
+    pub async fn last_slow(&self) -> Arc<SlowConn> {
+        let start = Instant::now();
+        loop {
+            if let Some(c) = self.state.slow.lock().unwrap().last() {
+                return Arc::clone(c);
+            }
+            assert!(start.elapsed() < LIMIT, "no slow request arrived");
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}
+
+/// Start the test server in the current actix System.
+pub fn server() -> Server {
+    let state = Arc::new(ServerState::default());
+    let data = web::Data::from(Arc::clone(&state));
+    let srv = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap_fn(|req, srv| {
+                let state = req.app_data::<web::Data<ServerState>>().unwrap().clone();
+                state.count.fetch_add(1, SeqCst);
+                state.requests.lock().unwrap().push(req.path().to_owned());
+                actix_web::dev::Service::call(srv, req)
+            })
+            .route("/bytes/{n}", web::get().to(bytes))
+            .route("/chunked/{n}", web::get().to(chunked))
+            .route("/slow/{n}", web::get().to(slow))
+            .route("/status/{code}", web::to(status))
+            .route("/upload", web::put().to(upload))
+            .route("/upload", web::post().to(upload))
+            .route("/echo", web::to(echo))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .expect("bind 127.0.0.1");
+    let base = format!("http://{}", srv.addrs()[0]);
+    let srv = srv.run();
+    let handle = srv.handle();
+    actix_rt::spawn(srv);
+    Server {
+        base,
+        state,
+        handle,
+    }
+}
+
+async fn bytes(n: web::Path<usize>) -> HttpResponse {
+    HttpResponse::Ok().body(pattern(*n))
+}
+
+/// A body without Content-Length (chunked), in 8 KiB pieces.
+async fn chunked(n: web::Path<usize>) -> HttpResponse {
+    let body = pattern(*n);
+    let pieces: Vec<web::Bytes> = body.chunks(8192).map(web::Bytes::copy_from_slice).collect();
+    HttpResponse::Ok().streaming(futures::stream::iter(pieces).map(Ok::<_, std::io::Error>))
+}
+
+/// `n` bytes with a Content-Length, 4 KiB every 5 ms; records what it sent.
+async fn slow(n: web::Path<usize>, state: web::Data<ServerState>) -> HttpResponse {
+    let conn = Arc::new(SlowConn::default());
+    state.slow.lock().unwrap().push(Arc::clone(&conn));
+    let total = *n;
+    let guard = DropGuard(Arc::clone(&conn));
+    let body = futures::stream::unfold((0usize, guard), move |(off, guard)| async move {
+        if off >= total {
+            guard.0.finished.store(true, SeqCst);
+            return None;
+        }
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+        let len = (total - off).min(4096);
+        let chunk = web::Bytes::from(pattern(off + len)[off..].to_vec());
+        guard.0.sent.fetch_add(len as u64, SeqCst);
+        Some((Ok::<_, std::io::Error>(chunk), (off + len, guard)))
+    });
+    HttpResponse::Ok().no_chunking(total as u64).streaming(body)
+}
+
+async fn status(code: web::Path<u16>) -> HttpResponse {
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(*code).unwrap())
+        .body("an error page that must never be saved")
+}
+
+async fn upload(
+    req: HttpRequest,
+    mut body: web::Payload,
+    state: web::Data<ServerState>,
+) -> HttpResponse {
+    let mut got = Vec::new();
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => got.extend_from_slice(&c),
+            Err(_) => return HttpResponse::BadRequest().finish(),
+        }
+    }
+    let h = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let reply = format!("{} {}", got.len(), sha256_hex(&got));
+    state.uploads.lock().unwrap().push((
+        req.method().to_string(),
+        h(header::CONTENT_LENGTH),
+        h(header::TRANSFER_ENCODING),
+        got,
+    ));
+    HttpResponse::Ok().body(reply)
+}
+
+/// Replies with `METHOD x-test-header-value` then the request body.
+async fn echo(req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let tag = req
+        .headers()
+        .get("x-test")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let mut out = format!("{} {}\n", req.method(), tag).into_bytes();
+    out.extend_from_slice(&body);
+    HttpResponse::Ok().body(out)
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Records every event it receives, in arrival order.
+#[derive(Clone, Default)]
+pub struct Events(Arc<Mutex<Vec<TransferEvent>>>);
+
+pub struct Recorder {
+    events: Events,
+}
+
+impl Actor for Recorder {
+    type Context = Context<Self>;
+}
+
+impl Handler<TransferEvent> for Recorder {
+    type Result = ();
+    fn handle(&mut self, ev: TransferEvent, _: &mut Context<Self>) {
+        self.events.0.lock().unwrap().push(ev);
+    }
+}
+
+impl Events {
+    pub fn recorder(&self) -> Addr<Recorder> {
+        Recorder {
+            events: self.clone(),
+        }
+        .start()
+    }
+
+    pub fn all(&self) -> Vec<TransferEvent> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn of(&self, id: TransferId) -> Vec<TransferEvent> {
+        self.all().into_iter().filter(|e| e.id == id).collect()
+    }
+
+    pub fn ended(&self, id: TransferId) -> Vec<Outcome> {
+        self.of(id)
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::Ended(o) => Some(o),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Bounded wait until `pred` holds for the recorded events.
+    pub async fn until(&self, what: &str, pred: impl Fn(&[TransferEvent]) -> bool) {
+        let start = Instant::now();
+        loop {
+            if pred(&self.all()) {
+                return;
+            }
+            assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Bounded wait for the `Ended` of `id`.
+    pub async fn until_ended(&self, id: TransferId) -> Outcome {
+        self.until("an Ended event", |evs| {
+            evs.iter()
+                .any(|e| e.id == id && matches!(e.kind, EventKind::Ended(_)))
+        })
+        .await;
+        self.ended(id).remove(0)
+    }
+}
+
+/// An engine on a fresh temp dir, with a recorder subscribed to everything.
+pub struct Rig {
+    pub engine: Addr<Engine>,
+    pub events: Events,
+    pub recorder: Addr<Recorder>,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn rig_with(builder: impl FnOnce(EngineBuilder) -> EngineBuilder) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = builder(
+        Engine::builder()
+            .workers(2)
+            .download_dir(dir.path())
+            .progress_interval(Duration::from_millis(20))
+            .retry(RetryPolicy::never()),
+    )
+    .start();
+    let events = Events::default();
+    let recorder = events.recorder();
+    engine
+        .send(Subscribe::all(recorder.clone().recipient()))
+        .await
+        .unwrap();
+    Rig {
+        engine,
+        events,
+        recorder,
+        dir,
+    }
+}
+
+pub async fn rig() -> Rig {
+    rig_with(|b| b).await
+}
+
+impl Rig {
+    pub async fn submit<M>(&self, msg: M) -> TransferId
+    where
+        M: Message<Result = Result<TransferId, TransferError>> + Send + 'static,
+        Engine: Handler<M>,
+    {
+        self.engine.send(msg).await.unwrap().expect("accepted")
+    }
+
+    pub async fn wait(&self, id: TransferId) -> Outcome {
+        actix_rt::time::timeout(LIMIT, self.engine.send(Wait(id)))
+            .await
+            .expect("ended in time")
+            .unwrap()
+            .expect("a known id")
+    }
+
+    /// Files in the download dir (recursively, relative), sorted.
+    pub fn files(&self) -> Vec<String> {
+        fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(base, &p, out);
+                } else {
+                    out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.dir.path(), self.dir.path(), &mut out);
+        out.sort();
+        out
+    }
+}
