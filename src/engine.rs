@@ -132,8 +132,9 @@ impl EngineBuilder {
         self
     }
 
-    /// Bound on waiting for response headers, from the start of a request (downloads, fetches)
-    /// or from the last byte of an upload body. Default 30 s.
+    /// Bound on waiting for response headers once connected: for downloads and fetches the
+    /// deadline is the attempt's start plus the connect timeout plus this; for uploads, the last
+    /// byte of the body plus this. Default 30 s.
     pub fn headers_timeout(mut self, d: Duration) -> Self {
         self.cfg.headers_timeout = d;
         self

@@ -159,7 +159,9 @@ pub(crate) enum Done {
 /// What the idle/headers watchdog is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wait {
-    /// The response headers, since `since`.
+    /// A connection and then the response headers, since `since` (the attempt's start).
+    Request,
+    /// The response headers, since `since` (the end of an upload body).
     Headers,
     /// The next body byte in either direction, since `since`.
     Body,
@@ -280,6 +282,12 @@ impl Ctx {
         self.bytes.get()
     }
 
+    /// The watchdog now waits for a connection and the response headers.
+    pub(crate) fn await_request(&self) {
+        self.wait.set(Wait::Request);
+        self.since.set(Instant::now());
+    }
+
     /// The watchdog now waits for the response headers.
     pub(crate) fn await_headers(&self) {
         self.wait.set(Wait::Headers);
@@ -328,6 +336,11 @@ impl Ctx {
     async fn watchdog(self: Rc<Self>) -> TransferError {
         loop {
             let (limit, phase) = match self.wait.get() {
+                // Connecting has its own timeout (awc's connector reports it as Connect).
+                Wait::Request => (
+                    self.cfg.connect_timeout + self.cfg.headers_timeout,
+                    TimeoutPhase::Headers,
+                ),
                 Wait::Headers => (self.cfg.headers_timeout, TimeoutPhase::Headers),
                 Wait::Body => (self.cfg.idle_timeout, TimeoutPhase::Idle),
             };
@@ -483,7 +496,7 @@ impl TransferActor {
             next_progress: Cell::new(now),
             emitted: Cell::new(None),
             began: Cell::new(false),
-            wait: Cell::new(Wait::Headers),
+            wait: Cell::new(Wait::Request),
             since: Cell::new(now),
             placement: RefCell::new(None),
             writer: RefCell::new(None),
@@ -536,7 +549,7 @@ impl TransferActor {
         let c = Rc::clone(&self.ctx);
         let total = self.ctx.cfg.total_timeout;
         let io = async move {
-            c.await_headers();
+            c.await_request();
             c.retry_after.set(None);
             let run = Box::pin(async {
                 match &c.job.kind {
