@@ -1,1 +1,788 @@
-fn main() {}
+//! The load bench: actix-transfer against a bare awc client doing the same work in the same
+//! process (and curl, when installed), interleaved round by round, against a loopback server
+//! running in a child process (so the client's CPU time is its own).
+//!
+//! ```text
+//! cargo bench --bench load                       # everything, full sizes
+//! cargo bench --bench load -- --quick            # small sizes (the CI smoke run)
+//! cargo bench --bench load -- --scenario small,cancel --rounds 5 --json out.json
+//! ```
+//!
+//! Scenarios: `file` (one large download to a file), `small` (4 KiB fetches into memory at 64
+//! and 256 in flight), `files` (small downloads to files), `upload` (one large upload),
+//! `open` (thousands of open slow transfers: memory, then cancel them all), `cancel` (cancel
+//! latency under load). It prints a table of absolute figures and ratios, with PASS/MISS
+//! against the targets (never failing on a miss), and writes the same as JSON
+//! (`target/load-bench.json` unless `--json PATH`). Timings are never asserted anywhere.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use actix::prelude::*;
+use actix_transfer::*;
+use futures::StreamExt;
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+struct Opts {
+    quick: bool,
+    rounds: usize,
+    scenarios: Vec<String>,
+    json: PathBuf,
+}
+
+const ALL: [&str; 6] = ["file", "small", "files", "upload", "open", "cancel"];
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        quick: false,
+        rounds: 0,
+        scenarios: ALL.iter().map(|s| s.to_string()).collect(),
+        json: PathBuf::from("target/load-bench.json"),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--rounds" => o.rounds = args.next().and_then(|n| n.parse().ok()).unwrap_or(3),
+            "--scenario" => {
+                o.scenarios = args
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect()
+            }
+            "--json" => o.json = args.next().map(PathBuf::from).unwrap_or(o.json),
+            _ => {} // cargo bench passes `--bench`; ignore what we do not know
+        }
+    }
+    if o.rounds == 0 {
+        o.rounds = if o.quick { 1 } else { 3 };
+    }
+    o
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server, in a child process: `load --serve` prints its port and serves until stdin closes.
+
+fn serve() {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let block = web::Bytes::from(vec![0x5au8; 64 * 1024]);
+    actix_rt::System::new().block_on(async move {
+        let server = HttpServer::new(move || {
+            let block = block.clone();
+            App::new()
+                .app_data(web::PayloadConfig::new(usize::MAX))
+                .route(
+                    "/bytes/{n}",
+                    web::get().to(move |n: web::Path<u64>| {
+                        let block = block.clone();
+                        async move {
+                            let n = *n;
+                            let body = futures::stream::iter((0..n).step_by(block.len()).map(
+                                move |off| {
+                                    let len = (n - off).min(block.len() as u64) as usize;
+                                    Ok::<_, std::io::Error>(block.slice(..len))
+                                },
+                            ));
+                            HttpResponse::Ok().no_chunking(n).streaming(body)
+                        }
+                    }),
+                )
+                .route(
+                    "/slow/{n}",
+                    web::get().to(|n: web::Path<u64>| async move {
+                        // 1 KiB every 50 ms: open for a long time, a trickle of bytes.
+                        let n = *n;
+                        let body = futures::stream::unfold(0u64, move |sent| async move {
+                            if sent >= n {
+                                return None;
+                            }
+                            actix_rt::time::sleep(Duration::from_millis(50)).await;
+                            let len = (n - sent).min(1024);
+                            Some((
+                                Ok::<_, std::io::Error>(web::Bytes::from(vec![1u8; len as usize])),
+                                sent + len,
+                            ))
+                        });
+                        HttpResponse::Ok().no_chunking(n).streaming(body)
+                    }),
+                )
+                .route(
+                    "/upload",
+                    web::put().to(|mut body: web::Payload| async move {
+                        let mut n = 0usize;
+                        while let Some(Ok(c)) = body.next().await {
+                            n += c.len();
+                        }
+                        HttpResponse::Ok().body(n.to_string())
+                    }),
+                )
+        })
+        .workers(1)
+        .backlog(8192)
+        .max_connections(100_000)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("bind");
+        println!("{}", server.addrs()[0].port());
+        std::io::stdout().flush().unwrap();
+        // Exit when the parent closes our stdin (or dies).
+        std::thread::spawn(|| {
+            let mut s = String::new();
+            let _ = std::io::stdin().read_line(&mut s);
+            std::process::exit(0);
+        });
+        let _ = server.run().await;
+    });
+}
+
+struct ServerProcess {
+    child: Child,
+    base: String,
+}
+
+impl ServerProcess {
+    fn start() -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .arg("--serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the server process");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line.trim().parse().expect("the server prints its port");
+        ServerProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+/// CPU time of this process (user + system), from /proc.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+/// Resident memory of this process, in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// One line of the report.
+#[derive(Clone)]
+struct Row {
+    scenario: String,
+    metric: String,
+    value: f64,
+    unit: &'static str,
+    /// (against, ratio, target, higher is better)
+    ratio: Option<(String, f64, f64, bool)>,
+}
+
+#[derive(Default)]
+struct Report(Vec<Row>);
+
+impl Report {
+    fn add(&mut self, scenario: &str, metric: &str, value: f64, unit: &'static str) {
+        self.0.push(Row {
+            scenario: scenario.into(),
+            metric: metric.into(),
+            value,
+            unit,
+            ratio: None,
+        });
+    }
+
+    /// A ratio `ours / theirs` with a target (`higher`: ratio ≥ target passes, else ≤).
+    fn ratio(&mut self, scenario: &str, metric: &str, against: &str, ratio: f64, target: f64, higher: bool) {
+        self.0.push(Row {
+            scenario: scenario.into(),
+            metric: metric.into(),
+            value: ratio,
+            unit: "x",
+            ratio: Some((against.into(), ratio, target, higher)),
+        });
+    }
+
+    /// An absolute figure with a target.
+    fn target(&mut self, scenario: &str, metric: &str, value: f64, unit: &'static str, target: f64, higher: bool) {
+        self.0.push(Row {
+            scenario: scenario.into(),
+            metric: metric.into(),
+            value,
+            unit,
+            ratio: Some(("target".into(), value, target, higher)),
+        });
+    }
+
+    fn print(&self) {
+        println!("\n{:<8} {:<46} {:>14} {:<5} {}", "scenario", "metric", "value", "unit", "target");
+        for r in &self.0 {
+            let verdict = match &r.ratio {
+                Some((_, v, t, higher)) => {
+                    let pass = if *higher { v >= t } else { v <= t };
+                    format!("{} {}{}", if pass { "PASS" } else { "MISS" }, if *higher { ">=" } else { "<=" }, t)
+                }
+                None => String::new(),
+            };
+            println!("{:<8} {:<46} {:>14.3} {:<5} {}", r.scenario, r.metric, r.value, r.unit, verdict);
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.0
+                .iter()
+                .map(|r| {
+                    let mut o = serde_json::json!({
+                        "scenario": r.scenario, "metric": r.metric, "value": r.value, "unit": r.unit,
+                    });
+                    if let Some((against, _, target, higher)) = &r.ratio {
+                        let pass = if *higher { r.value >= *target } else { r.value <= *target };
+                        o["against"] = against.clone().into();
+                        o["target"] = (*target).into();
+                        o["pass"] = pass.into();
+                    }
+                    o
+                })
+                .collect(),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+
+/// Collects Ended events with their arrival time.
+#[derive(Clone, Default)]
+struct Ends(Arc<Mutex<HashMap<TransferId, (Instant, Outcome)>>>);
+
+struct EndsActor(Ends);
+impl Actor for EndsActor {
+    type Context = Context<Self>;
+}
+impl Handler<TransferEvent> for EndsActor {
+    type Result = ();
+    fn handle(&mut self, ev: TransferEvent, _: &mut Context<Self>) {
+        if let EventKind::Ended(o) = ev.kind {
+            self.0 .0.lock().unwrap().insert(ev.id, (Instant::now(), o));
+        }
+    }
+}
+
+impl Ends {
+    async fn wait_for(&self, n: usize, limit: Duration) {
+        let start = Instant::now();
+        while self.0.lock().unwrap().len() < n {
+            assert!(start.elapsed() < limit, "only {} of {n} transfers ended", self.0.lock().unwrap().len());
+            actix_rt::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+async fn engine_with(dir: &Path, max_active: usize) -> (Addr<Engine>, Ends, Addr<EndsActor>) {
+    let engine = Engine::builder()
+        .workers(1)
+        .download_dir(dir)
+        .max_active(max_active)
+        .retry(RetryPolicy::never())
+        .progress_interval(Duration::from_millis(250))
+        .start();
+    let ends = Ends::default();
+    let actor = EndsActor(ends.clone()).start();
+    engine.send(Subscribe::all(actor.clone().recipient())).await.unwrap();
+    (engine, ends, actor)
+}
+
+fn bare_client() -> awc::Client {
+    awc::Client::builder()
+        .connector(awc::Connector::new().limit(0))
+        .disable_timeout()
+        .finish()
+}
+
+/// Bare awc: stream to a file with 256 KiB writes on the blocking pool, one in flight.
+async fn bare_download(client: &awc::Client, url: &str, path: &Path) -> u64 {
+    let mut resp = client.get(url).send().await.expect("bare request");
+    let mut file = Some(std::fs::File::create(path).unwrap());
+    let mut buf = Vec::with_capacity(256 * 1024);
+    let mut n = 0u64;
+    let mut pending: Option<actix_rt::task::JoinHandle<std::fs::File>> = None;
+    let flush = |buf: Vec<u8>, f: std::fs::File| {
+        actix_rt::task::spawn_blocking(move || {
+            let mut f = f;
+            f.write_all(&buf).unwrap();
+            f
+        })
+    };
+    while let Some(chunk) = resp.next().await {
+        let chunk = chunk.expect("bare body");
+        n += chunk.len() as u64;
+        buf.extend_from_slice(&chunk);
+        if buf.len() >= 256 * 1024 {
+            if let Some(p) = pending.take() {
+                file = Some(p.await.unwrap());
+            }
+            let full = std::mem::replace(&mut buf, Vec::with_capacity(256 * 1024));
+            pending = Some(flush(full, file.take().unwrap()));
+        }
+    }
+    if let Some(p) = pending.take() {
+        file = Some(p.await.unwrap());
+    }
+    let f = flush(buf, file.take().unwrap()).await.unwrap();
+    f.sync_all().unwrap();
+    n
+}
+
+fn curl() -> Option<PathBuf> {
+    let out = Command::new("sh").arg("-c").arg("command -v curl").output().ok()?;
+    out.status
+        .success()
+        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+fn timed_command(cmd: &mut Command) -> Option<Duration> {
+    let start = Instant::now();
+    let ok = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().ok()?.success();
+    ok.then(|| start.elapsed())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
+    let size: u64 = if o.quick { 64 << 20 } else { 1 << 30 };
+    let url = format!("{base}/bytes/{size}");
+    let (engine, _ends, _a) = engine_with(dir, 16).await;
+    let client = bare_client();
+    let (mut ours, mut bare, mut curls) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..o.rounds {
+        let start = Instant::now();
+        let id = engine
+            .send(Download::new(&url).to(format!("engine-{round}")).conflict(Conflict::Overwrite))
+            .await
+            .unwrap()
+            .unwrap();
+        let out = engine.send(Wait(id)).await.unwrap().unwrap();
+        assert!(out.is_completed(), "{out:?}");
+        ours.push(size as f64 / start.elapsed().as_secs_f64() / 1e6);
+        let _ = std::fs::remove_file(out.path().unwrap());
+
+        let path = dir.join(format!("bare-{round}"));
+        let start = Instant::now();
+        assert_eq!(bare_download(&client, &url, &path).await, size);
+        bare.push(size as f64 / start.elapsed().as_secs_f64() / 1e6);
+        let _ = std::fs::remove_file(&path);
+
+        if let Some(curl) = curl() {
+            let path = dir.join(format!("curl-{round}"));
+            if let Some(t) = timed_command(Command::new(curl).args(["-s", "-o"]).arg(&path).arg(&url)) {
+                curls.push(size as f64 / t.as_secs_f64() / 1e6);
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    let (ours, bare) = (median(ours), median(bare));
+    let label = format!("{} MiB to a file", size >> 20);
+    report.add("file", &format!("{label}: actix-transfer"), ours, "MB/s");
+    report.add("file", &format!("{label}: bare awc, 256 KiB writes"), bare, "MB/s");
+    report.ratio("file", "actix-transfer / bare awc", "awc", ours / bare, 1.0, true);
+    if !curls.is_empty() {
+        let c = median(curls);
+        report.add("file", &format!("{label}: curl -o"), c, "MB/s");
+        report.ratio("file", "actix-transfer / curl", "curl", ours / c, 1.2, true);
+    }
+    report.add("file", "segmented download", f64::NAN, "n/a");
+}
+
+async fn scenario_small(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
+    let n: usize = if o.quick { 2_000 } else { 10_000 };
+    let url = format!("{base}/bytes/4096");
+    for conc in [64usize, 256] {
+        let (mut ours, mut bare, mut cpu_ours, mut cpu_bare) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut p50, mut p99) = (Vec::new(), Vec::new());
+        for _ in 0..o.rounds {
+            let (engine, ends, _a) = engine_with(dir, conc).await;
+            let cpu0 = cpu_time();
+            let start = Instant::now();
+            let mut submitted = HashMap::with_capacity(n);
+            for _ in 0..n {
+                let t = Instant::now();
+                let id = engine.send(Fetch::get(&url)).await.unwrap().unwrap();
+                submitted.insert(id, t);
+            }
+            ends.wait_for(n, Duration::from_secs(300)).await;
+            let elapsed = start.elapsed();
+            cpu_ours.push((cpu_time() - cpu0).as_secs_f64() * 1e6 / n as f64);
+            ours.push(n as f64 / elapsed.as_secs_f64());
+            let mut lat: Vec<Duration> = ends
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(id, (at, o))| {
+                    assert!(o.is_completed(), "{o:?}");
+                    *at - submitted[id]
+                })
+                .collect();
+            lat.sort();
+            p50.push(percentile(&lat, 0.5).as_secs_f64() * 1e3);
+            p99.push(percentile(&lat, 0.99).as_secs_f64() * 1e3);
+            engine.send(Shutdown).await.unwrap();
+
+            let client = bare_client();
+            let cpu0 = cpu_time();
+            let start = Instant::now();
+            let done = futures::stream::iter(0..n)
+                .map(|_| {
+                    let client = client.clone();
+                    let url = url.clone();
+                    async move {
+                        let mut r = client.get(&url).send().await.expect("bare");
+                        r.body().await.expect("bare body").len()
+                    }
+                })
+                .buffer_unordered(conc)
+                .fold(0usize, |acc, len| async move { acc + len })
+                .await;
+            assert_eq!(done, n * 4096);
+            bare.push(n as f64 / start.elapsed().as_secs_f64());
+            cpu_bare.push((cpu_time() - cpu0).as_secs_f64() * 1e6 / n as f64);
+        }
+        let (ours, bare) = (median(ours), median(bare));
+        let s = format!("{n} x 4 KiB @{conc}");
+        report.add("small", &format!("{s}: actix-transfer"), ours, "/s");
+        report.add("small", &format!("{s}: bare awc"), bare, "/s");
+        report.ratio("small", &format!("@{conc} transfers/s vs bare awc"), "awc", ours / bare, 0.95, true);
+        report.add("small", &format!("@{conc} p50 submit->Ended"), median(p50), "ms");
+        report.add("small", &format!("@{conc} p99 submit->Ended"), median(p99), "ms");
+        report.target("small", &format!("@{conc} client CPU per transfer"), median(cpu_ours), "us", 30.0, false);
+        report.add("small", &format!("@{conc} bare awc CPU per transfer"), median(cpu_bare), "us");
+        if let Some(curl) = curl() {
+            let list = dir.join("urls.txt");
+            let mut f = std::fs::File::create(&list).unwrap();
+            for _ in 0..n {
+                writeln!(f, "url = \"{url}\"\noutput = \"/dev/null\"").unwrap();
+            }
+            let conc_s = conc.to_string();
+            if let Some(t) = timed_command(
+                Command::new(curl)
+                    .args(["-s", "--parallel", "--parallel-max", &conc_s, "-K"])
+                    .arg(&list),
+            ) {
+                let c = n as f64 / t.as_secs_f64();
+                report.add("small", &format!("{s}: curl --parallel"), c, "/s");
+                report.ratio("small", &format!("@{conc} transfers/s vs curl"), "curl", ours / c, 2.5, true);
+            }
+        }
+    }
+}
+
+async fn scenario_files(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
+    let n: usize = if o.quick { 500 } else { 2_000 };
+    let url = format!("{base}/bytes/16384");
+    let (mut ours, mut bare) = (Vec::new(), Vec::new());
+    for round in 0..o.rounds {
+        let sub = dir.join(format!("files-{round}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let (engine, ends, _a) = engine_with(&sub, 256).await;
+        let start = Instant::now();
+        for i in 0..n {
+            engine.send(Download::new(&url).to(format!("e{i}"))).await.unwrap().unwrap();
+        }
+        ends.wait_for(n, Duration::from_secs(300)).await;
+        ours.push(n as f64 / start.elapsed().as_secs_f64());
+        engine.send(Shutdown).await.unwrap();
+
+        let client = bare_client();
+        let start = Instant::now();
+        futures::stream::iter(0..n)
+            .map(|i| {
+                let (client, url, path) = (client.clone(), url.clone(), sub.join(format!("b{i}")));
+                async move { bare_download(&client, &url, &path).await }
+            })
+            .buffer_unordered(256)
+            .collect::<Vec<_>>()
+            .await;
+        bare.push(n as f64 / start.elapsed().as_secs_f64());
+        let _ = std::fs::remove_dir_all(&sub);
+    }
+    let (ours, bare) = (median(ours), median(bare));
+    report.add("files", &format!("{n} x 16 KiB to files: actix-transfer"), ours, "/s");
+    report.add("files", &format!("{n} x 16 KiB to files: bare awc"), bare, "/s");
+    report.ratio("files", "files/s vs bare awc", "awc", ours / bare, 0.95, true);
+}
+
+async fn scenario_upload(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
+    let size: u64 = if o.quick { 16 << 20 } else { 100 << 20 };
+    let src = dir.join("upload.bin");
+    std::fs::write(&src, vec![0x33u8; size as usize]).unwrap();
+    let url = format!("{base}/upload");
+    let (engine, _ends, _a) = engine_with(dir, 16).await;
+    let client = bare_client();
+    let (mut ours, mut bare, mut curls) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..o.rounds {
+        let start = Instant::now();
+        let id = engine.send(Upload::new(&url, &src)).await.unwrap().unwrap();
+        let out = engine.send(Wait(id)).await.unwrap().unwrap();
+        assert_eq!(out.body().map(|b| b.to_vec()), Some(size.to_string().into_bytes()));
+        ours.push(size as f64 / start.elapsed().as_secs_f64() / 1e6);
+
+        let start = Instant::now();
+        let file = tokio_file_stream(src.clone());
+        let mut resp = client
+            .put(&url)
+            .send_body(awc::body::SizedStream::new(size, file))
+            .await
+            .expect("bare upload");
+        assert_eq!(resp.body().await.unwrap(), size.to_string().as_bytes());
+        bare.push(size as f64 / start.elapsed().as_secs_f64() / 1e6);
+
+        if let Some(curl) = curl() {
+            if let Some(t) = timed_command(Command::new(curl).args(["-s", "-T"]).arg(&src).arg(&url)) {
+                curls.push(size as f64 / t.as_secs_f64() / 1e6);
+            }
+        }
+    }
+    let (ours, bare) = (median(ours), median(bare));
+    report.add("upload", &format!("{} MiB upload: actix-transfer", size >> 20), ours, "MB/s");
+    report.add("upload", &format!("{} MiB upload: bare awc", size >> 20), bare, "MB/s");
+    report.ratio("upload", "upload vs bare awc", "awc", ours / bare, 0.95, true);
+    if !curls.is_empty() {
+        let c = median(curls);
+        report.add("upload", &format!("{} MiB upload: curl -T", size >> 20), c, "MB/s");
+        report.ratio("upload", "upload vs curl -T", "curl", ours / c, 1.2, true);
+    }
+    let _ = std::fs::remove_file(&src);
+}
+
+/// The bare baseline's file body: 256 KiB reads on the blocking pool.
+fn tokio_file_stream(
+    path: PathBuf,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    futures::stream::try_unfold(Some(std::fs::File::open(path).unwrap()), |f| async move {
+        let Some(mut f) = f else { return Ok(None) };
+        let (f, chunk) = actix_rt::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut buf = vec![0u8; 256 * 1024];
+            let n = f.read(&mut buf)?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>((f, buf))
+        })
+        .await
+        .unwrap()?;
+        if chunk.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some((bytes::Bytes::from(chunk), Some(f))))
+        }
+    })
+}
+
+async fn scenario_open(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
+    let n: usize = if o.quick { 500 } else { 5_000 };
+    let url = format!("{base}/slow/100000000");
+    // Bare awc first: n open requests, each reading its trickle.
+    let client = bare_client();
+    let before = rss();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for _ in 0..n {
+        let (client, url, stop) = (client.clone(), url.clone(), Arc::clone(&stop));
+        handles.push(actix_rt::spawn(async move {
+            let mut r = client.get(&url).send().await.expect("bare slow");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if r.next().await.is_none() {
+                    break;
+                }
+            }
+        }));
+    }
+    actix_rt::time::sleep(Duration::from_secs(2)).await;
+    let bare_per = (rss().saturating_sub(before)) as f64 / n as f64;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in handles {
+        h.abort();
+    }
+    drop(client);
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+
+    let (engine, ends, _a) = engine_with(dir, n).await;
+    let before = rss();
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        ids.push(engine.send(Download::new(&url).to(format!("slow-{i}"))).await.unwrap().unwrap());
+    }
+    // Wait (bounded) until every transfer has bytes flowing.
+    let start = Instant::now();
+    loop {
+        let active = engine.send(List(Some(TransferState::Active))).await.unwrap();
+        if active.iter().filter(|s| s.bytes_transferred > 0).count() == n || start.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    actix_rt::time::sleep(Duration::from_secs(1)).await;
+    let ours_per = (rss().saturating_sub(before)) as f64 / n as f64;
+    let start = Instant::now();
+    let cancels = futures::future::join_all(ids.iter().map(|id| engine.send(Cancel(*id)))).await;
+    ends.wait_for(n, Duration::from_secs(120)).await;
+    let cancel_all = start.elapsed();
+    assert!(cancels.iter().all(|r| matches!(r, Ok(Ok(())))), "every cancel answered Ok");
+    engine.send(Shutdown).await.unwrap();
+    report.add("open", &format!("{n} open slow downloads: RSS per transfer"), ours_per / 1024.0, "KiB");
+    report.add("open", &format!("{n} open bare awc requests: RSS per request"), bare_per / 1024.0, "KiB");
+    report.target("open", "RSS per transfer over bare awc", (ours_per - bare_per) / 1000.0, "KB", 8.0, false);
+    report.target("open", &format!("cancel all {n}: until every Ended"), cancel_all.as_secs_f64() * 1e3, "ms", 300.0, false);
+    report.add("open", "RSS after cancelling all", rss() as f64 / (1 << 20) as f64, "MiB");
+}
+
+async fn scenario_cancel(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
+    let victims: usize = if o.quick { 100 } else { 500 };
+    let (engine, ends, _a) = engine_with(dir, 10_000).await;
+    // Background load: fast fetches all along.
+    let load_url = format!("{base}/bytes/65536");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (engine, stop, url) = (engine.clone(), Arc::clone(&stop), load_url.clone());
+        actix_rt::spawn(async move {
+            let started = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120) {
+                let ids = futures::future::join_all((0..32).map(|_| engine.send(Fetch::get(&url)))).await;
+                for id in ids.into_iter().flatten().flatten() {
+                    let _ = engine.send(Wait(id)).await;
+                }
+            }
+        })
+    };
+    // Victims: fast downloads that are cancelled mid-body.
+    let url = format!("{base}/bytes/{}", 1u64 << 30);
+    let mut lat = Vec::new();
+    let mut after = 0u64;
+    for i in 0..victims {
+        let id = engine.send(Fetch::get(&url).max_body(u64::MAX)).await.unwrap().unwrap();
+        let start = Instant::now();
+        loop {
+            let s = engine.send(Status(id)).await.unwrap().unwrap();
+            if s.bytes_transferred > 0 || start.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            actix_rt::task::yield_now().await;
+        }
+        let t = Instant::now();
+        let reply = engine.send(Cancel(id)).await.unwrap();
+        lat.push(t.elapsed());
+        assert_eq!(reply, Ok(()), "victim {i}");
+        // Bytes the transfer counted at its end vs a moment later: any growth is bytes read
+        // after the reply.
+        let at_reply = engine.send(Status(id)).await.unwrap().unwrap().bytes_transferred;
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+        let later = engine.send(Status(id)).await.unwrap().unwrap().bytes_transferred;
+        let ended = ends.0.lock().unwrap().get(&id).map(|(_, o)| o.bytes());
+        after += later.saturating_sub(at_reply) + ended.map_or(0, |e| e.saturating_sub(at_reply));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = load.await;
+    lat.sort();
+    report.add("cancel", &format!("{victims} cancels under load: p50 latency"), percentile(&lat, 0.5).as_secs_f64() * 1e3, "ms");
+    report.target("cancel", "p99 Cancel -> reply", percentile(&lat, 0.99).as_secs_f64() * 1e3, "ms", 1.0, false);
+    report.target("cancel", "bytes counted after the reply", after as f64, "B", 0.0, false);
+    engine.send(Shutdown).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn main() {
+    if std::env::args().any(|a| a == "--serve") {
+        return serve();
+    }
+    let o = opts();
+    let server = ServerProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut report = Report::default();
+    println!(
+        "load bench: {} mode, {} round(s), server {} (child process), client: engine with 1 worker vs bare awc on 1 thread",
+        if o.quick { "quick" } else { "full" },
+        o.rounds,
+        server.base
+    );
+    actix_rt::System::new().block_on(async {
+        for s in &o.scenarios {
+            let started = Instant::now();
+            match s.as_str() {
+                "file" => scenario_file(&o, &server.base, dir.path(), &mut report).await,
+                "small" => scenario_small(&o, &server.base, dir.path(), &mut report).await,
+                "files" => scenario_files(&o, &server.base, dir.path(), &mut report).await,
+                "upload" => scenario_upload(&o, &server.base, dir.path(), &mut report).await,
+                "open" => scenario_open(&o, &server.base, dir.path(), &mut report).await,
+                "cancel" => scenario_cancel(&o, &server.base, dir.path(), &mut report).await,
+                other => eprintln!("unknown scenario {other:?}; known: {ALL:?}"),
+            }
+            eprintln!("scenario {s} took {:.1} s", started.elapsed().as_secs_f64());
+        }
+    });
+    report.print();
+    if let Some(parent) = o.json.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let json = serde_json::json!({
+        "mode": if o.quick { "quick" } else { "full" },
+        "rounds": o.rounds,
+        "rows": report.json(),
+    });
+    std::fs::write(&o.json, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    println!("\nwritten to {}", o.json.display());
+}
