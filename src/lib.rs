@@ -91,10 +91,16 @@
 //!
 //! # Known limits
 //!
-//! * awc ends a chunked body that is cut off mid-way exactly as it ends a complete one, so a
-//!   truncated *chunked* download cannot be told from a complete one; bodies with a
-//!   `Content-Length` are always checked. HTTP/1.1 bodies framed only by closing the connection
-//!   are refused with `BadContent` (awc would read them as empty).
+//! * awc ends a chunked body whose connection closes (FIN) before the final zero-size chunk
+//!   exactly as it ends a complete one, so such a truncated *chunked* download cannot be told
+//!   from a complete one; a reset mid-chunk is detected. Bodies with a `Content-Length` are
+//!   always checked (`Truncated`), and an expected size or SHA-256 ([`Download::expect_size`],
+//!   [`Download::expect_sha256`]) closes the gap for chunked ones. HTTP/1.1 bodies framed only
+//!   by closing the connection are refused with `BadContent` (awc would read them as empty).
+//! * Bytes a server sends past its `Content-Length` are not read (the body is cut at the
+//!   announced length). If that server keeps the connection alive, awc may take the extra
+//!   bytes for the next response on that pooled connection, and that next transfer fails
+//!   (`BadContent` or `Network`); it is never completed with wrong bytes.
 //! * With the `rustls` feature, the application must not enable a second rustls crypto
 //!   provider (aws-lc-rs) without installing a process default: rustls then panics when a
 //!   worker builds its client (rustls/rustls#1877).
