@@ -246,7 +246,15 @@ impl Report {
     }
 
     /// A ratio `ours / theirs` with a target (`higher`: ratio ≥ target passes, else ≤).
-    fn ratio(&mut self, scenario: &str, metric: &str, against: &str, ratio: f64, target: f64, higher: bool) {
+    fn ratio(
+        &mut self,
+        scenario: &str,
+        metric: &str,
+        against: &str,
+        ratio: f64,
+        target: f64,
+        higher: bool,
+    ) {
         self.0.push(Row {
             scenario: scenario.into(),
             metric: metric.into(),
@@ -257,7 +265,15 @@ impl Report {
     }
 
     /// An absolute figure with a target.
-    fn target(&mut self, scenario: &str, metric: &str, value: f64, unit: &'static str, target: f64, higher: bool) {
+    fn target(
+        &mut self,
+        scenario: &str,
+        metric: &str,
+        value: f64,
+        unit: &'static str,
+        target: f64,
+        higher: bool,
+    ) {
         self.0.push(Row {
             scenario: scenario.into(),
             metric: metric.into(),
@@ -268,16 +284,27 @@ impl Report {
     }
 
     fn print(&self) {
-        println!("\n{:<8} {:<46} {:>14} {:<5} {}", "scenario", "metric", "value", "unit", "target");
+        println!(
+            "\n{:<8} {:<46} {:>14} {:<5} {}",
+            "scenario", "metric", "value", "unit", "target"
+        );
         for r in &self.0 {
             let verdict = match &r.ratio {
                 Some((_, v, t, higher)) => {
                     let pass = if *higher { v >= t } else { v <= t };
-                    format!("{} {}{}", if pass { "PASS" } else { "MISS" }, if *higher { ">=" } else { "<=" }, t)
+                    format!(
+                        "{} {}{}",
+                        if pass { "PASS" } else { "MISS" },
+                        if *higher { ">=" } else { "<=" },
+                        t
+                    )
                 }
                 None => String::new(),
             };
-            println!("{:<8} {:<46} {:>14.3} {:<5} {}", r.scenario, r.metric, r.value, r.unit, verdict);
+            println!(
+                "{:<8} {:<46} {:>14.3} {:<5} {}",
+                r.scenario, r.metric, r.value, r.unit, verdict
+            );
         }
     }
 
@@ -326,7 +353,11 @@ impl Ends {
     async fn wait_for(&self, n: usize, limit: Duration) {
         let start = Instant::now();
         while self.0.lock().unwrap().len() < n {
-            assert!(start.elapsed() < limit, "only {} of {n} transfers ended", self.0.lock().unwrap().len());
+            assert!(
+                start.elapsed() < limit,
+                "only {} of {n} transfers ended",
+                self.0.lock().unwrap().len()
+            );
             actix_rt::time::sleep(Duration::from_millis(1)).await;
         }
     }
@@ -342,7 +373,10 @@ async fn engine_with(dir: &Path, max_active: usize) -> (Addr<Engine>, Ends, Addr
         .start();
     let ends = Ends::default();
     let actor = EndsActor(ends.clone()).start();
-    engine.send(Subscribe::all(actor.clone().recipient())).await.unwrap();
+    engine
+        .send(Subscribe::all(actor.clone().recipient()))
+        .await
+        .unwrap();
     (engine, ends, actor)
 }
 
@@ -388,7 +422,11 @@ async fn bare_download(client: &awc::Client, url: &str, path: &Path) -> u64 {
 }
 
 fn curl() -> Option<PathBuf> {
-    let out = Command::new("sh").arg("-c").arg("command -v curl").output().ok()?;
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("command -v curl")
+        .output()
+        .ok()?;
     out.status
         .success()
         .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
@@ -396,7 +434,12 @@ fn curl() -> Option<PathBuf> {
 
 fn timed_command(cmd: &mut Command) -> Option<Duration> {
     let start = Instant::now();
-    let ok = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().ok()?.success();
+    let ok = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?
+        .success();
     ok.then(|| start.elapsed())
 }
 
@@ -412,7 +455,11 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
     for round in 0..o.rounds {
         let start = Instant::now();
         let id = engine
-            .send(Download::new(&url).to(format!("engine-{round}")).conflict(Conflict::Overwrite))
+            .send(
+                Download::new(&url)
+                    .to(format!("engine-{round}"))
+                    .conflict(Conflict::Overwrite),
+            )
             .await
             .unwrap()
             .unwrap();
@@ -429,7 +476,9 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
 
         if let Some(curl) = curl() {
             let path = dir.join(format!("curl-{round}"));
-            if let Some(t) = timed_command(Command::new(curl).args(["-s", "-o"]).arg(&path).arg(&url)) {
+            if let Some(t) =
+                timed_command(Command::new(curl).args(["-s", "-o"]).arg(&path).arg(&url))
+            {
                 curls.push(size as f64 / t.as_secs_f64() / 1e6);
             }
             let _ = std::fs::remove_file(&path);
@@ -438,8 +487,20 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
     let (ours, bare) = (median(ours), median(bare));
     let label = format!("{} MiB to a file", size >> 20);
     report.add("file", &format!("{label}: actix-transfer"), ours, "MB/s");
-    report.add("file", &format!("{label}: bare awc, 256 KiB writes"), bare, "MB/s");
-    report.ratio("file", "actix-transfer / bare awc", "awc", ours / bare, 1.0, true);
+    report.add(
+        "file",
+        &format!("{label}: bare awc, 256 KiB writes"),
+        bare,
+        "MB/s",
+    );
+    report.ratio(
+        "file",
+        "actix-transfer / bare awc",
+        "awc",
+        ours / bare,
+        1.0,
+        true,
+    );
     if !curls.is_empty() {
         let c = median(curls);
         report.add("file", &format!("{label}: curl -o"), c, "MB/s");
@@ -452,7 +513,8 @@ async fn scenario_small(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
     let n: usize = if o.quick { 2_000 } else { 10_000 };
     let url = format!("{base}/bytes/4096");
     for conc in [64usize, 256] {
-        let (mut ours, mut bare, mut cpu_ours, mut cpu_bare) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut ours, mut bare, mut cpu_ours, mut cpu_bare) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut p50, mut p99) = (Vec::new(), Vec::new());
         for _ in 0..o.rounds {
             let (engine, ends, _a) = engine_with(dir, conc).await;
@@ -506,11 +568,40 @@ async fn scenario_small(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
         let s = format!("{n} x 4 KiB @{conc}");
         report.add("small", &format!("{s}: actix-transfer"), ours, "/s");
         report.add("small", &format!("{s}: bare awc"), bare, "/s");
-        report.ratio("small", &format!("@{conc} transfers/s vs bare awc"), "awc", ours / bare, 0.95, true);
-        report.add("small", &format!("@{conc} p50 submit->Ended"), median(p50), "ms");
-        report.add("small", &format!("@{conc} p99 submit->Ended"), median(p99), "ms");
-        report.target("small", &format!("@{conc} client CPU per transfer"), median(cpu_ours), "us", 30.0, false);
-        report.add("small", &format!("@{conc} bare awc CPU per transfer"), median(cpu_bare), "us");
+        report.ratio(
+            "small",
+            &format!("@{conc} transfers/s vs bare awc"),
+            "awc",
+            ours / bare,
+            0.95,
+            true,
+        );
+        report.add(
+            "small",
+            &format!("@{conc} p50 submit->Ended"),
+            median(p50),
+            "ms",
+        );
+        report.add(
+            "small",
+            &format!("@{conc} p99 submit->Ended"),
+            median(p99),
+            "ms",
+        );
+        report.target(
+            "small",
+            &format!("@{conc} client CPU per transfer"),
+            median(cpu_ours),
+            "us",
+            30.0,
+            false,
+        );
+        report.add(
+            "small",
+            &format!("@{conc} bare awc CPU per transfer"),
+            median(cpu_bare),
+            "us",
+        );
         if let Some(curl) = curl() {
             let list = dir.join("urls.txt");
             let mut f = std::fs::File::create(&list).unwrap();
@@ -525,7 +616,14 @@ async fn scenario_small(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
             ) {
                 let c = n as f64 / t.as_secs_f64();
                 report.add("small", &format!("{s}: curl --parallel"), c, "/s");
-                report.ratio("small", &format!("@{conc} transfers/s vs curl"), "curl", ours / c, 2.5, true);
+                report.ratio(
+                    "small",
+                    &format!("@{conc} transfers/s vs curl"),
+                    "curl",
+                    ours / c,
+                    2.5,
+                    true,
+                );
             }
         }
     }
@@ -541,7 +639,11 @@ async fn scenario_files(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
         let (engine, ends, _a) = engine_with(&sub, 256).await;
         let start = Instant::now();
         for i in 0..n {
-            engine.send(Download::new(&url).to(format!("e{i}"))).await.unwrap().unwrap();
+            engine
+                .send(Download::new(&url).to(format!("e{i}")))
+                .await
+                .unwrap()
+                .unwrap();
         }
         ends.wait_for(n, Duration::from_secs(300)).await;
         ours.push(n as f64 / start.elapsed().as_secs_f64());
@@ -561,9 +663,26 @@ async fn scenario_files(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
         let _ = std::fs::remove_dir_all(&sub);
     }
     let (ours, bare) = (median(ours), median(bare));
-    report.add("files", &format!("{n} x 16 KiB to files: actix-transfer"), ours, "/s");
-    report.add("files", &format!("{n} x 16 KiB to files: bare awc"), bare, "/s");
-    report.ratio("files", "files/s vs bare awc", "awc", ours / bare, 0.95, true);
+    report.add(
+        "files",
+        &format!("{n} x 16 KiB to files: actix-transfer"),
+        ours,
+        "/s",
+    );
+    report.add(
+        "files",
+        &format!("{n} x 16 KiB to files: bare awc"),
+        bare,
+        "/s",
+    );
+    report.ratio(
+        "files",
+        "files/s vs bare awc",
+        "awc",
+        ours / bare,
+        0.95,
+        true,
+    );
 }
 
 async fn scenario_upload(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
@@ -578,7 +697,10 @@ async fn scenario_upload(o: &Opts, base: &str, dir: &Path, report: &mut Report) 
         let start = Instant::now();
         let id = engine.send(Upload::new(&url, &src)).await.unwrap().unwrap();
         let out = engine.send(Wait(id)).await.unwrap().unwrap();
-        assert_eq!(out.body().map(|b| b.to_vec()), Some(size.to_string().into_bytes()));
+        assert_eq!(
+            out.body().map(|b| b.to_vec()),
+            Some(size.to_string().into_bytes())
+        );
         ours.push(size as f64 / start.elapsed().as_secs_f64() / 1e6);
 
         let start = Instant::now();
@@ -592,18 +714,42 @@ async fn scenario_upload(o: &Opts, base: &str, dir: &Path, report: &mut Report) 
         bare.push(size as f64 / start.elapsed().as_secs_f64() / 1e6);
 
         if let Some(curl) = curl() {
-            if let Some(t) = timed_command(Command::new(curl).args(["-s", "-T"]).arg(&src).arg(&url)) {
+            if let Some(t) =
+                timed_command(Command::new(curl).args(["-s", "-T"]).arg(&src).arg(&url))
+            {
                 curls.push(size as f64 / t.as_secs_f64() / 1e6);
             }
         }
     }
     let (ours, bare) = (median(ours), median(bare));
-    report.add("upload", &format!("{} MiB upload: actix-transfer", size >> 20), ours, "MB/s");
-    report.add("upload", &format!("{} MiB upload: bare awc", size >> 20), bare, "MB/s");
-    report.ratio("upload", "upload vs bare awc", "awc", ours / bare, 0.95, true);
+    report.add(
+        "upload",
+        &format!("{} MiB upload: actix-transfer", size >> 20),
+        ours,
+        "MB/s",
+    );
+    report.add(
+        "upload",
+        &format!("{} MiB upload: bare awc", size >> 20),
+        bare,
+        "MB/s",
+    );
+    report.ratio(
+        "upload",
+        "upload vs bare awc",
+        "awc",
+        ours / bare,
+        0.95,
+        true,
+    );
     if !curls.is_empty() {
         let c = median(curls);
-        report.add("upload", &format!("{} MiB upload: curl -T", size >> 20), c, "MB/s");
+        report.add(
+            "upload",
+            &format!("{} MiB upload: curl -T", size >> 20),
+            c,
+            "MB/s",
+        );
         report.ratio("upload", "upload vs curl -T", "curl", ours / c, 1.2, true);
     }
     let _ = std::fs::remove_file(&src);
@@ -664,13 +810,24 @@ async fn scenario_open(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
     let before = rss();
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
-        ids.push(engine.send(Download::new(&url).to(format!("slow-{i}"))).await.unwrap().unwrap());
+        ids.push(
+            engine
+                .send(Download::new(&url).to(format!("slow-{i}")))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
     // Wait (bounded) until every transfer has bytes flowing.
     let start = Instant::now();
     loop {
-        let active = engine.send(List(Some(TransferState::Active))).await.unwrap();
-        if active.iter().filter(|s| s.bytes_transferred > 0).count() == n || start.elapsed() > Duration::from_secs(60) {
+        let active = engine
+            .send(List(Some(TransferState::Active)))
+            .await
+            .unwrap();
+        if active.iter().filter(|s| s.bytes_transferred > 0).count() == n
+            || start.elapsed() > Duration::from_secs(60)
+        {
             break;
         }
         actix_rt::time::sleep(Duration::from_millis(100)).await;
@@ -681,13 +838,45 @@ async fn scenario_open(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
     let cancels = futures::future::join_all(ids.iter().map(|id| engine.send(Cancel(*id)))).await;
     ends.wait_for(n, Duration::from_secs(120)).await;
     let cancel_all = start.elapsed();
-    assert!(cancels.iter().all(|r| matches!(r, Ok(Ok(())))), "every cancel answered Ok");
+    assert!(
+        cancels.iter().all(|r| matches!(r, Ok(Ok(())))),
+        "every cancel answered Ok"
+    );
     engine.send(Shutdown).await.unwrap();
-    report.add("open", &format!("{n} open slow downloads: RSS per transfer"), ours_per / 1024.0, "KiB");
-    report.add("open", &format!("{n} open bare awc requests: RSS per request"), bare_per / 1024.0, "KiB");
-    report.target("open", "RSS per transfer over bare awc", (ours_per - bare_per) / 1000.0, "KB", 8.0, false);
-    report.target("open", &format!("cancel all {n}: until every Ended"), cancel_all.as_secs_f64() * 1e3, "ms", 300.0, false);
-    report.add("open", "RSS after cancelling all", rss() as f64 / (1 << 20) as f64, "MiB");
+    report.add(
+        "open",
+        &format!("{n} open slow downloads: RSS per transfer"),
+        ours_per / 1024.0,
+        "KiB",
+    );
+    report.add(
+        "open",
+        &format!("{n} open bare awc requests: RSS per request"),
+        bare_per / 1024.0,
+        "KiB",
+    );
+    report.target(
+        "open",
+        "RSS per transfer over bare awc",
+        (ours_per - bare_per) / 1000.0,
+        "KB",
+        8.0,
+        false,
+    );
+    report.target(
+        "open",
+        &format!("cancel all {n}: until every Ended"),
+        cancel_all.as_secs_f64() * 1e3,
+        "ms",
+        300.0,
+        false,
+    );
+    report.add(
+        "open",
+        "RSS after cancelling all",
+        rss() as f64 / (1 << 20) as f64,
+        "MiB",
+    );
 }
 
 async fn scenario_cancel(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
@@ -700,8 +889,11 @@ async fn scenario_cancel(o: &Opts, base: &str, dir: &Path, report: &mut Report) 
         let (engine, stop, url) = (engine.clone(), Arc::clone(&stop), load_url.clone());
         actix_rt::spawn(async move {
             let started = Instant::now();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120) {
-                let ids = futures::future::join_all((0..32).map(|_| engine.send(Fetch::get(&url)))).await;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(120)
+            {
+                let ids =
+                    futures::future::join_all((0..32).map(|_| engine.send(Fetch::get(&url)))).await;
                 for id in ids.into_iter().flatten().flatten() {
                     let _ = engine.send(Wait(id)).await;
                 }
@@ -713,7 +905,11 @@ async fn scenario_cancel(o: &Opts, base: &str, dir: &Path, report: &mut Report) 
     let mut lat = Vec::new();
     let mut after = 0u64;
     for i in 0..victims {
-        let id = engine.send(Fetch::get(&url).max_body(u64::MAX)).await.unwrap().unwrap();
+        let id = engine
+            .send(Fetch::get(&url).max_body(u64::MAX))
+            .await
+            .unwrap()
+            .unwrap();
         let start = Instant::now();
         loop {
             let s = engine.send(Status(id)).await.unwrap().unwrap();
@@ -728,18 +924,47 @@ async fn scenario_cancel(o: &Opts, base: &str, dir: &Path, report: &mut Report) 
         assert_eq!(reply, Ok(()), "victim {i}");
         // Bytes the transfer counted at its end vs a moment later: any growth is bytes read
         // after the reply.
-        let at_reply = engine.send(Status(id)).await.unwrap().unwrap().bytes_transferred;
+        let at_reply = engine
+            .send(Status(id))
+            .await
+            .unwrap()
+            .unwrap()
+            .bytes_transferred;
         actix_rt::time::sleep(Duration::from_millis(2)).await;
-        let later = engine.send(Status(id)).await.unwrap().unwrap().bytes_transferred;
+        let later = engine
+            .send(Status(id))
+            .await
+            .unwrap()
+            .unwrap()
+            .bytes_transferred;
         let ended = ends.0.lock().unwrap().get(&id).map(|(_, o)| o.bytes());
         after += later.saturating_sub(at_reply) + ended.map_or(0, |e| e.saturating_sub(at_reply));
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = load.await;
     lat.sort();
-    report.add("cancel", &format!("{victims} cancels under load: p50 latency"), percentile(&lat, 0.5).as_secs_f64() * 1e3, "ms");
-    report.target("cancel", "p99 Cancel -> reply", percentile(&lat, 0.99).as_secs_f64() * 1e3, "ms", 1.0, false);
-    report.target("cancel", "bytes counted after the reply", after as f64, "B", 0.0, false);
+    report.add(
+        "cancel",
+        &format!("{victims} cancels under load: p50 latency"),
+        percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        "ms",
+    );
+    report.target(
+        "cancel",
+        "p99 Cancel -> reply",
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        "ms",
+        1.0,
+        false,
+    );
+    report.target(
+        "cancel",
+        "bytes counted after the reply",
+        after as f64,
+        "B",
+        0.0,
+        false,
+    );
     engine.send(Shutdown).await.unwrap();
 }
 

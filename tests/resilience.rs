@@ -605,3 +605,56 @@ async fn a_retried_fetch_counts_its_bytes_once() {
         }
     }
 }
+
+#[actix_rt::test]
+async fn a_416_re_probes_without_a_range() {
+    let body = content(800_000, 18);
+    let server = ranged::start(body.clone());
+    server.script([Act::CutAt(300_000), Act::Status(416, None)]);
+    let rig = rig(fast_retries()).await;
+    let id = rig
+        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(read(outcome.path().unwrap()), body);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3, "cut, 416, then a plain request");
+    assert!(range_start(&seen[1]).is_some());
+    assert_eq!(seen[2].range, None);
+}
+
+#[actix_rt::test]
+async fn without_validators_a_retry_restarts_from_zero() {
+    let body = content(800_000, 19);
+    let server = ranged::start(body.clone());
+    server.validators(false);
+    server.script([Act::CutAt(300_000)]);
+    let rig = rig(fast_retries()).await;
+    let id = rig
+        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(read(outcome.path().unwrap()), body);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[1].range, None,
+        "no Range without a validator to pin it"
+    );
+    // And with resumable_only the same retry fails instead.
+    server.script([Act::CutAt(300_000)]);
+    let id = rig
+        .download(
+            Download::new(format!("{}/file", server.url))
+                .to("g.bin")
+                .resumable_only(),
+        )
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(
+        matches!(outcome.error(), Some(TransferError::CannotResume(_))),
+        "{outcome:?}"
+    );
+}

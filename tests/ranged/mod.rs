@@ -46,6 +46,8 @@ pub struct Seen {
 pub struct State {
     pub content: Vec<u8>,
     pub etag: String,
+    /// Send ETag (a validator) with responses.
+    pub validators: bool,
     pub script: VecDeque<Act>,
     pub seen: Vec<Seen>,
 }
@@ -82,6 +84,11 @@ impl Ranged {
         self.state.lock().unwrap().seen.clone()
     }
 
+    /// Stop (or start) sending validators.
+    pub fn validators(&self, on: bool) {
+        self.state.lock().unwrap().validators = on;
+    }
+
     /// Replace the file (and its ETag), as a server whose file changed.
     pub fn replace(&self, content: Vec<u8>, etag: &str) {
         let mut st = self.state.lock().unwrap();
@@ -99,6 +106,7 @@ pub fn start(content: Vec<u8>) -> Ranged {
     let state = Arc::new(Mutex::new(State {
         content,
         etag: "\"v1\"".into(),
+        validators: true,
         script: VecDeque::new(),
         seen: Vec::new(),
     }));
@@ -134,7 +142,7 @@ fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<String> {
 async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse {
     let range = header_str(&req, header::RANGE);
     let if_range = header_str(&req, header::IF_RANGE);
-    let (act, content, etag) = {
+    let (act, content, etag, validators) = {
         let mut st = state.lock().unwrap();
         st.seen.push(Seen {
             method: req.method().to_string(),
@@ -144,7 +152,7 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
             body_len: 0,
         });
         let act = st.script.pop_front().unwrap_or(Act::Normal);
-        (act, st.content.clone(), st.etag.clone())
+        (act, st.content.clone(), st.etag.clone(), st.validators)
     };
     let total = content.len() as u64;
     if let Act::Status(code, retry_after) = act {
@@ -176,8 +184,10 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
         _ => start,
     };
     let mut resp = HttpResponse::build(status);
-    resp.insert_header((header::ETAG, etag))
-        .insert_header((header::ACCEPT_RANGES, "bytes"));
+    resp.insert_header((header::ACCEPT_RANGES, "bytes"));
+    if validators {
+        resp.insert_header((header::ETAG, etag));
+    }
     if status == StatusCode::PARTIAL_CONTENT {
         resp.insert_header((
             header::CONTENT_RANGE,
