@@ -285,8 +285,8 @@ impl Report {
 
     fn print(&self) {
         println!(
-            "\n{:<8} {:<46} {:>14} {:<5} {}",
-            "scenario", "metric", "value", "unit", "target"
+            "\n{:<8} {:<46} {:>14} {:<5} target",
+            "scenario", "metric", "value", "unit"
         );
         for r in &self.0 {
             let verdict = match &r.ratio {
