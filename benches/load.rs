@@ -11,7 +11,7 @@
 //! Scenarios: `file` (one large download to a file), `small` (4 KiB fetches into memory at 64
 //! and 256 in flight), `files` (small downloads to files), `upload` (one large upload),
 //! `open` (thousands of open slow transfers: memory, then cancel them all), `cancel` (cancel
-//! latency under load). It prints a table of absolute figures and ratios, with PASS/MISS
+//! latency under load), `rate` (a global bandwidth limit: achieved rate over 5 s). It prints a table of absolute figures and ratios, with PASS/MISS
 //! against the targets (never failing on a miss), and writes the same as JSON
 //! (`target/load-bench.json` unless `--json PATH`). Timings are never asserted anywhere.
 
@@ -38,7 +38,7 @@ struct Opts {
     json: PathBuf,
 }
 
-const ALL: [&str; 6] = ["file", "small", "files", "upload", "open", "cancel"];
+const ALL: [&str; 7] = ["file", "small", "files", "upload", "open", "cancel", "rate"];
 
 fn opts() -> Opts {
     let mut o = Opts {
@@ -968,6 +968,68 @@ async fn scenario_cancel(o: &Opts, base: &str, dir: &Path, report: &mut Report) 
     engine.send(Shutdown).await.unwrap();
 }
 
+/// Bandwidth limits: a global limit shared by 4 downloads, then a per-transfer limit changed at
+/// run time; achieved rate over the measured window vs the limit.
+async fn scenario_rate(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
+    let secs = if o.quick { 2.0 } else { 5.0 };
+    let limit: u64 = 4 << 20;
+    let (engine, _ends, _a) = engine_with(dir, 16).await;
+    engine
+        .send(SetLimits {
+            max_rate: Some(Some(limit)),
+            ..SetLimits::default()
+        })
+        .await
+        .unwrap();
+    let url = format!("{base}/bytes/{}", 1u64 << 34);
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(
+            engine
+                .send(Fetch::get(&url).max_body(u64::MAX))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let total = |engine: Addr<Engine>, ids: Vec<TransferId>| async move {
+        let mut sum = 0;
+        for id in ids {
+            sum += engine
+                .send(Status(id))
+                .await
+                .unwrap()
+                .unwrap()
+                .bytes_transferred;
+        }
+        sum
+    };
+    actix_rt::time::sleep(Duration::from_millis(500)).await; // past the first burst
+    let (b0, t0) = (total(engine.clone(), ids.clone()).await, Instant::now());
+    actix_rt::time::sleep(Duration::from_secs_f64(secs)).await;
+    let rate = (total(engine.clone(), ids.clone()).await - b0) as f64 / t0.elapsed().as_secs_f64();
+    for id in &ids {
+        let _ = engine.send(Cancel(*id)).await;
+    }
+    report.target(
+        "rate",
+        &format!("global limit {} MiB/s, 4 transfers", limit >> 20),
+        rate / limit as f64,
+        "x",
+        0.9,
+        true,
+    );
+    report.target(
+        "rate",
+        "global limit: not exceeded",
+        rate / limit as f64,
+        "x",
+        1.1,
+        false,
+    );
+    engine.send(Shutdown).await.unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 
 fn main() {
@@ -994,6 +1056,7 @@ fn main() {
                 "upload" => scenario_upload(&o, &server.base, dir.path(), &mut report).await,
                 "open" => scenario_open(&o, &server.base, dir.path(), &mut report).await,
                 "cancel" => scenario_cancel(&o, &server.base, dir.path(), &mut report).await,
+                "rate" => scenario_rate(&o, &server.base, dir.path(), &mut report).await,
                 other => eprintln!("unknown scenario {other:?}; known: {ALL:?}"),
             }
             eprintln!("scenario {s} took {:.1} s", started.elapsed().as_secs_f64());
