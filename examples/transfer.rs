@@ -325,7 +325,7 @@ async fn run(args: Args) -> u8 {
     let lines = display.send(Lines).await.unwrap();
     if !args.json {
         bars.clear().ok();
-        summary(&ids, &outcomes, &lines, &dir);
+        summary(&ids, &outcomes, &dir);
     }
     if interrupted {
         return 130;
@@ -357,12 +357,7 @@ impl Handler<Lines> for Display {
     }
 }
 
-fn summary(
-    ids: &[TransferId],
-    outcomes: &HashMap<TransferId, Outcome>,
-    _lines: &HashMap<TransferId, Option<EndState>>,
-    dir: &std::path::Path,
-) {
+fn summary(ids: &[TransferId], outcomes: &HashMap<TransferId, Outcome>, dir: &std::path::Path) {
     println!("\nsaved under {}", dir.display());
     for id in ids {
         match outcomes.get(id) {

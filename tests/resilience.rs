@@ -2,114 +2,22 @@
 //! on 127.0.0.1 that cuts bodies, ignores ranges, changes its file, or answers 503.
 
 mod ranged;
+mod support;
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Duration};
 
-use actix::prelude::*;
 use actix_transfer::*;
 use ranged::{content, sha256_hex, Act};
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-/// Records every event it receives.
-#[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<TransferEvent>>>);
-
-struct Recorder(Events);
-
-impl Actor for Recorder {
-    type Context = Context<Self>;
-}
-
-impl Handler<TransferEvent> for Recorder {
-    type Result = ();
-    fn handle(&mut self, ev: TransferEvent, _: &mut Context<Self>) {
-        self.0 .0.lock().unwrap().push(ev);
-    }
-}
-
-impl Events {
-    fn of(&self, id: TransferId) -> Vec<EventKind> {
-        let all = self.0.lock().unwrap();
-        all.iter()
-            .filter(|e| e.id == id)
-            .map(|e| e.kind.clone())
-            .collect()
-    }
-
-    /// Wait (bounded) until an event of `id` matches.
-    async fn until(&self, id: TransferId, what: impl Fn(&EventKind) -> bool) -> EventKind {
-        let start = Instant::now();
-        loop {
-            if let Some(k) = self.of(id).into_iter().find(|k| what(k)) {
-                return k;
-            }
-            assert!(start.elapsed() < LIMIT, "no matching event for {id}");
-            actix_rt::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-struct Rig {
-    engine: Addr<Engine>,
-    events: Events,
-    _recorder: Addr<Recorder>,
-    dir: tempfile::TempDir,
-}
+use support::Rig;
 
 async fn rig(policy: RetryPolicy) -> Rig {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::builder()
-        .download_dir(dir.path())
-        .workers(2)
-        .retry(policy)
-        .progress_interval(Duration::from_millis(10))
-        .start();
-    let events = Events::default();
-    let recorder = Recorder(events.clone()).start();
-    engine
-        .send(Subscribe::all(recorder.clone().recipient()))
-        .await
-        .unwrap();
-    Rig {
-        engine,
-        events,
-        _recorder: recorder,
-        dir,
-    }
+    support::rig_with(|b| b.retry(policy).progress_interval(Duration::from_millis(10))).await
 }
 
 fn fast_retries() -> RetryPolicy {
     RetryPolicy::default()
         .initial_delay(Duration::from_millis(10))
         .max_delay(Duration::from_millis(50))
-}
-
-impl Rig {
-    async fn download(&self, d: Download) -> TransferId {
-        self.engine.send(d).await.unwrap().expect("accepted")
-    }
-
-    async fn wait(&self, id: TransferId) -> Outcome {
-        actix_rt::time::timeout(LIMIT, self.engine.send(Wait(id)))
-            .await
-            .expect("transfer ended in time")
-            .unwrap()
-            .expect("known id")
-    }
-
-    fn files(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
 }
 
 fn range_start(seen: &ranged::Seen) -> Option<u64> {
@@ -134,7 +42,7 @@ async fn cut_bodies_resume_with_range_and_if_range() {
         server.script([Act::CutAt(cut)]);
         let rig = rig(fast_retries()).await;
         let id = rig
-            .download(
+            .submit(
                 Download::new(format!("{}/file", server.url))
                     .to("f.bin")
                     .expect_sha256(sha256_hex(&body)),
@@ -151,7 +59,7 @@ async fn cut_bodies_resume_with_range_and_if_range() {
         // must resume from exactly what it received, all of which it kept.
         let received = rig
             .events
-            .of(id)
+            .kinds(id)
             .into_iter()
             .find_map(|k| match k {
                 EventKind::Retrying {
@@ -166,7 +74,7 @@ async fn cut_bodies_resume_with_range_and_if_range() {
                 }),
                 _ => None,
             })
-            .unwrap_or_else(|| panic!("cut at {cut}: no retry in {:?}", rig.events.of(id)));
+            .unwrap_or_else(|| panic!("cut at {cut}: no retry in {:?}", rig.events.kinds(id)));
         assert!(received <= cut);
         if received > 0 {
             assert_eq!(range_start(&seen[1]), Some(received), "cut at {cut}");
@@ -186,7 +94,7 @@ async fn a_server_that_ignores_ranges_restarts_from_zero() {
     server.script([Act::CutAt(600_000), Act::IgnoreRange]);
     let rig = rig(fast_retries()).await;
     let id = rig
-        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .submit(Download::new(format!("{}/file", server.url)).to("f.bin"))
         .await;
     let outcome = rig.wait(id).await;
     assert!(outcome.is_completed(), "{outcome:?}");
@@ -206,10 +114,10 @@ async fn a_changed_etag_restarts_with_the_new_file() {
     server.script([Act::CutAt(300_000)]);
     let rig = rig(fast_retries()).await;
     let id = rig
-        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .submit(Download::new(format!("{}/file", server.url)).to("f.bin"))
         .await;
     rig.events
-        .until(id, |k| matches!(k, EventKind::Retrying { .. }))
+        .until_kind(id, |k| matches!(k, EventKind::Retrying { .. }))
         .await;
     server.replace(new.clone(), "\"v2\"");
     let outcome = rig.wait(id).await;
@@ -230,7 +138,7 @@ async fn a_206_at_the_wrong_offset_is_refused() {
     server.script([Act::CutAt(400_000), Act::WrongStart(1000)]);
     let rig = rig(fast_retries()).await;
     let id = rig
-        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .submit(Download::new(format!("{}/file", server.url)).to("f.bin"))
         .await;
     let outcome = rig.wait(id).await;
     assert!(outcome.is_completed(), "{outcome:?}");
@@ -252,7 +160,7 @@ async fn resumable_only_fails_instead_of_restarting() {
     server.script([Act::CutAt(400_000), Act::WrongStart(1000)]);
     let rig = rig(fast_retries()).await;
     let id = rig
-        .download(
+        .submit(
             Download::new(format!("{}/file", server.url))
                 .to("f.bin")
                 .resumable_only(),
@@ -277,13 +185,13 @@ async fn retry_after_is_honoured_and_bounded() {
     server.script([Act::Status(503, Some("1")), Act::Status(429, Some("3600"))]);
     let rig = rig(fast_retries().max_retry_after(Duration::from_millis(300))).await;
     let id = rig
-        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .submit(Download::new(format!("{}/file", server.url)).to("f.bin"))
         .await;
     let outcome = rig.wait(id).await;
     assert!(outcome.is_completed(), "{outcome:?}");
     let delays: Vec<Duration> = rig
         .events
-        .of(id)
+        .kinds(id)
         .into_iter()
         .filter_map(|k| match k {
             EventKind::Retrying { delay, .. } => Some(delay),
@@ -310,7 +218,7 @@ async fn retries_stop_at_the_attempt_limit_with_the_last_error() {
     ]);
     let rig = rig(fast_retries().max_attempts(3)).await;
     let id = rig
-        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .submit(Download::new(format!("{}/file", server.url)).to("f.bin"))
         .await;
     match rig.wait(id).await {
         Outcome::Failed {
@@ -325,7 +233,7 @@ async fn retries_stop_at_the_attempt_limit_with_the_last_error() {
     // Not retryable at all: one attempt.
     server.script([Act::Status(404, None)]);
     let id = rig
-        .download(Download::new(format!("{}/file", server.url)).to("g.bin"))
+        .submit(Download::new(format!("{}/file", server.url)).to("g.bin"))
         .await;
     assert!(matches!(
         rig.wait(id).await,
@@ -343,10 +251,10 @@ async fn pause_and_resume_mid_body_is_byte_exact() {
     }]);
     let rig = rig(fast_retries()).await;
     let id = rig
-        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .submit(Download::new(format!("{}/file", server.url)).to("f.bin"))
         .await;
     rig.events
-        .until(id, |k| {
+        .until_kind(id, |k| {
             matches!(k, EventKind::Progress { bytes_transferred, .. } if *bytes_transferred > 50_000)
         })
         .await;
@@ -370,7 +278,7 @@ async fn pause_and_resume_mid_body_is_byte_exact() {
     let seen = server.seen();
     assert_eq!(seen.len(), 2);
     assert_eq!(range_start(&seen[1]), Some(paused_at));
-    let kinds = rig.events.of(id);
+    let kinds = rig.events.kinds(id);
     let paused = kinds
         .iter()
         .position(|k| matches!(k, EventKind::Paused { .. }));
@@ -391,10 +299,10 @@ async fn a_paused_transfer_can_be_cancelled() {
     }]);
     let rig = rig(fast_retries()).await;
     let id = rig
-        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .submit(Download::new(format!("{}/file", server.url)).to("f.bin"))
         .await;
     rig.events
-        .until(id, |k| matches!(k, EventKind::Progress { bytes_transferred, .. } if *bytes_transferred > 0))
+        .until_kind(id, |k| matches!(k, EventKind::Progress { bytes_transferred, .. } if *bytes_transferred > 0))
         .await;
     rig.engine.send(Pause(id)).await.unwrap().unwrap();
     assert_eq!(rig.engine.send(Cancel(id)).await.unwrap(), Ok(()));
@@ -412,7 +320,7 @@ async fn checksum_mismatch_fails_and_removes_the_part() {
     let server = ranged::start(body);
     let rig = rig(fast_retries()).await;
     let id = rig
-        .download(
+        .submit(
             Download::new(format!("{}/file", server.url))
                 .to("f.bin")
                 .expect_sha256("00".repeat(32)),
@@ -433,7 +341,7 @@ async fn checksum_mismatch_fails_and_removes_the_part() {
 
     // A wrong expected size is caught from the announced length, before any byte is written.
     let id = rig
-        .download(
+        .submit(
             Download::new(format!("{}/file", server.url))
                 .to("g.bin")
                 .expect_size(5),
@@ -464,10 +372,10 @@ async fn cancel_during_a_backoff_wait() {
     server.script([Act::Status(503, Some("30"))]);
     let rig = rig(fast_retries().max_retry_after(Duration::from_secs(30))).await;
     let id = rig
-        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .submit(Download::new(format!("{}/file", server.url)).to("f.bin"))
         .await;
     rig.events
-        .until(id, |k| matches!(k, EventKind::Retrying { .. }))
+        .until_kind(id, |k| matches!(k, EventKind::Retrying { .. }))
         .await;
     assert_eq!(rig.engine.send(Cancel(id)).await.unwrap(), Ok(()));
     assert!(matches!(rig.wait(id).await, Outcome::Cancelled { .. }));
@@ -500,7 +408,7 @@ async fn uploads_retry_from_the_start_of_the_file() {
         vec![700_000, 700_000],
         "the whole file both times"
     );
-    let kinds = rig.events.of(id);
+    let kinds = rig.events.kinds(id);
     let retry = kinds
         .iter()
         .position(|k| matches!(k, EventKind::Retrying { .. }))
@@ -523,14 +431,14 @@ async fn cleanup_policies_and_erase() {
         every: Duration::from_millis(5),
     }]);
     let id = rig
-        .download(
+        .submit(
             Download::new(format!("{}/file", server.url))
                 .to("kept.bin")
                 .on_cancel(Partial::Keep),
         )
         .await;
     rig.events
-        .until(id, |k| matches!(k, EventKind::Progress { bytes_transferred, .. } if *bytes_transferred > 0))
+        .until_kind(id, |k| matches!(k, EventKind::Progress { bytes_transferred, .. } if *bytes_transferred > 0))
         .await;
     rig.engine.send(Cancel(id)).await.unwrap().unwrap();
     assert!(rig.dir.path().join("kept.bin.part").exists());
@@ -550,7 +458,7 @@ async fn cleanup_policies_and_erase() {
     // Delete the .part on failure when asked.
     server.script([Act::CutAt(100_000)]);
     let id = rig
-        .download(
+        .submit(
             Download::new(format!("{}/file", server.url))
                 .to("gone.bin")
                 .on_failure(Partial::Delete),
@@ -561,7 +469,7 @@ async fn cleanup_policies_and_erase() {
 
     // Erase of a completed download removes its file; erasing twice is Unknown.
     let id = rig
-        .download(Download::new(format!("{}/file", server.url)).to("done.bin"))
+        .submit(Download::new(format!("{}/file", server.url)).to("done.bin"))
         .await;
     assert!(rig.wait(id).await.is_completed());
     let erase = Erase {
@@ -593,7 +501,7 @@ async fn a_retried_fetch_counts_its_bytes_once() {
     assert_eq!(outcome.bytes(), body.len() as u64);
     assert_eq!(server.seen().len(), 2);
     // Progress after the retry counts the new attempt's bytes, not both attempts'.
-    for kind in rig.events.of(id) {
+    for kind in rig.events.kinds(id) {
         if let EventKind::Progress {
             bytes_transferred, ..
         } = kind
@@ -613,7 +521,7 @@ async fn a_416_re_probes_without_a_range() {
     server.script([Act::CutAt(300_000), Act::Status(416, None)]);
     let rig = rig(fast_retries()).await;
     let id = rig
-        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .submit(Download::new(format!("{}/file", server.url)).to("f.bin"))
         .await;
     let outcome = rig.wait(id).await;
     assert!(outcome.is_completed(), "{outcome:?}");
@@ -632,7 +540,7 @@ async fn without_validators_a_retry_restarts_from_zero() {
     server.script([Act::CutAt(300_000)]);
     let rig = rig(fast_retries()).await;
     let id = rig
-        .download(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .submit(Download::new(format!("{}/file", server.url)).to("f.bin"))
         .await;
     let outcome = rig.wait(id).await;
     assert!(outcome.is_completed(), "{outcome:?}");
@@ -646,7 +554,7 @@ async fn without_validators_a_retry_restarts_from_zero() {
     // And with resumable_only the same retry fails instead.
     server.script([Act::CutAt(300_000)]);
     let id = rig
-        .download(
+        .submit(
             Download::new(format!("{}/file", server.url))
                 .to("g.bin")
                 .resumable_only(),

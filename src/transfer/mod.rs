@@ -869,11 +869,22 @@ impl TransferActor {
         }
     }
 
-    /// A reply future for a pending request.
-    fn pending_reply(
-        &self,
-        rx: oneshot::Receiver<Result<(), CancelError>>,
+    /// Request a cancel or a pause, and reply once it took effect (or with how the transfer
+    /// ended instead).
+    fn stop_with_reply(
+        &mut self,
+        stop: Stop,
+        ctx: &mut Context<Self>,
     ) -> ResponseFuture<Result<(), CancelError>> {
+        if let Phase::Ended(end) = self.phase {
+            return Box::pin(async move { Err(CancelError::NotActive(end)) });
+        }
+        let (tx, rx) = oneshot::channel();
+        match stop {
+            Stop::Pause => self.pause_replies.push(tx),
+            _ => self.cancel_replies.push(tx),
+        }
+        self.request_stop(stop, ctx);
         let progress = Arc::clone(&self.ctx.progress);
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {
@@ -908,13 +919,7 @@ impl Handler<CancelTransfer> for TransferActor {
     type Result = ResponseFuture<Result<(), CancelError>>;
 
     fn handle(&mut self, _: CancelTransfer, ctx: &mut Self::Context) -> Self::Result {
-        if let Phase::Ended(end) = self.phase {
-            return Box::pin(async move { Err(CancelError::NotActive(end)) });
-        }
-        let (tx, rx) = oneshot::channel();
-        self.cancel_replies.push(tx);
-        self.request_stop(Stop::Cancel, ctx);
-        self.pending_reply(rx)
+        self.stop_with_reply(Stop::Cancel, ctx)
     }
 }
 
@@ -922,13 +927,7 @@ impl Handler<PauseTransfer> for TransferActor {
     type Result = ResponseFuture<Result<(), CancelError>>;
 
     fn handle(&mut self, _: PauseTransfer, ctx: &mut Self::Context) -> Self::Result {
-        if let Phase::Ended(end) = self.phase {
-            return Box::pin(async move { Err(CancelError::NotActive(end)) });
-        }
-        let (tx, rx) = oneshot::channel();
-        self.pause_replies.push(tx);
-        self.request_stop(Stop::Pause, ctx);
-        self.pending_reply(rx)
+        self.stop_with_reply(Stop::Pause, ctx)
     }
 }
 

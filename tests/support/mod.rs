@@ -247,6 +247,20 @@ impl Events {
         self.all().into_iter().filter(|e| e.id == id).collect()
     }
 
+    /// The kinds of `id`'s events, in order.
+    pub fn kinds(&self, id: TransferId) -> Vec<EventKind> {
+        self.of(id).into_iter().map(|e| e.kind).collect()
+    }
+
+    /// Bounded wait until one of `id`'s events matches; returns it.
+    pub async fn until_kind(&self, id: TransferId, what: impl Fn(&EventKind) -> bool) -> EventKind {
+        self.until("a matching event", |evs| {
+            evs.iter().any(|e| e.id == id && what(&e.kind))
+        })
+        .await;
+        self.kinds(id).into_iter().find(|k| what(k)).unwrap()
+    }
+
     pub fn ended(&self, id: TransferId) -> Vec<Outcome> {
         self.of(id)
             .into_iter()
