@@ -83,17 +83,49 @@ fn serve() {
                 .app_data(web::PayloadConfig::new(usize::MAX))
                 .route(
                     "/bytes/{n}",
-                    web::get().to(move |n: web::Path<u64>| {
+                    web::get().to(move |req: actix_web::HttpRequest, n: web::Path<u64>| {
                         let block = block.clone();
                         async move {
-                            let n = *n;
-                            let body = futures::stream::iter((0..n).step_by(block.len()).map(
+                            let total = *n;
+                            // `Range: bytes=a-b` (or `a-`) is honoured, so segments work.
+                            let range = req
+                                .headers()
+                                .get("range")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|r| r.strip_prefix("bytes="))
+                                .and_then(|r| r.split_once('-'))
+                                .and_then(|(a, b)| {
+                                    let a: u64 = a.parse().ok()?;
+                                    let b: u64 = if b.is_empty() {
+                                        total - 1
+                                    } else {
+                                        b.parse().ok()?
+                                    };
+                                    (a <= b && b < total).then_some((a, b))
+                                });
+                            let (start, end) = range.unwrap_or((0, total.saturating_sub(1)));
+                            let len = if total == 0 { 0 } else { end - start + 1 };
+                            let body = futures::stream::iter((0..len).step_by(block.len()).map(
                                 move |off| {
-                                    let len = (n - off).min(block.len() as u64) as usize;
-                                    Ok::<_, std::io::Error>(block.slice(..len))
+                                    let n = (len - off).min(block.len() as u64) as usize;
+                                    Ok::<_, std::io::Error>(block.slice(..n))
                                 },
                             ));
-                            HttpResponse::Ok().no_chunking(n).streaming(body)
+                            let mut resp = match range {
+                                Some(_) => {
+                                    let mut r = HttpResponse::PartialContent();
+                                    r.insert_header((
+                                        "content-range",
+                                        format!("bytes {start}-{end}/{total}"),
+                                    ));
+                                    r
+                                }
+                                None => HttpResponse::Ok(),
+                            };
+                            resp.insert_header(("etag", "\"bench\""))
+                                .insert_header(("accept-ranges", "bytes"))
+                                .no_chunking(len)
+                                .streaming(body)
                         }
                     }),
                 )
@@ -450,23 +482,29 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
     let size: u64 = if o.quick { 64 << 20 } else { 1 << 30 };
     let url = format!("{base}/bytes/{size}");
     let (engine, _ends, _a) = engine_with(dir, 16).await;
+    // Segments spread over workers: this engine gets two.
+    let two = Engine::builder().workers(2).download_dir(dir).start();
     let client = bare_client();
-    let (mut ours, mut bare, mut curls) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ours, mut bare, mut curls, mut segmented) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let download = |engine: Addr<Engine>, segments: u32, name: String| {
+        let url = url.clone();
+        async move {
+            let start = Instant::now();
+            let d = Download::new(&url)
+                .to(name)
+                .conflict(Conflict::Overwrite)
+                .segments(segments);
+            let id = engine.send(d).await.unwrap().unwrap();
+            let out = engine.send(Wait(id)).await.unwrap().unwrap();
+            assert!(out.is_completed(), "{out:?}");
+            let _ = std::fs::remove_file(out.path().unwrap());
+            size as f64 / start.elapsed().as_secs_f64() / 1e6
+        }
+    };
     for round in 0..o.rounds {
-        let start = Instant::now();
-        let id = engine
-            .send(
-                Download::new(&url)
-                    .to(format!("engine-{round}"))
-                    .conflict(Conflict::Overwrite),
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        let out = engine.send(Wait(id)).await.unwrap().unwrap();
-        assert!(out.is_completed(), "{out:?}");
-        ours.push(size as f64 / start.elapsed().as_secs_f64() / 1e6);
-        let _ = std::fs::remove_file(out.path().unwrap());
+        ours.push(download(engine.clone(), 1, format!("engine-{round}")).await);
+        segmented.push(download(two.clone(), 4, format!("segmented-{round}")).await);
 
         let path = dir.join(format!("bare-{round}"));
         let start = Instant::now();
@@ -501,12 +539,22 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
         1.0,
         true,
     );
-    if !curls.is_empty() {
-        let c = median(curls);
+    let curl_median = (!curls.is_empty()).then(|| median(curls));
+    if let Some(c) = curl_median {
         report.add("file", &format!("{label}: curl -o"), c, "MB/s");
         report.ratio("file", "actix-transfer / curl", "curl", ours / c, 1.2, true);
     }
-    report.add("file", "segmented download", f64::NAN, "n/a");
+    let seg = median(segmented);
+    report.add(
+        "file",
+        &format!("{label}: 4 segments, 2 workers"),
+        seg,
+        "MB/s",
+    );
+    if let Some(c) = curl_median {
+        report.ratio("file", "segmented / curl", "curl", seg / c, 1.5, true);
+    }
+    two.send(Shutdown).await.unwrap();
 }
 
 async fn scenario_small(o: &Opts, base: &str, dir: &Path, report: &mut Report) {

@@ -9,6 +9,7 @@
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use actix::prelude::*;
+use actix_rt::ArbiterHandle;
 use futures::channel::oneshot;
 
 use crate::{
@@ -42,6 +43,8 @@ pub(crate) struct Config {
     pub(crate) user_agent: String,
     pub(crate) keep_alive: Duration,
     pub(crate) retry: RetryPolicy,
+    pub(crate) segments: u32,
+    pub(crate) segment_threshold: u64,
 }
 
 /// Builds and starts an [`Engine`]. Every option has a documented default.
@@ -84,6 +87,8 @@ impl Default for EngineBuilder {
                 user_agent: concat!("actix-transfer/", env!("CARGO_PKG_VERSION")).into(),
                 keep_alive: Duration::from_secs(15),
                 retry: RetryPolicy::default(),
+                segments: 1,
+                segment_threshold: 64 << 20,
             },
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_active: 256,
@@ -179,6 +184,15 @@ impl EngineBuilder {
         self
     }
 
+    /// Segmented downloads by default: files of at least `threshold` bytes are fetched as `k`
+    /// ranges in parallel when the server allows it (see [`Download::segments`]). Default: off
+    /// (`k` = 1).
+    pub fn segments(mut self, k: u32, threshold: u64) -> Self {
+        self.cfg.segments = k.max(1);
+        self.cfg.segment_threshold = threshold;
+        self
+    }
+
     /// The `User-Agent` header. Default `actix-transfer/<version>`.
     pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
         self.cfg.user_agent = ua.into();
@@ -195,6 +209,7 @@ impl EngineBuilder {
         }
         let cfg = Arc::new(self.cfg);
         let workers = Workers::start(self.workers, &cfg);
+        let peers = workers.handles();
         Engine {
             cfg,
             workers,
@@ -202,6 +217,7 @@ impl EngineBuilder {
             records: HashMap::new(),
             admission: Admission::new(self.max_active, self.max_per_host),
             global_rate: Arc::new(Bucket::new(self.max_rate)),
+            peers,
             live: 0,
             next_id: 0,
             shutdown: None,
@@ -267,6 +283,8 @@ pub struct Engine {
     /// `Some` once a shutdown began: the replies to send when it is done.
     shutdown: Option<Vec<oneshot::Sender<()>>>,
     global_rate: Arc<Bucket>,
+    /// Every worker, for transfers that spread over several (segmented downloads).
+    peers: Arc<[ArbiterHandle]>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -367,6 +385,7 @@ impl Engine {
                     progress: Arc::clone(&record.progress),
                     rate: Arc::clone(&record.rate),
                     global_rate: Arc::clone(&self.global_rate),
+                    peers: Arc::clone(&self.peers),
                     engine: ctx.address(),
                     worker,
                     next_seq: record.seq,

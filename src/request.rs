@@ -52,6 +52,8 @@ pub(crate) struct DownloadOptions {
     pub(crate) resumable_only: bool,
     pub(crate) on_cancel: Partial,
     pub(crate) on_failure: Partial,
+    /// Ranges fetched in parallel; `None`: the engine's default.
+    pub(crate) segments: Option<u32>,
 }
 
 /// Download a URL with GET into a file under the engine's download directory.
@@ -82,6 +84,7 @@ pub struct Download {
     pub(crate) on_cancel: Partial,
     pub(crate) on_failure: Partial,
     pub(crate) max_rate: Option<u64>,
+    pub(crate) segments: Option<u32>,
 }
 
 impl Download {
@@ -100,7 +103,18 @@ impl Download {
             on_cancel: Partial::Delete,
             on_failure: Partial::Keep,
             max_rate: None,
+            segments: None,
         }
+    }
+
+    /// Fetch the file as `k` byte ranges in parallel, each on its own connection and worker
+    /// (`1` forces a single stream; default: the engine's setting). Used only when the server
+    /// gives a length, `Accept-Ranges: bytes` and a validator, each range is at least 1 MiB,
+    /// and no SHA-256 is expected (the digest is computed in order while streaming); otherwise
+    /// the download is a single stream. One transfer, one event stream either way.
+    pub fn segments(mut self, k: u32) -> Self {
+        self.segments = Some(k.max(1));
+        self
     }
 
     /// Limit this transfer to `bytes_per_sec` (the engine's global limit applies too). Change
@@ -457,6 +471,7 @@ impl Download {
                 resumable_only: self.resumable_only,
                 on_cancel: self.on_cancel,
                 on_failure: self.on_failure,
+                segments: self.segments,
             })),
             priority: self.priority,
             max_attempts: self.max_attempts,

@@ -220,6 +220,31 @@ impl FileSink {
         Ok(())
     }
 
+    /// Mark the file's content unknown (a segmented attempt writes out of order), or known.
+    pub(crate) fn set_damaged(&mut self, damaged: bool) {
+        if let Some(w) = self.writer.as_mut() {
+            w.damaged = damaged;
+        }
+    }
+
+    /// Record that the file holds exactly `n` verified bytes (a completed segmented attempt).
+    pub(crate) fn set_landed(&mut self, n: u64) {
+        if let Some(w) = self.writer.as_mut() {
+            w.written = n;
+            w.damaged = false;
+        }
+    }
+
+    /// A second handle on the file, for positioned writes from other threads.
+    pub(crate) fn clone_file(&self) -> Result<File, TransferError> {
+        self.writer
+            .as_ref()
+            .ok_or_else(|| TransferError::Internal("file sink used after failure".into()))?
+            .file
+            .try_clone()
+            .map_err(|e| TransferError::file("opening", &e))
+    }
+
     /// Bytes on disk (before any write of this sink), and whether a write was ever torn.
     pub(crate) fn landed(&self) -> (u64, bool) {
         self.writer

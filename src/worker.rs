@@ -77,6 +77,11 @@ impl Workers {
         (i, self.arbiters[i].handle())
     }
 
+    /// Every worker's handle.
+    pub(crate) fn handles(&self) -> Arc<[ArbiterHandle]> {
+        self.arbiters.iter().map(Arbiter::handle).collect()
+    }
+
     /// Release a slot taken by `pick`.
     pub(crate) fn release(&mut self, i: usize) {
         self.load[i] = self.load[i].saturating_sub(1);

@@ -15,7 +15,7 @@ use awc::http::{
     Method, StatusCode,
 };
 
-use super::{BodyReader, Ctx, Done};
+use super::{segmented, BodyReader, Ctx, Done};
 use crate::{error::TransferError, http, request::DownloadOptions, sink::FileSink};
 
 pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, TransferError> {
@@ -121,6 +121,34 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
     );
     ctx.await_body();
 
+    if let Some(k) = segments(ctx, opts, &sent.response, offset, total) {
+        let (total, validator) = (total.unwrap_or_default(), ctx.validator.borrow().clone());
+        let url = sent.url.clone();
+        let result = segmented::run(
+            ctx,
+            &mut sink,
+            sent.response,
+            &url,
+            total,
+            k,
+            validator.unwrap_or_default(),
+        )
+        .await;
+        if let Err(error) = result {
+            // The file now has holes: the retry is one stream from zero.
+            ctx.no_segments.set(true);
+            ctx.segment_fallback.set(true);
+            return Err(error);
+        }
+        let writer = sink.finish().await?;
+        return Ok(Done::File {
+            bytes: writer.written,
+            file: writer.file,
+            status,
+            url: url.into(),
+        });
+    }
+
     let mut body = BodyReader::new(sent.response, remaining, true).after(offset);
     // On any error the sink is dropped and parks its writer and buffered bytes in the drain:
     // everything that arrived before the failure lands, and a retry resumes after it.
@@ -147,6 +175,40 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
         status,
         url: sent.url.into(),
     })
+}
+
+/// How many segments to fetch this response in, if it qualifies (see [`Download::segments`]).
+///
+/// [`Download::segments`]: crate::Download::segments
+fn segments(
+    ctx: &Ctx,
+    opts: &DownloadOptions,
+    response: &awc::ClientResponse,
+    offset: u64,
+    total: Option<u64>,
+) -> Option<u64> {
+    let k = u64::from(opts.segments.unwrap_or(ctx.cfg.segments));
+    let total = total?;
+    let threshold = match opts.segments {
+        Some(_) => 0,
+        None => ctx.cfg.segment_threshold,
+    };
+    let accepts_ranges = response
+        .headers()
+        .get(header::ACCEPT_RANGES)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
+    let k = k.min(total / segmented::MIN_SEGMENT);
+    let qualifies = k >= 2
+        && offset == 0
+        && total >= threshold
+        && response.status() == StatusCode::OK
+        && accepts_ranges
+        && opts.expect_sha256.is_none()
+        && !ctx.no_segments.get()
+        && !ctx.no_ranges.get()
+        && ctx.validator.borrow().is_some();
+    qualifies.then_some(k)
 }
 
 fn size_mismatch(want: u64, got: u64) -> TransferError {

@@ -27,6 +27,7 @@
 
 mod download;
 mod fetch;
+mod segmented;
 mod upload;
 
 use std::{
@@ -69,6 +70,7 @@ pub(crate) struct Setup {
     /// This transfer's own bandwidth limit, and the engine's.
     pub(crate) rate: Arc<Bucket>,
     pub(crate) global_rate: Arc<Bucket>,
+    pub(crate) peers: Arc<[actix_rt::ArbiterHandle]>,
     pub(crate) engine: Addr<Engine>,
     pub(crate) worker: usize,
     /// The seq of the first event this actor publishes (the Engine published `Queued`).
@@ -177,6 +179,16 @@ pub(crate) struct Ctx {
     subs: Arc<Subscribers>,
     rate: Arc<Bucket>,
     global_rate: Arc<Bucket>,
+    /// Every worker, and the index of this transfer's own (segmented downloads).
+    pub(crate) peers: Arc<[actix_rt::ArbiterHandle]>,
+    pub(crate) worker: usize,
+    /// Fired when a segment and its writes are gone; awaited before any stop takes effect.
+    quiescence: RefCell<Vec<oneshot::Receiver<()>>>,
+    /// A segmented attempt failed: later attempts are single streams.
+    pub(crate) no_segments: Cell<bool>,
+    /// The attempt that just failed was segmented: one single-stream retry is owed, whatever
+    /// the error (a server whose ranges misbehave may still serve the whole file).
+    pub(crate) segment_fallback: Cell<bool>,
     seq: Cell<u64>,
     bytes: Cell<u64>,
     estimated: Cell<Option<u64>>,
@@ -244,6 +256,20 @@ impl Ctx {
             self.next_progress.set(now + self.cfg.progress_interval);
             self.emit_progress();
         }
+    }
+
+    /// Segmented downloads: `sum` bytes landed across all segments. Moves the idle deadline when
+    /// it grew, and publishes a throttled `Progress`.
+    pub(crate) fn segments_moved(&self, sum: u64) {
+        if sum > self.bytes.get() {
+            let grown = (sum - self.bytes.get()) as usize;
+            self.moved(grown);
+        }
+    }
+
+    /// Await this `rx` before a stop takes effect (a segment on another worker).
+    pub(crate) fn watch_quiescence(&self, rx: oneshot::Receiver<()>) {
+        self.quiescence.borrow_mut().push(rx);
     }
 
     /// Pay for `n` bytes under the bandwidth limits: sleep off any debt before the next chunk.
@@ -490,6 +516,11 @@ impl TransferActor {
             subs: setup.subs,
             rate: setup.rate,
             global_rate: setup.global_rate,
+            peers: setup.peers,
+            worker: setup.worker,
+            quiescence: RefCell::new(Vec::new()),
+            no_segments: Cell::new(false),
+            segment_fallback: Cell::new(false),
             seq: Cell::new(setup.next_seq),
             bytes: Cell::new(0),
             estimated: Cell::new(None),
@@ -600,14 +631,20 @@ impl TransferActor {
     fn settle(&mut self, error: Option<TransferError>, ctx: &mut Context<Self>) {
         self.phase = Phase::Settling;
         let drain = self.ctx.drain();
-        ctx.spawn(wrap_future(async move { drain.settle().await }).map(
-            move |writer, act: &mut Self, ctx| {
-                if let Some(w) = writer {
-                    *act.ctx.writer.borrow_mut() = Some(w);
-                }
-                act.after_stop_point(error, ctx);
-            },
-        ));
+        let segments = std::mem::take(&mut *self.ctx.quiescence.borrow_mut());
+        let quiet = async move {
+            // Segments on other workers stop reading and writing before anything else happens.
+            for rx in segments {
+                let _ = rx.await;
+            }
+            drain.settle().await
+        };
+        ctx.spawn(wrap_future(quiet).map(move |writer, act: &mut Self, ctx| {
+            if let Some(w) = writer {
+                *act.ctx.writer.borrow_mut() = Some(w);
+            }
+            act.after_stop_point(error, ctx);
+        }));
     }
 
     /// Decide what comes next at a point where no I/O runs: a requested stop wins, then a
@@ -626,9 +663,10 @@ impl TransferActor {
         let policy = &self.ctx.cfg.retry;
         let max = self.ctx.job.max_attempts.unwrap_or(policy.max_attempts);
         let checksum = matches!(error, TransferError::ChecksumMismatch { .. });
+        let fallback = self.ctx.segment_fallback.replace(false);
         if self.attempts >= max
             || self.attempts == 0
-            || !policy.retryable(&error, &self.ctx.job.request.method)
+            || !(fallback || policy.retryable(&error, &self.ctx.job.request.method))
         {
             return self.end_failed(error, checksum, ctx);
         }

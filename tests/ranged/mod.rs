@@ -27,6 +27,8 @@ pub enum Act {
     IgnoreRange,
     /// Answer 206 with a `Content-Range` starting this many bytes after the asked offset.
     WrongStart(u64),
+    /// Like `Normal`, but drop the connection after this many body bytes.
+    CutAfter(u64),
     /// Answer with this status (and `Retry-After` when given), no body.
     Status(u16, Option<&'static str>),
     /// Serve normally but slowly: `chunk` bytes every `every`.
@@ -36,6 +38,8 @@ pub enum Act {
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The client's port: one per connection.
+    pub port: u16,
     pub method: String,
     pub range: Option<String>,
     pub if_range: Option<String>,
@@ -50,6 +54,8 @@ pub struct State {
     pub validators: bool,
     pub script: VecDeque<Act>,
     pub seen: Vec<Seen>,
+    /// Body bytes handed to connections, all responses together.
+    pub sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Clone)]
@@ -78,6 +84,12 @@ impl Ranged {
     /// Script the next requests.
     pub fn script(&self, acts: impl IntoIterator<Item = Act>) {
         self.state.lock().unwrap().script.extend(acts);
+    }
+
+    /// Body bytes sent so far, all responses together.
+    pub fn sent(&self) -> u64 {
+        let sent = Arc::clone(&self.state.lock().unwrap().sent);
+        sent.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -109,6 +121,7 @@ pub fn start(content: Vec<u8>) -> Ranged {
         validators: true,
         script: VecDeque::new(),
         seen: Vec::new(),
+        sent: Arc::default(),
     }));
     let data = web::Data::from(Arc::clone(&state));
     let server = HttpServer::new(move || {
@@ -142,9 +155,10 @@ fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<String> {
 async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse {
     let range = header_str(&req, header::RANGE);
     let if_range = header_str(&req, header::IF_RANGE);
-    let (act, content, etag, validators) = {
+    let (act, content, etag, validators, sent_total) = {
         let mut st = state.lock().unwrap();
         st.seen.push(Seen {
+            port: req.peer_addr().map_or(0, |a| a.port()),
             method: req.method().to_string(),
             range: range.clone(),
             if_range: if_range.clone(),
@@ -152,7 +166,13 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
             body_len: 0,
         });
         let act = st.script.pop_front().unwrap_or(Act::Normal);
-        (act, st.content.clone(), st.etag.clone(), st.validators)
+        (
+            act,
+            st.content.clone(),
+            st.etag.clone(),
+            st.validators,
+            Arc::clone(&st.sent),
+        )
     };
     let total = content.len() as u64;
     if let Act::Status(code, retry_after) = act {
@@ -163,14 +183,26 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
         return resp.finish();
     }
     // Honour the range only when If-Range (if any) matches the current ETag.
+    // `bytes=a-` or `bytes=a-b`, honoured only when If-Range (if any) matches the ETag.
     let asked = range
         .as_deref()
         .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.strip_suffix('-'))
-        .and_then(|n| n.parse::<u64>().ok())
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| {
+            let a = a.parse::<u64>().ok()?;
+            let b = if b.is_empty() {
+                None
+            } else {
+                Some(b.parse::<u64>().ok()?)
+            };
+            Some((a, b))
+        })
         .filter(|_| if_range.as_deref().is_none_or(|v| v == etag))
         .filter(|_| !matches!(act, Act::IgnoreRange));
-    let (status, start) = match asked {
+    let last = asked
+        .and_then(|(_, b)| b)
+        .map_or(total.saturating_sub(1), |b| b.min(total.saturating_sub(1)));
+    let (status, start) = match asked.map(|(a, _)| a) {
         Some(n) if n >= total => {
             return HttpResponse::build(StatusCode::RANGE_NOT_SATISFIABLE)
                 .insert_header((header::CONTENT_RANGE, format!("bytes */{total}")))
@@ -191,13 +223,18 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
     if status == StatusCode::PARTIAL_CONTENT {
         resp.insert_header((
             header::CONTENT_RANGE,
-            format!("bytes {claimed_start}-{}/{total}", total - 1),
+            format!("bytes {claimed_start}-{last}/{total}"),
         ));
     }
-    let body = content[start as usize..].to_vec();
+    let body = if total == 0 {
+        Vec::new()
+    } else {
+        content[start as usize..=last as usize].to_vec()
+    };
     let len = body.len() as u64;
     let (cut, chunk, every) = match act {
         Act::CutAt(at) => (Some(at.saturating_sub(start)), 16 * 1024, None),
+        Act::CutAfter(n) => (Some(n), 16 * 1024, None),
         Act::Slow { chunk, every } => (None, chunk, Some(every)),
         _ => (None, 64 * 1024, None),
     };
@@ -214,6 +251,7 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
     });
     let stream = stream.map(move |c| {
         let c = c?;
+        sent_total.fetch_add(c.len() as u64, std::sync::atomic::Ordering::SeqCst);
         if let Some(cut) = cut {
             if sent >= cut {
                 return Err(std::io::Error::other("scripted cut"));
@@ -242,6 +280,7 @@ async fn upload(
     let act = {
         let mut st = state.lock().unwrap();
         st.seen.push(Seen {
+            port: req.peer_addr().map_or(0, |a| a.port()),
             method: req.method().to_string(),
             range: None,
             if_range: None,

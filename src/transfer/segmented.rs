@@ -1,0 +1,295 @@
+//! Segmented downloads: one file fetched as K byte ranges in parallel, each range on its own
+//! connection and worker, written into place with positioned writes; one transfer, one event
+//! stream.
+//!
+//! The first response (a `200` with a length, `Accept-Ranges: bytes` and a validator) supplies
+//! segment 0 and is dropped once that range has arrived; segments 1..K are requested with
+//! `Range: bytes=a-b` and `If-Range`, each on another worker arbiter with that worker's client,
+//! and each must answer `206` with exactly `a-b/total`. Every byte is counted per segment; the
+//! transfer completes only when every segment landed exactly its range.
+//!
+//! Stopping: dropping the attempt aborts every segment. Each segment, and each of its writes in
+//! flight, holds a clone of a quiescence guard; when the last clone is gone a oneshot fires, and
+//! the transfer actor awaits those before it removes or keeps the `.part` and replies, so no
+//! segment reads or writes a byte after a cancel or pause is answered. A failed segmented
+//! attempt leaves a file with holes: it is marked damaged, and the retry is a single stream from
+//! zero (simple and safe; resuming each segment would be faster).
+
+use std::{
+    fs::File,
+    os::unix::fs::FileExt,
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
+};
+
+use actix_rt::ArbiterHandle;
+use awc::{
+    http::header::{self, HeaderName, HeaderValue},
+    ClientResponse,
+};
+use futures::{
+    channel::oneshot,
+    future::{AbortHandle, Abortable, Either},
+    stream::FuturesUnordered,
+    StreamExt,
+};
+
+use super::Ctx;
+use crate::{error::TransferError, http, sink::FileSink, worker};
+
+/// The least size of one segment.
+pub(crate) const MIN_SEGMENT: u64 = 1 << 20;
+
+/// Size of one positioned write.
+const SEGMENT_BUF: usize = 256 * 1024;
+
+/// Fires its oneshot when the last clone is dropped.
+struct Quiesce(Option<oneshot::Sender<()>>);
+
+impl Drop for Quiesce {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Aborts every segment when the attempt is dropped (cancel, pause, failure).
+struct AbortAll(Vec<AbortHandle>);
+
+impl Drop for AbortAll {
+    fn drop(&mut self) {
+        for a in &self.0 {
+            a.abort();
+        }
+    }
+}
+
+/// What one remote segment needs (all `Send`).
+struct Segment {
+    url: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    validator: String,
+    start: u64,
+    end: u64,
+    total: u64,
+    file: Arc<File>,
+    counted: Arc<AtomicU64>,
+    quiesce: Arc<Quiesce>,
+}
+
+/// Run a segmented download whose first response is `first`; `sink` holds the `.part`.
+pub(super) async fn run(
+    ctx: &Ctx,
+    sink: &mut FileSink,
+    first: ClientResponse,
+    url: &url::Url,
+    total: u64,
+    k: u64,
+    validator: String,
+) -> Result<(), TransferError> {
+    // The file gets its full size now; until every segment is verified its content is unknown.
+    sink.set_damaged(true);
+    let file = Arc::new(sink.clone_file()?);
+    let sizing = Arc::clone(&file);
+    actix_rt::task::spawn_blocking(move || sizing.set_len(total))
+        .await
+        .map_err(|e| TransferError::Internal(e.to_string()))?
+        .map_err(|e| TransferError::file("sizing", &e))?;
+
+    let bounds: Vec<(u64, u64)> = (0..k)
+        .map(|i| (total * i / k, total * (i + 1) / k - 1))
+        .collect();
+    let counters: Vec<Arc<AtomicU64>> =
+        bounds.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let peers = ctx.peers.clone();
+
+    let mut aborts = AbortAll(Vec::new());
+    let mut remote = FuturesUnordered::new();
+    for (i, (start, end)) in bounds.iter().enumerate().skip(1) {
+        let (done_tx, done_rx) = oneshot::channel();
+        let (quiet_tx, quiet_rx) = oneshot::channel();
+        ctx.watch_quiescence(quiet_rx);
+        let (abort, registration) = AbortHandle::new_pair();
+        aborts.0.push(abort);
+        let segment = Segment {
+            url: url.to_string(),
+            headers: ctx
+                .job
+                .request
+                .headers
+                .iter()
+                .filter(|(n, _)| *n != header::RANGE && *n != header::IF_RANGE)
+                .cloned()
+                .collect(),
+            validator: validator.clone(),
+            start: *start,
+            end: *end,
+            total,
+            file: Arc::clone(&file),
+            counted: Arc::clone(&counters[i]),
+            quiesce: Arc::new(Quiesce(Some(quiet_tx))),
+        };
+        let arbiter: &ArbiterHandle = &peers[(ctx.worker + i) % peers.len()];
+        arbiter.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                let res = Abortable::new(fetch_segment(segment), registration).await;
+                let _ = done_tx
+                    .send(res.unwrap_or(Err(TransferError::Internal("segment aborted".into()))));
+            });
+        });
+        remote.push(done_rx);
+    }
+
+    // Segment 0 from the first response, here; the others report through their oneshots.
+    let (_, end0) = bounds[0];
+    let local_quiet = {
+        let (tx, rx) = oneshot::channel();
+        ctx.watch_quiescence(rx);
+        Arc::new(Quiesce(Some(tx)))
+    };
+    let local = read_range(
+        first,
+        0,
+        end0,
+        Arc::clone(&file),
+        Arc::clone(&counters[0]),
+        local_quiet,
+    );
+    let mut local = Box::pin(local);
+    let mut local_done = false;
+    let mut ticker = actix_rt::time::interval(
+        ctx.cfg
+            .progress_interval
+            .max(std::time::Duration::from_millis(10)),
+    );
+    let sum = || counters.iter().map(|c| c.load(Relaxed)).sum::<u64>();
+    let mut pending = remote.len();
+    while pending > 0 || !local_done {
+        let tick = ticker.tick();
+        futures::pin_mut!(tick);
+        let next_remote = remote.next();
+        futures::pin_mut!(next_remote);
+        let event = if local_done {
+            match futures::future::select(next_remote, tick).await {
+                Either::Left((r, _)) => Some(Either::Right(r)),
+                Either::Right(_) => None,
+            }
+        } else {
+            let either = futures::future::select(local.as_mut(), next_remote);
+            match futures::future::select(either, tick).await {
+                Either::Left((Either::Left((r, _)), _)) => Some(Either::Left(r)),
+                Either::Left((Either::Right((r, _)), _)) => Some(Either::Right(r)),
+                Either::Right(_) => None,
+            }
+        };
+        match event {
+            Some(Either::Left(result)) => {
+                local_done = true;
+                result?;
+            }
+            Some(Either::Right(Some(result))) => {
+                pending -= 1;
+                result.unwrap_or_else(|_| Err(TransferError::Internal("segment lost".into())))?;
+            }
+            Some(Either::Right(None)) => pending = 0,
+            None => {}
+        }
+        ctx.segments_moved(sum());
+    }
+    for (i, (start, end)) in bounds.iter().enumerate() {
+        let got = counters[i].load(Relaxed);
+        if got != end - start + 1 {
+            return Err(TransferError::Truncated {
+                expected: end - start + 1,
+                received: got,
+            });
+        }
+    }
+    drop(aborts);
+    ctx.segments_moved(total);
+    ctx.body_done();
+    sink.set_landed(total);
+    Ok(())
+}
+
+/// One remote segment, on its own worker.
+async fn fetch_segment(s: Segment) -> Result<(), TransferError> {
+    let client = worker::client();
+    let mut req = client.get(s.url.as_str());
+    for (n, v) in &s.headers {
+        req = req.append_header((n.clone(), v.clone()));
+    }
+    let req = req
+        .insert_header((header::RANGE, format!("bytes={}-{}", s.start, s.end)))
+        .insert_header((header::IF_RANGE, s.validator.clone()))
+        .insert_header((header::ACCEPT_ENCODING, "identity"));
+    let resp = req.send().await.map_err(http::send_error)?;
+    let range = http::content_range(&resp);
+    let exact = resp.status() == awc::http::StatusCode::PARTIAL_CONTENT
+        && range.is_some_and(|r| r.start == s.start && r.end == s.end && r.total == Some(s.total));
+    if !exact {
+        return Err(TransferError::BadContent(format!(
+            "segment {}-{} answered {} with range {range:?}",
+            s.start,
+            s.end,
+            resp.status()
+        )));
+    }
+    read_range(resp, s.start, s.end, s.file, s.counted, s.quiesce).await
+}
+
+/// Read `start..=end` from `resp` into `file` at its offsets; positioned writes of up to
+/// `SEGMENT_BUF` on the blocking pool, one in flight, each holding the quiescence guard.
+async fn read_range(
+    mut resp: ClientResponse,
+    start: u64,
+    end: u64,
+    file: Arc<File>,
+    counted: Arc<AtomicU64>,
+    quiesce: Arc<Quiesce>,
+) -> Result<(), TransferError> {
+    let want = end - start + 1;
+    let mut received = 0u64;
+    let mut buf = Vec::with_capacity(SEGMENT_BUF);
+    let mut at = start;
+    let mut chunks = 0u32;
+    while received < want {
+        let Some(chunk) = resp.next().await else {
+            break;
+        };
+        let chunk = chunk.map_err(|e| http::payload_error(e, Some(want), received))?;
+        let take = (want - received).min(chunk.len() as u64) as usize;
+        buf.extend_from_slice(&chunk[..take]);
+        received += take as u64;
+        if buf.len() >= SEGMENT_BUF || received == want {
+            let data = std::mem::replace(&mut buf, Vec::with_capacity(SEGMENT_BUF));
+            let (f, q, offset) = (Arc::clone(&file), Arc::clone(&quiesce), at);
+            at += data.len() as u64;
+            let n = data.len() as u64;
+            actix_rt::task::spawn_blocking(move || {
+                let _quiesce = q;
+                f.write_all_at(&data, offset)
+            })
+            .await
+            .map_err(|e| TransferError::Internal(e.to_string()))?
+            .map_err(|e| TransferError::file("writing", &e))?;
+            counted.fetch_add(n, Relaxed);
+        }
+        chunks += 1;
+        if chunks % 16 == 0 {
+            actix_rt::task::yield_now().await;
+        }
+    }
+    if received != want {
+        return Err(TransferError::Truncated {
+            expected: want,
+            received,
+        });
+    }
+    // The first response carries the rest of the file: dropping it closes that connection.
+    drop(resp);
+    Ok(())
+}
