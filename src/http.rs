@@ -22,6 +22,7 @@ use crate::{
     error::{TimeoutPhase, TransferError},
     event::Headers,
     request::HttpRequest,
+    wire::{self, Fault},
 };
 
 /// Headers that never follow a redirect to another origin.
@@ -73,19 +74,20 @@ pub(crate) async fn send(
         if !user_set_encoding {
             creq = creq.insert_header((header::ACCEPT_ENCODING, "identity"));
         }
-        let result = match if with_body { body() } else { None } {
-            Some(b) => creq.send_body(b).await,
-            None => creq.send().await,
+        let watch = wire::Watch::default();
+        let sending = match if with_body { body() } else { None } {
+            Some(b) => creq.send_body(b),
+            None => creq.send(),
         };
-        let response = result.map_err(send_error)?;
+        let response = wire::watched(&watch, sending).await.map_err(send_error)?;
         let status = response.status();
-        if !is_redirect(status) {
+        let location = response.headers().get(header::LOCATION);
+        if !is_redirect(status) || location.is_none() {
+            // A final answer (a 3xx without Location too; the caller judges its status).
+            let response = wire::check_body(response, watch.take());
             return Ok(Sent { response, url });
         }
-        let Some(location) = response.headers().get(header::LOCATION) else {
-            // A 3xx without Location is a final answer; the caller judges its status.
-            return Ok(Sent { response, url });
-        };
+        let location = location.expect("checked above");
         let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
         drop(response); // closes that connection; the body of a redirect is not read
         hops += 1;
@@ -240,6 +242,13 @@ pub(crate) fn payload_error(
     expected: Option<u64>,
     received: u64,
 ) -> TransferError {
+    match (Fault::of(&err), expected) {
+        (Some(Fault::Excess { received }), Some(expected)) => {
+            return TransferError::Truncated { expected, received }
+        }
+        (Some(fault), _) => return TransferError::Network(fault.to_string()),
+        (None, _) => {}
+    }
     match (err, expected) {
         (PayloadError::Incomplete(_), Some(expected)) => {
             TransferError::Truncated { expected, received }

@@ -110,6 +110,7 @@ mod source;
 mod status;
 mod subscribers;
 mod transfer;
+mod wire;
 mod worker;
 
 pub use engine::{

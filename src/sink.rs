@@ -19,6 +19,7 @@ use std::{
 };
 
 use actix_rt::task::{spawn_blocking, JoinHandle};
+use futures::future::LocalBoxFuture;
 
 use crate::{
     error::{FileErrorKind, TransferError},
@@ -34,17 +35,18 @@ const MAX_UNIQUIFY: u32 = 10_000;
 
 type WriteJob = JoinHandle<(File, Vec<u8>, io::Result<()>)>;
 
-/// Writes still in flight when their sink was dropped (a cancel or pause aborted the transfer);
-/// the transfer actor awaits them before it looks at or removes the file.
+/// What a dropped sink still had to write: its write in flight and the bytes it had buffered.
+/// An attempt that failed or was cancelled drops its sink; the transfer actor awaits these
+/// before it looks at or removes the file, so a kept `.part` holds every byte received.
 #[derive(Default, Clone)]
-pub(crate) struct Drain(Rc<RefCell<Vec<WriteJob>>>);
+pub(crate) struct Drain(Rc<RefCell<Vec<LocalBoxFuture<'static, ()>>>>);
 
 impl Drain {
     /// Wait until every abandoned write has landed.
     pub(crate) async fn settle(&self) {
         let jobs = mem::take(&mut *self.0.borrow_mut());
         for job in jobs {
-            let _ = job.await;
+            job.await;
         }
     }
 }
@@ -56,6 +58,9 @@ pub(crate) struct FileSink {
     buf: Vec<u8>,
     spare: Vec<u8>,
     drain: Drain,
+    /// A write failed: the file's content is unknown past that point, so nothing more is
+    /// appended, not even on drop.
+    damaged: bool,
 }
 
 impl FileSink {
@@ -66,6 +71,7 @@ impl FileSink {
             buf: Vec::new(),
             spare: Vec::new(),
             drain,
+            damaged: false,
         }
     }
 
@@ -106,6 +112,7 @@ impl FileSink {
                 .map_err(|e| TransferError::Internal(format!("file write job failed: {e}")))?;
             self.file = Some(file);
             self.spare = buf;
+            self.damaged |= res.is_err();
             res.map_err(|e| TransferError::file("writing", &e))?;
         }
         Ok(())
@@ -124,10 +131,31 @@ impl FileSink {
 }
 
 impl Drop for FileSink {
+    /// Hand the write in flight and the buffered bytes to the drain, which lands them in order.
     fn drop(&mut self) {
-        if let Some(job) = self.pending.take() {
-            self.drain.0.borrow_mut().push(job);
+        let pending = self.pending.take();
+        let leftover = if self.damaged {
+            Vec::new()
+        } else {
+            mem::take(&mut self.buf)
+        };
+        let file = self.file.take();
+        if pending.is_none() && leftover.is_empty() {
+            return;
         }
+        let land = async move {
+            let file = match pending {
+                Some(job) => match job.await {
+                    Ok((file, _, Ok(()))) => Some(file),
+                    _ => None, // failed: append nothing after a hole
+                },
+                None => file,
+            };
+            if let (Some(mut file), false) = (file, leftover.is_empty()) {
+                let _ = spawn_blocking(move || file.write_all(&leftover)).await;
+            }
+        };
+        self.drain.0.borrow_mut().push(Box::pin(land));
     }
 }
 

@@ -1,0 +1,218 @@
+//! Shared by the hostile-server tests: the misbehaving server ([`server`]) and a small rig to run
+//! one transfer against it and look at what it left on disk.
+#![allow(dead_code, unused_imports, unreachable_pub)] // each test file uses a different part of it
+
+pub mod server;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use actix::{Actor, Addr, Context, Handler, Message};
+use actix_transfer::{
+    Engine, EngineBuilder, ErrorKind, EventKind, Outcome, Status, Subscribe, TransferError,
+    TransferEvent, TransferId, TransferStatus, Wait,
+};
+
+pub use server::{
+    chunk, head, ok, pattern, redirect, response, Gate, Hostile, Request, Script, Step,
+    Unconnectable, LAST_CHUNK,
+};
+
+/// The bound on any single wait in these tests: a bug fails the test instead of hanging it.
+pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// An engine writing into `dir`, one worker, with `tweak` applied to the builder.
+pub fn engine(dir: &Path, tweak: impl FnOnce(EngineBuilder) -> EngineBuilder) -> Addr<Engine> {
+    tweak(Engine::builder().workers(1).download_dir(dir)).start()
+}
+
+/// Submit `msg` and wait (bounded) for its outcome; panics if it was refused at submit.
+pub async fn run<M>(engine: &Addr<Engine>, msg: M) -> (TransferId, Outcome)
+where
+    M: Message<Result = Result<TransferId, TransferError>> + Send + 'static,
+    Engine: actix::Handler<M>,
+{
+    let id = submit(engine, msg)
+        .await
+        .unwrap_or_else(|e| panic!("refused at submit: {e}"));
+    (id, wait(engine, id).await)
+}
+
+/// Submit `msg` (bounded); the engine's answer.
+pub async fn submit<M>(engine: &Addr<Engine>, msg: M) -> Result<TransferId, TransferError>
+where
+    M: Message<Result = Result<TransferId, TransferError>> + Send + 'static,
+    Engine: actix::Handler<M>,
+{
+    actix_rt::time::timeout(LIMIT, engine.send(msg))
+        .await
+        .expect("the engine answered in time")
+        .expect("the engine is alive")
+}
+
+/// Wait (bounded) for a transfer's outcome.
+pub async fn wait(engine: &Addr<Engine>, id: TransferId) -> Outcome {
+    actix_rt::time::timeout(LIMIT, engine.send(Wait(id)))
+        .await
+        .expect("the transfer ended in time")
+        .expect("the engine is alive")
+        .expect("the id is known")
+}
+
+/// The error of a failed outcome; panics (with the outcome) otherwise.
+pub fn failure(outcome: &Outcome) -> &TransferError {
+    outcome
+        .error()
+        .unwrap_or_else(|| panic!("expected a failure, got {outcome:?}"))
+}
+
+/// Assert that `outcome` failed with an error of `kind`, and return the error.
+pub fn assert_failed(outcome: &Outcome, kind: ErrorKind) -> &TransferError {
+    let error = failure(outcome);
+    assert_eq!(error.kind(), kind, "wrong error: {error:?}");
+    error
+}
+
+/// Every file under `dir`, as paths relative to it, sorted.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Assert that a failed download left no file under its final name, and return what is in
+/// `dir` (the `.part` file, if the engine kept it).
+pub fn assert_nothing_completed(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let all = files(dir);
+    assert!(
+        !all.iter().any(|p| p == Path::new(name)),
+        "{name} exists after a failure: {all:?}"
+    );
+    // Only the .part of this download may remain.
+    let part = format!("{name}.part");
+    assert!(
+        all.iter().all(|p| p == Path::new(&part)),
+        "unexpected files: {all:?}"
+    );
+    all
+}
+
+/// The `.part` file of `name` under `dir`: its bytes, or `None` when there is none.
+pub fn part(dir: &Path, name: &str) -> Option<Vec<u8>> {
+    std::fs::read(dir.join(format!("{name}.part"))).ok()
+}
+
+/// Poll `Status(id)` until `done` holds (every 10 ms, at most [`LIMIT`]); panics otherwise.
+pub async fn poll_status(
+    engine: &Addr<Engine>,
+    id: TransferId,
+    done: impl Fn(&TransferStatus) -> bool,
+) -> TransferStatus {
+    let start = Instant::now();
+    loop {
+        let status = engine
+            .send(Status(id))
+            .await
+            .expect("the engine is alive")
+            .expect("the id is known");
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "status never reached the condition: {status:?}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An actor that records every event it receives. Keep the `Events` alive: subscriptions are
+/// weak.
+pub struct Events {
+    seen: Arc<Mutex<Vec<TransferEvent>>>,
+    _addr: Addr<Recorder>,
+}
+
+/// The recording actor behind [`Events`].
+pub struct Recorder(Arc<Mutex<Vec<TransferEvent>>>);
+
+impl Actor for Recorder {
+    type Context = Context<Self>;
+}
+
+impl Handler<TransferEvent> for Recorder {
+    type Result = ();
+    fn handle(&mut self, ev: TransferEvent, _: &mut Context<Self>) {
+        self.0.lock().unwrap().push(ev);
+    }
+}
+
+impl Events {
+    /// Subscribe to every transfer of `engine`.
+    pub async fn subscribe(engine: &Addr<Engine>) -> Events {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let addr = Recorder(Arc::clone(&seen)).start();
+        actix_rt::time::timeout(LIMIT, engine.send(Subscribe::all(addr.clone().recipient())))
+            .await
+            .expect("subscribed in time")
+            .expect("the engine is alive");
+        Events { seen, _addr: addr }
+    }
+
+    /// The events of `id` received so far, in order.
+    pub fn of(&self, id: TransferId) -> Vec<EventKind> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.id == id)
+            .map(|e| e.kind.clone())
+            .collect()
+    }
+
+    /// Wait (bounded) until `id`'s `Ended` event arrived, then return all its events.
+    pub async fn until_ended(&self, id: TransferId) -> Vec<EventKind> {
+        let start = Instant::now();
+        loop {
+            let evs = self.of(id);
+            if matches!(evs.last(), Some(EventKind::Ended(_))) {
+                return evs;
+            }
+            assert!(start.elapsed() < LIMIT, "no Ended event: {evs:?}");
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Every `bytes_estimated` announced in `events` (in `Began` and `Progress`).
+pub fn estimates(events: &[EventKind]) -> Vec<Option<u64>> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::Began {
+                bytes_estimated, ..
+            }
+            | EventKind::Progress {
+                bytes_estimated, ..
+            } => Some(*bytes_estimated),
+            _ => None,
+        })
+        .collect()
+}
