@@ -75,9 +75,10 @@ pub(crate) async fn send(
             creq = creq.insert_header((header::ACCEPT_ENCODING, "identity"));
         }
         let watch = wire::Watch::default();
+        // Without a body, no `Content-Length: 0` either (awc's `send()` would add it).
         let sending = match if with_body { body() } else { None } {
             Some(b) => creq.send_body(b),
-            None => creq.send(),
+            None => creq.send_body(awc::body::None::new()),
         };
         let response = wire::watched(&watch, sending).await.map_err(send_error)?;
         let status = response.status();

@@ -553,8 +553,10 @@ impl TransferActor {
         }
     }
 
-    /// Wait for abandoned writes, remove the `.part` when asked, then end.
+    /// Wait for abandoned writes, remove the `.part` when asked (or when it is empty: no body
+    /// byte arrived), then end.
     fn settle_then_end(&mut self, outcome: Outcome, remove_part: bool, ctx: &mut Context<Self>) {
+        let remove_part = remove_part || self.ctx.bytes() == 0;
         let drain = self.ctx.drain();
         let part = self.ctx.placement.borrow().as_ref().map(|p| p.part.clone());
         // The preparing step's file, if no attempt took it, is closed here.

@@ -114,6 +114,13 @@ pub fn assert_nothing_completed(dir: &Path, name: &str) -> Vec<PathBuf> {
     all
 }
 
+/// Assert that `dir` holds no file at all: a failure before any body byte leaves nothing, not
+/// even an empty `.part`.
+pub fn assert_empty(dir: &Path) {
+    let all = files(dir);
+    assert!(all.is_empty(), "files left behind: {all:?}");
+}
+
 /// The `.part` file of `name` under `dir`: its bytes, or `None` when there is none.
 pub fn part(dir: &Path, name: &str) -> Option<Vec<u8>> {
     std::fs::read(dir.join(format!("{name}.part"))).ok()
