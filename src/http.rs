@@ -39,6 +39,9 @@ pub(crate) struct Sent {
     pub(crate) response: ClientResponse,
     /// The URL that produced `response`.
     pub(crate) url: Url,
+    /// Whether the request that produced `response` carried a `Range` header (one is never
+    /// carried to another origin).
+    pub(crate) ranged: bool,
 }
 
 /// Send `req`, following up to `max_redirects` redirects.
@@ -61,10 +64,12 @@ pub(crate) async fn send(
         let cross_origin = url.origin() != origin;
         let mut creq = client.request(method.clone(), url.as_str());
         let mut user_set_encoding = false;
+        let mut ranged = false;
         for (name, value) in &req.headers {
             if cross_origin && CROSS_ORIGIN_STRIPPED.contains(name) {
                 continue;
             }
+            ranged |= name == header::RANGE;
             if !with_body && (name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH) {
                 continue;
             }
@@ -86,7 +91,11 @@ pub(crate) async fn send(
         if !is_redirect(status) || location.is_none() {
             // A final answer (a 3xx without Location too; the caller judges its status).
             let response = wire::check_body(response, watch.take());
-            return Ok(Sent { response, url });
+            return Ok(Sent {
+                response,
+                url,
+                ranged,
+            });
         }
         let location = location.expect("checked above");
         let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
@@ -128,6 +137,17 @@ pub(crate) async fn send(
         on_redirect(&url);
         tracing::debug!(%url, status = status.as_u16(), hops, "following redirect");
     }
+}
+
+/// A `206 Partial Content` is only an answer to a request that asked for a range: anything else
+/// would complete a download with part of the resource.
+pub(crate) fn check_partial(sent: &Sent) -> Result<(), TransferError> {
+    if sent.response.status() == StatusCode::PARTIAL_CONTENT && !sent.ranged {
+        return Err(TransferError::BadContent(
+            "206 Partial Content to a request without Range".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn is_redirect(status: StatusCode) -> bool {

@@ -24,6 +24,7 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Done, TransferError> {
             status: status.as_u16(),
         });
     }
+    http::check_partial(&sent)?;
     let expected = http::body_length(&sent.response, &Method::GET)?;
     ctx.began(
         Some(status.as_u16()),

@@ -111,6 +111,15 @@ impl Request {
 
 type Behaviour = dyn Fn(&Request) -> Script + Send + Sync;
 
+/// How fast the server reads requests: `bytes` per read, then a pause (a slow upload reader).
+#[derive(Debug, Clone, Copy)]
+pub struct Throttle {
+    /// Bytes per read.
+    pub bytes: usize,
+    /// Pause after each read.
+    pub every: Duration,
+}
+
 /// The server. Dropping it stops the listener and ends every hang.
 pub struct Hostile {
     addr: SocketAddr,
@@ -122,6 +131,21 @@ pub struct Hostile {
 impl Hostile {
     /// Serve every request with `behaviour`.
     pub fn start(behaviour: impl Fn(&Request) -> Script + Send + Sync + 'static) -> Hostile {
+        Hostile::with_throttle(None, behaviour)
+    }
+
+    /// Like [`Hostile::start`], reading requests slowly with a small receive buffer.
+    pub fn throttled(
+        throttle: Throttle,
+        behaviour: impl Fn(&Request) -> Script + Send + Sync + 'static,
+    ) -> Hostile {
+        Hostile::with_throttle(Some(throttle), behaviour)
+    }
+
+    fn with_throttle(
+        throttle: Option<Throttle>,
+        behaviour: impl Fn(&Request) -> Script + Send + Sync + 'static,
+    ) -> Hostile {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let hostile = Hostile {
@@ -148,7 +172,17 @@ impl Hostile {
                     Arc::clone(&requests),
                     Arc::clone(&stop),
                 );
-                thread::spawn(move || serve(stream, conn, &*behaviour, &requests, &stop));
+                if throttle.is_some() {
+                    small_receive_buffer(&stream);
+                }
+                thread::spawn(move || {
+                    let mut conn = Conn {
+                        stream,
+                        id: conn,
+                        throttle,
+                    };
+                    serve(&mut conn, &*behaviour, &requests, &stop)
+                });
             }
         });
         hostile
@@ -188,20 +222,52 @@ impl Drop for Hostile {
     }
 }
 
+/// One accepted connection.
+struct Conn {
+    stream: TcpStream,
+    id: usize,
+    throttle: Option<Throttle>,
+}
+
+impl Conn {
+    /// Read more bytes into `buf`; false on EOF, error or timeout.
+    fn fill(&mut self, buf: &mut Vec<u8>) -> bool {
+        let mut chunk = [0u8; 64 * 1024];
+        let want = self
+            .throttle
+            .map_or(chunk.len(), |t| t.bytes.min(chunk.len()));
+        match self.stream.read(&mut chunk[..want]) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(t) = self.throttle {
+                    thread::sleep(t.every);
+                }
+                buf.len() <= MAX_REQUEST
+            }
+        }
+    }
+}
+
+/// Cap the receive buffer (and so stop autotuning) so a slow reader really slows the sender.
+fn small_receive_buffer(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_recv_buffer_size(64 * 1024);
+}
+
 fn serve(
-    mut stream: TcpStream,
-    conn: usize,
+    conn: &mut Conn,
     behaviour: &Behaviour,
     requests: &Mutex<Vec<Request>>,
     stop: &AtomicBool,
 ) {
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let _ = stream.set_nodelay(true);
+    let _ = conn.stream.set_read_timeout(Some(READ_TIMEOUT));
+    let _ = conn.stream.set_nodelay(true);
     let mut buf = Vec::new();
     loop {
-        let Some(req) = read_request(&mut stream, &mut buf, conn) else {
+        let Some(req) = read_request(conn, &mut buf) else {
             return;
         };
+        let stream = &mut conn.stream;
         requests.lock().unwrap().push(req.clone());
         for step in behaviour(&req) {
             match step {
@@ -218,11 +284,11 @@ fn serve(
                 Step::Close => {
                     let _ = stream.shutdown(Shutdown::Write);
                     // Let the client read everything before the socket goes.
-                    drain_until_eof(&mut stream);
+                    drain_until_eof(stream);
                     return;
                 }
                 Step::Reset => {
-                    reset(&stream);
+                    reset(stream);
                     return;
                 }
                 Step::Hang => {
@@ -261,12 +327,12 @@ fn drain_until_eof(stream: &mut TcpStream) {
 }
 
 /// Read one request (head and body). `buf` carries bytes read past the previous request.
-fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>, conn: usize) -> Option<Request> {
+fn read_request(conn: &mut Conn, buf: &mut Vec<u8>) -> Option<Request> {
     let head_end = loop {
         if let Some(i) = find(buf, b"\r\n\r\n") {
             break i + 4;
         }
-        if !fill(stream, buf) {
+        if !conn.fill(buf) {
             return None;
         }
     };
@@ -281,7 +347,7 @@ fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>, conn: usize) -> Optio
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     let mut req = Request {
-        conn,
+        conn: conn.id,
         method,
         path,
         headers,
@@ -291,14 +357,14 @@ fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>, conn: usize) -> Optio
         .header("transfer-encoding")
         .is_some_and(|v| v.contains("chunked"))
     {
-        req.body = read_chunked(stream, buf)?;
+        req.body = read_chunked(conn, buf)?;
     } else if let Some(n) = req.header("content-length").and_then(|v| v.parse().ok()) {
         let n: usize = n;
         if n > MAX_REQUEST {
             return None;
         }
         while buf.len() < n {
-            if !fill(stream, buf) {
+            if !conn.fill(buf) {
                 // A short request body is recorded as received.
                 req.body = std::mem::take(buf);
                 return Some(req);
@@ -309,14 +375,14 @@ fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>, conn: usize) -> Optio
     Some(req)
 }
 
-fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+fn read_chunked(conn: &mut Conn, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         let line_end = loop {
             if let Some(i) = find(buf, b"\r\n") {
                 break i;
             }
-            if !fill(stream, buf) {
+            if !conn.fill(buf) {
                 return Some(body);
             }
         };
@@ -324,7 +390,7 @@ fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
         let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
         buf.drain(..line_end + 2);
         while buf.len() < size + 2 {
-            if !fill(stream, buf) {
+            if !conn.fill(buf) {
                 return Some(body);
             }
         }
@@ -335,18 +401,6 @@ fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
         }
         if body.len() > MAX_REQUEST {
             return None;
-        }
-    }
-}
-
-/// Read more bytes into `buf`; false on EOF, error or timeout.
-fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-    let mut chunk = [0u8; 64 * 1024];
-    match stream.read(&mut chunk) {
-        Ok(0) | Err(_) => false,
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            buf.len() <= MAX_REQUEST
         }
     }
 }
@@ -455,5 +509,47 @@ impl Unconnectable {
     /// `http://127.0.0.1:<port><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+}
+
+/// A listener that accepts connections and never reads or writes a byte (a small receive buffer,
+/// so an upload to it stalls quickly). Dropping it closes everything.
+pub struct Deaf {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Deaf {
+    /// Start accepting.
+    pub fn start() -> Deaf {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(s) = stream {
+                    small_receive_buffer(&s);
+                    held.push(s);
+                }
+            }
+        });
+        Deaf { addr, stop }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for Deaf {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
     }
 }

@@ -1,0 +1,210 @@
+//! Timeouts, each for its own phase: connect, response headers, idle (no byte moving in either
+//! direction during a body) and an optional total deadline. None of them cuts a slow transfer
+//! that keeps moving.
+
+mod hostile;
+
+use std::time::Duration;
+
+use actix_transfer::{Download, TimeoutPhase, TransferError, Upload};
+use hostile::*;
+
+const NAME: &str = "t.bin";
+const SHORT: Duration = Duration::from_millis(400);
+/// Longer than any test here takes: a timeout that must not fire.
+const LONG: Duration = Duration::from_secs(15);
+
+fn timed_out(phase: TimeoutPhase) -> TransferError {
+    TransferError::Timeout(phase)
+}
+
+#[actix_rt::test]
+async fn connect_timeout_on_a_full_accept_queue() {
+    let target = Unconnectable::new().expect("a listener with a full accept queue");
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| {
+        b.connect_timeout(SHORT).headers_timeout(LONG)
+    });
+
+    let (_, outcome) = run(&engine, Download::new(target.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Connect));
+    assert!(failure(&outcome).is_retryable());
+    assert_empty(dir.path());
+}
+
+#[actix_rt::test]
+async fn headers_timeout_when_the_server_reads_and_never_answers() {
+    let server = Hostile::always(vec![Step::Hang]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b.headers_timeout(SHORT).idle_timeout(LONG));
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Headers));
+    assert_eq!(server.requests().len(), 1, "the request was sent");
+    assert_empty(dir.path());
+}
+
+#[actix_rt::test]
+async fn headers_timeout_when_the_server_accepts_and_never_reads() {
+    let server = Deaf::start();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b.headers_timeout(SHORT).idle_timeout(LONG));
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Headers));
+    assert_empty(dir.path());
+}
+
+#[actix_rt::test]
+async fn headers_timeout_when_the_head_stops_half_way() {
+    let server = Hostile::always(vec![
+        Step::Write(b"HTTP/1.1 200 OK\r\nContent-Len".to_vec()),
+        Step::Hang,
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b.headers_timeout(SHORT).idle_timeout(LONG));
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Headers));
+    assert_empty(dir.path());
+}
+
+#[actix_rt::test]
+async fn idle_timeout_when_the_body_stalls_after_the_headers() {
+    let mut answer = head(200, &[("Content-Length", "1000")]);
+    answer.extend_from_slice(&pattern(100));
+    let server = Hostile::always(vec![Step::Write(answer), Step::Hang]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b.headers_timeout(LONG).idle_timeout(SHORT));
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Idle));
+    assert_eq!(outcome.bytes(), 100);
+    assert_nothing_completed(dir.path(), NAME);
+    assert_eq!(part(dir.path(), NAME).unwrap(), pattern(100));
+}
+
+#[actix_rt::test]
+async fn idle_timeout_when_a_chunked_body_stalls() {
+    let mut answer = head(200, &[("Transfer-Encoding", "chunked")]);
+    answer.extend_from_slice(&chunk(&pattern(300)));
+    let server = Hostile::always(vec![Step::Write(answer), Step::Hang]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b.headers_timeout(LONG).idle_timeout(SHORT));
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Idle));
+    assert_eq!(part(dir.path(), NAME).unwrap(), pattern(300));
+    assert_nothing_completed(dir.path(), NAME);
+}
+
+#[actix_rt::test]
+async fn idle_timeout_when_an_upload_stalls() {
+    // The server never reads: once the socket buffers are full no byte moves.
+    let server = Deaf::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.bin");
+    std::fs::write(&file, vec![7u8; 32 * 1024 * 1024]).unwrap();
+    let engine = engine(dir.path(), |b| b.headers_timeout(LONG).idle_timeout(SHORT));
+
+    let (_, outcome) = run(&engine, Upload::new(server.url("/up"), &file)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Idle));
+    assert!(outcome.bytes() < 32 * 1024 * 1024, "{outcome:?}");
+}
+
+/// A body of `pieces` × 1000 bytes, one piece every `every`.
+fn trickle(pieces: usize, every: Duration) -> Hostile {
+    let body = pattern(pieces * 1000);
+    let mut script = vec![Step::Write(head(
+        200,
+        &[("Content-Length", &body.len().to_string())],
+    ))];
+    for piece in body.chunks(1000) {
+        script.push(Step::Pause(every));
+        script.push(Step::Write(piece.to_vec()));
+    }
+    Hostile::always(script)
+}
+
+#[actix_rt::test]
+async fn a_slow_but_moving_body_is_not_cut() {
+    // 15 pieces 150 ms apart: over 2 s in all, never idle for the 400 ms idle timeout, and
+    // longer in all than both the idle and the headers timeout.
+    let server = trickle(15, Duration::from_millis(150));
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| {
+        b.headers_timeout(SHORT)
+            .idle_timeout(SHORT)
+            .connect_timeout(SHORT)
+    });
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(
+        std::fs::read(dir.path().join(NAME)).unwrap(),
+        pattern(15_000)
+    );
+}
+
+#[actix_rt::test]
+async fn the_total_deadline_cuts_even_a_moving_body() {
+    let server = trickle(40, Duration::from_millis(100));
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| {
+        b.total_timeout(Duration::from_millis(800))
+            .idle_timeout(LONG)
+    });
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Total));
+    let received = outcome.bytes() as usize;
+    assert!(received < 40_000, "{outcome:?}");
+    assert_nothing_completed(dir.path(), NAME);
+    if received > 0 {
+        assert_eq!(part(dir.path(), NAME).unwrap(), pattern(40_000)[..received]);
+    }
+}
+
+#[actix_rt::test]
+async fn a_slow_upload_longer_than_awc_default_timeout_completes() {
+    // The server reads 32 KiB every 20 ms (~1.6 MB/s) with a 64 KiB receive buffer: 10 MiB take
+    // over 6 s, longer than awc's default 5 s request timeout, which the engine turns off; its
+    // own idle timeout (1 s) never fires because bytes keep moving.
+    let server = Hostile::throttled(
+        Throttle {
+            bytes: 32 * 1024,
+            every: Duration::from_millis(20),
+        },
+        |req| {
+            vec![Step::Write(
+                ok(format!("got {}", req.body.len()).as_bytes()),
+            )]
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("up.bin");
+    let size = 10 * 1024 * 1024;
+    std::fs::write(&file, pattern(size)).unwrap();
+    let engine = engine(dir.path(), |b| {
+        b.idle_timeout(Duration::from_secs(1))
+            .headers_timeout(Duration::from_secs(10))
+    });
+
+    let (_, outcome) = run(&engine, Upload::new(server.url("/up"), &file)).await;
+
+    assert_eq!(
+        outcome.body().map(|b| b.as_ref()),
+        Some(format!("got {size}").as_bytes()),
+        "{outcome:?}"
+    );
+    assert_eq!(server.requests()[0].body, pattern(size));
+}
