@@ -87,6 +87,17 @@ pub(crate) async fn send(
         };
         let response = wire::watched(&watch, sending).await.map_err(send_error)?;
         let status = response.status();
+        if status.is_informational() {
+            // awc returns an interim answer (103 Early Hints, an unasked 100 Continue) as if it
+            // were final and cannot read past it. The real answer may still arrive on that
+            // connection: it must never be read as the answer to another request.
+            if let Some(exchange) = watch.take() {
+                exchange.poison();
+            }
+            return Err(TransferError::BadContent(format!(
+                "an interim {status} answer came before the final one, which cannot be read"
+            )));
+        }
         let location = response.headers().get(header::LOCATION);
         if !is_redirect(status) || location.is_none() {
             // A final answer (a 3xx without Location too; the caller judges its status).

@@ -194,8 +194,11 @@ impl Wire {
                             newlines,
                         });
                     } else if status == b'1' {
-                        // An interim response (100 Continue): the final head follows.
+                        // An interim response (100 Continue, 103 Early Hints): the final head
+                        // follows. awc takes it for the final answer, and the transfer then
+                        // poisons this connection (see `http::send`).
                         self.phase.set(Phase::Request);
+                        Watch::register(self);
                     } else {
                         self.phase.set(Phase::Body);
                         self.body.set(0);
@@ -327,6 +330,13 @@ impl ActixStream for WireIo {
 pub(crate) struct Exchange {
     wire: Rc<Wire>,
     id: u64,
+}
+
+impl Exchange {
+    /// Never use this connection again (awc's pool drops it at the next checkout).
+    pub(crate) fn poison(&self) {
+        self.wire.poisoned.set(true);
+    }
 }
 
 thread_local! {

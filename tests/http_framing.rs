@@ -398,3 +398,58 @@ async fn garbage_instead_of_a_response_is_bad_content() {
     assert_failed(&outcome, ErrorKind::BadContent);
     assert_empty(dir.path());
 }
+
+#[actix_rt::test]
+async fn head_answers_announce_a_length_without_a_body() {
+    let server = Hostile::start(|req| {
+        let answer = if req.method == "HEAD" {
+            head(200, &[("Content-Length", "1000")])
+        } else {
+            ok(b"after head")
+        };
+        vec![Step::Write(answer)]
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let (_, outcome) = run(&engine, Fetch::new("HEAD", server.url("/x"))).await;
+    assert_eq!(outcome.body().map(|b| b.len()), Some(0), "{outcome:?}");
+
+    // The connection is still in step: the next answer is read correctly.
+    let (_, next) = run(&engine, Fetch::get(server.url("/y"))).await;
+    assert_eq!(next.body().map(|b| b.as_ref()), Some(&b"after head"[..]));
+}
+
+#[actix_rt::test]
+async fn an_interim_answer_fails_clearly_and_never_reaches_the_next_transfer() {
+    // awc takes a 1xx for the final answer and cannot read past it (a known limit): the
+    // transfer fails. Its final answer may come later on that connection: a request sent on it
+    // would read that answer as its own, so the connection must not be used again.
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    for interim in ["100 Continue", "103 Early Hints"] {
+        let first = format!("HTTP/1.1 {interim}\r\n\r\n").into_bytes();
+        let server = Hostile::start(move |req| match (req.path.as_str(), req.conn) {
+            ("/f.bin", _) => vec![Step::Write(first.clone())],
+            // On the same connection: the late answer to /f.bin, then the one to /next.
+            (_, 0) => vec![
+                Step::Write(ok(b"the first answer")),
+                Step::Write(ok(b"the second answer")),
+            ],
+            _ => vec![Step::Write(ok(b"the second answer"))],
+        });
+
+        let (_, outcome) = run(&engine, download(&server)).await;
+        assert_failed(&outcome, ErrorKind::BadContent);
+        assert_empty(dir.path());
+
+        let (_, next) = run(&engine, Fetch::get(server.url("/next"))).await;
+        assert_eq!(
+            next.body().map(|b| b.as_ref()),
+            Some(&b"the second answer"[..]),
+            "{interim}: {next:?}"
+        );
+        let requests = server.requests();
+        assert_ne!(requests[0].conn, requests[1].conn);
+    }
+}
