@@ -259,3 +259,21 @@ async fn a_fetch_post_redirected_by_302_becomes_a_get() {
 
     assert_eq!(outcome.body().map(|b| b.as_ref()), Some(&b"GET 0"[..]));
 }
+
+#[cfg(feature = "rustls")]
+#[actix_rt::test]
+async fn a_redirect_to_https_is_followed() {
+    // The target speaks plain HTTP: the TLS handshake fails, so the redirect was followed
+    // (not refused) and the https connection went through the engine's connector.
+    let plain = Blurt::start(ok(b"not tls"));
+    let origin = Hostile::always(vec![Step::Write(redirect(302, &plain.url("https", "/s")))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let (id, outcome) = run(&engine, Download::new(origin.url("/x")).to(NAME)).await;
+
+    assert_failed(&outcome, ErrorKind::Connect);
+    let status = engine.send(Status(id)).await.unwrap().unwrap();
+    assert_eq!(status.final_url, Some(plain.url("https", "/s")));
+    assert_empty(dir.path());
+}

@@ -17,8 +17,8 @@ use actix_transfer::{
 };
 
 pub use server::{
-    chunk, head, ok, pattern, redirect, response, Deaf, Gate, Hostile, Request, Script, Step,
-    Throttle, Unconnectable, LAST_CHUNK,
+    chunk, head, ok, pattern, redirect, response, Blurt, Deaf, Gate, Hostile, Request, Script,
+    Step, Throttle, Unconnectable, LAST_CHUNK,
 };
 
 /// The bound on any single wait in these tests: a bug fails the test instead of hanging it.

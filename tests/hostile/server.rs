@@ -512,6 +512,48 @@ impl Unconnectable {
     }
 }
 
+/// A listener that writes `bytes` to every connection as soon as it is accepted, then closes it
+/// (e.g. a plain-HTTP answer to a TLS client). Dropping it stops the listener.
+pub struct Blurt {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Blurt {
+    /// Start accepting.
+    pub fn start(bytes: Vec<u8>) -> Blurt {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(mut s) = stream {
+                    let _ = s.write_all(&bytes);
+                    let _ = s.shutdown(Shutdown::Write);
+                    drain_until_eof(&mut s);
+                }
+            }
+        });
+        Blurt { addr, stop }
+    }
+
+    /// `<scheme>://127.0.0.1:<port><path>`.
+    pub fn url(&self, scheme: &str, path: &str) -> String {
+        format!("{scheme}://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for Blurt {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
 /// A listener that accepts connections and never reads or writes a byte (a small receive buffer,
 /// so an upload to it stalls quickly). Dropping it closes everything.
 pub struct Deaf {
