@@ -11,8 +11,9 @@ use hostile::*;
 
 const NAME: &str = "t.bin";
 const SHORT: Duration = Duration::from_millis(400);
-/// Longer than any test here takes: a timeout that must not fire.
-const LONG: Duration = Duration::from_secs(15);
+/// Longer than the rig's bound on a whole transfer ([`LIMIT`]): a timeout that must not fire,
+/// and that would fail the test if the engine waited for it instead of the short one.
+const LONG: Duration = Duration::from_secs(60);
 
 fn timed_out(phase: TimeoutPhase) -> TransferError {
     TransferError::Timeout(phase)

@@ -25,6 +25,7 @@ use std::{
     fs::File,
     rc::Rc,
     sync::Arc,
+    task::{Poll, Waker},
     time::Instant,
 };
 
@@ -141,6 +142,8 @@ pub(crate) struct Ctx {
     emitted: Cell<Option<u64>>,
     wait: Cell<Wait>,
     since: Cell<Instant>,
+    /// The sleeping watchdog, woken when `wait` changes (its deadline may now be earlier).
+    rearm: RefCell<Option<Waker>>,
     placement: RefCell<Option<Placement>>,
     part_file: RefCell<Option<File>>,
     drain: Drain,
@@ -213,14 +216,20 @@ impl Ctx {
 
     /// The watchdog now waits for the response headers.
     pub(crate) fn await_headers(&self) {
-        self.wait.set(Wait::Headers);
-        self.since.set(Instant::now());
+        self.wait_for(Wait::Headers);
     }
 
     /// The watchdog now waits for body bytes (idle timeout).
     pub(crate) fn await_body(&self) {
-        self.wait.set(Wait::Body);
+        self.wait_for(Wait::Body);
+    }
+
+    fn wait_for(&self, wait: Wait) {
+        self.wait.set(wait);
         self.since.set(Instant::now());
+        if let Some(watchdog) = self.rearm.borrow_mut().take() {
+            watchdog.wake();
+        }
     }
 
     pub(crate) fn redirected(&self, url: &url::Url) {
@@ -257,7 +266,22 @@ impl Ctx {
             if Instant::now() >= deadline {
                 return TransferError::Timeout(phase);
             }
-            actix_rt::time::sleep_until(deadline.into()).await;
+            // Sleep until the deadline, or until the phase changes (a shorter limit may apply).
+            let mut armed = false;
+            let rearmed = futures::future::poll_fn(|cx| {
+                if armed && self.rearm.borrow().is_none() {
+                    return Poll::Ready(());
+                }
+                armed = true;
+                *self.rearm.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            });
+            select(
+                Box::pin(actix_rt::time::sleep_until(deadline.into())),
+                Box::pin(rearmed),
+            )
+            .await;
+            self.rearm.borrow_mut().take();
         }
     }
 }
@@ -383,6 +407,7 @@ impl TransferActor {
             emitted: Cell::new(None),
             wait: Cell::new(Wait::Headers),
             since: Cell::new(now),
+            rearm: RefCell::new(None),
             placement: RefCell::new(None),
             part_file: RefCell::new(None),
             drain: Drain::default(),

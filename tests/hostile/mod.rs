@@ -49,7 +49,7 @@ where
 {
     actix_rt::time::timeout(LIMIT, engine.send(msg))
         .await
-        .expect("the engine answered in time")
+        .unwrap_or_else(|_| panic!("the engine did not answer within {LIMIT:?}"))
         .expect("the engine is alive")
 }
 
@@ -57,7 +57,7 @@ where
 pub async fn wait(engine: &Addr<Engine>, id: TransferId) -> Outcome {
     actix_rt::time::timeout(LIMIT, engine.send(Wait(id)))
         .await
-        .expect("the transfer ended in time")
+        .unwrap_or_else(|_| panic!("the transfer did not end within {LIMIT:?}"))
         .expect("the engine is alive")
         .expect("the id is known")
 }
@@ -178,7 +178,7 @@ impl Events {
         let addr = Recorder(Arc::clone(&seen)).start();
         actix_rt::time::timeout(LIMIT, engine.send(Subscribe::all(addr.clone().recipient())))
             .await
-            .expect("subscribed in time")
+            .unwrap_or_else(|_| panic!("no subscription within {LIMIT:?}"))
             .expect("the engine is alive");
         Events { seen, _addr: addr }
     }
