@@ -367,12 +367,18 @@ impl Watch {
 
 /// Run `fut` with `watch` installed during each of its polls.
 pub(crate) async fn watched<F: Future>(watch: &Watch, fut: F) -> F::Output {
+    /// Puts back the previous watch, even if the poll panics.
+    struct Installed(Option<Watch>);
+    impl Drop for Installed {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CURRENT.with(|c| *c.borrow_mut() = previous);
+        }
+    }
     let mut fut = std::pin::pin!(fut);
     futures::future::poll_fn(|cx| {
-        let previous = CURRENT.with(|c| c.replace(Some(watch.clone())));
-        let res = fut.as_mut().poll(cx);
-        CURRENT.with(|c| *c.borrow_mut() = previous);
-        res
+        let _installed = Installed(CURRENT.with(|c| c.replace(Some(watch.clone()))));
+        fut.as_mut().poll(cx)
     })
     .await
 }

@@ -453,3 +453,27 @@ async fn an_interim_answer_fails_clearly_and_never_reaches_the_next_transfer() {
         assert_ne!(requests[0].conn, requests[1].conn);
     }
 }
+
+#[actix_rt::test]
+async fn a_fetch_over_its_cap_is_body_too_large_announced_or_not() {
+    let body = pattern(10_000);
+    let mut chunked = head(200, &[("Transfer-Encoding", "chunked")]);
+    for piece in body.chunks(1000) {
+        chunked.extend_from_slice(&chunk(piece));
+    }
+    chunked.extend_from_slice(LAST_CHUNK);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    for answer in [ok(&body), chunked] {
+        let server = Hostile::always(vec![Step::Write(answer)]);
+
+        let (_, outcome) = run(&engine, Fetch::get(server.url("/x")).max_body(4096)).await;
+
+        assert_eq!(
+            failure(&outcome),
+            &TransferError::BodyTooLarge { limit: 4096 }
+        );
+        // It stops reading at the cap, not at the end of the body.
+        assert!(outcome.bytes() < 10_000, "{outcome:?}");
+    }
+}
