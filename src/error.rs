@@ -386,8 +386,9 @@ mod serde_impl {
     use super::TransferError;
     use serde::ser::{Serialize, SerializeStruct, Serializer};
 
-    /// Serialised as `{"kind": "<snake_case>", "message": "<Display>"}` plus `status`,
-    /// `expected`/`received` where the variant has them.
+    /// Serialised as `{"kind": "<snake_case>", "message": "<Display>"}` plus the variant's
+    /// details: `status`; `expected`/`received`; `phase` (`"connect"`, `"headers"`, `"idle"`,
+    /// `"total"`); `file_kind` and `op`; `limit`; `location`; `path`.
     impl Serialize for TransferError {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let mut st = s.serialize_struct("TransferError", 4)?;
@@ -399,9 +400,62 @@ mod serde_impl {
                     st.serialize_field("expected", expected)?;
                     st.serialize_field("received", received)?;
                 }
+                TransferError::Timeout(phase) => st.serialize_field("phase", phase)?,
+                TransferError::File { kind, op, .. } => {
+                    st.serialize_field("file_kind", kind)?;
+                    st.serialize_field("op", op)?;
+                }
+                TransferError::TooManyRedirects { limit } => st.serialize_field("limit", limit)?,
+                TransferError::BodyTooLarge { limit } => st.serialize_field("limit", limit)?,
+                TransferError::RedirectRefused { location, .. } => {
+                    st.serialize_field("location", location)?
+                }
+                TransferError::UnsafePath { path, .. } => st.serialize_field("path", path)?,
                 _ => {}
             }
             st.end()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_are_classified() {
+        let class = |e: io::Error| FileErrorKind::from_io(&e);
+        assert_eq!(
+            class(io::Error::from_raw_os_error(28)),
+            FileErrorKind::NoSpace
+        );
+        assert_eq!(
+            class(io::Error::from_raw_os_error(122)),
+            FileErrorKind::NoSpace
+        );
+        assert_eq!(
+            class(io::Error::from_raw_os_error(30)),
+            FileErrorKind::AccessDenied
+        );
+        assert_eq!(
+            class(io::Error::from_raw_os_error(13)),
+            FileErrorKind::AccessDenied
+        );
+        assert_eq!(
+            class(io::Error::from_raw_os_error(36)),
+            FileErrorKind::NameTooLong
+        );
+        assert_eq!(
+            class(io::Error::from_raw_os_error(2)),
+            FileErrorKind::NotFound
+        );
+        assert_eq!(
+            class(io::Error::from_raw_os_error(4)),
+            FileErrorKind::Transient
+        );
+        assert_eq!(
+            class(io::Error::from_raw_os_error(5)),
+            FileErrorKind::Failed
+        ); // EIO
     }
 }

@@ -22,6 +22,7 @@ use crate::{
     error::{TimeoutPhase, TransferError},
     event::Headers,
     request::HttpRequest,
+    wire::{self, Fault},
 };
 
 /// Headers that never follow a redirect to another origin.
@@ -38,6 +39,9 @@ pub(crate) struct Sent {
     pub(crate) response: ClientResponse,
     /// The URL that produced `response`.
     pub(crate) url: Url,
+    /// Whether the request that produced `response` carried a `Range` header (one is never
+    /// carried to another origin).
+    pub(crate) ranged: bool,
 }
 
 /// Send `req`, following up to `max_redirects` redirects.
@@ -60,10 +64,12 @@ pub(crate) async fn send(
         let cross_origin = url.origin() != origin;
         let mut creq = client.request(method.clone(), url.as_str());
         let mut user_set_encoding = false;
+        let mut ranged = false;
         for (name, value) in &req.headers {
             if cross_origin && CROSS_ORIGIN_STRIPPED.contains(name) {
                 continue;
             }
+            ranged |= name == header::RANGE;
             if !with_body && (name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH) {
                 continue;
             }
@@ -73,19 +79,36 @@ pub(crate) async fn send(
         if !user_set_encoding {
             creq = creq.insert_header((header::ACCEPT_ENCODING, "identity"));
         }
-        let result = match if with_body { body() } else { None } {
-            Some(b) => creq.send_body(b).await,
-            None => creq.send().await,
+        let watch = wire::Watch::default();
+        // Without a body, no `Content-Length: 0` either (awc's `send()` would add it).
+        let sending = match if with_body { body() } else { None } {
+            Some(b) => creq.send_body(b),
+            None => creq.send_body(awc::body::None::new()),
         };
-        let response = result.map_err(send_error)?;
+        let response = wire::watched(&watch, sending).await.map_err(send_error)?;
         let status = response.status();
-        if !is_redirect(status) {
-            return Ok(Sent { response, url });
+        if status.is_informational() {
+            // awc returns an interim answer (103 Early Hints, an unasked 100 Continue) as if it
+            // were final and cannot read past it. The real answer may still arrive on that
+            // connection: it must never be read as the answer to another request.
+            if let Some(exchange) = watch.take() {
+                exchange.poison();
+            }
+            return Err(TransferError::BadContent(format!(
+                "an interim {status} answer came before the final one, which cannot be read"
+            )));
         }
-        let Some(location) = response.headers().get(header::LOCATION) else {
-            // A 3xx without Location is a final answer; the caller judges its status.
-            return Ok(Sent { response, url });
-        };
+        let location = response.headers().get(header::LOCATION);
+        if !is_redirect(status) || location.is_none() {
+            // A final answer (a 3xx without Location too; the caller judges its status).
+            let response = wire::check_body(response, watch.take());
+            return Ok(Sent {
+                response,
+                url,
+                ranged,
+            });
+        }
+        let location = location.expect("checked above");
         let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
         drop(response); // closes that connection; the body of a redirect is not read
         hops += 1;
@@ -125,6 +148,17 @@ pub(crate) async fn send(
         on_redirect(&url);
         tracing::debug!(%url, status = status.as_u16(), hops, "following redirect");
     }
+}
+
+/// A `206 Partial Content` is only an answer to a request that asked for a range: anything else
+/// would complete a download with part of the resource.
+pub(crate) fn check_partial(sent: &Sent) -> Result<(), TransferError> {
+    if sent.response.status() == StatusCode::PARTIAL_CONTENT && !sent.ranged {
+        return Err(TransferError::BadContent(
+            "206 Partial Content to a request without Range".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn is_redirect(status: StatusCode) -> bool {
@@ -240,6 +274,13 @@ pub(crate) fn payload_error(
     expected: Option<u64>,
     received: u64,
 ) -> TransferError {
+    match (Fault::of(&err), expected) {
+        (Some(Fault::Excess { received }), Some(expected)) => {
+            return TransferError::Truncated { expected, received }
+        }
+        (Some(fault), _) => return TransferError::Network(fault.to_string()),
+        (None, _) => {}
+    }
     match (err, expected) {
         (PayloadError::Incomplete(_), Some(expected)) => {
             TransferError::Truncated { expected, received }

@@ -91,16 +91,27 @@
 //!
 //! # Known limits
 //!
-//! * awc ends a chunked body whose connection closes (FIN) before the final zero-size chunk
-//!   exactly as it ends a complete one, so such a truncated *chunked* download cannot be told
-//!   from a complete one; a reset mid-chunk is detected. Bodies with a `Content-Length` are
-//!   always checked (`Truncated`), and an expected size or SHA-256 ([`Download::expect_size`],
-//!   [`Download::expect_sha256`]) closes the gap for chunked ones. HTTP/1.1 bodies framed only
-//!   by closing the connection are refused with `BadContent` (awc would read them as empty).
-//! * Bytes a server sends past its `Content-Length` are not read (the body is cut at the
-//!   announced length). If that server keeps the connection alive, awc may take the extra
-//!   bytes for the next response on that pooled connection, and that next transfer fails
-//!   (`BadContent` or `Network`); it is never completed with wrong bytes.
+//! awc ends a chunked body cut by the peer exactly as it ends a complete one, and it drops
+//! bytes sent past a `Content-Length`. Over plain `http` the engine's own connections watch
+//! their bytes and close both holes; what remains:
+//!
+//! * **https**: the socket carries TLS records, so those wire checks are off. A peer that closes
+//!   the TCP connection mid-body without TLS `close_notify` is reported by rustls as an error
+//!   (a failure, as it should be); a peer that sends `close_notify` before the last chunk of a
+//!   chunked body cannot be told from one that finished. Bodies with a `Content-Length` are
+//!   always checked, over http and https alike, and an expected size or SHA-256
+//!   ([`Download::expect_size`], [`Download::expect_sha256`]) closes the gap for chunked ones.
+//! * **Bytes past `Content-Length`** fail the transfer as `Truncated` when they arrive with the
+//!   end of the body (in the same read). Bytes that arrive later are not attributed to the
+//!   finished transfer, whose file holds exactly the announced length. awc's pool drops a
+//!   connection with unread bytes when it next hands it out, so they do not reach another
+//!   request, unless they arrive after that request was already sent on it: they are then read
+//!   as the start of its answer (which then fails to parse, or is that answer).
+//! * **Interim answers**: awc takes a `1xx` (such as `103 Early Hints`) for the final answer
+//!   and cannot read past it; such a transfer fails with `BadContent` and its connection is
+//!   never used again.
+//! * HTTP/1.1 bodies framed only by closing the connection are refused with `BadContent` (awc
+//!   would read them as empty); HTTP/1.0 ones are read to the close, with an unknown length.
 //! * With the `rustls` feature, the application must not enable a second rustls crypto
 //!   provider (aws-lc-rs) without installing a process default: rustls then panics when a
 //!   worker builds its client (rustls/rustls#1877).
@@ -120,6 +131,7 @@ mod status;
 mod subscribers;
 mod throttle;
 mod transfer;
+mod wire;
 mod worker;
 
 pub use engine::{

@@ -10,7 +10,7 @@ use std::{cell::RefCell, sync::Arc};
 use actix_rt::{Arbiter, ArbiterHandle};
 use awc::{http::header, Client, Connector};
 
-use crate::engine::Config;
+use crate::{engine::Config, wire};
 
 thread_local! {
     static CLIENT: RefCell<Option<Client>> = const { RefCell::new(None) };
@@ -28,9 +28,11 @@ pub(crate) fn client() -> Client {
 }
 
 /// Build a worker's client: awc's redirects, timeouts, default headers and connection limit
-/// off; the engine does each of those itself.
+/// off; the engine does each of those itself. Its connections are `wire::WireIo`s, which let a
+/// transfer check a body's end against the bytes on the socket.
 fn build_client(cfg: &Config) -> Client {
     let connector = Connector::new()
+        .connector(wire::Connector::default())
         .limit(0)
         .timeout(cfg.connect_timeout)
         .conn_keep_alive(cfg.keep_alive);

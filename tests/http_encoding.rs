@@ -1,77 +1,165 @@
-//! Encoding: no automatic decompression. A gzip bomb is stored as the wire bytes it is.
+//! Content encodings: the engine asks for `identity`, never inflates, and stores and counts the
+//! bytes exactly as they came off the wire.
 
 mod hostile;
-mod support;
 
-use std::io::Write;
+use std::{io::Write, sync::OnceLock};
 
-use actix_transfer::*;
-use hostile::{header_of, response, Hostile, Reply};
-use support::*;
+use actix_transfer::{Download, EventKind, Fetch};
+use flate2::{write::GzEncoder, Compression};
+use hostile::*;
 
-fn bomb() -> Vec<u8> {
-    // 64 MiB of zeros compress to ~64 KiB.
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let zeros = vec![0u8; 1 << 20];
-    for _ in 0..64 {
-        gz.write_all(&zeros).unwrap();
-    }
-    gz.finish().unwrap()
+const NAME: &str = "bomb.gz";
+/// What the bomb inflates to.
+const INFLATED: usize = 64 * 1024 * 1024;
+
+/// 64 MiB of zeros, gzipped (about 64 KiB); made once per test binary.
+fn gzip_bomb() -> Vec<u8> {
+    static BOMB: OnceLock<Vec<u8>> = OnceLock::new();
+    BOMB.get_or_init(|| {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+        let zeros = vec![0u8; 1024 * 1024];
+        for _ in 0..INFLATED / zeros.len() {
+            gz.write_all(&zeros).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 256 * 1024, "{} bytes", bomb.len());
+        bomb
+    })
+    .clone()
+}
+
+fn gzip_answer(bomb: &[u8]) -> Vec<u8> {
+    response(
+        200,
+        &[
+            ("Content-Encoding", "gzip"),
+            ("Content-Type", "application/octet-stream"),
+        ],
+        bomb,
+    )
 }
 
 #[actix_rt::test]
-async fn a_gzip_bomb_is_stored_compressed_and_counted_on_the_wire() {
-    let wire = bomb();
-    assert!(wire.len() < 200_000);
-    let body = wire.clone();
-    let server = Hostile::start(move |_| {
-        Reply::Close(response(
-            "200 OK",
-            &[
-                ("content-encoding", "gzip".into()),
-                ("content-length", body.len().to_string()),
-            ],
-            &body,
-        ))
-    });
-    let rig = rig().await;
-    let id = rig
-        .submit(Download::new(server.url("/bomb.gz")).to("bomb.gz"))
-        .await;
-    let outcome = rig.wait(id).await;
-    assert_eq!(outcome.bytes(), wire.len() as u64, "{outcome:?}");
-    assert_eq!(std::fs::read(outcome.path().unwrap()).unwrap(), wire);
-    let request = &server.requests()[0];
+async fn a_gzip_bomb_is_stored_as_its_wire_bytes() {
+    let bomb = gzip_bomb();
+    let server = Hostile::always(vec![Step::Write(gzip_answer(&bomb))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let events = Events::subscribe(&engine).await;
+
+    let (id, outcome) = run(&engine, Download::new(server.url("/bomb")).to(NAME)).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(outcome.bytes(), bomb.len() as u64);
+    assert_eq!(std::fs::read(dir.path().join(NAME)).unwrap(), bomb);
     assert_eq!(
-        header_of(request, "accept-encoding").as_deref(),
+        server.requests()[0].header("accept-encoding"),
         Some("identity")
     );
-
-    // The same for a fetch: the body in memory is the compressed bytes.
-    let id = rig.submit(Fetch::get(server.url("/bomb.gz"))).await;
-    assert_eq!(rig.wait(id).await.body().unwrap().len(), wire.len());
+    // The application learns the encoding from the headers; progress counts wire bytes.
+    let seen = events.until_ended(id).await;
+    let Some(EventKind::Began {
+        headers,
+        bytes_estimated,
+        ..
+    }) = seen.iter().find(|e| matches!(e, EventKind::Began { .. }))
+    else {
+        panic!("no Began: {seen:?}")
+    };
+    assert!(headers.contains(&("content-encoding".into(), "gzip".into())));
+    assert_eq!(*bytes_estimated, Some(bomb.len() as u64));
+    for event in &seen {
+        if let EventKind::Progress {
+            bytes_transferred, ..
+        } = event
+        {
+            assert!(*bytes_transferred <= bomb.len() as u64, "{event:?}");
+        }
+    }
 }
 
 #[actix_rt::test]
-async fn a_caller_may_ask_for_another_encoding_and_gets_the_raw_bytes() {
-    let server = Hostile::start(|_| {
-        Reply::Close(response(
-            "200 OK",
-            &[
-                ("content-encoding", "br".into()),
-                ("content-length", "4".into()),
-            ],
-            b"\x0b\x01\x80\x03",
-        ))
-    });
-    let rig = rig().await;
-    let id = rig
-        .submit(Fetch::get(server.url("/x")).header("accept-encoding", "br"))
-        .await;
-    let outcome = rig.wait(id).await;
-    assert_eq!(outcome.body().unwrap().as_ref(), b"\x0b\x01\x80\x03");
-    assert_eq!(
-        header_of(&server.requests()[0], "accept-encoding").as_deref(),
-        Some("br")
+async fn a_chunked_gzip_bomb_is_stored_as_its_wire_bytes() {
+    let bomb = gzip_bomb();
+    let mut answer = head(
+        200,
+        &[
+            ("Content-Encoding", "gzip"),
+            ("Transfer-Encoding", "chunked"),
+        ],
     );
+    for piece in bomb.chunks(10_000) {
+        answer.extend_from_slice(&chunk(piece));
+    }
+    answer.extend_from_slice(LAST_CHUNK);
+    let server = Hostile::always(vec![Step::Write(answer)]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/bomb")).to(NAME)).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(outcome.bytes(), bomb.len() as u64);
+    assert_eq!(std::fs::read(dir.path().join(NAME)).unwrap(), bomb);
+}
+
+#[actix_rt::test]
+async fn a_fetched_gzip_bomb_stays_under_a_small_body_cap() {
+    // Inflated, the body would pass the 1 MiB cap 64 times over; as wire bytes it fits.
+    let bomb = gzip_bomb();
+    let server = Hostile::always(vec![Step::Write(gzip_answer(&bomb))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let (_, outcome) = run(
+        &engine,
+        Fetch::get(server.url("/bomb")).max_body(1024 * 1024),
+    )
+    .await;
+
+    assert_eq!(outcome.body().map(|b| b.as_ref()), Some(&bomb[..]));
+}
+
+#[actix_rt::test]
+async fn a_caller_asking_for_gzip_gets_the_raw_gzip_bytes() {
+    let bomb = gzip_bomb();
+    let server = Hostile::always(vec![Step::Write(gzip_answer(&bomb))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let asked = Download::new(server.url("/bomb"))
+        .to(NAME)
+        .header("Accept-Encoding", "gzip");
+    let (_, outcome) = run(&engine, asked).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    let req = &server.requests()[0];
+    assert_eq!(req.header("accept-encoding"), Some("gzip"));
+    assert_eq!(
+        req.headers
+            .iter()
+            .filter(|(k, _)| k == "accept-encoding")
+            .count(),
+        1,
+        "identity was added beside the caller's choice: {req:?}"
+    );
+    assert_eq!(std::fs::read(dir.path().join(NAME)).unwrap(), bomb);
+}
+
+#[actix_rt::test]
+async fn unknown_encodings_are_stored_untouched() {
+    let body = pattern(5000);
+    let server = Hostile::always(vec![Step::Write(response(
+        200,
+        &[("Content-Encoding", "br, x-unheard-of")],
+        &body,
+    ))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/b")).to(NAME)).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(std::fs::read(dir.path().join(NAME)).unwrap(), body);
 }

@@ -1,216 +1,279 @@
-//! Redirects, followed by the engine: limits and loops, schemes, what crosses origins, and
-//! bodies re-sent on 307/308.
+//! Redirects, followed by the engine (awc's are off): a configurable limit, http and https only,
+//! credentials and ranges never carried to another origin, upload bodies re-sent on 307/308,
+//! loops ended, and the final URL reported.
 
-mod support;
+mod hostile;
 
-use std::sync::{Arc, Mutex};
+use actix_transfer::{Download, ErrorKind, Fetch, Status, TransferError, Upload};
+use hostile::*;
 
-use actix_transfer::*;
-use actix_web::{http::header, web, App, HttpRequest, HttpResponse, HttpServer};
-use support::*;
+const NAME: &str = "r.bin";
 
-/// What the landing server saw: (path, method, authorization, x-keep, body length).
-type Seen = Arc<Mutex<Vec<(String, String, Option<String>, Option<String>, usize)>>>;
-
-/// Start a server that redirects as its paths say, and records what reaches `/land*`.
-fn redirector(seen: Seen) -> String {
-    let srv = HttpServer::new(move || {
-        let seen = seen.clone();
-        App::new()
-            .route(
-                "/chain/{n}",
-                web::get().to(|n: web::Path<u32>| async move {
-                    if *n == 0 {
-                        HttpResponse::Ok().body("end of chain")
-                    } else {
-                        found(&format!("/chain/{}", *n - 1))
-                    }
-                }),
-            )
-            .route("/loop", web::get().to(|| async { found("/loop") }))
-            .route(
-                "/ftp",
-                web::get().to(|| async { found("ftp://127.0.0.1/file") }),
-            )
-            .route(
-                "/bad-location",
-                web::get().to(|| async { found("http://[::1") }),
-            )
-            .route(
-                "/no-location",
-                web::get().to(|| async { HttpResponse::Found().finish() }),
-            )
-            .route(
-                "/away",
-                web::to(|q: web::Query<Vec<(String, String)>>| async move {
-                    let to = &q.0.iter().find(|(k, _)| k == "to").unwrap().1;
-                    let code: u16 =
-                        q.0.iter()
-                            .find(|(k, _)| k == "code")
-                            .map_or(302, |c| c.1.parse().unwrap());
-                    HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
-                        .insert_header((header::LOCATION, to.clone()))
-                        .finish()
-                }),
-            )
-            .default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-                let seen = seen.clone();
-                async move {
-                    let h = |n: &str| req.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
-                    seen.lock().unwrap().push((
-                        req.path().to_owned(),
-                        req.method().to_string(),
-                        h("authorization"),
-                        h("x-keep"),
-                        body.len(),
-                    ));
-                    HttpResponse::Ok().body(format!("landed {}", body.len()))
-                }
-            }))
-            .app_data(web::PayloadConfig::new(16 << 20))
+/// A server answering `/a` → `/b` → `/c` → `/final` with 301, 302, 307 and `/final` with `body`.
+fn chain(body: &'static [u8]) -> Hostile {
+    Hostile::start(move |req| {
+        let answer = match req.path.as_str() {
+            "/a" => redirect(301, "/b"),
+            "/b" => redirect(302, "c"), // relative to /b
+            "/c" => redirect(307, "/final?x=1"),
+            "/final?x=1" => ok(body),
+            _ => response(404, &[], b""),
+        };
+        vec![Step::Write(answer)]
     })
-    .workers(1)
-    .disable_signals()
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let base = format!("http://{}", srv.addrs()[0]);
-    actix_rt::spawn(srv.run());
-    base
-}
-
-fn found(to: &str) -> HttpResponse {
-    HttpResponse::Found()
-        .insert_header((header::LOCATION, to))
-        .finish()
-}
-
-fn enc(s: &str) -> String {
-    s.replace(':', "%3A")
-        .replace('/', "%2F")
-        .replace('?', "%3F")
-        .replace('&', "%26")
-        .replace('=', "%3D")
 }
 
 #[actix_rt::test]
-async fn chains_are_followed_and_the_final_url_reported() {
-    let a = redirector(Seen::default());
-    let rig = rig().await;
-    let id = rig
-        .submit(Download::new(format!("{a}/chain/3")).to("c.txt"))
-        .await;
-    match rig.wait(id).await {
-        Outcome::Completed { url, output, .. } => {
-            assert_eq!(url, format!("{a}/chain/0"));
+async fn a_chain_is_followed_and_the_final_url_reported() {
+    let server = chain(b"at last");
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let (id, outcome) = run(&engine, Download::new(server.url("/a")).to(NAME)).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(std::fs::read(dir.path().join(NAME)).unwrap(), b"at last");
+    let final_url = server.url("/final?x=1");
+    let actix_transfer::Outcome::Completed { url, .. } = &outcome else {
+        unreachable!()
+    };
+    assert_eq!(url, &final_url);
+    let status = engine.send(Status(id)).await.unwrap().unwrap();
+    assert_eq!(status.url, server.url("/a"));
+    assert_eq!(status.final_url.as_deref(), Some(final_url.as_str()));
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/a", "/b", "/c", "/final?x=1"]);
+    for req in server.requests() {
+        assert_eq!(req.method, "GET");
+        assert_eq!(req.header("accept-encoding"), Some("identity"), "{req:?}");
+        assert_eq!(req.header("content-length"), None, "a GET without content");
+    }
+}
+
+#[actix_rt::test]
+async fn a_loop_ends_as_too_many_redirects_after_the_default_limit() {
+    let server = Hostile::start(|req| {
+        let to = if req.path == "/ping" {
+            "/pong"
+        } else {
+            "/ping"
+        };
+        vec![Step::Write(redirect(302, to))]
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/ping")).to(NAME)).await;
+
+    assert_eq!(
+        failure(&outcome),
+        &TransferError::TooManyRedirects { limit: 10 }
+    );
+    // The first request and ten redirects followed; the eleventh is refused.
+    assert_eq!(server.requests().len(), 11);
+    assert_empty(dir.path());
+}
+
+#[actix_rt::test]
+async fn the_limit_is_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    for (limit, completes) in [(0, false), (2, false), (3, true)] {
+        let server = chain(b"ok");
+        let engine = engine(dir.path(), |b| b.max_redirects(limit));
+
+        let (_, outcome) = run(&engine, Fetch::get(server.url("/a"))).await;
+
+        if completes {
+            assert_eq!(outcome.body().map(|b| b.as_ref()), Some(&b"ok"[..]));
+        } else {
             assert_eq!(
-                output,
-                Output::File(rig.dir.path().canonicalize().unwrap().join("c.txt"))
+                failure(&outcome),
+                &TransferError::TooManyRedirects { limit }
+            );
+            assert_eq!(server.requests().len(), limit as usize + 1);
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn redirects_to_other_schemes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    for location in [
+        "ftp://127.0.0.1/file",
+        "file:///etc/passwd",
+        "data:text/plain,hello",
+        "javascript:alert(1)",
+        "http://[::1",
+    ] {
+        let server = Hostile::always(vec![Step::Write(redirect(302, location))]);
+
+        let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+        let error = assert_failed(&outcome, ErrorKind::RedirectRefused);
+        assert!(
+            matches!(error, TransferError::RedirectRefused { location: l, .. } if l == location),
+            "{error:?}"
+        );
+        assert_eq!(server.requests().len(), 1, "{location}");
+        assert_empty(dir.path());
+    }
+}
+
+#[actix_rt::test]
+async fn a_redirect_without_location_is_a_server_error() {
+    let server = Hostile::always(vec![Step::Write(response(302, &[], b"nowhere"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &TransferError::Server { status: 302 });
+    assert_empty(dir.path());
+}
+
+/// Headers that identify or shape the request, sent with a download that is redirected.
+fn with_secrets(url: String) -> Download {
+    Download::new(url)
+        .to(NAME)
+        .header("Authorization", "Bearer secret")
+        .header("Cookie", "session=secret")
+        .header("Range", "bytes=0-")
+        .header("If-Range", "\"etag\"")
+        .header("X-Custom", "kept")
+}
+
+#[actix_rt::test]
+async fn credentials_and_ranges_are_not_carried_to_another_origin() {
+    let other = Hostile::always(vec![Step::Write(ok(b"elsewhere"))]);
+    let target = other.url("/there");
+    let origin = Hostile::always(vec![Step::Write(redirect(302, &target))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let (_, outcome) = run(&engine, with_secrets(origin.url("/here"))).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    let first = &origin.requests()[0];
+    assert_eq!(first.header("authorization"), Some("Bearer secret"));
+    assert_eq!(first.header("range"), Some("bytes=0-"));
+    let second = &other.requests()[0];
+    for stripped in ["authorization", "cookie", "range", "if-range"] {
+        assert_eq!(second.header(stripped), None, "{stripped} crossed origins");
+    }
+    assert_eq!(second.header("x-custom"), Some("kept"));
+    assert_eq!(second.header("accept-encoding"), Some("identity"));
+}
+
+#[actix_rt::test]
+async fn credentials_stay_within_the_same_origin() {
+    let server = Hostile::start(|req| {
+        let answer = if req.path == "/here" {
+            redirect(308, "/there")
+        } else {
+            ok(b"same origin")
+        };
+        vec![Step::Write(answer)]
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let (_, outcome) = run(&engine, with_secrets(server.url("/here"))).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    let second = &server.requests()[1];
+    assert_eq!(second.path, "/there");
+    assert_eq!(second.header("authorization"), Some("Bearer secret"));
+    assert_eq!(second.header("range"), Some("bytes=0-"));
+}
+
+/// An upload answered by `status` to `/up` and by 201 at `/final`.
+async fn upload_redirected(status: u16, post: bool) -> (Vec<Request>, actix_transfer::Outcome) {
+    let server = Hostile::start(move |req| {
+        let answer = if req.path == "/up" {
+            redirect(status, "/final")
+        } else {
+            response(201, &[], format!("got {}", req.body.len()).as_bytes())
+        };
+        vec![Step::Write(answer)]
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("upload.bin");
+    std::fs::write(&file, pattern(300_000)).unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let upload = Upload::new(server.url("/up"), &file);
+    let upload = if post { upload.post() } else { upload };
+
+    let (_, outcome) = run(&engine, upload).await;
+    (server.requests(), outcome)
+}
+
+#[actix_rt::test]
+async fn uploads_are_resent_whole_after_307_and_308() {
+    for status in [307, 308] {
+        let (requests, outcome) = upload_redirected(status, false).await;
+
+        assert_eq!(requests.len(), 2);
+        for req in &requests {
+            assert_eq!(req.method, "PUT");
+            assert_eq!(
+                req.body,
+                pattern(300_000),
+                "{status}: body not re-sent whole"
             );
         }
-        other => panic!("{other:?}"),
+        assert_eq!(outcome.body().map(|b| b.as_ref()), Some(&b"got 300000"[..]));
+        assert_eq!(outcome.bytes(), 300_000);
     }
-    let status = rig.engine.send(Status(id)).await.unwrap().unwrap();
-    assert_eq!(status.final_url, Some(format!("{a}/chain/0")));
-    assert_eq!(status.url, format!("{a}/chain/3"));
 }
 
 #[actix_rt::test]
-async fn loops_and_long_chains_end_as_too_many_redirects() {
-    let a = redirector(Seen::default());
-    let rig = rig_with(|b| b.max_redirects(2)).await;
-    let id = rig.submit(Download::new(format!("{a}/loop")).to("l")).await;
-    assert_eq!(
-        rig.wait(id).await.error(),
-        Some(&TransferError::TooManyRedirects { limit: 2 })
-    );
-    let id = rig.submit(Fetch::get(format!("{a}/chain/3"))).await;
-    assert_eq!(
-        rig.wait(id).await.error(),
-        Some(&TransferError::TooManyRedirects { limit: 2 })
-    );
-    let id = rig.submit(Fetch::get(format!("{a}/chain/2"))).await;
-    assert!(
-        rig.wait(id).await.is_completed(),
-        "exactly the limit is fine"
-    );
-    assert!(rig.files().is_empty());
+async fn a_post_redirected_by_303_becomes_a_get_without_body() {
+    let (requests, outcome) = upload_redirected(303, true).await;
+
+    assert_eq!(requests[0].method, "POST");
+    assert_eq!(requests[1].method, "GET");
+    assert!(requests[1].body.is_empty());
+    assert_eq!(requests[1].header("content-length"), None);
+    assert_eq!(outcome.body().map(|b| b.as_ref()), Some(&b"got 0"[..]));
 }
 
 #[actix_rt::test]
-async fn other_schemes_and_bad_locations_are_refused() {
-    let a = redirector(Seen::default());
-    let rig = rig().await;
-    for path in ["/ftp", "/bad-location"] {
-        let id = rig
-            .submit(Download::new(format!("{a}{path}")).to("x"))
-            .await;
-        let outcome = rig.wait(id).await;
-        assert_eq!(
-            outcome.error().map(TransferError::kind),
-            Some(ErrorKind::RedirectRefused),
-            "{path}: {outcome:?}"
-        );
-    }
-    let id = rig
-        .submit(Download::new(format!("{a}/no-location")).to("x"))
-        .await;
-    assert_eq!(
-        rig.wait(id).await.error(),
-        Some(&TransferError::Server { status: 302 })
-    );
-    assert!(rig.files().is_empty());
+async fn a_fetch_post_redirected_by_302_becomes_a_get() {
+    let server = Hostile::start(|req| {
+        let answer = if req.path == "/form" {
+            redirect(302, "/done")
+        } else {
+            ok(format!("{} {}", req.method, req.body.len()).as_bytes())
+        };
+        vec![Step::Write(answer)]
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let (_, outcome) = run(
+        &engine,
+        Fetch::new("POST", server.url("/form")).body("a=1&b=2"),
+    )
+    .await;
+
+    assert_eq!(outcome.body().map(|b| b.as_ref()), Some(&b"GET 0"[..]));
 }
 
+#[cfg(feature = "rustls")]
 #[actix_rt::test]
-async fn credentials_do_not_cross_origins() {
-    let seen_a = Seen::default();
-    let seen_b = Seen::default();
-    let a = redirector(seen_a.clone());
-    let b = redirector(seen_b.clone());
-    let rig = rig().await;
-    let fetch = |to: String| {
-        Fetch::get(format!("{a}/away?to={}", enc(&to)))
-            .header("authorization", "Bearer secret")
-            .header("x-keep", "kept")
-    };
-    // Same origin: kept.
-    let id = rig.submit(fetch(format!("{a}/land-same"))).await;
-    assert!(rig.wait(id).await.is_completed());
-    // Another origin (another port): stripped, other headers kept.
-    let id = rig.submit(fetch(format!("{b}/land-other"))).await;
-    assert!(rig.wait(id).await.is_completed());
-    let same = seen_a.lock().unwrap().clone();
-    let other = seen_b.lock().unwrap().clone();
-    assert_eq!(same[0].2.as_deref(), Some("Bearer secret"));
-    assert_eq!(other[0].0, "/land-other");
-    assert_eq!(other[0].2, None, "authorization stripped across origins");
-    assert_eq!(other[0].3.as_deref(), Some("kept"));
-}
+async fn a_redirect_to_https_is_followed() {
+    // The target speaks plain HTTP: the TLS handshake fails, so the redirect was followed
+    // (not refused) and the https connection went through the engine's connector.
+    let plain = Blurt::start(ok(b"not tls"));
+    let origin = Hostile::always(vec![Step::Write(redirect(302, &plain.url("https", "/s")))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
 
-#[actix_rt::test]
-async fn bodies_are_resent_on_307_and_308_and_dropped_on_303() {
-    let seen = Seen::default();
-    let a = redirector(seen.clone());
-    let rig = rig().await;
-    let src = rig.dir.path().join("up.bin");
-    std::fs::write(&src, pattern(700_000)).unwrap();
-    for code in [307, 308] {
-        let url = format!("{a}/away?code={code}&to={}", enc(&format!("/land-{code}")));
-        let id = rig.submit(Upload::new(url, &src).post()).await;
-        let outcome = rig.wait(id).await;
-        assert_eq!(outcome.body().unwrap().as_ref(), b"landed 700000", "{code}");
-    }
-    let url = format!("{a}/away?code=303&to={}", enc("/land-303"));
-    let id = rig.submit(Fetch::new("POST", url).body("payload")).await;
-    assert_eq!(rig.wait(id).await.body().unwrap().as_ref(), b"landed 0");
-    let seen = seen.lock().unwrap().clone();
-    let methods: Vec<(String, String, usize)> = seen.into_iter().map(|s| (s.0, s.1, s.4)).collect();
-    assert_eq!(
-        methods,
-        vec![
-            ("/land-307".into(), "POST".into(), 700_000),
-            ("/land-308".into(), "POST".into(), 700_000),
-            ("/land-303".into(), "GET".into(), 0),
-        ]
-    );
+    let (id, outcome) = run(&engine, Download::new(origin.url("/x")).to(NAME)).await;
+
+    assert_failed(&outcome, ErrorKind::Connect);
+    let status = engine.send(Status(id)).await.unwrap().unwrap();
+    assert_eq!(status.final_url, Some(plain.url("https", "/s")));
+    assert_empty(dir.path());
 }

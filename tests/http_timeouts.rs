@@ -1,148 +1,227 @@
-//! Timeouts: connect, response headers, idle (stall) during a body, an overall deadline; none
-//! of them cuts a slow but moving transfer, and an upload is not cut by a request timeout.
+//! Timeouts, each for its own phase: connect, response headers, idle (no byte moving in either
+//! direction during a body) and an optional total deadline. None of them cuts a slow transfer
+//! that keeps moving.
 
 mod hostile;
-mod support;
 
-use std::{net::TcpListener, time::Duration};
+use std::time::Duration;
 
-use actix_transfer::*;
-use hostile::{head, response, Hostile, Reply};
-use support::*;
+use actix_transfer::{Download, TimeoutPhase, TransferError, Upload};
+use hostile::*;
 
-fn short_timeouts(b: EngineBuilder) -> EngineBuilder {
-    b.connect_timeout(Duration::from_millis(300))
-        .headers_timeout(Duration::from_millis(300))
-        .idle_timeout(Duration::from_millis(300))
+const NAME: &str = "t.bin";
+const SHORT: Duration = Duration::from_millis(400);
+/// Longer than the rig's bound on a whole transfer ([`LIMIT`]): a timeout that must not fire,
+/// and that would fail the test if the engine waited for it instead of the short one.
+const LONG: Duration = Duration::from_secs(60);
+
+fn timed_out(phase: TimeoutPhase) -> TransferError {
+    TransferError::Timeout(phase)
 }
 
 #[actix_rt::test]
-async fn a_server_that_accepts_and_never_answers_times_out_waiting_for_headers() {
-    let server = Hostile::start(|_| Reply::Stall(Vec::new()));
-    let rig = rig_with(short_timeouts).await;
-    let id = rig
-        .submit(Download::new(server.url("/silent")).to("t"))
-        .await;
-    let outcome = rig.wait(id).await;
-    assert_eq!(
-        outcome.error(),
-        Some(&TransferError::Timeout(TimeoutPhase::Headers))
-    );
-    assert!(rig.files().is_empty(), "{:?}", rig.files());
-}
-
-#[actix_rt::test]
-async fn a_body_that_stalls_times_out_as_idle() {
-    let server = Hostile::start(|_| {
-        Reply::Stall(response(
-            "200 OK",
-            &[("content-length", "100000".into())],
-            &[1u8; 20_000],
-        ))
+async fn connect_timeout_on_a_full_accept_queue() {
+    let target = Unconnectable::new().expect("a listener with a full accept queue");
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| {
+        b.connect_timeout(SHORT).headers_timeout(LONG)
     });
-    let rig = rig_with(short_timeouts).await;
-    let id = rig
-        .submit(Download::new(server.url("/stall")).to("t"))
-        .await;
-    let outcome = rig.wait(id).await;
-    assert_eq!(
-        outcome.error(),
-        Some(&TransferError::Timeout(TimeoutPhase::Idle))
-    );
-    assert_eq!(outcome.bytes(), 20_000);
-    assert!(!rig.dir.path().join("t").exists());
+
+    let (_, outcome) = run(&engine, Download::new(target.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Connect));
+    assert!(failure(&outcome).is_retryable());
+    assert_empty(dir.path());
+}
+
+#[actix_rt::test]
+async fn headers_timeout_when_the_server_reads_and_never_answers() {
+    let server = Hostile::always(vec![Step::Hang]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b.headers_timeout(SHORT).idle_timeout(LONG));
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Headers));
+    assert_eq!(server.requests().len(), 1, "the request was sent");
+    assert_empty(dir.path());
+}
+
+#[actix_rt::test]
+async fn headers_timeout_when_the_server_accepts_and_never_reads() {
+    let server = Deaf::start();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b.headers_timeout(SHORT).idle_timeout(LONG));
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Headers));
+    assert_empty(dir.path());
+}
+
+#[actix_rt::test]
+async fn headers_timeout_when_the_head_stops_half_way() {
+    let server = Hostile::always(vec![
+        Step::Write(b"HTTP/1.1 200 OK\r\nContent-Len".to_vec()),
+        Step::Hang,
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b.headers_timeout(SHORT).idle_timeout(LONG));
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Headers));
+    assert_empty(dir.path());
+}
+
+#[actix_rt::test]
+async fn idle_timeout_when_the_body_stalls_after_the_headers() {
+    let mut answer = head(200, &[("Content-Length", "1000")]);
+    answer.extend_from_slice(&pattern(100));
+    let server = Hostile::always(vec![Step::Write(answer), Step::Hang]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b.headers_timeout(LONG).idle_timeout(SHORT));
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Idle));
+    assert_eq!(outcome.bytes(), 100);
+    assert_nothing_completed(dir.path(), NAME);
+    assert_eq!(part(dir.path(), NAME).unwrap(), pattern(100));
+}
+
+#[actix_rt::test]
+async fn idle_timeout_when_a_chunked_body_stalls() {
+    let mut answer = head(200, &[("Transfer-Encoding", "chunked")]);
+    answer.extend_from_slice(&chunk(&pattern(300)));
+    let server = Hostile::always(vec![Step::Write(answer), Step::Hang]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b.headers_timeout(LONG).idle_timeout(SHORT));
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Idle));
+    assert_eq!(part(dir.path(), NAME).unwrap(), pattern(300));
+    assert_nothing_completed(dir.path(), NAME);
+}
+
+#[actix_rt::test]
+async fn idle_timeout_when_an_upload_stalls() {
+    // The server never reads: once the socket buffers are full no byte moves.
+    let server = Deaf::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.bin");
+    std::fs::write(&file, vec![7u8; 32 * 1024 * 1024]).unwrap();
+    let engine = engine(dir.path(), |b| b.headers_timeout(LONG).idle_timeout(SHORT));
+
+    let (_, outcome) = run(&engine, Upload::new(server.url("/up"), &file)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Idle));
+    assert!(outcome.bytes() < 32 * 1024 * 1024, "{outcome:?}");
+}
+
+/// A body of `pieces` × 1000 bytes, one piece every `every`.
+fn trickle(pieces: usize, every: Duration) -> Hostile {
+    let body = pattern(pieces * 1000);
+    let mut script = vec![Step::Write(head(
+        200,
+        &[("Content-Length", &body.len().to_string())],
+    ))];
+    for piece in body.chunks(1000) {
+        script.push(Step::Pause(every));
+        script.push(Step::Write(piece.to_vec()));
+    }
+    Hostile::always(script)
 }
 
 #[actix_rt::test]
 async fn a_slow_but_moving_body_is_not_cut() {
-    // 60 pieces, one every 50 ms: 3 s in all, far over the 300 ms idle timeout.
-    let body = pattern(60 * 500);
-    let b = body.clone();
-    let server = Hostile::start(move |_| Reply::Drip {
-        head: head("200 OK", &[("content-length", b.len().to_string())]),
-        body: b.clone(),
-        chunk: 500,
-        every: Duration::from_millis(50),
+    // 15 pieces 150 ms apart: over 2 s in all, never idle for the 400 ms idle timeout, and
+    // longer in all than both the idle and the headers timeout.
+    let server = trickle(15, Duration::from_millis(150));
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| {
+        b.headers_timeout(SHORT)
+            .idle_timeout(SHORT)
+            .connect_timeout(SHORT)
     });
-    let rig = rig_with(short_timeouts).await;
-    let id = rig.submit(Download::new(server.url("/drip")).to("t")).await;
-    let outcome = rig.wait(id).await;
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
     assert_eq!(
-        std::fs::read(outcome.path().expect("completed")).unwrap(),
-        body
+        std::fs::read(dir.path().join(NAME)).unwrap(),
+        pattern(15_000)
     );
 }
 
 #[actix_rt::test]
 async fn the_total_deadline_cuts_even_a_moving_body() {
-    let server = Hostile::start(move |_| Reply::Drip {
-        head: head("200 OK", &[("content-length", "30000".into())]),
-        body: vec![3u8; 30_000],
-        chunk: 500,
-        every: Duration::from_millis(50),
+    let server = trickle(40, Duration::from_millis(100));
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| {
+        b.total_timeout(Duration::from_millis(800))
+            .idle_timeout(LONG)
     });
-    let rig = rig_with(|b| short_timeouts(b).total_timeout(Duration::from_millis(500))).await;
-    let id = rig.submit(Download::new(server.url("/drip")).to("t")).await;
-    let outcome = rig.wait(id).await;
-    assert_eq!(
-        outcome.error(),
-        Some(&TransferError::Timeout(TimeoutPhase::Total))
-    );
-    assert!(!rig.dir.path().join("t").exists());
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Total));
+    let received = outcome.bytes() as usize;
+    assert!(received < 40_000, "{outcome:?}");
+    assert_nothing_completed(dir.path(), NAME);
+    if received > 0 {
+        assert_eq!(part(dir.path(), NAME).unwrap(), pattern(40_000)[..received]);
+    }
 }
 
 #[actix_rt::test]
-async fn a_connection_that_cannot_be_established_times_out_connecting() {
-    // A listener that never accepts, its backlog filled: further SYNs are dropped.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..512 {
-        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)) {
-            Ok(s) => fillers.push(s),
-            Err(_) => break,
-        }
-    }
-    let rig = rig_with(short_timeouts).await;
-    let id = rig
-        .submit(Download::new(format!("http://{addr}/x")).to("t"))
-        .await;
-    let outcome = rig.wait(id).await;
+async fn a_slow_upload_longer_than_awc_default_timeout_completes() {
+    // The server reads 32 KiB every 20 ms (~1.6 MB/s) with a 64 KiB receive buffer: 10 MiB take
+    // over 6 s, longer than awc's default 5 s request timeout, which the engine turns off; its
+    // own idle timeout (1 s) never fires because bytes keep moving.
+    let server = Hostile::throttled(
+        Throttle {
+            bytes: 32 * 1024,
+            every: Duration::from_millis(20),
+        },
+        |req| {
+            vec![Step::Write(
+                ok(format!("got {}", req.body.len()).as_bytes()),
+            )]
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("up.bin");
+    let size = 10 * 1024 * 1024;
+    std::fs::write(&file, pattern(size)).unwrap();
+    let engine = engine(dir.path(), |b| {
+        b.idle_timeout(Duration::from_secs(1))
+            .headers_timeout(Duration::from_secs(10))
+    });
+
+    let (_, outcome) = run(&engine, Upload::new(server.url("/up"), &file)).await;
+
     assert_eq!(
-        outcome.error(),
-        Some(&TransferError::Timeout(TimeoutPhase::Connect)),
+        outcome.body().map(|b| b.as_ref()),
+        Some(format!("got {size}").as_bytes()),
         "{outcome:?}"
     );
-    drop(listener);
+    assert_eq!(server.requests()[0].body, pattern(size));
 }
 
 #[actix_rt::test]
-async fn a_refused_connection_is_a_connect_error() {
-    let addr = TcpListener::bind("127.0.0.1:0")
+async fn a_refused_connection_is_a_connect_error_not_a_timeout() {
+    // A port with no listener: the connection is refused at once.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let rig = rig().await;
-    let id = rig.submit(Fetch::get(format!("http://{addr}/x"))).await;
-    let outcome = rig.wait(id).await;
-    assert_eq!(
-        outcome.error().map(TransferError::kind),
-        Some(ErrorKind::Connect),
-        "{outcome:?}"
-    );
-}
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b.connect_timeout(LONG));
 
-#[actix_rt::test]
-async fn a_long_upload_is_not_cut_by_the_headers_timeout() {
-    // 1 MiB at 1 MiB/s takes about a second, more than three headers timeouts.
-    let server = server();
-    let rig = rig_with(short_timeouts).await;
-    let src = rig.dir.path().join("up.bin");
-    std::fs::write(&src, pattern(1 << 20)).unwrap();
-    let id = rig
-        .submit(Upload::new(server.url("/upload"), &src).max_rate(1 << 20))
-        .await;
-    let outcome = rig.wait(id).await;
-    let reply = String::from_utf8(outcome.body().expect("completed").to_vec()).unwrap();
-    assert!(reply.starts_with("1048576 "), "{reply}");
+    let (_, outcome) = run(&engine, Download::new(format!("http://{addr}/x")).to(NAME)).await;
+
+    assert_failed(&outcome, actix_transfer::ErrorKind::Connect);
+    assert_empty(dir.path());
 }

@@ -24,7 +24,15 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
     let mut sink = FileSink::new(ctx.take_writer()?, ctx.drain());
     let (written, damaged) = sink.landed();
     let validator = ctx.validator.borrow().clone();
-    let resumable = validator.is_some() && !damaged && !ctx.no_ranges.get();
+    // A range of the caller's own: the file is that part of the resource, fetched whole on
+    // each attempt (the engine's own ranges cannot be combined with it).
+    let caller_range = ctx
+        .job
+        .request
+        .headers
+        .iter()
+        .any(|(n, _)| n == header::RANGE);
+    let resumable = validator.is_some() && !damaged && !ctx.no_ranges.get() && !caller_range;
     let mut offset = if resumable { written } else { 0 };
     if offset == 0 && written > 0 {
         restart(
@@ -60,7 +68,7 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
         let status = sent.response.status();
         let length = || http::body_length(&sent.response, &Method::GET);
         match status {
-            StatusCode::PARTIAL_CONTENT if offset > 0 => {
+            StatusCode::PARTIAL_CONTENT if offset > 0 && sent.ranged => {
                 let range = http::content_range(&sent.response);
                 let remaining = length()?;
                 let good = range.is_some_and(|r| {
@@ -78,9 +86,16 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
                 restart(&mut sink, opts, "the server answered with a wrong range").await?;
                 offset = 0;
             }
+            StatusCode::PARTIAL_CONTENT if caller_range && sent.ranged => {
+                // The part the caller asked for; its length is this body's.
+                let remaining = length()?;
+                break (sent, remaining);
+            }
             StatusCode::PARTIAL_CONTENT => {
+                // Part of the resource, to a request that asked for no range (or a range of a
+                // caller's own, which a download cannot place in the file).
                 return Err(TransferError::BadContent(
-                    "206 Partial Content to a request without Range".into(),
+                    "206 Partial Content to a request without the engine's Range".into(),
                 ));
             }
             StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => {

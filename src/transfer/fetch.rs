@@ -32,6 +32,7 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Done, TransferError> {
             status: status.as_u16(),
         });
     }
+    http::check_partial(&sent)?;
     let expected = http::body_length(&sent.response, &ctx.job.request.method)?;
     let limit = max_body.unwrap_or(ctx.cfg.max_body);
     if expected.is_some_and(|n| n > limit) {

@@ -35,6 +35,7 @@ use std::{
     fs::File,
     rc::Rc,
     sync::Arc,
+    task::{Poll, Waker},
     time::{Duration, Instant},
 };
 
@@ -58,6 +59,7 @@ use crate::{
     status::{Progress, TransferState},
     subscribers::Subscribers,
     throttle::Bucket,
+    wire::Fault,
 };
 
 /// Everything the Engine hands a worker to start a transfer (all `Send`).
@@ -197,6 +199,8 @@ pub(crate) struct Ctx {
     began: Cell<bool>,
     wait: Cell<Wait>,
     since: Cell<Instant>,
+    /// The sleeping watchdog, woken when `wait` changes (its deadline may now be earlier).
+    rearm: RefCell<Option<Waker>>,
     placement: RefCell<Option<Placement>>,
     /// The `.part` file between attempts (downloads).
     writer: RefCell<Option<Writer>>,
@@ -310,20 +314,25 @@ impl Ctx {
 
     /// The watchdog now waits for a connection and the response headers.
     pub(crate) fn await_request(&self) {
-        self.wait.set(Wait::Request);
-        self.since.set(Instant::now());
+        self.wait_for(Wait::Request);
     }
 
     /// The watchdog now waits for the response headers.
     pub(crate) fn await_headers(&self) {
-        self.wait.set(Wait::Headers);
-        self.since.set(Instant::now());
+        self.wait_for(Wait::Headers);
     }
 
     /// The watchdog now waits for body bytes (idle timeout).
     pub(crate) fn await_body(&self) {
-        self.wait.set(Wait::Body);
+        self.wait_for(Wait::Body);
+    }
+
+    fn wait_for(&self, wait: Wait) {
+        self.wait.set(wait);
         self.since.set(Instant::now());
+        if let Some(watchdog) = self.rearm.borrow_mut().take() {
+            watchdog.wake();
+        }
     }
 
     pub(crate) fn redirected(&self, url: &url::Url) {
@@ -374,7 +383,22 @@ impl Ctx {
             if Instant::now() >= deadline {
                 return TransferError::Timeout(phase);
             }
-            actix_rt::time::sleep_until(deadline.into()).await;
+            // Sleep until the deadline, or until the phase changes (a shorter limit may apply).
+            let mut armed = false;
+            let rearmed = futures::future::poll_fn(|cx| {
+                if armed && self.rearm.borrow().is_none() {
+                    return Poll::Ready(());
+                }
+                armed = true;
+                *self.rearm.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            });
+            select(
+                Box::pin(actix_rt::time::sleep_until(deadline.into())),
+                Box::pin(rearmed),
+            )
+            .await;
+            self.rearm.borrow_mut().take();
         }
     }
 }
@@ -444,7 +468,15 @@ impl BodyReader {
                 (actix_http::error::PayloadError::Incomplete(_), Some(expected)) => {
                     self.truncated(expected)
                 }
-                (e, _) => http::payload_error(e, None, self.received),
+                // More bytes than announced arrived on the wire with the body's end.
+                (e, Some(expected)) => match Fault::of(&e) {
+                    Some(Fault::Excess { received }) => TransferError::Truncated {
+                        expected: self.base + expected,
+                        received: self.base + received,
+                    },
+                    _ => http::payload_error(e, None, self.received),
+                },
+                (e, None) => http::payload_error(e, None, self.received),
             }),
             None => {
                 if let Some(expected) = self.expected.filter(|e| self.received != *e) {
@@ -529,6 +561,7 @@ impl TransferActor {
             began: Cell::new(false),
             wait: Cell::new(Wait::Request),
             since: Cell::new(now),
+            rearm: RefCell::new(None),
             placement: RefCell::new(None),
             writer: RefCell::new(None),
             drain: Drain::default(),

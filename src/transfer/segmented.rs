@@ -226,7 +226,11 @@ async fn fetch_segment(s: Segment) -> Result<(), TransferError> {
         .insert_header((header::RANGE, format!("bytes={}-{}", s.start, s.end)))
         .insert_header((header::IF_RANGE, s.validator.clone()))
         .insert_header((header::ACCEPT_ENCODING, "identity"));
-    let resp = req.send().await.map_err(http::send_error)?;
+    // No `Content-Length: 0` on a GET (awc's `send()` would add one).
+    let resp = req
+        .send_body(awc::body::None::new())
+        .await
+        .map_err(http::send_error)?;
     let range = http::content_range(&resp);
     let exact = resp.status() == awc::http::StatusCode::PARTIAL_CONTENT
         && range.is_some_and(|r| r.start == s.start && r.end == s.end && r.total == Some(s.total));

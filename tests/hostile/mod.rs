@@ -1,186 +1,231 @@
-//! A hostile HTTP server on raw TCP, for what actix-web cannot be made to do: lie about
-//! lengths, drop or reset connections mid-body, stall before or after the headers, send
-//! unframed bodies. Each connection reads one request, records it, and plays the `Reply` the
-//! test's script picks for it. Threads, every wait bounded; dropping the server ends them.
+//! Shared by the hostile-server tests: the misbehaving server ([`server`]) and a small rig to run
+//! one transfer against it and look at what it left on disk.
+#![allow(dead_code, unused_imports, unreachable_pub)] // each test file uses a different part of it
 
-#![allow(dead_code)]
+pub mod server;
 
 use std::{
-    io::{Read, Write},
-    net::{Shutdown, TcpListener, TcpStream},
-    sync::{
-        atomic::{AtomicBool, Ordering::SeqCst},
-        Arc, Mutex,
-    },
-    thread,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-/// The longest a stalled connection is held open.
-const HOLD: Duration = Duration::from_secs(20);
+use actix::{Actor, Addr, Context, Handler, Message};
+use actix_transfer::{
+    Engine, EngineBuilder, ErrorKind, EventKind, Outcome, RetryPolicy, Status, Subscribe,
+    TransferError, TransferEvent, TransferId, TransferStatus, Wait,
+};
 
-/// What the server does with one connection, after reading its request.
-#[derive(Clone, Debug)]
-pub enum Reply {
-    /// Write these bytes, then close (FIN).
-    Close(Vec<u8>),
-    /// Write these bytes, then reset the connection (RST).
-    Reset(Vec<u8>),
-    /// Write these bytes, then keep the connection open and silent.
-    Stall(Vec<u8>),
-    /// Write the head, then the body in `chunk`-byte pieces every `every`, then close.
-    Drip {
-        head: Vec<u8>,
-        body: Vec<u8>,
-        chunk: usize,
-        every: Duration,
-    },
+pub use server::{
+    chunk, head, ok, pattern, redirect, response, Blurt, Deaf, Gate, Hostile, Request, Script,
+    Step, Throttle, Unconnectable, LAST_CHUNK,
+};
+
+/// The bound on any single wait in these tests: a bug fails the test instead of hanging it.
+pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// An engine writing into `dir`, one worker, no retries (each case here is about what one
+/// attempt makes of a hostile answer; retries are tests/resilience.rs's), with `tweak` applied
+/// to the builder.
+pub fn engine(dir: &Path, tweak: impl FnOnce(EngineBuilder) -> EngineBuilder) -> Addr<Engine> {
+    let builder = Engine::builder()
+        .workers(1)
+        .download_dir(dir)
+        .retry(RetryPolicy::never());
+    tweak(builder).start()
 }
 
-type Script = dyn Fn(&str) -> Reply + Send + Sync;
-
-pub struct Hostile {
-    pub base: String,
-    requests: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
+/// Submit `msg` and wait (bounded) for its outcome; panics if it was refused at submit.
+pub async fn run<M>(engine: &Addr<Engine>, msg: M) -> (TransferId, Outcome)
+where
+    M: Message<Result = Result<TransferId, TransferError>> + Send + 'static,
+    Engine: actix::Handler<M>,
+{
+    let id = submit(engine, msg)
+        .await
+        .unwrap_or_else(|e| panic!("refused at submit: {e}"));
+    (id, wait(engine, id).await)
 }
 
-impl Hostile {
-    /// Serve on 127.0.0.1:0; `script` picks the reply from the request head (method, path,
-    /// headers as received).
-    pub fn start(script: impl Fn(&str) -> Reply + Send + Sync + 'static) -> Hostile {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let script: Arc<Script> = Arc::new(script);
-        let (reqs, stopping) = (Arc::clone(&requests), Arc::clone(&stop));
-        thread::spawn(move || {
-            let started = Instant::now();
-            while !stopping.load(SeqCst) && started.elapsed() < Duration::from_secs(120) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let (reqs, stopping, script) = (
-                            Arc::clone(&reqs),
-                            Arc::clone(&stopping),
-                            Arc::clone(&script),
-                        );
-                        thread::spawn(move || serve(conn, &reqs, &stopping, &*script));
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(2)),
-                }
+/// Submit `msg` (bounded); the engine's answer.
+pub async fn submit<M>(engine: &Addr<Engine>, msg: M) -> Result<TransferId, TransferError>
+where
+    M: Message<Result = Result<TransferId, TransferError>> + Send + 'static,
+    Engine: actix::Handler<M>,
+{
+    actix_rt::time::timeout(LIMIT, engine.send(msg))
+        .await
+        .unwrap_or_else(|_| panic!("the engine did not answer within {LIMIT:?}"))
+        .expect("the engine is alive")
+}
+
+/// Wait (bounded) for a transfer's outcome.
+pub async fn wait(engine: &Addr<Engine>, id: TransferId) -> Outcome {
+    actix_rt::time::timeout(LIMIT, engine.send(Wait(id)))
+        .await
+        .unwrap_or_else(|_| panic!("the transfer did not end within {LIMIT:?}"))
+        .expect("the engine is alive")
+        .expect("the id is known")
+}
+
+/// The error of a failed outcome; panics (with the outcome) otherwise.
+pub fn failure(outcome: &Outcome) -> &TransferError {
+    outcome
+        .error()
+        .unwrap_or_else(|| panic!("expected a failure, got {outcome:?}"))
+}
+
+/// Assert that `outcome` failed with an error of `kind`, and return the error.
+pub fn assert_failed(outcome: &Outcome, kind: ErrorKind) -> &TransferError {
+    let error = failure(outcome);
+    assert_eq!(error.kind(), kind, "wrong error: {error:?}");
+    error
+}
+
+/// Every file under `dir`, as paths relative to it, sorted.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().to_path_buf());
             }
-        });
-        Hostile {
-            base,
-            requests,
-            stop,
         }
     }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Request heads received so far.
-    pub fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Hostile {
-    fn drop(&mut self) {
-        self.stop.store(true, SeqCst);
-    }
-}
-
-fn serve(mut conn: TcpStream, reqs: &Mutex<Vec<String>>, stop: &AtomicBool, script: &Script) {
-    conn.set_nonblocking(false).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    reqs.lock().unwrap().push(text.clone());
-    let hold = |conn: &TcpStream| {
-        let start = Instant::now();
-        while !stop.load(SeqCst) && start.elapsed() < HOLD {
-            thread::sleep(Duration::from_millis(10));
-        }
-        let _ = conn.shutdown(Shutdown::Both);
-    };
-    match script(&text) {
-        Reply::Close(bytes) => {
-            let _ = conn.write_all(&bytes);
-            let _ = conn.shutdown(Shutdown::Write);
-            // Drain what the client may still send, so the close is a clean FIN.
-            let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
-            let _ = conn.read(&mut buf);
-        }
-        Reply::Reset(bytes) => {
-            let _ = conn.write_all(&bytes);
-            let _ = conn.flush();
-            thread::sleep(Duration::from_millis(20));
-            let _ = socket2::SockRef::from(&conn).set_linger(Some(Duration::ZERO));
-            drop(conn);
-        }
-        Reply::Stall(bytes) => {
-            let _ = conn.write_all(&bytes);
-            hold(&conn);
-        }
-        Reply::Drip {
-            head,
-            body,
-            chunk,
-            every,
-        } => {
-            let _ = conn.write_all(&head);
-            for piece in body.chunks(chunk) {
-                if stop.load(SeqCst) || conn.write_all(piece).is_err() {
-                    return;
-                }
-                thread::sleep(every);
-            }
-            let _ = conn.shutdown(Shutdown::Write);
-        }
-    }
-}
-
-/// An HTTP/1.1 response head with the given status line and headers.
-pub fn head(status: &str, headers: &[(&str, String)]) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {status}\r\n");
-    for (k, v) in headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str("\r\n");
-    out.into_bytes()
-}
-
-/// `head` followed by `body`.
-pub fn response(status: &str, headers: &[(&str, String)], body: &[u8]) -> Vec<u8> {
-    let mut out = head(status, headers);
-    out.extend_from_slice(body);
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
     out
 }
 
-/// A header value of the request head, case-insensitively.
-pub fn header_of(request: &str, name: &str) -> Option<String> {
-    request.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_owned())
-    })
+/// Assert that a failed download left no file under its final name, and return what is in
+/// `dir` (the `.part` file, if the engine kept it).
+pub fn assert_nothing_completed(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let all = files(dir);
+    assert!(
+        !all.iter().any(|p| p == Path::new(name)),
+        "{name} exists after a failure: {all:?}"
+    );
+    // Only the .part of this download may remain.
+    let part = format!("{name}.part");
+    assert!(
+        all.iter().all(|p| p == Path::new(&part)),
+        "unexpected files: {all:?}"
+    );
+    all
 }
 
-/// The path of the request line.
-pub fn path_of(request: &str) -> &str {
-    request.split_whitespace().nth(1).unwrap_or("")
+/// Assert that `dir` holds no file at all: a failure before any body byte leaves nothing, not
+/// even an empty `.part`.
+pub fn assert_empty(dir: &Path) {
+    let all = files(dir);
+    assert!(all.is_empty(), "files left behind: {all:?}");
+}
+
+/// The `.part` file of `name` under `dir`: its bytes, or `None` when there is none.
+pub fn part(dir: &Path, name: &str) -> Option<Vec<u8>> {
+    std::fs::read(dir.join(format!("{name}.part"))).ok()
+}
+
+/// Poll `Status(id)` until `done` holds (every 10 ms, at most [`LIMIT`]); panics otherwise.
+pub async fn poll_status(
+    engine: &Addr<Engine>,
+    id: TransferId,
+    done: impl Fn(&TransferStatus) -> bool,
+) -> TransferStatus {
+    let start = Instant::now();
+    loop {
+        let status = engine
+            .send(Status(id))
+            .await
+            .expect("the engine is alive")
+            .expect("the id is known");
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "status never reached the condition: {status:?}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An actor that records every event it receives. Keep the `Events` alive: subscriptions are
+/// weak.
+pub struct Events {
+    seen: Arc<Mutex<Vec<TransferEvent>>>,
+    _addr: Addr<Recorder>,
+}
+
+/// The recording actor behind [`Events`].
+pub struct Recorder(Arc<Mutex<Vec<TransferEvent>>>);
+
+impl Actor for Recorder {
+    type Context = Context<Self>;
+}
+
+impl Handler<TransferEvent> for Recorder {
+    type Result = ();
+    fn handle(&mut self, ev: TransferEvent, _: &mut Context<Self>) {
+        self.0.lock().unwrap().push(ev);
+    }
+}
+
+impl Events {
+    /// Subscribe to every transfer of `engine`.
+    pub async fn subscribe(engine: &Addr<Engine>) -> Events {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let addr = Recorder(Arc::clone(&seen)).start();
+        actix_rt::time::timeout(LIMIT, engine.send(Subscribe::all(addr.clone().recipient())))
+            .await
+            .unwrap_or_else(|_| panic!("no subscription within {LIMIT:?}"))
+            .expect("the engine is alive");
+        Events { seen, _addr: addr }
+    }
+
+    /// The events of `id` received so far, in order.
+    pub fn of(&self, id: TransferId) -> Vec<EventKind> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.id == id)
+            .map(|e| e.kind.clone())
+            .collect()
+    }
+
+    /// Wait (bounded) until `id`'s `Ended` event arrived, then return all its events.
+    pub async fn until_ended(&self, id: TransferId) -> Vec<EventKind> {
+        let start = Instant::now();
+        loop {
+            let evs = self.of(id);
+            if matches!(evs.last(), Some(EventKind::Ended(_))) {
+                return evs;
+            }
+            assert!(start.elapsed() < LIMIT, "no Ended event: {evs:?}");
+            actix_rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Every `bytes_estimated` announced in `events` (in `Began` and `Progress`).
+pub fn estimates(events: &[EventKind]) -> Vec<Option<u64>> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::Began {
+                bytes_estimated, ..
+            }
+            | EventKind::Progress {
+                bytes_estimated, ..
+            } => Some(*bytes_estimated),
+            _ => None,
+        })
+        .collect()
 }

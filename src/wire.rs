@@ -1,0 +1,576 @@
+//! Wire checks: what awc cannot tell us about the bytes of a plain-HTTP/1 connection.
+//!
+//! awc ends a chunked body that the peer cut with a FIN exactly as it ends a complete one, and
+//! it silently drops bytes sent past a `Content-Length` before it returns the connection to its
+//! pool (see ARCHITECTURE.md). Both facts are visible on the socket, so every connection the
+//! workers open is a [`WireIo`]: a `TcpStream` that watches its own bytes. For each exchange it
+//! finds where the response head ends, counts the bytes that came after it, and notes whether
+//! the peer closed the connection.
+//!
+//! The transfer that gets a response learns which connection carried it through a [`Watch`]:
+//! [`watched`] installs the watch in a thread-local around every poll of the request future,
+//! and the connection that completes a response head during such a poll registers itself there.
+//! A worker thread polls one future at a time, so no other transfer's connection can register.
+//! [`check_body`] then wraps the response body: when awc says the body ended, it fails with a
+//! [`Fault`] if the peer closed before a chunked body's last chunk or sent more than the
+//! `Content-Length`; such a connection is also *poisoned*, so the pool drops it instead of
+//! reading those extra bytes as the next response.
+//!
+//! Over `https` the socket carries TLS records, so nothing is inspected (TLS itself reports a
+//! FIN without `close_notify` as an error); see the crate docs' known limits.
+
+use std::{
+    cell::{Cell, RefCell},
+    fmt, io,
+    pin::Pin,
+    rc::Rc,
+    task::{Context, Poll},
+};
+
+use actix_rt::net::{ActixStream, Ready, TcpStream};
+use actix_service::Service;
+use actix_tls::connect::{
+    ConnectError as TcpConnectError, ConnectInfo, Connection as TcpConnection,
+    ConnectorService as TcpConnector,
+};
+use awc::{
+    error::PayloadError,
+    http::{header, Uri, Version},
+    ClientResponse,
+};
+use bytes::Bytes;
+use futures::{future::LocalBoxFuture, Future, Stream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// What a checked body reports when the wire contradicts awc's clean end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The peer closed the connection before the last chunk of a chunked body.
+    Cut,
+    /// The peer sent `received` body bytes, more than its `Content-Length`.
+    Excess {
+        /// Body bytes seen on the wire.
+        received: u64,
+    },
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Cut => f.write_str("the connection closed before the last chunk"),
+            Fault::Excess { received } => {
+                write!(f, "{received} body bytes arrived, more than announced")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Fault {}
+
+impl Fault {
+    /// The fault carried by a body error, if it is one of ours.
+    pub(crate) fn of(err: &PayloadError) -> Option<Fault> {
+        match err {
+            PayloadError::Io(e) => e.get_ref()?.downcast_ref::<Fault>().copied(),
+            _ => None,
+        }
+    }
+
+    fn into_payload_error(self) -> PayloadError {
+        PayloadError::Io(io::Error::other(self))
+    }
+}
+
+// ----- the connector -----
+
+/// awc's TCP connector (resolver + connect), whose connections are [`WireIo`]s.
+#[derive(Clone, Default)]
+pub(crate) struct Connector(TcpConnector);
+
+impl Service<ConnectInfo<Uri>> for Connector {
+    type Response = TcpConnection<Uri, WireIo>;
+    type Error = TcpConnectError;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    actix_service::always_ready!();
+
+    fn call(&self, req: ConnectInfo<Uri>) -> Self::Future {
+        let inspect = req.request().scheme_str() != Some("https");
+        let connecting = self.0.call(req);
+        Box::pin(async move {
+            let conn = connecting.await?;
+            let (io, conn) = conn.replace_io(());
+            let (_, conn) = conn.replace_io(WireIo::new(io, inspect));
+            Ok(conn)
+        })
+    }
+}
+
+/// Where a connection is in its current exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The client is writing a request (a new connection starts here).
+    Request,
+    /// Reading a response head: `seen` bytes of it so far (leading blank lines not counted),
+    /// `status` its status code's first digit, `newlines` line ends in a row (CR ignored).
+    Head { seen: u32, status: u8, newlines: u8 },
+    /// After the head of a final (non-1xx) response.
+    Body,
+}
+
+/// What a connection knows about its bytes, shared with the checked body that reads from it.
+#[derive(Debug)]
+struct Wire {
+    /// False over TLS: the bytes are records, not HTTP.
+    inspect: bool,
+    phase: Cell<Phase>,
+    /// Counts requests written on this connection.
+    exchange: Cell<u64>,
+    /// Bytes read after the final response head of the current exchange.
+    body: Cell<u64>,
+    /// The peer closed the connection (a read returned 0 bytes) in the current exchange.
+    eof: Cell<bool>,
+    /// Never use this connection again: every later read and write fails.
+    poisoned: Cell<bool>,
+}
+
+impl Wire {
+    fn wrote(&self) {
+        if self.phase.get() != Phase::Request {
+            self.phase.set(Phase::Request);
+            self.exchange.set(self.exchange.get() + 1);
+            self.body.set(0);
+            self.eof.set(false);
+        }
+    }
+
+    /// Follow the response bytes; registers with the current watch when a final head ends.
+    fn read(self: &Rc<Self>, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            match self.phase.get() {
+                Phase::Body => {
+                    self.body.set(self.body.get() + bytes.len() as u64);
+                    return;
+                }
+                Phase::Request => self.phase.set(Phase::Head {
+                    seen: 0,
+                    status: 0,
+                    newlines: 0,
+                }),
+                Phase::Head {
+                    mut seen,
+                    mut status,
+                    mut newlines,
+                } => {
+                    let mut used = 0;
+                    let mut ended = false;
+                    for &b in bytes {
+                        used += 1;
+                        match b {
+                            b'\r' => {}
+                            // Blank lines before a head are skipped, like httparse does.
+                            b'\n' if seen == 0 => {}
+                            b'\n' => {
+                                newlines += 1;
+                                if newlines == 2 {
+                                    ended = true;
+                                    break;
+                                }
+                            }
+                            _ => {
+                                newlines = 0;
+                                if seen == 9 {
+                                    status = b; // "HTTP/1.1 2xx": the status' first digit
+                                }
+                                seen = seen.saturating_add(1);
+                            }
+                        }
+                    }
+                    bytes = &bytes[used..];
+                    if !ended {
+                        self.phase.set(Phase::Head {
+                            seen,
+                            status,
+                            newlines,
+                        });
+                    } else if status == b'1' {
+                        // An interim response (100 Continue, 103 Early Hints): the final head
+                        // follows. awc takes it for the final answer, and the transfer then
+                        // poisons this connection (see `http::send`).
+                        self.phase.set(Phase::Request);
+                        Watch::register(self);
+                    } else {
+                        self.phase.set(Phase::Body);
+                        self.body.set(0);
+                        Watch::register(self);
+                    }
+                }
+            }
+        }
+    }
+
+    fn poisoned_error() -> io::Error {
+        io::Error::other("connection dropped after a mis-framed response")
+    }
+}
+
+/// A TCP connection that follows its own HTTP/1 framing (see the module docs).
+#[derive(Debug)]
+pub(crate) struct WireIo {
+    io: TcpStream,
+    wire: Rc<Wire>,
+}
+
+impl WireIo {
+    fn new(io: TcpStream, inspect: bool) -> Self {
+        WireIo {
+            io,
+            wire: Rc::new(Wire {
+                inspect,
+                phase: Cell::new(Phase::Request),
+                exchange: Cell::new(0),
+                body: Cell::new(0),
+                eof: Cell::new(false),
+                poisoned: Cell::new(false),
+            }),
+        }
+    }
+}
+
+impl AsyncRead for WireIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.wire.poisoned.get() {
+            return Poll::Ready(Err(Wire::poisoned_error()));
+        }
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = res {
+            if this.wire.inspect {
+                let new = &buf.filled()[before..];
+                if new.is_empty() {
+                    this.wire.eof.set(true);
+                } else {
+                    this.wire.read(new);
+                }
+            }
+        }
+        res
+    }
+}
+
+impl AsyncWrite for WireIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.wire.poisoned.get() {
+            return Poll::Ready(Err(Wire::poisoned_error()));
+        }
+        let res = Pin::new(&mut this.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = res {
+            if n > 0 {
+                this.wire.wrote();
+            }
+        }
+        res
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.wire.poisoned.get() {
+            return Poll::Ready(Err(Wire::poisoned_error()));
+        }
+        let res = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = res {
+            if n > 0 {
+                this.wire.wrote();
+            }
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+impl ActixStream for WireIo {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<Ready>> {
+        ActixStream::poll_read_ready(&self.io, cx)
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<Ready>> {
+        ActixStream::poll_write_ready(&self.io, cx)
+    }
+}
+
+// ----- linking a response to its connection -----
+
+/// One response's connection, as registered when its head ended.
+#[derive(Debug, Clone)]
+pub(crate) struct Exchange {
+    wire: Rc<Wire>,
+    id: u64,
+}
+
+impl Exchange {
+    /// Never use this connection again (awc's pool drops it at the next checkout).
+    pub(crate) fn poison(&self) {
+        self.wire.poisoned.set(true);
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Watch>> = const { RefCell::new(None) };
+}
+
+/// Learns which connection carried the response of the request it watches.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Watch(Rc<RefCell<Option<Exchange>>>);
+
+impl Watch {
+    /// The connection of the last final response head read under this watch.
+    pub(crate) fn take(&self) -> Option<Exchange> {
+        self.0.borrow_mut().take()
+    }
+
+    fn register(wire: &Rc<Wire>) {
+        CURRENT.with(|c| {
+            if let Some(watch) = c.borrow().as_ref() {
+                *watch.0.borrow_mut() = Some(Exchange {
+                    wire: Rc::clone(wire),
+                    id: wire.exchange.get(),
+                });
+            }
+        });
+    }
+}
+
+/// Run `fut` with `watch` installed during each of its polls.
+pub(crate) async fn watched<F: Future>(watch: &Watch, fut: F) -> F::Output {
+    /// Puts back the previous watch, even if the poll panics.
+    struct Installed(Option<Watch>);
+    impl Drop for Installed {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CURRENT.with(|c| *c.borrow_mut() = previous);
+        }
+    }
+    let mut fut = std::pin::pin!(fut);
+    futures::future::poll_fn(|cx| {
+        let _installed = Installed(CURRENT.with(|c| c.replace(Some(watch.clone()))));
+        fut.as_mut().poll(cx)
+    })
+    .await
+}
+
+// ----- checking a body -----
+
+/// How the response says its body ends.
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    /// Close-delimited, or framing that `http::body_length` refuses anyway.
+    Other,
+}
+
+impl Framing {
+    fn of(response: &ClientResponse) -> Framing {
+        let headers = response.headers();
+        if response.version() != Version::HTTP_11 && response.version() != Version::HTTP_10 {
+            return Framing::Other;
+        }
+        let te = headers.get_all(header::TRANSFER_ENCODING).last();
+        let lengths: Vec<_> = headers.get_all(header::CONTENT_LENGTH).collect();
+        match (te, lengths.as_slice()) {
+            (Some(te), []) if last_coding_is_chunked(te.as_bytes()) => Framing::Chunked,
+            (None, [one]) => one
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .map_or(Framing::Other, Framing::Length),
+            _ => Framing::Other,
+        }
+    }
+}
+
+fn last_coding_is_chunked(te: &[u8]) -> bool {
+    te.rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// Wrap `response`'s body so that its end is checked against the wire (see the module docs).
+/// Without an exchange (https, or no body), the body is left as it is.
+pub(crate) fn check_body(response: ClientResponse, exchange: Option<Exchange>) -> ClientResponse {
+    let Some(exchange) = exchange.filter(|e| e.wire.inspect) else {
+        return response;
+    };
+    let framing = Framing::of(&response);
+    if let Framing::Other = framing {
+        return response;
+    }
+    response.map_body(|_, payload| {
+        let checked: actix_http::BoxedPayloadStream = Box::pin(Checked {
+            inner: payload,
+            exchange,
+            framing,
+            ended: false,
+        });
+        actix_http::Payload::Stream { payload: checked }
+    })
+}
+
+struct Checked {
+    inner: actix_http::Payload,
+    exchange: Exchange,
+    framing: Framing,
+    ended: bool,
+}
+
+impl Checked {
+    /// The fault of an exchange whose body awc just ended cleanly, if any.
+    fn fault(&self) -> Option<Fault> {
+        let wire = &self.exchange.wire;
+        if wire.exchange.get() != self.exchange.id {
+            return None;
+        }
+        let fault = match self.framing {
+            Framing::Chunked if wire.eof.get() => Fault::Cut,
+            Framing::Length(n) if wire.body.get() > n => Fault::Excess {
+                received: wire.body.get(),
+            },
+            _ => return None,
+        };
+        wire.poisoned.set(true);
+        Some(fault)
+    }
+}
+
+impl Stream for Checked {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(None) => {
+                this.ended = true;
+                Poll::Ready(this.fault().map(|f| Err(f.into_payload_error())))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.ended = true;
+                this.exchange.wire.poisoned.set(true);
+                Poll::Ready(Some(Err(e)))
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire() -> Rc<Wire> {
+        Rc::new(Wire {
+            inspect: true,
+            phase: Cell::new(Phase::Request),
+            exchange: Cell::new(0),
+            body: Cell::new(0),
+            eof: Cell::new(false),
+            poisoned: Cell::new(false),
+        })
+    }
+
+    /// Feed `bytes` split at `at`, as two reads; the body bytes counted.
+    fn body_after(bytes: &[u8], at: usize) -> (Phase, u64) {
+        let w = wire();
+        w.wrote();
+        w.read(&bytes[..at]);
+        w.read(&bytes[at..]);
+        (w.phase.get(), w.body.get())
+    }
+
+    #[test]
+    fn counts_body_bytes_whatever_the_read_boundaries() {
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello+extra";
+        for at in 0..=answer.len() {
+            assert_eq!(body_after(answer, at), (Phase::Body, 11), "split at {at}");
+        }
+    }
+
+    #[test]
+    fn bare_newlines_and_leading_blank_lines_end_heads_like_httparse() {
+        for answer in [
+            &b"HTTP/1.1 200 OK\nContent-Length: 3\n\nabc"[..],
+            b"\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\n\r\nabc",
+        ] {
+            assert_eq!(body_after(answer, 1), (Phase::Body, 3));
+        }
+    }
+
+    #[test]
+    fn interim_responses_are_skipped() {
+        let answer = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        assert_eq!(body_after(answer, 30), (Phase::Body, 2));
+    }
+
+    #[test]
+    fn a_new_request_starts_a_new_exchange() {
+        let w = wire();
+        w.wrote();
+        w.read(b"HTTP/1.1 200 OK\r\n\r\nabc");
+        w.eof.set(true);
+        let first = w.exchange.get();
+        w.wrote();
+        assert_eq!(w.exchange.get(), first + 1);
+        assert_eq!(
+            (w.phase.get(), w.body.get(), w.eof.get()),
+            (Phase::Request, 0, false)
+        );
+        // More writes of the same request do not start another one.
+        w.wrote();
+        assert_eq!(w.exchange.get(), first + 1);
+    }
+
+    #[test]
+    fn the_watch_installed_around_a_poll_learns_the_connection() {
+        let w = wire();
+        let watch = Watch::default();
+        w.wrote();
+        let polled = futures::FutureExt::now_or_never(watched(&watch, async {
+            w.read(b"HTTP/1.1 204 No Content\r\n\r\n");
+        }));
+        assert!(polled.is_some());
+        let exchange = watch.take().expect("registered");
+        assert!(Rc::ptr_eq(&exchange.wire, &w));
+        // Outside a watched poll nothing registers.
+        w.wrote();
+        w.read(b"HTTP/1.1 204 No Content\r\n\r\n");
+        assert!(watch.take().is_none());
+    }
+}

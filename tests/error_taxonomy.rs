@@ -1,0 +1,189 @@
+//! The error taxonomy: one matchable kind per cause, helpers that agree with it, and (with the
+//! `serde` feature) snake_case kinds with machine-readable details.
+#![cfg(feature = "serde")]
+
+use actix_transfer::{ErrorKind, FileErrorKind, TimeoutPhase, TransferError};
+use serde_json::{json, Value};
+
+/// One error of each cause, with the kind and serialised kind it must have.
+fn one_of_each() -> Vec<(TransferError, ErrorKind, &'static str)> {
+    use TransferError as E;
+    vec![
+        (
+            E::InvalidRequest("x".into()),
+            ErrorKind::InvalidRequest,
+            "invalid_request",
+        ),
+        (
+            E::UnsafePath {
+                path: "../x".into(),
+                reason: "r".into(),
+            },
+            ErrorKind::UnsafePath,
+            "unsafe_path",
+        ),
+        (E::Connect("refused".into()), ErrorKind::Connect, "connect"),
+        (
+            E::Timeout(TimeoutPhase::Idle),
+            ErrorKind::Timeout,
+            "timeout",
+        ),
+        (E::Network("reset".into()), ErrorKind::Network, "network"),
+        (E::Server { status: 503 }, ErrorKind::Server, "server"),
+        (
+            E::Truncated {
+                expected: 10,
+                received: 5,
+            },
+            ErrorKind::Truncated,
+            "truncated",
+        ),
+        (
+            E::BadContent("x".into()),
+            ErrorKind::BadContent,
+            "bad_content",
+        ),
+        (
+            E::TooManyRedirects { limit: 10 },
+            ErrorKind::TooManyRedirects,
+            "too_many_redirects",
+        ),
+        (
+            E::RedirectRefused {
+                location: "ftp://x".into(),
+                reason: "r".into(),
+            },
+            ErrorKind::RedirectRefused,
+            "redirect_refused",
+        ),
+        (
+            E::BodyTooLarge { limit: 1 },
+            ErrorKind::BodyTooLarge,
+            "body_too_large",
+        ),
+        (
+            E::File {
+                kind: FileErrorKind::NoSpace,
+                op: "writing",
+                message: "No space left on device (os error 28)".into(),
+            },
+            ErrorKind::File,
+            "file",
+        ),
+        (E::Shutdown, ErrorKind::Shutdown, "shutdown"),
+        (E::Internal("x".into()), ErrorKind::Internal, "internal"),
+    ]
+}
+
+#[test]
+fn every_cause_has_its_own_kind_and_snake_case_name() {
+    let all = one_of_each();
+    for (error, kind, name) in &all {
+        assert_eq!(error.kind(), *kind);
+        assert_eq!(kind.as_str(), *name);
+        assert_eq!(kind.to_string(), *name);
+        assert_eq!(serde_json::to_value(kind).unwrap(), json!(name));
+        assert_eq!(serde_json::to_value(error).unwrap()["kind"], json!(name));
+        assert_eq!(
+            serde_json::from_value::<ErrorKind>(json!(name)).unwrap(),
+            *kind
+        );
+    }
+    let mut names: Vec<_> = all.iter().map(|(_, _, n)| *n).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), all.len(), "two causes share a kind");
+}
+
+#[test]
+fn details_are_serialised_for_machines() {
+    let detail = |e: TransferError| -> Value { serde_json::to_value(e).unwrap() };
+    let v = detail(TransferError::Server { status: 404 });
+    assert_eq!(v["status"], 404);
+    let v = detail(TransferError::Truncated {
+        expected: 1000,
+        received: 500,
+    });
+    assert_eq!(
+        (v["expected"].clone(), v["received"].clone()),
+        (json!(1000), json!(500))
+    );
+    for (phase, name) in [
+        (TimeoutPhase::Connect, "connect"),
+        (TimeoutPhase::Headers, "headers"),
+        (TimeoutPhase::Idle, "idle"),
+        (TimeoutPhase::Total, "total"),
+    ] {
+        assert_eq!(detail(TransferError::Timeout(phase))["phase"], name);
+    }
+    let v = detail(TransferError::File {
+        kind: FileErrorKind::AccessDenied,
+        op: "creating",
+        message: "Read-only file system (os error 30)".into(),
+    });
+    assert_eq!(v["file_kind"], "access_denied");
+    assert_eq!(v["op"], "creating");
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("Read-only file system"));
+    assert_eq!(
+        detail(TransferError::TooManyRedirects { limit: 3 })["limit"],
+        3
+    );
+    let v = detail(TransferError::RedirectRefused {
+        location: "ftp://h/f".into(),
+        reason: "scheme".into(),
+    });
+    assert_eq!(v["location"], "ftp://h/f");
+}
+
+#[test]
+fn retryable_means_trying_again_may_work() {
+    use TransferError as E;
+    let retryable = [
+        E::Connect("refused".into()),
+        E::Timeout(TimeoutPhase::Headers),
+        E::Network("reset".into()),
+        E::Truncated {
+            expected: 2,
+            received: 1,
+        },
+        E::Server { status: 408 },
+        E::Server { status: 429 },
+        E::Server { status: 500 },
+        E::Server { status: 502 },
+        E::Server { status: 503 },
+        E::Server { status: 504 },
+        E::File {
+            kind: FileErrorKind::Transient,
+            op: "writing",
+            message: "interrupted".into(),
+        },
+    ];
+    let final_ = [
+        E::InvalidRequest("x".into()),
+        E::Server { status: 400 },
+        E::Server { status: 404 },
+        E::Server { status: 501 },
+        E::Server { status: 505 },
+        E::BadContent("x".into()),
+        E::TooManyRedirects { limit: 10 },
+        E::File {
+            kind: FileErrorKind::NoSpace,
+            op: "writing",
+            message: "full".into(),
+        },
+        E::Shutdown,
+    ];
+    for e in retryable {
+        assert!(e.is_retryable(), "{e:?}");
+    }
+    for e in final_ {
+        assert!(!e.is_retryable(), "{e:?}");
+    }
+    assert!(E::Timeout(TimeoutPhase::Total).is_timeout());
+    assert!(!E::Network("x".into()).is_timeout());
+    assert_eq!(E::Server { status: 418 }.status(), Some(418));
+    assert_eq!(E::Network("x".into()).status(), None);
+}
