@@ -6,7 +6,12 @@
 //! actor to the file and to subscribers directly; the Engine hears from a transfer when it
 //! starts and when it ends, and reads its byte counters from shared atomics for [`Status`].
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
 
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
@@ -70,6 +75,7 @@ pub struct EngineBuilder {
     max_active: usize,
     max_per_host: Option<usize>,
     max_rate: Option<u64>,
+    keep_ended: usize,
 }
 
 impl Default for EngineBuilder {
@@ -94,6 +100,7 @@ impl Default for EngineBuilder {
             max_active: 256,
             max_per_host: None,
             max_rate: None,
+            keep_ended: DEFAULT_KEEP_ENDED,
         }
     }
 }
@@ -193,6 +200,16 @@ impl EngineBuilder {
         self
     }
 
+    /// Ended transfers whose record (status, outcome, remembered `Ended` event, and a fetch's
+    /// body) the engine keeps for [`Status`], [`Wait`], [`List`] and late subscribers. Past
+    /// this many, the oldest ended one is forgotten as if [`Erase`]d (its files stay): an
+    /// engine that runs for months, or a load test of millions of requests, stays bounded.
+    /// Default 10,000; `usize::MAX` keeps everything until erased.
+    pub fn keep_ended(mut self, n: usize) -> Self {
+        self.keep_ended = n;
+        self
+    }
+
     /// The `User-Agent` header. Default `actix-transfer/<version>`.
     pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
         self.cfg.user_agent = ua.into();
@@ -220,6 +237,9 @@ impl EngineBuilder {
             peers,
             live: 0,
             next_id: 0,
+            keep_ended: self.keep_ended,
+            ended: VecDeque::new(),
+            ended_count: 0,
             shutdown: None,
         }
         .start()
@@ -257,6 +277,9 @@ struct Record {
     kept_part: Option<PathBuf>,
 }
 
+/// Ended records kept by default (see [`EngineBuilder::keep_ended`]).
+const DEFAULT_KEEP_ENDED: usize = 10_000;
+
 /// The supervisor actor. Start it with [`Engine::builder`]; talk to it with messages.
 ///
 /// | message | reply |
@@ -279,6 +302,12 @@ pub struct Engine {
     admission: Admission,
     /// Transfer actors alive (active, paused, or resumed and waiting for a slot).
     live: usize,
+    /// How many ended records to keep (see [`EngineBuilder::keep_ended`]).
+    keep_ended: usize,
+    /// Ended ids, oldest first (may still hold ids erased since; they are skipped).
+    ended: VecDeque<TransferId>,
+    /// Records in the `Ended` slot.
+    ended_count: usize,
     next_id: u64,
     /// `Some` once a shutdown began: the replies to send when it is done.
     shutdown: Option<Vec<oneshot::Sender<()>>>,
@@ -425,6 +454,23 @@ impl Engine {
         }
         record.slot = Slot::Ended(outcome.clone());
         self.publish(id, EventKind::Ended(outcome));
+        self.retire(id);
+    }
+
+    /// Count a record that just ended; forget the oldest ended ones past `keep_ended`.
+    fn retire(&mut self, id: TransferId) {
+        self.ended.push_back(id);
+        self.ended_count += 1;
+        while self.ended_count > self.keep_ended {
+            let Some(old) = self.ended.pop_front() else {
+                break;
+            };
+            if matches!(self.records.get(&old), Some(r) if matches!(r.slot, Slot::Ended(_))) {
+                self.records.remove(&old);
+                self.subs.forget(old);
+                self.ended_count -= 1;
+            }
+        }
     }
 
     /// The actor of a transfer, if one runs (active, paused, or resumed and waiting).
@@ -568,7 +614,8 @@ fn ready<T: 'static>(v: T) -> ResponseFuture<T> {
 /// Replies `Ok(())` once no more bytes will be read or written, the connection is closed and
 /// the `Ended(Cancelled)` event was published; `Err(NotActive(end))` when the transfer had
 /// already ended (the race with completion is decided by the transfer itself, and the reply
-/// always agrees with its `Ended` event); `Err(Unknown)` for an id this engine never issued.
+/// always agrees with its `Ended` event); `Err(Unknown)` for an id this engine never issued
+/// (or no longer remembers: see [`EngineBuilder::keep_ended`]).
 /// Queued and paused transfers can be cancelled too.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<(), CancelError>")]
@@ -706,6 +753,7 @@ impl Handler<Finished> for Engine {
                 Slot::Queued { key, .. } => self.admission.remove(&record.host, key),
                 _ => {}
             }
+            self.retire(msg.id);
         }
         self.admit(ctx);
         self.maybe_finish_shutdown(ctx);
@@ -747,6 +795,12 @@ impl Handler<Erase> for Engine {
         };
         self.records.remove(&msg.id);
         self.subs.forget(msg.id);
+        self.ended_count -= 1;
+        if self.ended.len() > 2 * self.ended_count + 1024 {
+            // Many erased ids wait in the eviction order: drop them.
+            let records = &self.records;
+            self.ended.retain(|id| records.contains_key(id));
+        }
         Box::pin(async move {
             for f in files {
                 sink::remove_part(f).await;
@@ -756,7 +810,8 @@ impl Handler<Erase> for Engine {
     }
 }
 
-/// A snapshot of one transfer; `None` for an id this engine never issued.
+/// A snapshot of one transfer; `None` for an id this engine never issued (or no longer
+/// remembers: see [`EngineBuilder::keep_ended`]).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Option<TransferStatus>")]
 pub struct Status(pub TransferId);
@@ -790,7 +845,7 @@ impl Handler<List> for Engine {
 }
 
 /// Resolve with the transfer's [`Outcome`] when it ends (at once if it has); `None` for an id
-/// this engine never issued.
+/// this engine never issued (or no longer remembers: see [`EngineBuilder::keep_ended`]).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Option<Outcome>")]
 pub struct Wait(pub TransferId);

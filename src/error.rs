@@ -363,7 +363,8 @@ pub enum CancelError {
     /// The transfer already ended, in the given way; nothing was changed.
     #[error("transfer is not active: already {0}")]
     NotActive(EndState),
-    /// This engine never issued that id (or it was erased).
+    /// This engine never issued that id, or no longer remembers it: it was erased, or it
+    /// ended longer ago than the last [`keep_ended`](crate::EngineBuilder::keep_ended) endings.
     #[error("unknown transfer id")]
     Unknown,
 }

@@ -155,3 +155,51 @@ async fn a_thousand_concurrent_transfers_all_complete() {
     }
     assert_eq!(rig.files().len(), 500);
 }
+
+#[actix_rt::test]
+async fn only_the_last_keep_ended_endings_are_remembered() {
+    let server = server();
+    let rig = rig_with(|b| b.keep_ended(3)).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let id = rig.submit(Fetch::get(server.url("/bytes/10"))).await;
+        assert!(rig.wait(id).await.is_completed());
+        ids.push(id);
+    }
+    let (forgotten, kept) = ids.split_at(2);
+    for &id in forgotten {
+        assert_eq!(rig.engine.send(Status(id)).await.unwrap(), None);
+        assert_eq!(rig.engine.send(Wait(id)).await.unwrap(), None);
+        assert_eq!(
+            rig.engine.send(Cancel(id)).await.unwrap(),
+            Err(CancelError::Unknown)
+        );
+    }
+    for &id in kept {
+        let status = rig.engine.send(Status(id)).await.unwrap().expect("kept");
+        assert_eq!(status.state, TransferState::Completed);
+        assert_eq!(
+            rig.engine.send(Cancel(id)).await.unwrap(),
+            Err(CancelError::NotActive(EndState::Completed))
+        );
+    }
+    let listed = rig.engine.send(List(None)).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.id).collect::<Vec<_>>(),
+        kept.to_vec()
+    );
+
+    // An erased record makes room: the next ending does not evict a kept one.
+    let erase = Erase {
+        id: kept[0],
+        delete_files: false,
+    };
+    rig.engine.send(erase).await.unwrap().unwrap();
+    let next = rig.submit(Fetch::get(server.url("/bytes/10"))).await;
+    assert!(rig.wait(next).await.is_completed());
+    let listed = rig.engine.send(List(None)).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![kept[1], kept[2], next]
+    );
+}
