@@ -160,6 +160,9 @@ fn serve() {
                 )
         })
         .workers(1)
+        // Longer than either client's pool keeps an idle connection: the server never closes
+        // one just as a client reuses it (awc reports that race as `Connect(Disconnected)`).
+        .keep_alive(std::time::Duration::from_secs(300))
         .backlog(8192)
         .max_connections(100_000)
         .disable_signals()

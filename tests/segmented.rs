@@ -228,3 +228,32 @@ async fn pause_and_resume_a_segmented_download() {
     assert_eq!(rig.engine.send(Resume(id)).await.unwrap(), Ok(()));
     assert_eq!(read(&rig.wait(id).await), body);
 }
+
+#[actix_rt::test]
+async fn segments_that_finish_before_the_first_one_do_not_stall_it() {
+    // The first response (segment 0) is slow; the three range requests are served at once, so
+    // they end long before it. The transfer must keep reading segment 0 to its end.
+    let body = content(8 * MIB, 3);
+    let server = ranged::start(body.clone());
+    server.script([
+        Act::Slow {
+            chunk: 128 * 1024,
+            every: Duration::from_millis(10),
+        },
+        Act::Normal,
+        Act::Normal,
+        Act::Normal,
+    ]);
+    let rig = rig().await;
+    let id = rig
+        .submit(
+            Download::new(format!("{}/file", server.url))
+                .to("slow-first.bin")
+                .segments(4),
+        )
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(read(&outcome), body);
+    assert_eq!(server.seen().len(), 4);
+}

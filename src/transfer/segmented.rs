@@ -172,9 +172,16 @@ pub(super) async fn run(
         futures::pin_mut!(tick);
         let next_remote = remote.next();
         futures::pin_mut!(next_remote);
+        // Only what is still running is polled: an exhausted `remote` answers `None` at once,
+        // and polling it again would spin without ever yielding to the I/O driver.
         let event = if local_done {
             match futures::future::select(next_remote, tick).await {
                 Either::Left((r, _)) => Some(Either::Right(r)),
+                Either::Right(_) => None,
+            }
+        } else if pending == 0 {
+            match futures::future::select(local.as_mut(), tick).await {
+                Either::Left((r, _)) => Some(Either::Left(r)),
                 Either::Right(_) => None,
             }
         } else {
