@@ -154,11 +154,14 @@ pub(crate) async fn send(
 /// would complete a download with part of the resource.
 pub(crate) fn check_partial(sent: &Sent) -> Result<(), TransferError> {
     if sent.response.status() == StatusCode::PARTIAL_CONTENT && !sent.ranged {
-        return Err(TransferError::BadContent(
-            "206 Partial Content to a request without Range".into(),
-        ));
+        return Err(unasked_partial());
     }
     Ok(())
+}
+
+/// The error for a `206 Partial Content` that no `Range` of ours asked for.
+pub(crate) fn unasked_partial() -> TransferError {
+    TransferError::BadContent("206 Partial Content to a request without Range".into())
 }
 
 fn is_redirect(status: StatusCode) -> bool {

@@ -91,13 +91,9 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
                 let remaining = length()?;
                 break (sent, remaining);
             }
-            StatusCode::PARTIAL_CONTENT => {
-                // Part of the resource, to a request that asked for no range (or a range of a
-                // caller's own, which a download cannot place in the file).
-                return Err(TransferError::BadContent(
-                    "206 Partial Content to a request without the engine's Range".into(),
-                ));
-            }
+            // Part of the resource, to a request that asked for no range (or for a range of
+            // a caller's own, which a download cannot place in the file).
+            StatusCode::PARTIAL_CONTENT => return Err(http::unasked_partial()),
             StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => {
                 drop(sent);
                 restart(&mut sink, opts, "the server refused the range (416)").await?;

@@ -59,7 +59,6 @@ use crate::{
     status::{Progress, TransferState},
     subscribers::Subscribers,
     throttle::Bucket,
-    wire::Fault,
 };
 
 /// Everything the Engine hands a worker to start a transfer (all `Send`).
@@ -140,6 +139,16 @@ enum Phase {
     Finishing,
     /// `Ended` was published.
     Ended(EndState),
+}
+
+/// The outcome of a transfer whose result is `output`.
+fn completed(bytes: u64, status: u16, url: String, output: Output) -> Outcome {
+    Outcome::Completed {
+        bytes,
+        status,
+        url,
+        output,
+    }
 }
 
 /// What an attempt produced when its body was complete.
@@ -439,9 +448,20 @@ impl BodyReader {
     }
 
     fn truncated(&self, expected: u64) -> TransferError {
-        TransferError::Truncated {
-            expected: self.base + expected,
-            received: self.base + self.received,
+        self.rebased(TransferError::Truncated {
+            expected,
+            received: self.received,
+        })
+    }
+
+    /// An error of this body in terms of the whole file: `Truncated` counts the bytes before it.
+    fn rebased(&self, error: TransferError) -> TransferError {
+        match error {
+            TransferError::Truncated { expected, received } => TransferError::Truncated {
+                expected: self.base + expected,
+                received: self.base + received,
+            },
+            other => other,
         }
     }
 
@@ -464,20 +484,7 @@ impl BodyReader {
                 }
                 Ok(Some(chunk))
             }
-            Some(Err(e)) => Err(match (e, self.expected) {
-                (actix_http::error::PayloadError::Incomplete(_), Some(expected)) => {
-                    self.truncated(expected)
-                }
-                // More bytes than announced arrived on the wire with the body's end.
-                (e, Some(expected)) => match Fault::of(&e) {
-                    Some(Fault::Excess { received }) => TransferError::Truncated {
-                        expected: self.base + expected,
-                        received: self.base + received,
-                    },
-                    _ => http::payload_error(e, None, self.received),
-                },
-                (e, None) => http::payload_error(e, None, self.received),
-            }),
+            Some(Err(e)) => Err(self.rebased(http::payload_error(e, self.expected, self.received))),
             None => {
                 if let Some(expected) = self.expected.filter(|e| self.received != *e) {
                     return Err(self.truncated(expected));
@@ -729,15 +736,7 @@ impl TransferActor {
                 url,
             } => {
                 let output = Output::Body(body);
-                return self.end(
-                    Outcome::Completed {
-                        bytes,
-                        status,
-                        url,
-                        output,
-                    },
-                    ctx,
-                );
+                return self.end(completed(bytes, status, url, output), ctx);
             }
             Done::File {
                 file,
@@ -757,18 +756,7 @@ impl TransferActor {
         });
         ctx.spawn(wrap_future(job).map(move |res, act: &mut Self, ctx| {
             match res.unwrap_or_else(|e| Err(TransferError::Internal(e.to_string()))) {
-                Ok(path) => {
-                    let output = Output::File(path);
-                    act.end(
-                        Outcome::Completed {
-                            bytes,
-                            status,
-                            url,
-                            output,
-                        },
-                        ctx,
-                    );
-                }
+                Ok(path) => act.end(completed(bytes, status, url, Output::File(path)), ctx),
                 Err(error) => act.end_failed(error, false, ctx),
             }
         }));
