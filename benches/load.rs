@@ -399,8 +399,18 @@ impl Ends {
 }
 
 async fn engine_with(dir: &Path, max_active: usize) -> (Addr<Engine>, Ends, Addr<EndsActor>) {
+    engine_on(1, dir, max_active).await
+}
+
+/// An engine with `workers` worker threads (0: inline, on this arbiter) and a subscriber
+/// that records every `Ended`.
+async fn engine_on(
+    workers: usize,
+    dir: &Path,
+    max_active: usize,
+) -> (Addr<Engine>, Ends, Addr<EndsActor>) {
     let engine = Engine::builder()
-        .workers(1)
+        .workers(workers)
         .download_dir(dir)
         .max_active(max_active)
         .retry(RetryPolicy::never())
@@ -560,41 +570,56 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
     two.send(Shutdown).await.unwrap();
 }
 
+/// The two layouts the small scenario compares with bare awc: one worker thread beside the
+/// caller's arbiter, and inline on it (`workers(0)`, like bare awc on its one thread).
+const LAYOUTS: [(usize, &str); 2] = [(1, "1 worker"), (0, "inline")];
+
+/// Submit `n` fetches of `url` one by one (each `send` awaited, as a caller would), and wait
+/// for every `Ended`: (transfers/s, client CPU us per transfer, p50 ms, p99 ms submit->Ended).
+async fn engine_fetches(workers: usize, dir: &Path, url: &str, n: usize, conc: usize) -> [f64; 4] {
+    let (engine, ends, _a) = engine_on(workers, dir, conc).await;
+    let cpu0 = cpu_time();
+    let start = Instant::now();
+    let mut submitted = HashMap::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let id = engine.send(Fetch::get(url)).await.unwrap().unwrap();
+        submitted.insert(id, t);
+    }
+    ends.wait_for(n, Duration::from_secs(300)).await;
+    let elapsed = start.elapsed();
+    let cpu = (cpu_time() - cpu0).as_secs_f64() * 1e6 / n as f64;
+    let mut lat: Vec<Duration> = ends
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, (at, o))| {
+            assert!(o.is_completed(), "{o:?}");
+            *at - submitted[id]
+        })
+        .collect();
+    lat.sort();
+    engine.send(Shutdown).await.unwrap();
+    [
+        n as f64 / elapsed.as_secs_f64(),
+        cpu,
+        percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+    ]
+}
+
 async fn scenario_small(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
     let n: usize = if o.quick { 2_000 } else { 10_000 };
     let url = format!("{base}/bytes/4096");
     for conc in [64usize, 256] {
-        let (mut ours, mut bare, mut cpu_ours, mut cpu_bare) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut p50, mut p99) = (Vec::new(), Vec::new());
+        // Per layout: [transfers/s, cpu, p50, p99] of each round.
+        let mut ours: Vec<Vec<[f64; 4]>> = vec![Vec::new(); LAYOUTS.len()];
+        let (mut bare, mut cpu_bare) = (Vec::new(), Vec::new());
         for _ in 0..o.rounds {
-            let (engine, ends, _a) = engine_with(dir, conc).await;
-            let cpu0 = cpu_time();
-            let start = Instant::now();
-            let mut submitted = HashMap::with_capacity(n);
-            for _ in 0..n {
-                let t = Instant::now();
-                let id = engine.send(Fetch::get(&url)).await.unwrap().unwrap();
-                submitted.insert(id, t);
+            for (i, (workers, _)) in LAYOUTS.iter().enumerate() {
+                ours[i].push(engine_fetches(*workers, dir, &url, n, conc).await);
             }
-            ends.wait_for(n, Duration::from_secs(300)).await;
-            let elapsed = start.elapsed();
-            cpu_ours.push((cpu_time() - cpu0).as_secs_f64() * 1e6 / n as f64);
-            ours.push(n as f64 / elapsed.as_secs_f64());
-            let mut lat: Vec<Duration> = ends
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|(id, (at, o))| {
-                    assert!(o.is_completed(), "{o:?}");
-                    *at - submitted[id]
-                })
-                .collect();
-            lat.sort();
-            p50.push(percentile(&lat, 0.5).as_secs_f64() * 1e3);
-            p99.push(percentile(&lat, 0.99).as_secs_f64() * 1e3);
-            engine.send(Shutdown).await.unwrap();
 
             let client = bare_client();
             let cpu0 = cpu_time();
@@ -615,67 +640,70 @@ async fn scenario_small(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
             bare.push(n as f64 / start.elapsed().as_secs_f64());
             cpu_bare.push((cpu_time() - cpu0).as_secs_f64() * 1e6 / n as f64);
         }
-        let (ours, bare) = (median(ours), median(bare));
+        let bare = median(bare);
         let s = format!("{n} x 4 KiB @{conc}");
-        report.add("small", &format!("{s}: actix-transfer"), ours, "/s");
         report.add("small", &format!("{s}: bare awc"), bare, "/s");
-        report.ratio(
-            "small",
-            &format!("@{conc} transfers/s vs bare awc"),
-            "awc",
-            ours / bare,
-            0.95,
-            true,
-        );
-        report.add(
-            "small",
-            &format!("@{conc} p50 submit->Ended"),
-            median(p50),
-            "ms",
-        );
-        report.add(
-            "small",
-            &format!("@{conc} p99 submit->Ended"),
-            median(p99),
-            "ms",
-        );
-        report.target(
-            "small",
-            &format!("@{conc} client CPU per transfer"),
-            median(cpu_ours),
-            "us",
-            30.0,
-            false,
-        );
         report.add(
             "small",
             &format!("@{conc} bare awc CPU per transfer"),
             median(cpu_bare),
             "us",
         );
-        if let Some(curl) = curl() {
+        let curl_rate = curl().and_then(|curl| {
             let list = dir.join("urls.txt");
             let mut f = std::fs::File::create(&list).unwrap();
             for _ in 0..n {
                 writeln!(f, "url = \"{url}\"\noutput = \"/dev/null\"").unwrap();
             }
             let conc_s = conc.to_string();
-            if let Some(t) = timed_command(
+            let t = timed_command(
                 Command::new(curl)
                     .args(["-s", "--parallel", "--parallel-max", &conc_s, "-K"])
                     .arg(&list),
-            ) {
-                let c = n as f64 / t.as_secs_f64();
-                report.add("small", &format!("{s}: curl --parallel"), c, "/s");
+            )?;
+            Some(n as f64 / t.as_secs_f64())
+        });
+        if let Some(c) = curl_rate {
+            report.add("small", &format!("{s}: curl --parallel"), c, "/s");
+        }
+        for (i, (_, layout)) in LAYOUTS.iter().enumerate() {
+            let col = |k: usize| median(ours[i].iter().map(|r| r[k]).collect());
+            let rate = col(0);
+            let m = |what: &str| format!("@{conc} {layout}: {what}");
+            report.add(
+                "small",
+                &format!("{s}: actix-transfer, {layout}"),
+                rate,
+                "/s",
+            );
+            report.ratio(
+                "small",
+                &m("transfers/s vs bare awc"),
+                "awc",
+                rate / bare,
+                0.95,
+                true,
+            );
+            if let Some(c) = curl_rate {
                 report.ratio(
                     "small",
-                    &format!("@{conc} transfers/s vs curl"),
+                    &m("transfers/s vs curl"),
                     "curl",
-                    ours / c,
+                    rate / c,
                     2.5,
                     true,
                 );
             }
+            report.target(
+                "small",
+                &m("client CPU per transfer"),
+                col(1),
+                "us",
+                30.0,
+                false,
+            );
+            report.add("small", &m("p50 submit->Ended"), col(2), "ms");
+            report.add("small", &m("p99 submit->Ended"), col(3), "ms");
         }
     }
 }
@@ -1092,7 +1120,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut report = Report::default();
     println!(
-        "load bench: {} mode, {} round(s), server {} (child process), client: engine with 1 worker vs bare awc on 1 thread",
+        "load bench: {} mode, {} round(s), server {} (child process), client: engine with 1 worker (small: also inline) vs bare awc on 1 thread",
         if o.quick { "quick" } else { "full" },
         o.rounds,
         server.base

@@ -31,9 +31,10 @@ impl fmt::Display for TransferId {
     }
 }
 
-/// Response (or request) headers as `(lower-case name, value)` pairs, in the order received.
-/// Values that are not valid UTF-8 are decoded lossily.
-pub type Headers = Vec<(String, String)>;
+/// Response headers as `(lower-case name, value)` pairs, in the order received. Values that
+/// are not valid UTF-8 are decoded lossily. Shared: every subscriber's copy of a `Began`
+/// event points at the same list (a slice: `iter()`, `contains()`, indexing).
+pub type Headers = std::sync::Arc<[(String, String)]>;
 
 /// One event of one transfer, delivered to every matching subscriber.
 ///

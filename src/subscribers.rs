@@ -82,15 +82,8 @@ impl Subscribers {
         debug_assert!(!matches!(event.kind, EventKind::Ended(_)));
         let dead = {
             let reg = self.inner.read().unwrap_or_else(|e| e.into_inner());
-            let mut dead = false;
-            let targets = reg
-                .all
-                .iter()
-                .chain(reg.by_id.get(&event.id).into_iter().flatten());
-            for (_, weak) in targets {
-                dead |= !deliver(weak, &event);
-            }
-            dead
+            let own = reg.by_id.get(&event.id).into_iter().flatten();
+            deliver(reg.all.iter().chain(own), event)
         };
         if dead {
             self.prune();
@@ -100,16 +93,14 @@ impl Subscribers {
     /// Publish the final event and remember it for late per-id subscribers.
     pub(crate) fn publish_ended(&self, event: TransferEvent) {
         debug_assert!(matches!(event.kind, EventKind::Ended(_)));
-        let (all, own) = {
+        let dead = {
+            // Delivered under the write lock (`do_send` never waits), so that a subscription
+            // to this id either is served here or finds the remembered event.
             let mut reg = self.inner.write().unwrap_or_else(|e| e.into_inner());
             let own = reg.by_id.remove(&event.id).unwrap_or_default();
             reg.ended.insert(event.id, event.clone());
-            (reg.all.clone(), own)
+            deliver(reg.all.iter().chain(own.iter()), event)
         };
-        let mut dead = false;
-        for (_, weak) in all.iter().chain(own.iter()) {
-            dead |= !deliver(weak, &event);
-        }
         if dead {
             self.prune();
         }
@@ -136,13 +127,23 @@ fn alive(weak: &WeakRecipient<TransferEvent>) -> bool {
     weak.upgrade().is_some_and(|r| r.connected())
 }
 
-/// Send without waiting; false when the subscriber is gone.
-fn deliver(weak: &WeakRecipient<TransferEvent>, event: &TransferEvent) -> bool {
-    match weak.upgrade() {
-        Some(r) if r.connected() => {
-            r.do_send(event.clone());
-            true
+/// Send to every live target without waiting (the last one gets `event` itself, the others
+/// a clone); true when some subscriber is gone.
+fn deliver<'a>(targets: impl Iterator<Item = &'a Entry>, event: TransferEvent) -> bool {
+    let mut dead = false;
+    let mut previous: Option<Recipient<TransferEvent>> = None;
+    for (_, weak) in targets {
+        match weak.upgrade() {
+            Some(r) if r.connected() => {
+                if let Some(p) = previous.replace(r) {
+                    p.do_send(event.clone());
+                }
+            }
+            _ => dead = true,
         }
-        _ => false,
     }
+    if let Some(last) = previous {
+        last.do_send(event);
+    }
+    dead
 }

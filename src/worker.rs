@@ -1,16 +1,26 @@
-//! Workers: the arbiter threads that run transfer actors, each owning one awc `Client`.
+//! Workers: where transfer actors run, each worker thread owning one awc `Client`.
 //!
 //! awc's `Client` is `!Send`, and one client per request would mean one TCP connection per
 //! request, so each worker thread builds one client when it starts and every transfer actor on
 //! that thread clones it (a cheap `Rc` clone), sharing its connection pool. The Engine picks the
 //! least-loaded worker for each new transfer.
+//!
+//! With `workers(0)` there are no worker threads: transfer actors run on the Engine's own
+//! arbiter and share a client the Engine built there. Nothing crosses a thread per transfer
+//! (no cross-thread spawn, no cross-thread `Finished`, events delivered on one thread), which
+//! is the cheapest layout when that arbiter has time to spare.
 
 use std::{cell::RefCell, sync::Arc};
 
+use actix::{Actor, Addr};
 use actix_rt::{Arbiter, ArbiterHandle};
 use awc::{http::header, Client, Connector};
 
-use crate::{engine::Config, wire};
+use crate::{
+    engine::Config,
+    transfer::{Setup, TransferActor},
+    wire,
+};
 
 thread_local! {
     static CLIENT: RefCell<Option<Client>> = const { RefCell::new(None) };
@@ -45,15 +55,29 @@ fn build_client(cfg: &Config) -> Client {
         .finish()
 }
 
-/// The pool of worker arbiters of one engine.
+/// The workers of one engine: its own arbiter threads, or its own arbiter (inline).
 pub(crate) struct Workers {
+    /// The worker threads this engine started (none when inline).
     arbiters: Vec<Arbiter>,
+    /// Where transfers run: the worker threads, or the Engine's own arbiter.
+    handles: Vec<ArbiterHandle>,
     load: Vec<usize>,
+    /// Inline: the client of the Engine's own thread, which every transfer clones.
+    inline: Option<Client>,
 }
 
 impl Workers {
+    /// `n` worker threads, or none (`n == 0`): transfers then run on the calling arbiter.
     pub(crate) fn start(n: usize, cfg: &Arc<Config>) -> Self {
-        let arbiters: Vec<Arbiter> = (0..n.max(1))
+        if n == 0 {
+            return Workers {
+                arbiters: Vec::new(),
+                handles: vec![Arbiter::current()],
+                load: vec![0],
+                inline: Some(build_client(cfg)),
+            };
+        }
+        let arbiters: Vec<Arbiter> = (0..n)
             .map(|_| {
                 let arbiter = Arbiter::new();
                 let cfg = Arc::clone(cfg);
@@ -63,12 +87,17 @@ impl Workers {
                 arbiter
             })
             .collect();
-        let load = vec![0; arbiters.len()];
-        Workers { arbiters, load }
+        let handles = arbiters.iter().map(Arbiter::handle).collect();
+        Workers {
+            load: vec![0; arbiters.len()],
+            arbiters,
+            handles,
+            inline: None,
+        }
     }
 
-    /// Reserve a slot on the least-loaded worker.
-    pub(crate) fn pick(&mut self) -> (usize, ArbiterHandle) {
+    /// Start a transfer actor on the least-loaded worker; `setup` is told which one.
+    pub(crate) fn spawn(&mut self, setup: impl FnOnce(usize) -> Setup) -> Addr<TransferActor> {
         let (i, _) = self
             .load
             .iter()
@@ -76,12 +105,18 @@ impl Workers {
             .min_by_key(|(_, l)| **l)
             .expect("at least one worker");
         self.load[i] += 1;
-        (i, self.arbiters[i].handle())
+        let setup = setup(i);
+        match &self.inline {
+            Some(client) => TransferActor::new(setup, client.clone()).start(),
+            None => TransferActor::start_in_arbiter(&self.handles[i], move |_| {
+                TransferActor::new(setup, client())
+            }),
+        }
     }
 
-    /// Every worker's handle.
+    /// Every worker's handle (inline: the Engine's own arbiter).
     pub(crate) fn handles(&self) -> Arc<[ArbiterHandle]> {
-        self.arbiters.iter().map(Arbiter::handle).collect()
+        self.handles.iter().cloned().collect()
     }
 
     /// Release a slot taken by `pick`.

@@ -127,7 +127,7 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
     ctx.set_bytes(offset);
     ctx.began(
         Some(status),
-        http::headers_of(&sent.response),
+        || http::headers_of(&sent.response),
         total.or(remaining.map(|n| n + offset)),
     );
     ctx.await_body();

@@ -40,7 +40,7 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Done, TransferError> {
     }
     ctx.began(
         Some(status.as_u16()),
-        http::headers_of(&sent.response),
+        || http::headers_of(&sent.response),
         expected,
     );
     ctx.await_body();

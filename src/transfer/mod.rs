@@ -235,9 +235,15 @@ impl Ctx {
         });
     }
 
-    /// Record the estimate and publish `Began` the first time; after a retry or resume, publish
-    /// a `Progress` with where the transfer continues from instead.
-    pub(crate) fn began(&self, status: Option<u16>, headers: Headers, estimated: Option<u64>) {
+    /// Record the estimate and publish `Began` the first time (with the `headers`, built only
+    /// then); after a retry or resume, publish a `Progress` with where the transfer continues
+    /// from instead.
+    pub(crate) fn began(
+        &self,
+        status: Option<u16>,
+        headers: impl FnOnce() -> Headers,
+        estimated: Option<u64>,
+    ) {
         self.estimated.set(estimated);
         self.progress.set_estimated(estimated);
         if self.began.replace(true) {
@@ -245,7 +251,7 @@ impl Ctx {
         } else {
             self.publish(EventKind::Began {
                 status,
-                headers,
+                headers: headers(),
                 bytes_estimated: estimated,
             });
         }

@@ -24,7 +24,6 @@ use std::{
     },
 };
 
-use actix_rt::ArbiterHandle;
 use awc::{
     http::header::{self, HeaderName, HeaderValue},
     ClientResponse,
@@ -132,14 +131,20 @@ pub(super) async fn run(
             counted: Arc::clone(&counters[i]),
             quiesce: Arc::new(Quiesce(Some(quiet_tx))),
         };
-        let arbiter: &ArbiterHandle = &peers[(ctx.worker + i) % peers.len()];
-        arbiter.spawn_fn(move || {
-            actix_rt::spawn(async move {
-                let res = Abortable::new(fetch_segment(segment), registration).await;
-                let _ = done_tx
-                    .send(res.unwrap_or(Err(TransferError::Internal("segment aborted".into()))));
+        let run = |segment, client| async move {
+            let res = Abortable::new(fetch_segment(segment, client), registration).await;
+            let _ =
+                done_tx.send(res.unwrap_or(Err(TransferError::Internal("segment aborted".into()))));
+        };
+        let worker = (ctx.worker + i) % peers.len();
+        if worker == ctx.worker {
+            // This transfer's own worker (always, inline): no hop, the same client.
+            actix_rt::spawn(run(segment, ctx.client.clone()));
+        } else {
+            peers[worker].spawn_fn(move || {
+                actix_rt::spawn(run(segment, worker::client()));
             });
-        });
+        }
         remote.push(done_rx);
     }
 
@@ -222,9 +227,8 @@ pub(super) async fn run(
     Ok(())
 }
 
-/// One remote segment, on its own worker.
-async fn fetch_segment(s: Segment) -> Result<(), TransferError> {
-    let client = worker::client();
+/// One segment after the first, with the client of the worker it runs on.
+async fn fetch_segment(s: Segment, client: awc::Client) -> Result<(), TransferError> {
     let mut req = client.get(s.url.as_str());
     for (n, v) in &s.headers {
         req = req.append_header((n.clone(), v.clone()));

@@ -7,11 +7,11 @@ use awc::body::{BoxBody, SizedStream};
 use futures::StreamExt;
 
 use super::{BodyReader, Ctx, Done};
-use crate::{error::TransferError, http, source::file_stream};
+use crate::{error::TransferError, event::Headers, http, source::file_stream};
 
 pub(super) async fn run(ctx: &Rc<Ctx>, file: &Path, size: u64) -> Result<Done, TransferError> {
     ctx.set_bytes(0); // a retry starts over from the beginning of the file
-    ctx.began(None, Vec::new(), Some(size));
+    ctx.began(None, Headers::default, Some(size));
     if size == 0 {
         ctx.body_done();
     }
