@@ -500,6 +500,7 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
     let client = bare_client();
     let (mut ours, mut bare, mut curls, mut segmented) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut curls_synced = Vec::new();
     let download = |engine: Addr<Engine>, segments: u32, name: String| {
         let url = url.clone();
         async move {
@@ -528,9 +529,21 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
         if let Some(curl) = curl() {
             let path = dir.join(format!("curl-{round}"));
             if let Some(t) =
-                timed_command(Command::new(curl).args(["-s", "-o"]).arg(&path).arg(&url))
+                timed_command(Command::new(&curl).args(["-s", "-o"]).arg(&path).arg(&url))
             {
                 curls.push(size as f64 / t.as_secs_f64() / 1e6);
+            }
+            let _ = std::fs::remove_file(&path);
+            // The same, then fsync the file (GNU `sync FILE`): what the engine does before a
+            // download is complete, and bare awc here too.
+            if let Some(t) = timed_command(
+                Command::new("sh")
+                    .args(["-c", "\"$0\" -s -o \"$1\" \"$2\" && sync \"$1\""])
+                    .arg(curl)
+                    .arg(&path)
+                    .arg(&url),
+            ) {
+                curls_synced.push(size as f64 / t.as_secs_f64() / 1e6);
             }
             let _ = std::fs::remove_file(&path);
         }
@@ -556,6 +569,23 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
     if let Some(c) = curl_median {
         report.add("file", &format!("{label}: curl -o"), c, "MB/s");
         report.ratio("file", "actix-transfer / curl", "curl", ours / c, 1.2, true);
+    }
+    if !curls_synced.is_empty() {
+        let c = median(curls_synced);
+        report.add(
+            "file",
+            &format!("{label}: curl -o, then sync FILE"),
+            c,
+            "MB/s",
+        );
+        report.ratio(
+            "file",
+            "actix-transfer / (curl + fsync)",
+            "curl+fsync",
+            ours / c,
+            1.2,
+            true,
+        );
     }
     let seg = median(segmented);
     report.add(

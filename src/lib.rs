@@ -7,7 +7,8 @@
 //! * [`Engine`] is a supervisor actor. Send it a [`Download`], [`Upload`] or [`Fetch`]; it
 //!   validates the request (URL, scheme, headers, target path) before any I/O, answers at once
 //!   with a [`TransferId`] or a [`TransferError`], and starts **one actor per transfer** on one
-//!   of its worker threads, each of which owns one `awc` client and its connection pool.
+//!   of its worker threads, each of which owns one `awc` client and its connection pool (or,
+//!   with [`EngineBuilder::workers`]`(0)`, on the engine's own arbiter).
 //! * [`Cancel`] routes to the transfer's actor, which aborts its stream (no byte is read or
 //!   written after the reply), closes the connection, removes the `.part` file and replies
 //!   `Ok(())`; or `Err(CancelError::NotActive(end))` when the transfer had already ended, or
