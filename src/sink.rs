@@ -39,6 +39,12 @@ const GROW_AT: usize = 64 * 1024;
 /// Longest time buffered bytes wait for more before they are written anyway.
 const MAX_HOLD: Duration = Duration::from_millis(500);
 
+/// A buffer that took longer than `SLOW_HOLD` to reach `SLOW_BUF` belongs to a slow transfer:
+/// it is written at that size, so thousands of open slow transfers each hold a few KiB, not
+/// `MAX_HOLD`'s worth grown by doubling (16 KiB at 20 KiB/s), for about as many writes.
+const SLOW_BUF: usize = 8 * 1024;
+const SLOW_HOLD: Duration = Duration::from_millis(60);
+
 /// How many `name (k).ext` candidates `Uniquify` tries.
 const MAX_UNIQUIFY: u32 = 10_000;
 
@@ -182,8 +188,9 @@ impl FileSink {
             self.buf.reserve_exact(WRITE_BUF + GROW_AT - self.buf.len());
         }
         self.buf.extend_from_slice(chunk);
-        let held_long = self.held_since.is_some_and(|t| now - t >= MAX_HOLD);
-        if self.buf.len() >= WRITE_BUF || held_long {
+        let held = self.held_since.map_or(Duration::ZERO, |t| now - t);
+        let slow = self.buf.len() >= SLOW_BUF && held >= SLOW_HOLD;
+        if self.buf.len() >= WRITE_BUF || held >= MAX_HOLD || slow {
             self.hand_off().await?;
         }
         Ok(())
@@ -492,4 +499,48 @@ pub(crate) async fn remove_part(part: PathBuf) {
         Err(e) => tracing::warn!(path = %part.display(), error = %e, "could not remove .part file"),
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(dir: &Path) -> FileSink {
+        let file = File::create(dir.join("t.part")).unwrap();
+        FileSink::new(Writer::new(file, false), Drain::default())
+    }
+
+    /// A slowly filling buffer is written once it holds `SLOW_BUF`, long before `MAX_HOLD`;
+    /// a fast one keeps filling towards a full-size write.
+    #[actix_rt::test]
+    async fn a_slow_buffer_is_written_at_slow_buf_a_fast_one_keeps_growing() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunk = [7u8; 1024];
+
+        let mut fast = sink(dir.path());
+        let start = Instant::now();
+        for _ in 0..SLOW_BUF / chunk.len() {
+            fast.write(&chunk).await.unwrap();
+        }
+        if start.elapsed() < SLOW_HOLD {
+            assert!(fast.pending.is_none(), "a fast buffer is not written yet");
+            assert_eq!(fast.buf.len(), SLOW_BUF);
+        }
+
+        let mut slow = sink(dir.path());
+        let start = Instant::now();
+        slow.write(&chunk).await.unwrap();
+        actix_rt::time::sleep(SLOW_HOLD).await;
+        for _ in 1..SLOW_BUF / chunk.len() {
+            slow.write(&chunk).await.unwrap();
+        }
+        assert!(
+            start.elapsed() < MAX_HOLD,
+            "the machine stalled; nothing to judge"
+        );
+        assert!(slow.pending.is_some(), "the slow buffer went to the disk");
+        assert!(slow.buf.is_empty());
+        let writer = slow.finish().await.unwrap();
+        assert_eq!(writer.written, SLOW_BUF as u64);
+    }
 }
