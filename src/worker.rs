@@ -119,7 +119,7 @@ impl Workers {
         self.handles.iter().cloned().collect()
     }
 
-    /// Release a slot taken by `pick`.
+    /// Release a slot taken by `spawn`.
     pub(crate) fn release(&mut self, i: usize) {
         self.load[i] = self.load[i].saturating_sub(1);
     }
