@@ -559,9 +559,9 @@ impl Handler<Upload> for Engine {
     type Result = ResponseActFuture<Self, Result<TransferId, TransferError>>;
 
     fn handle(&mut self, msg: Upload, _ctx: &mut Self::Context) -> Self::Result {
-        // The file check is I/O: run it on the blocking pool, then submit.
+        // The file check is I/O: run it on a file-I/O thread, then submit.
         let path = msg.file.clone();
-        let stat = actix_rt::task::spawn_blocking(move || std::fs::metadata(path));
+        let stat = crate::blocking::run(move || std::fs::metadata(path));
         Box::pin(
             actix::fut::wrap_future(stat).map(move |meta, act: &mut Self, ctx| {
                 let shown = msg.file.display();

@@ -1,7 +1,7 @@
 //! File writing: the `.part` file of a download, written off the arbiter thread.
 //!
 //! Chunks from the network (at most 32 KiB each) are coalesced into large buffers and each buffer
-//! is written by one job on the blocking pool, one job in flight at a time, while the next
+//! is written by one job on the file-I/O threads (`blocking`), one job in flight at a time, while the next
 //! buffer fills: the arbiter thread never touches the disk. Buffers grow with the data and get
 //! their full size only once data flows fast; bytes never wait more than 500 ms in memory, and a
 //! slow transfer's buffer is released after each write. Queued, stalled and slow transfers so
@@ -21,10 +21,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_rt::task::{spawn_blocking, JoinHandle};
 use sha2::{Digest, Sha256};
 
 use crate::{
+    blocking::{self, Job},
     error::{FileErrorKind, TransferError},
     path::{part_path, uniquified},
     request::Conflict,
@@ -107,7 +107,7 @@ impl Writer {
     }
 }
 
-type WriteJob = JoinHandle<(Writer, Vec<u8>, io::Result<()>)>;
+type WriteJob = Job<(Writer, Vec<u8>, io::Result<()>)>;
 
 /// What a dropped sink leaves behind: its writer, or the write job holding it, and the bytes
 /// it had buffered but not handed off yet.
@@ -138,7 +138,7 @@ impl Drain {
         };
         if !parked.leftover.is_empty() && !writer.damaged {
             let buf = parked.leftover;
-            let job = spawn_blocking(move || {
+            let job = blocking::run(move || {
                 // A failed append marks the writer damaged: the next attempt starts over.
                 let _ = writer.append(&buf);
                 writer
@@ -173,7 +173,7 @@ impl FileSink {
         }
     }
 
-    /// Append a chunk; hands the buffer to the blocking pool when it is full, or when it has
+    /// Append a chunk; hands the buffer to the file-I/O threads when it is full, or when it has
     /// held data for `MAX_HOLD` (a slow transfer keeps a small buffer and lands its bytes soon).
     pub(crate) async fn write(&mut self, chunk: &[u8]) -> Result<(), TransferError> {
         let now = Instant::now();
@@ -204,7 +204,7 @@ impl FileSink {
                 "file sink used after failure".into(),
             ));
         };
-        self.pending = Some(spawn_blocking(move || {
+        self.pending = Some(blocking::run(move || {
             let res = w.append(&buf);
             buf.clear();
             (w, buf, res)
@@ -269,7 +269,7 @@ impl FileSink {
                 "file sink used after failure".into(),
             ));
         };
-        let (w, res) = spawn_blocking(move || {
+        let (w, res) = blocking::run(move || {
             let res = w.truncate();
             (w, res)
         })
@@ -493,7 +493,7 @@ fn link_no_clobber(from: &Path, to: &Path) -> Result<(), TransferError> {
 
 /// Remove a `.part` file, off-thread; a missing file is fine.
 pub(crate) async fn remove_part(part: PathBuf) {
-    let _ = spawn_blocking(move || match std::fs::remove_file(&part) {
+    let _ = blocking::run(move || match std::fs::remove_file(&part) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(path = %part.display(), error = %e, "could not remove .part file"),

@@ -6,18 +6,19 @@ use std::{
     path::PathBuf,
 };
 
-use actix_rt::task::{spawn_blocking, JoinHandle};
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
+
+use crate::blocking::{self, Job};
 
 /// Size of one read.
 const READ_BUF: usize = 256 * 1024;
 
-type ReadJob = JoinHandle<(File, io::Result<Bytes>)>;
+type ReadJob = Job<(File, io::Result<Bytes>)>;
 
 /// A stream of exactly `size` bytes of the file at `path`, from `offset`.
 ///
-/// Each read runs on the blocking pool; the next read starts as soon as a chunk is handed out,
+/// Each read runs on a file-I/O thread (`blocking`); the next read starts as soon as a chunk is handed out,
 /// so the disk and the socket overlap. A file that shrinks under us ends the stream with an
 /// `UnexpectedEof` error (awc then aborts the request) rather than a short body.
 pub(crate) fn file_stream(
@@ -35,7 +36,7 @@ pub(crate) fn file_stream(
 
     fn start(file: File, left: u64) -> ReadJob {
         let want = left.min(READ_BUF as u64) as usize;
-        spawn_blocking(move || {
+        blocking::run(move || {
             let mut file = file;
             let mut buf = BytesMut::zeroed(want);
             let mut got = 0;
@@ -78,7 +79,7 @@ pub(crate) fn file_stream(
                     Some(f) => f,
                     None => {
                         let (path, offset) = (st.path.clone(), st.offset);
-                        let opened = spawn_blocking(move || {
+                        let opened = blocking::run(move || {
                             let mut f = File::open(path)?;
                             f.seek(SeekFrom::Start(offset))?;
                             Ok::<_, io::Error>(f)

@@ -605,7 +605,7 @@ impl TransferActor {
         let dir = self.ctx.cfg.download_dir.clone();
         let (target, conflict) = (opts.target.clone(), opts.conflict);
         let hashed = opts.expect_sha256.is_some();
-        let job = actix_rt::task::spawn_blocking(move || {
+        let job = crate::blocking::run(move || {
             sink::prepare_part(&dir, &target, conflict).map(|(p, f)| (p, Writer::new(f, hashed)))
         });
         ctx.spawn(wrap_future(job).map(|res, act: &mut Self, ctx| {
@@ -757,9 +757,7 @@ impl TransferActor {
             return self.end_failed(error, false, ctx);
         };
         let conflict = opts.conflict;
-        let job = actix_rt::task::spawn_blocking(move || {
-            sink::finalize(file, &placement, conflict, bytes)
-        });
+        let job = crate::blocking::run(move || sink::finalize(file, &placement, conflict, bytes));
         ctx.spawn(wrap_future(job).map(move |res, act: &mut Self, ctx| {
             match res.unwrap_or_else(|e| Err(TransferError::Internal(e.to_string()))) {
                 Ok(path) => act.end(completed(bytes, status, url, Output::File(path)), ctx),

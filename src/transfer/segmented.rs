@@ -93,7 +93,7 @@ pub(super) async fn run(
     sink.set_damaged(true);
     let file = Arc::new(sink.clone_file()?);
     let sizing = Arc::clone(&file);
-    actix_rt::task::spawn_blocking(move || sizing.set_len(total))
+    crate::blocking::run(move || sizing.set_len(total))
         .await
         .map_err(|e| TransferError::Internal(e.to_string()))?
         .map_err(|e| TransferError::file("sizing", &e))?;
@@ -257,7 +257,7 @@ async fn fetch_segment(s: Segment, client: awc::Client) -> Result<(), TransferEr
 }
 
 /// Read `start..=end` from `resp` into `file` at its offsets; positioned writes of up to
-/// `SEGMENT_BUF` on the blocking pool, one in flight, each holding the quiescence guard.
+/// `SEGMENT_BUF` on the file-I/O threads, one in flight, each holding the quiescence guard.
 async fn read_range(
     mut resp: ClientResponse,
     start: u64,
@@ -284,7 +284,7 @@ async fn read_range(
             let (f, q, offset) = (Arc::clone(&file), Arc::clone(&quiesce), at);
             at += data.len() as u64;
             let n = data.len() as u64;
-            actix_rt::task::spawn_blocking(move || {
+            crate::blocking::run(move || {
                 let _quiesce = q;
                 f.write_all_at(&data, offset)
             })
