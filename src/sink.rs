@@ -124,8 +124,9 @@ struct Parked {
 pub(crate) struct Drain(Rc<RefCell<Option<Parked>>>);
 
 impl Drain {
-    /// Land the abandoned write and buffered bytes, off-thread, and return the writer.
-    pub(crate) async fn settle(&self) -> Option<Writer> {
+    /// Wait for the abandoned write, land the buffered bytes too when `land` (else drop them:
+    /// the file is about to be removed), off-thread, and return the writer.
+    pub(crate) async fn settle(&self, land: bool) -> Option<Writer> {
         let parked = self.0.borrow_mut().take()?;
         let mut writer = match (parked.job, parked.writer) {
             (Some(job), _) => {
@@ -136,7 +137,7 @@ impl Drain {
             (None, Some(w)) => w,
             (None, None) => return None,
         };
-        if !parked.leftover.is_empty() && !writer.damaged {
+        if land && !parked.leftover.is_empty() && !writer.damaged {
             let buf = parked.leftover;
             let job = blocking::run(move || {
                 // A failed append marks the writer damaged: the next attempt starts over.

@@ -441,7 +441,14 @@ async fn cleanup_policies_and_erase() {
         .until_kind(id, |k| matches!(k, EventKind::Progress { bytes_transferred, .. } if *bytes_transferred > 0))
         .await;
     rig.engine.send(Cancel(id)).await.unwrap().unwrap();
-    assert!(rig.dir.path().join("kept.bin.part").exists());
+    // Every byte received is in the kept .part, buffered ones included: a resume continues
+    // from exactly there.
+    let Outcome::Cancelled { bytes } = rig.events.until_ended(id).await else {
+        panic!("cancelled")
+    };
+    let kept = std::fs::read(rig.dir.path().join("kept.bin.part")).unwrap();
+    assert_eq!(kept.len() as u64, bytes);
+    assert_eq!(kept[..], body[..kept.len()]);
     // Erase with files removes it, and forgets the transfer.
     let erase = Erase {
         id,

@@ -677,13 +677,17 @@ impl TransferActor {
     fn settle(&mut self, error: Option<TransferError>, ctx: &mut Context<Self>) {
         self.phase = Phase::Settling;
         let drain = self.ctx.drain();
+        // Bytes still buffered are landed for whatever may continue from the file (a retry, a
+        // resume, a kept `.part`), not for a cancel that removes it.
+        let discarded = matches!(self.stop, Some(Stop::Cancel))
+            && self.partial_policy(|o| o.on_cancel) == Partial::Delete;
         let segments = std::mem::take(&mut *self.ctx.quiescence.borrow_mut());
         let quiet = async move {
             // Segments on other workers stop reading and writing before anything else happens.
             for rx in segments {
                 let _ = rx.await;
             }
-            drain.settle().await
+            drain.settle(!discarded).await
         };
         ctx.spawn(wrap_future(quiet).map(move |writer, act: &mut Self, ctx| {
             if let Some(w) = writer {
