@@ -1030,9 +1030,15 @@ fn open_side(args: &[String]) {
     println!("{out}");
 }
 
-async fn scenario_cancel(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
-    let victims: usize = if o.quick { 100 } else { 500 };
-    let (engine, ends, _a) = engine_with(dir, 10_000).await;
+/// Cancel latency under load, in each layout: `victims` fast fetches cancelled mid-body while
+/// 32 fetches at a time run beside them. The sorted latencies, and bytes counted after replies.
+async fn cancel_latencies(
+    workers: usize,
+    base: &str,
+    dir: &Path,
+    victims: usize,
+) -> (Vec<Duration>, u64) {
+    let (engine, ends, _a) = engine_on(workers, dir, 10_000).await;
     // Background load: fast fetches all along.
     let load_url = format!("{base}/bytes/65536");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1094,29 +1100,37 @@ async fn scenario_cancel(o: &Opts, base: &str, dir: &Path, report: &mut Report) 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = load.await;
     lat.sort();
-    report.add(
-        "cancel",
-        &format!("{victims} cancels under load: p50 latency"),
-        percentile(&lat, 0.5).as_secs_f64() * 1e3,
-        "ms",
-    );
-    report.target(
-        "cancel",
-        "p99 Cancel -> reply",
-        percentile(&lat, 0.99).as_secs_f64() * 1e3,
-        "ms",
-        1.0,
-        false,
-    );
-    report.target(
-        "cancel",
-        "bytes counted after the reply",
-        after as f64,
-        "B",
-        0.0,
-        false,
-    );
     engine.send(Shutdown).await.unwrap();
+    (lat, after)
+}
+
+async fn scenario_cancel(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
+    let victims: usize = if o.quick { 100 } else { 500 };
+    for (workers, layout) in LAYOUTS {
+        let (lat, after) = cancel_latencies(workers, base, dir, victims).await;
+        report.add(
+            "cancel",
+            &format!("{layout}: {victims} cancels under load: p50 latency"),
+            percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            "ms",
+        );
+        report.target(
+            "cancel",
+            &format!("{layout}: p99 Cancel -> reply"),
+            percentile(&lat, 0.99).as_secs_f64() * 1e3,
+            "ms",
+            1.0,
+            false,
+        );
+        report.target(
+            "cancel",
+            &format!("{layout}: bytes counted after the reply"),
+            after as f64,
+            "B",
+            0.0,
+            false,
+        );
+    }
 }
 
 /// Bandwidth limits: a global limit shared by 4 downloads, then a per-transfer limit changed at

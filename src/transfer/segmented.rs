@@ -270,7 +270,7 @@ async fn read_range(
     let mut received = 0u64;
     let mut buf = Vec::with_capacity(SEGMENT_BUF);
     let mut at = start;
-    let mut chunks = 0u32;
+    let mut yields = super::ChunkYield::default();
     while received < want {
         let Some(chunk) = resp.next().await else {
             break;
@@ -293,10 +293,7 @@ async fn read_range(
             .map_err(|e| TransferError::file("writing", &e))?;
             counted.fetch_add(n, Relaxed);
         }
-        chunks += 1;
-        if chunks % 16 == 0 {
-            actix_rt::task::yield_now().await;
-        }
+        yields.before_read().await;
     }
     if received != want {
         return Err(TransferError::Truncated {
