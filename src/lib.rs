@@ -84,9 +84,9 @@
 //!
 //! # Threads, blocking and cancel safety
 //!
-//! No file I/O runs on an arbiter thread: `.part` files are written in coalesced 512 KiB
-//! writes on the crate's file-I/O threads, one in flight per transfer. The Engine is not on the per-chunk
-//! path. Dropping a reply future does not cancel a transfer; only [`Cancel`] (or
+//! No file I/O runs on an arbiter thread: `.part` files are written in coalesced writes of up
+//! to 1 MiB on the crate's file-I/O threads, one in flight per transfer. The Engine is not on
+//! the per-chunk path. Dropping a reply future does not cancel a transfer; only [`Cancel`] (or
 //! [`Shutdown`]) does. A download's final file name only ever holds a complete, length-checked
 //! and synced file.
 //!
