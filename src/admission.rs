@@ -23,12 +23,19 @@ pub(crate) struct Admission {
     max_active: usize,
     max_per_host: Option<usize>,
     active: usize,
-    running: HashMap<Host, usize>,
-    queues: HashMap<Host, BTreeMap<QueueKey, TransferId>>,
+    /// Every host with a transfer running or waiting: one lookup per operation.
+    hosts: HashMap<Host, HostState>,
     /// The head of every queue whose host has a free slot.
     heads: BTreeSet<(QueueKey, Host)>,
-    head_of: HashMap<Host, QueueKey>,
     queued: usize,
+}
+
+#[derive(Debug, Default)]
+struct HostState {
+    running: usize,
+    queue: BTreeMap<QueueKey, TransferId>,
+    /// This host's entry in `heads`, if it has one.
+    head: Option<QueueKey>,
 }
 
 impl Admission {
@@ -37,10 +44,8 @@ impl Admission {
             max_active: max_active.max(1),
             max_per_host: max_per_host.map(|n| n.max(1)),
             active: 0,
-            running: HashMap::new(),
-            queues: HashMap::new(),
+            hosts: HashMap::new(),
             heads: BTreeSet::new(),
-            head_of: HashMap::new(),
             queued: 0,
         }
     }
@@ -50,29 +55,25 @@ impl Admission {
     }
 
     pub(crate) fn enqueue(&mut self, host: &Host, key: QueueKey, id: TransferId) {
-        if self
-            .queues
-            .entry(Arc::clone(host))
-            .or_default()
-            .insert(key, id)
-            .is_none()
-        {
+        let st = self.hosts.entry(Arc::clone(host)).or_default();
+        if st.queue.insert(key, id).is_none() {
             self.queued += 1;
         }
-        self.refresh(host);
+        refresh(&mut self.heads, self.max_per_host, host, st);
     }
 
     /// Take a waiting transfer out of its queue (cancelled or paused while queued).
     pub(crate) fn remove(&mut self, host: &Host, key: QueueKey) {
-        if let Some(q) = self.queues.get_mut(host) {
-            if q.remove(&key).is_some() {
-                self.queued -= 1;
-            }
-            if q.is_empty() {
-                self.queues.remove(host);
-            }
+        let Some(st) = self.hosts.get_mut(host) else {
+            return;
+        };
+        if st.queue.remove(&key).is_some() {
+            self.queued -= 1;
         }
-        self.refresh(host);
+        refresh(&mut self.heads, self.max_per_host, host, st);
+        if st.running == 0 && st.queue.is_empty() {
+            self.hosts.remove(host);
+        }
     }
 
     /// The next transfer to start, if a slot is free; it then holds that slot.
@@ -81,29 +82,27 @@ impl Admission {
             return None;
         }
         let (key, host) = self.heads.pop_first()?;
-        self.head_of.remove(&host);
-        let q = self.queues.get_mut(&host)?;
-        let id = q.remove(&key)?;
-        if q.is_empty() {
-            self.queues.remove(&host);
-        }
+        let st = self.hosts.get_mut(&host)?;
+        st.head = None;
+        let id = st.queue.remove(&key)?;
         self.queued -= 1;
         self.active += 1;
-        *self.running.entry(Arc::clone(&host)).or_default() += 1;
-        self.refresh(&host);
+        st.running += 1;
+        refresh(&mut self.heads, self.max_per_host, &host, st);
         Some(id)
     }
 
     /// Give back a slot taken by `next` (the transfer ended or paused).
     pub(crate) fn release(&mut self, host: &Host) {
         self.active = self.active.saturating_sub(1);
-        if let Some(n) = self.running.get_mut(host) {
-            *n -= 1;
-            if *n == 0 {
-                self.running.remove(host);
-            }
+        let Some(st) = self.hosts.get_mut(host) else {
+            return;
+        };
+        st.running = st.running.saturating_sub(1);
+        refresh(&mut self.heads, self.max_per_host, host, st);
+        if st.running == 0 && st.queue.is_empty() {
+            self.hosts.remove(host);
         }
-        self.refresh(host);
     }
 
     pub(crate) fn set_limits(
@@ -116,11 +115,8 @@ impl Admission {
         }
         if let Some(n) = max_per_host {
             self.max_per_host = n.map(|n| n.max(1));
-            self.heads.clear();
-            self.head_of.clear();
-            let hosts: Vec<Host> = self.queues.keys().cloned().collect();
-            for host in &hosts {
-                self.refresh(host);
+            for (host, st) in self.hosts.iter_mut() {
+                refresh(&mut self.heads, self.max_per_host, host, st);
             }
         }
     }
@@ -135,25 +131,29 @@ impl Admission {
 
     /// Every waiting transfer, in no particular order.
     pub(crate) fn waiting(&self) -> Vec<TransferId> {
-        self.queues
+        self.hosts
             .values()
-            .flat_map(|q| q.values().copied())
+            .flat_map(|st| st.queue.values().copied())
             .collect()
     }
+}
 
-    /// Put `host`'s head in `heads` exactly when it has a waiting transfer and a free slot.
-    fn refresh(&mut self, host: &Host) {
-        if let Some(old) = self.head_of.remove(host) {
-            self.heads.remove(&(old, Arc::clone(host)));
-        }
-        let busy = self.running.get(host).copied().unwrap_or(0);
-        if self.max_per_host.is_some_and(|max| busy >= max) {
-            return;
-        }
-        if let Some(key) = self.queues.get(host).and_then(|q| q.keys().next().copied()) {
-            self.heads.insert((key, Arc::clone(host)));
-            self.head_of.insert(Arc::clone(host), key);
-        }
+/// Put `host`'s head in `heads` exactly when it has a waiting transfer and a free slot.
+fn refresh(
+    heads: &mut BTreeSet<(QueueKey, Host)>,
+    max_per_host: Option<usize>,
+    host: &Host,
+    st: &mut HostState,
+) {
+    if let Some(old) = st.head.take() {
+        heads.remove(&(old, Arc::clone(host)));
+    }
+    if max_per_host.is_some_and(|max| st.running >= max) {
+        return;
+    }
+    if let Some(key) = st.queue.keys().next().copied() {
+        heads.insert((key, Arc::clone(host)));
+        st.head = Some(key);
     }
 }
 

@@ -6,12 +6,7 @@
 //! actor to the file and to subscribers directly; the Engine hears from a transfer when it
 //! starts and when it ends, and reads its byte counters from shared atomics for [`Status`].
 
-use std::{
-    collections::{HashMap, VecDeque},
-    path::PathBuf,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::VecDeque, path::PathBuf, sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
@@ -20,7 +15,7 @@ use futures::channel::oneshot;
 use crate::{
     admission::{Admission, Host, QueueKey},
     error::{CancelError, EndState, EraseError, TransferError},
-    event::{EventKind, Outcome, TransferEvent, TransferId},
+    event::{EventKind, IdMap, Outcome, TransferEvent, TransferId},
     request::{Download, Fetch, Job, JobKind, Upload},
     retry::RetryPolicy,
     sink,
@@ -237,7 +232,7 @@ impl EngineBuilder {
             cfg,
             workers,
             subs: Arc::new(Subscribers::default()),
-            records: HashMap::new(),
+            records: IdMap::default(),
             admission: Admission::new(self.max_active, self.max_per_host),
             global_rate: Arc::new(Bucket::new(self.max_rate)),
             peers,
@@ -304,7 +299,7 @@ pub struct Engine {
     cfg: Arc<Config>,
     workers: Workers,
     subs: Arc<Subscribers>,
-    records: HashMap<TransferId, Record>,
+    records: IdMap<Record>,
     admission: Admission,
     /// Transfer actors alive (active, paused, or resumed and waiting for a slot).
     live: usize,

@@ -1,6 +1,13 @@
 //! Events: what a transfer publishes to its subscribers, and how it ended.
 
-use std::{fmt, num::NonZeroU64, path::PathBuf, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    hash::{BuildHasherDefault, Hasher},
+    num::NonZeroU64,
+    path::PathBuf,
+    time::Duration,
+};
 
 use bytes::Bytes;
 
@@ -22,6 +29,30 @@ impl TransferId {
     /// An id from a number (for instance one parsed from a URL path); `None` for 0.
     pub fn new(n: u64) -> Option<Self> {
         NonZeroU64::new(n).map(TransferId)
+    }
+}
+
+/// A map keyed by transfer ids. Ids are numbers the engine issues in sequence, not input anyone
+/// else chooses, so they need no SipHash: one multiplication spreads them over the table.
+pub(crate) type IdMap<V> = HashMap<TransferId, V, BuildHasherDefault<IdHasher>>;
+
+/// The hasher of [`IdMap`] (Fibonacci hashing of the id).
+#[derive(Debug, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 

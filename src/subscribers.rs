@@ -9,17 +9,14 @@
 //! that arrives after the end still receives it, exactly once: publishing `Ended` and
 //! subscribing to an id both take the write lock, so one of them sees the other.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        RwLock,
-    },
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    RwLock,
 };
 
 use actix::{Recipient, WeakRecipient};
 
-use crate::event::{EventKind, TransferEvent, TransferId};
+use crate::event::{EventKind, IdMap, TransferEvent, TransferId};
 
 /// The handle of a subscription, returned by [`Subscribe`](crate::Subscribe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,8 +27,8 @@ type Entry = (u64, WeakRecipient<TransferEvent>);
 #[derive(Default)]
 struct Registry {
     all: Vec<Entry>,
-    by_id: HashMap<TransferId, Vec<Entry>>,
-    ended: HashMap<TransferId, TransferEvent>,
+    by_id: IdMap<Vec<Entry>>,
+    ended: IdMap<TransferEvent>,
 }
 
 /// The registry; one per engine, behind an `Arc`.

@@ -384,6 +384,8 @@ impl Ctx {
     /// Fails when no byte moved for the idle timeout during a body, or the headers did not come
     /// within the headers timeout. Never ends otherwise.
     async fn watchdog(self: Rc<Self>) -> TransferError {
+        // One timer for the attempt, moved to each new deadline.
+        let mut sleep = std::pin::pin!(actix_rt::time::sleep_until(Instant::now().into()));
         loop {
             let (limit, phase) = match self.wait.get() {
                 // Connecting has its own timeout (awc's connector reports it as Connect).
@@ -398,20 +400,21 @@ impl Ctx {
             if Instant::now() >= deadline {
                 return TransferError::Timeout(phase);
             }
-            // Sleep until the deadline, or until the phase changes (a shorter limit may apply).
+            // Sleep until the deadline, or until the phase changes (a shorter limit may apply):
+            // `wait_for` takes the registered waker out of `rearm` and wakes it.
+            sleep.as_mut().reset(deadline.into());
             let mut armed = false;
-            let rearmed = futures::future::poll_fn(|cx| {
+            futures::future::poll_fn(|cx| {
                 if armed && self.rearm.borrow().is_none() {
+                    return Poll::Ready(());
+                }
+                if std::future::Future::poll(sleep.as_mut(), cx).is_ready() {
                     return Poll::Ready(());
                 }
                 armed = true;
                 *self.rearm.borrow_mut() = Some(cx.waker().clone());
                 Poll::Pending
-            });
-            select(
-                Box::pin(actix_rt::time::sleep_until(deadline.into())),
-                Box::pin(rearmed),
-            )
+            })
             .await;
             self.rearm.borrow_mut().take();
         }
@@ -642,15 +645,16 @@ impl TransferActor {
         let io = async move {
             c.await_request();
             c.retry_after.set(None);
-            let run = Box::pin(async {
+            let run = std::pin::pin!(async {
                 match &c.job.kind {
                     JobKind::Download(opts) => download::run(&c, opts).await,
                     JobKind::Upload { file, size } => upload::run(&c, file, *size).await,
                     JobKind::Fetch { .. } => fetch::run(&c).await,
                 }
             });
+            let watchdog = std::pin::pin!(Rc::clone(&c).watchdog());
             let guarded = async {
-                match select(run, Box::pin(Rc::clone(&c).watchdog())).await {
+                match select(run, watchdog).await {
                     Either::Left((res, _)) => res,
                     Either::Right((err, _)) => Err(err),
                 }
