@@ -478,6 +478,12 @@ fn curl() -> Option<PathBuf> {
         .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
+/// Write back every dirty page (untimed), so that a measurement does not pay for the disk
+/// work of the one before it.
+fn flush_disks() {
+    let _ = Command::new("sync").status();
+}
+
 fn timed_command(cmd: &mut Command) -> Option<Duration> {
     let start = Instant::now();
     let ok = cmd
@@ -505,6 +511,7 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
     let download = |engine: Addr<Engine>, segments: u32, name: String| {
         let url = url.clone();
         async move {
+            flush_disks();
             let start = Instant::now();
             let d = Download::new(&url)
                 .to(name)
@@ -523,6 +530,7 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
         let bare_first = round % 2 == 1;
         let bare_run = || async {
             let path = dir.join(format!("bare-{round}"));
+            flush_disks();
             let start = Instant::now();
             assert_eq!(bare_download(&client, &url, &path).await, size);
             let rate = size as f64 / start.elapsed().as_secs_f64() / 1e6;
@@ -540,6 +548,7 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
 
         if let Some(curl) = curl() {
             let path = dir.join(format!("curl-{round}"));
+            flush_disks();
             if let Some(t) =
                 timed_command(Command::new(&curl).args(["-s", "-o"]).arg(&path).arg(&url))
             {
@@ -548,6 +557,7 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
             let _ = std::fs::remove_file(&path);
             // The same, then fsync the file (GNU `sync FILE`): what the engine does before a
             // download is complete, and bare awc here too.
+            flush_disks();
             if let Some(t) = timed_command(
                 Command::new("sh")
                     .args(["-c", "\"$0\" -s -o \"$1\" \"$2\" && sync \"$1\""])
@@ -1228,6 +1238,7 @@ fn main() {
     );
     actix_rt::System::new().block_on(async {
         for s in &o.scenarios {
+            flush_disks();
             let started = Instant::now();
             match s.as_str() {
                 "file" => scenario_file(&o, &server.base, dir.path(), &mut report).await,
