@@ -477,3 +477,56 @@ async fn a_fetch_over_its_cap_is_body_too_large_announced_or_not() {
         assert!(outcome.bytes() < 10_000, "{outcome:?}");
     }
 }
+
+#[actix_rt::test]
+async fn a_segment_with_bytes_past_its_length_fails_and_one_stream_completes_the_file() {
+    // Two segments of a 2 MiB file; the range request for the second is answered with 100
+    // bytes more than its Content-Length. Segments go through the same wire checks as every
+    // request: the segmented attempt fails, and the single stream it falls back to (a plain
+    // GET, on another connection) completes the file.
+    const N: usize = 2 << 20;
+    let body = pattern(N);
+    let served = body.clone();
+    let server = Hostile::start(move |req| {
+        let validators = [("ETag", "\"v1\""), ("Accept-Ranges", "bytes")];
+        match req.header("range") {
+            None => vec![Step::Write(response(200, &validators, &served))],
+            Some(range) => {
+                let (a, b) = range
+                    .strip_prefix("bytes=")
+                    .and_then(|r| r.split_once('-'))
+                    .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()))
+                    .expect("a bytes=a-b range");
+                let content_range = format!("bytes {a}-{b}/{N}");
+                let mut answer = response(
+                    206,
+                    &[("ETag", "\"v1\""), ("Content-Range", &content_range)],
+                    &served[a..=b],
+                );
+                answer.extend_from_slice(&[b'!'; 100]);
+                vec![Step::Write(answer)]
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let retry = actix_transfer::RetryPolicy::default()
+        .initial_delay(std::time::Duration::from_millis(10))
+        .max_delay(std::time::Duration::from_millis(10));
+    let engine = engine(dir.path(), |b| b.retry(retry));
+
+    let (_, outcome) = run(&engine, download(&server).segments(2)).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(std::fs::read(outcome.path().unwrap()).unwrap(), body);
+
+    let requests = server.requests();
+    let ranges: Vec<Option<&str>> = requests.iter().map(|r| r.header("range")).collect();
+    assert_eq!(
+        ranges,
+        [None, Some("bytes=1048576-2097151"), None],
+        "a plain GET, the second segment's range, then one stream from zero"
+    );
+    assert_ne!(
+        requests[1].conn, requests[2].conn,
+        "the mis-framed segment's connection went back to the pool"
+    );
+}

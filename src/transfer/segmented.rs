@@ -25,7 +25,10 @@ use std::{
 };
 
 use awc::{
-    http::header::{self, HeaderName, HeaderValue},
+    http::{
+        header::{self, HeaderName, HeaderValue},
+        Method,
+    },
     ClientResponse,
 };
 use futures::{
@@ -36,7 +39,7 @@ use futures::{
 };
 
 use super::Ctx;
-use crate::{error::TransferError, http, sink::FileSink, worker};
+use crate::{error::TransferError, http, request::HttpRequest, sink::FileSink, worker};
 
 /// The least size of one segment.
 pub(crate) const MIN_SEGMENT: u64 = 1 << 20;
@@ -68,9 +71,8 @@ impl Drop for AbortAll {
 
 /// What one remote segment needs (all `Send`).
 struct Segment {
-    url: String,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    validator: String,
+    /// The range request: the first response's URL, the job's headers, `Range` and `If-Range`.
+    request: HttpRequest,
     start: u64,
     end: u64,
     total: u64,
@@ -89,6 +91,8 @@ pub(super) async fn run(
     k: u64,
     validator: String,
 ) -> Result<(), TransferError> {
+    let if_range = HeaderValue::from_str(&validator)
+        .map_err(|_| TransferError::BadContent(format!("unusable validator {validator:?}")))?;
     // The file gets its full size now; until every segment is verified its content is unknown.
     sink.set_damaged(true);
     let file = Arc::new(sink.clone_file()?);
@@ -113,17 +117,24 @@ pub(super) async fn run(
         ctx.watch_quiescence(quiet_rx);
         let (abort, registration) = AbortHandle::new_pair();
         aborts.0.push(abort);
+        let mut headers: Vec<(HeaderName, HeaderValue)> = ctx
+            .job
+            .request
+            .headers
+            .iter()
+            .filter(|(n, _)| *n != header::RANGE && *n != header::IF_RANGE)
+            .cloned()
+            .collect();
+        let range = HeaderValue::from_str(&format!("bytes={start}-{end}"))
+            .expect("a range of digits is a valid header value");
+        headers.push((header::RANGE, range));
+        headers.push((header::IF_RANGE, if_range.clone()));
         let segment = Segment {
-            url: url.to_string(),
-            headers: ctx
-                .job
-                .request
-                .headers
-                .iter()
-                .filter(|(n, _)| *n != header::RANGE && *n != header::IF_RANGE)
-                .cloned()
-                .collect(),
-            validator: validator.clone(),
+            request: HttpRequest {
+                url: url.clone(),
+                method: Method::GET,
+                headers,
+            },
             start: *start,
             end: *end,
             total,
@@ -162,6 +173,7 @@ pub(super) async fn run(
         Arc::clone(&file),
         Arc::clone(&counters[0]),
         local_quiet,
+        false,
     );
     let mut local = Box::pin(local);
     let mut local_done = false;
@@ -227,21 +239,15 @@ pub(super) async fn run(
     Ok(())
 }
 
-/// One segment after the first, with the client of the worker it runs on.
+/// One segment after the first, with the client of the worker it runs on. It goes through
+/// `http::send` like every request (identity encoding, no body, interim answers refused, the
+/// body's end checked against the wire), following no redirect: the range is asked of the URL
+/// that answered the first request, and anything but the exact `206` fails the segmented
+/// attempt, which is then retried as one stream.
 async fn fetch_segment(s: Segment, client: awc::Client) -> Result<(), TransferError> {
-    let mut req = client.get(s.url.as_str());
-    for (n, v) in &s.headers {
-        req = req.append_header((n.clone(), v.clone()));
-    }
-    let req = req
-        .insert_header((header::RANGE, format!("bytes={}-{}", s.start, s.end)))
-        .insert_header((header::IF_RANGE, s.validator.clone()))
-        .insert_header((header::ACCEPT_ENCODING, "identity"));
-    // No `Content-Length: 0` on a GET (awc's `send()` would add one).
-    let resp = req
-        .send_body(awc::body::None::new())
-        .await
-        .map_err(http::send_error)?;
+    let resp = http::send(&client, &s.request, 0, &mut || None, &|_| {})
+        .await?
+        .response;
     let range = http::content_range(&resp);
     let exact = resp.status() == awc::http::StatusCode::PARTIAL_CONTENT
         && range.is_some_and(|r| r.start == s.start && r.end == s.end && r.total == Some(s.total));
@@ -253,11 +259,13 @@ async fn fetch_segment(s: Segment, client: awc::Client) -> Result<(), TransferEr
             resp.status()
         )));
     }
-    read_range(resp, s.start, s.end, s.file, s.counted, s.quiesce).await
+    read_range(resp, s.start, s.end, s.file, s.counted, s.quiesce, true).await
 }
 
 /// Read `start..=end` from `resp` into `file` at its offsets; positioned writes of up to
 /// `SEGMENT_BUF` on the file-I/O threads, one in flight, each holding the quiescence guard.
+/// `own_response`: `resp` answers this range alone and must end with it (segment 0 reads the
+/// start of the first response and drops the rest).
 async fn read_range(
     mut resp: ClientResponse,
     start: u64,
@@ -265,6 +273,7 @@ async fn read_range(
     file: Arc<File>,
     counted: Arc<AtomicU64>,
     quiesce: Arc<Quiesce>,
+    own_response: bool,
 ) -> Result<(), TransferError> {
     let want = end - start + 1;
     let mut received = 0u64;
@@ -300,6 +309,20 @@ async fn read_range(
             expected: want,
             received,
         });
+    }
+    if own_response {
+        // A range response must end where its range does: reading on lets the wire checks
+        // see its real end (bytes past its Content-Length fail, and poison the connection).
+        match resp.next().await {
+            None => {}
+            Some(Ok(more)) => {
+                return Err(TransferError::Truncated {
+                    expected: want,
+                    received: want + more.len() as u64,
+                })
+            }
+            Some(Err(e)) => return Err(http::payload_error(e, Some(want), want)),
+        }
     }
     // The first response carries the rest of the file: dropping it closes that connection.
     drop(resp);
