@@ -262,6 +262,14 @@ enum Slot {
     Ended(Outcome),
 }
 
+impl Slot {
+    /// Move the slot out to build the one that replaces it; every caller assigns the new slot
+    /// before it returns, so the stand-in left here for that moment is never seen.
+    fn take(&mut self) -> Slot {
+        std::mem::replace(self, Slot::Ended(Outcome::Cancelled { bytes: 0 }))
+    }
+}
+
 struct Record {
     kind: TransferKind,
     url: String,
@@ -400,8 +408,7 @@ impl Engine {
 
     fn start_transfer(&mut self, id: TransferId, ctx: &mut Context<Self>) {
         let record = self.records.get_mut(&id).expect("queued ids have records");
-        let placeholder = Slot::Ended(Outcome::Cancelled { bytes: 0 });
-        let Slot::Queued { what, .. } = std::mem::replace(&mut record.slot, placeholder) else {
+        let Slot::Queued { what, .. } = record.slot.take() else {
             unreachable!("only queued transfers are admitted")
         };
         let addr = match what {
@@ -661,10 +668,8 @@ impl Handler<Pause> for Engine {
             Slot::Queued { key, .. } => {
                 let key = *key;
                 self.admission.remove(&record.host, key);
-                let placeholder = Slot::Ended(Outcome::Cancelled { bytes: 0 });
-                let Slot::Queued { what, .. } = std::mem::replace(&mut record.slot, placeholder)
-                else {
-                    unreachable!()
+                let Slot::Queued { what, .. } = record.slot.take() else {
+                    unreachable!("matched as queued")
                 };
                 record.progress.set_state(TransferState::Paused);
                 let resumed_actor = matches!(what, Waiting::Resume(_));
@@ -700,9 +705,8 @@ impl Handler<Resume> for Engine {
             Slot::Paused(_) => {}
             Slot::Active { .. } | Slot::Queued { .. } => return Ok(()),
         }
-        let placeholder = Slot::Ended(Outcome::Cancelled { bytes: 0 });
-        let Slot::Paused(what) = std::mem::replace(&mut record.slot, placeholder) else {
-            unreachable!()
+        let Slot::Paused(what) = record.slot.take() else {
+            unreachable!("matched as paused")
         };
         let key = Admission::key(record.priority, id);
         let never_ran = matches!(what, Waiting::New(_));
