@@ -8,7 +8,8 @@
 //! cargo bench --bench load -- --scenario small,cancel --rounds 5 --json out.json
 //! ```
 //!
-//! Scenarios: `file` (one large download to a file), `small` (4 KiB fetches into memory at 64
+//! Scenarios: `file` (one large download to a file), `segments` (one stream vs 4 segments
+//! from a server that paces each connection, as distant servers do), `small` (4 KiB fetches into memory at 64
 //! and 256 in flight), `files` (small downloads to files), `upload` (one large upload),
 //! `open` (thousands of open slow transfers: memory, then cancel them all; each side in a
 //! fresh child process, so that neither inherits the other's heap), `cancel` (cancel
@@ -39,7 +40,9 @@ struct Opts {
     json: PathBuf,
 }
 
-const ALL: [&str; 7] = ["file", "small", "files", "upload", "open", "cancel", "rate"];
+const ALL: [&str; 8] = [
+    "file", "segments", "small", "files", "upload", "open", "cancel", "rate",
+];
 
 fn opts() -> Opts {
     let mut o = Opts {
@@ -82,52 +85,18 @@ fn serve() {
             let block = block.clone();
             App::new()
                 .app_data(web::PayloadConfig::new(usize::MAX))
-                .route(
-                    "/bytes/{n}",
+                .route("/bytes/{n}", {
+                    let block = block.clone();
                     web::get().to(move |req: actix_web::HttpRequest, n: web::Path<u64>| {
                         let block = block.clone();
-                        async move {
-                            let total = *n;
-                            // `Range: bytes=a-b` (or `a-`) is honoured, so segments work.
-                            let range = req
-                                .headers()
-                                .get("range")
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(|r| r.strip_prefix("bytes="))
-                                .and_then(|r| r.split_once('-'))
-                                .and_then(|(a, b)| {
-                                    let a: u64 = a.parse().ok()?;
-                                    let b: u64 = if b.is_empty() {
-                                        total - 1
-                                    } else {
-                                        b.parse().ok()?
-                                    };
-                                    (a <= b && b < total).then_some((a, b))
-                                });
-                            let (start, end) = range.unwrap_or((0, total.saturating_sub(1)));
-                            let len = if total == 0 { 0 } else { end - start + 1 };
-                            let body = futures::stream::iter((0..len).step_by(block.len()).map(
-                                move |off| {
-                                    let n = (len - off).min(block.len() as u64) as usize;
-                                    Ok::<_, std::io::Error>(block.slice(..n))
-                                },
-                            ));
-                            let mut resp = match range {
-                                Some(_) => {
-                                    let mut r = HttpResponse::PartialContent();
-                                    r.insert_header((
-                                        "content-range",
-                                        format!("bytes {start}-{end}/{total}"),
-                                    ));
-                                    r
-                                }
-                                None => HttpResponse::Ok(),
-                            };
-                            resp.insert_header(("etag", "\"bench\""))
-                                .insert_header(("accept-ranges", "bytes"))
-                                .no_chunking(len)
-                                .streaming(body)
-                        }
+                        async move { ranged(&req, *n, block, None) }
+                    })
+                })
+                .route(
+                    "/paced/{n}",
+                    web::get().to(move |req: actix_web::HttpRequest, n: web::Path<u64>| {
+                        let block = block.clone();
+                        async move { ranged(&req, *n, block, Some(PACE)) }
                     }),
                 )
                 .route(
@@ -179,6 +148,64 @@ fn serve() {
         });
         let _ = server.run().await;
     });
+}
+
+/// Bytes per second of each `/paced` response: what one connection gets from a distant
+/// server (its window over its round trip), where segments pay off.
+const PACE: f64 = 32.0 * 1024.0 * 1024.0;
+
+/// `total` bytes of 0x5a, honouring `Range: bytes=a-b` (or `a-`, so segments work), with an
+/// ETag; `pace`: at most that many bytes per second.
+fn ranged(
+    req: &actix_web::HttpRequest,
+    total: u64,
+    block: actix_web::web::Bytes,
+    pace: Option<f64>,
+) -> actix_web::HttpResponse {
+    let range = req
+        .headers()
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| {
+            let a: u64 = a.parse().ok()?;
+            let b: u64 = if b.is_empty() {
+                total - 1
+            } else {
+                b.parse().ok()?
+            };
+            (a <= b && b < total).then_some((a, b))
+        });
+    let (start, end) = range.unwrap_or((0, total.saturating_sub(1)));
+    let len = if total == 0 { 0 } else { end - start + 1 };
+    let began = Instant::now();
+    let body = futures::stream::unfold(0u64, move |off| {
+        let block = block.clone();
+        async move {
+            if off >= len {
+                return None;
+            }
+            if let Some(rate) = pace {
+                let due = began + Duration::from_secs_f64(off as f64 / rate);
+                actix_rt::time::sleep_until(due.into()).await;
+            }
+            let n = (len - off).min(block.len() as u64) as usize;
+            Some((Ok::<_, std::io::Error>(block.slice(..n)), off + n as u64))
+        }
+    });
+    let mut resp = match range {
+        Some(_) => {
+            let mut r = actix_web::HttpResponse::PartialContent();
+            r.insert_header(("content-range", format!("bytes {start}-{end}/{total}")));
+            r
+        }
+        None => actix_web::HttpResponse::Ok(),
+    };
+    resp.insert_header(("etag", "\"bench\""))
+        .insert_header(("accept-ranges", "bytes"))
+        .no_chunking(len)
+        .streaming(body)
 }
 
 struct ServerProcess {
@@ -620,6 +647,83 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
         report.ratio("file", "segmented / curl", "curl", seg / c, 1.5, true);
     }
     two.send(Shutdown).await.unwrap();
+}
+
+/// Segments where they pay off: a server that gives each connection at most `PACE` bytes
+/// per second (as a distant one does: its window over its round trip). One stream, curl's and
+/// ours, gets about `PACE`; K segments on K connections about K times it.
+async fn scenario_segments(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
+    let size: u64 = if o.quick { 16 << 20 } else { 128 << 20 };
+    let url = format!("{base}/paced/{size}");
+    let engine = Engine::builder()
+        .workers(2)
+        .download_dir(dir)
+        .retry(RetryPolicy::never())
+        .start();
+    let (mut single, mut segmented, mut curls) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..o.rounds {
+        for (k, into) in [(1u32, &mut single), (4, &mut segmented)] {
+            flush_disks();
+            let start = Instant::now();
+            let d = Download::new(&url)
+                .to(format!("paced-{k}-{round}"))
+                .conflict(Conflict::Overwrite)
+                .segments(k);
+            let id = engine.send(d).await.unwrap().unwrap();
+            let out = engine.send(Wait(id)).await.unwrap().unwrap();
+            assert!(out.is_completed(), "{out:?}");
+            into.push(size as f64 / start.elapsed().as_secs_f64() / 1e6);
+            let _ = std::fs::remove_file(out.path().unwrap());
+        }
+        if let Some(curl) = curl() {
+            let path = dir.join(format!("paced-curl-{round}"));
+            flush_disks();
+            if let Some(t) = timed_command(
+                Command::new("sh")
+                    .args(["-c", "\"$0\" -s -o \"$1\" \"$2\" && sync \"$1\""])
+                    .arg(curl)
+                    .arg(&path)
+                    .arg(&url),
+            ) {
+                curls.push(size as f64 / t.as_secs_f64() / 1e6);
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    engine.send(Shutdown).await.unwrap();
+    let label = format!(
+        "{} MiB, {} MiB/s per connection",
+        size >> 20,
+        PACE as u64 >> 20
+    );
+    let (single, segmented) = (median(single), median(segmented));
+    report.add("segments", &format!("{label}: one stream"), single, "MB/s");
+    report.add(
+        "segments",
+        &format!("{label}: 4 segments"),
+        segmented,
+        "MB/s",
+    );
+    if !curls.is_empty() {
+        let c = median(curls);
+        report.add("segments", &format!("{label}: curl -o + sync"), c, "MB/s");
+        report.ratio(
+            "segments",
+            "one stream / curl",
+            "curl",
+            single / c,
+            1.0,
+            true,
+        );
+        report.ratio(
+            "segments",
+            "4 segments / curl",
+            "curl",
+            segmented / c,
+            1.5,
+            true,
+        );
+    }
 }
 
 /// The two layouts the small scenario compares with bare awc: one worker thread beside the
@@ -1242,6 +1346,7 @@ fn main() {
             let started = Instant::now();
             match s.as_str() {
                 "file" => scenario_file(&o, &server.base, dir.path(), &mut report).await,
+                "segments" => scenario_segments(&o, &server.base, dir.path(), &mut report).await,
                 "small" => scenario_small(&o, &server.base, dir.path(), &mut report).await,
                 "files" => scenario_files(&o, &server.base, dir.path(), &mut report).await,
                 "upload" => scenario_upload(&o, &server.base, dir.path(), &mut report).await,
