@@ -23,7 +23,7 @@ use crate::{
     subscribers::{Subscribers, SubscriptionId},
     throttle::Bucket,
     transfer::{
-        AbortTransfer, CancelTransfer, Finished, Parked, PauseTransfer, ResumeTransfer, Setup,
+        AbortTransfer, CancelTransfer, FinishedBatch, Parked, PauseTransfer, ResumeTransfer, Setup,
         TransferActor,
     },
     worker::Workers,
@@ -404,6 +404,7 @@ impl Engine {
         while let Some(id) = self.admission.next() {
             self.start_transfer(id, ctx);
         }
+        self.workers.flush();
     }
 
     fn start_transfer(&mut self, id: TransferId, ctx: &mut Context<Self>) {
@@ -737,17 +738,20 @@ impl Handler<Parked> for Engine {
     }
 }
 
-impl Handler<Finished> for Engine {
+impl Handler<FinishedBatch> for Engine {
     type Result = ();
 
-    fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
-        self.workers.release(msg.worker);
-        self.live -= 1;
-        if let Some(record) = self.records.get_mut(&msg.id) {
-            let slot = std::mem::replace(&mut record.slot, Slot::Ended(msg.outcome.clone()));
+    fn handle(&mut self, FinishedBatch(batch): FinishedBatch, ctx: &mut Self::Context) {
+        for msg in batch {
+            self.workers.release(msg.worker);
+            self.live -= 1;
+            let Some(record) = self.records.get_mut(&msg.id) else {
+                continue;
+            };
             for w in record.waiters.drain(..) {
                 let _ = w.send(msg.outcome.clone());
             }
+            let slot = std::mem::replace(&mut record.slot, Slot::Ended(msg.outcome));
             record.kept_part = msg.kept_part;
             match slot {
                 Slot::Active { .. } => self.admission.release(&record.host),

@@ -12,7 +12,10 @@
 
 use std::{cell::RefCell, sync::Arc};
 
-use actix::{Actor, Addr};
+use actix::{
+    dev::channel::{self, AddressReceiver},
+    Actor, Addr, Context,
+};
 use actix_rt::{Arbiter, ArbiterHandle};
 use awc::{http::header, Client, Connector};
 
@@ -21,6 +24,9 @@ use crate::{
     transfer::{Setup, TransferActor},
     wire,
 };
+
+/// A transfer actor's mailbox capacity: actix's default, as `start_in_arbiter` would give.
+const MAILBOX: usize = 16;
 
 thread_local! {
     static CLIENT: RefCell<Option<Client>> = const { RefCell::new(None) };
@@ -64,6 +70,8 @@ pub(crate) struct Workers {
     load: Vec<usize>,
     /// Inline: the client of the Engine's own thread, which every transfer clones.
     inline: Option<Client>,
+    /// Actors to start, per worker, at the next `flush`: one cross-thread hop for all of them.
+    pending: Vec<Vec<(Setup, AddressReceiver<TransferActor>)>>,
 }
 
 impl Workers {
@@ -75,6 +83,7 @@ impl Workers {
                 handles: vec![Arbiter::current()],
                 load: vec![0],
                 inline: Some(build_client(cfg)),
+                pending: vec![Vec::new()],
             };
         }
         let arbiters: Vec<Arbiter> = (0..n)
@@ -90,13 +99,16 @@ impl Workers {
         let handles = arbiters.iter().map(Arbiter::handle).collect();
         Workers {
             load: vec![0; arbiters.len()],
+            pending: arbiters.iter().map(|_| Vec::new()).collect(),
             arbiters,
             handles,
             inline: None,
         }
     }
 
-    /// Start a transfer actor on the least-loaded worker; `setup` is told which one.
+    /// Start a transfer actor on the least-loaded worker; `setup` is told which one. Inline it
+    /// starts at once; on a worker thread at the next [`Workers::flush`] (its address works
+    /// from now: messages wait in its mailbox).
     pub(crate) fn spawn(&mut self, setup: impl FnOnce(usize) -> Setup) -> Addr<TransferActor> {
         let (i, _) = self
             .load
@@ -108,9 +120,26 @@ impl Workers {
         let setup = setup(i);
         match &self.inline {
             Some(client) => TransferActor::new(setup, client.clone()).start(),
-            None => TransferActor::start_in_arbiter(&self.handles[i], move |_| {
-                TransferActor::new(setup, client())
-            }),
+            None => {
+                let (tx, rx) = channel::channel(MAILBOX);
+                self.pending[i].push((setup, rx));
+                Addr::new(tx)
+            }
+        }
+    }
+
+    /// Start the actors `spawn` set aside: one message to each worker that has some.
+    pub(crate) fn flush(&mut self) {
+        for (i, pending) in self.pending.iter_mut().enumerate() {
+            if pending.is_empty() {
+                continue;
+            }
+            let batch = std::mem::take(pending);
+            self.handles[i].spawn_fn(move || {
+                for (setup, rx) in batch {
+                    Context::with_receiver(rx).run(TransferActor::new(setup, client()));
+                }
+            });
         }
     }
 

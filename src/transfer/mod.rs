@@ -78,15 +78,60 @@ pub(crate) struct Setup {
     pub(crate) next_seq: u64,
 }
 
-/// Transfer → Engine: the transfer ended; its `Ended` event was published.
-#[derive(Message)]
-#[rtype(result = "()")]
+/// A transfer ended; its `Ended` event was published. Reported to the Engine in a
+/// [`FinishedBatch`].
 pub(crate) struct Finished {
     pub(crate) id: TransferId,
     pub(crate) outcome: Outcome,
     pub(crate) worker: usize,
     /// The `.part` file left on disk (kept on failure or shutdown), for `Erase`.
     pub(crate) kept_part: Option<std::path::PathBuf>,
+}
+
+/// Transfer → Engine: the transfers of one worker that ended during one turn of its event
+/// loop. One message for many: under load, a worker thread's transfers end together, and
+/// each cross-thread message costs an allocation freed on the other thread, a queue push and
+/// often a wake-up.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct FinishedBatch(pub(crate) Vec<Finished>);
+
+thread_local! {
+    /// Finished transfers of this thread not reported yet, per engine.
+    static OUTBOX: RefCell<Vec<(Addr<Engine>, Vec<Finished>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Report `done` to `engine` at the end of this event-loop turn, with every other transfer of
+/// this thread that ends before then.
+fn report_finished(engine: &Addr<Engine>, done: Finished) {
+    let first = OUTBOX.with(|outbox| {
+        let mut outbox = outbox.borrow_mut();
+        match outbox.iter_mut().find(|(e, _)| e == engine) {
+            Some((_, batch)) => {
+                batch.push(done);
+                false
+            }
+            None => {
+                outbox.push((engine.clone(), vec![done]));
+                true
+            }
+        }
+    });
+    if first {
+        let engine = engine.clone();
+        actix_rt::spawn(async move {
+            // Whatever else is ready on this thread runs first (and may finish too).
+            actix_rt::task::yield_now().await;
+            let batch = OUTBOX.with(|outbox| {
+                let mut outbox = outbox.borrow_mut();
+                let i = outbox.iter().position(|(e, _)| *e == engine)?;
+                Some(outbox.swap_remove(i).1)
+            });
+            if let Some(batch) = batch {
+                engine.do_send(FinishedBatch(batch));
+            }
+        });
+    }
 }
 
 /// Transfer → Engine: the transfer is paused and gives up its admission slot.
@@ -908,12 +953,15 @@ impl TransferActor {
         for tx in self.pause_replies.drain(..) {
             let _ = tx.send(Err(CancelError::NotActive(end)));
         }
-        self.engine.do_send(Finished {
-            id: c.id,
-            outcome,
-            worker: self.worker,
-            kept_part: self.kept_part.take(),
-        });
+        report_finished(
+            &self.engine,
+            Finished {
+                id: c.id,
+                outcome,
+                worker: self.worker,
+                kept_part: self.kept_part.take(),
+            },
+        );
     }
 
     /// Ask the transfer to stop: at once where no I/O runs, else by aborting the attempt (the
