@@ -23,8 +23,8 @@ use crate::{
     subscribers::{Subscribers, SubscriptionId},
     throttle::Bucket,
     transfer::{
-        AbortTransfer, CancelTransfer, FinishedBatch, Parked, PauseTransfer, ResumeTransfer, Setup,
-        TransferActor,
+        AbortTransfer, CancelTransfer, FinishedBatch, Parked, PauseTransfer, Reply, ResumeTransfer,
+        Setup, TransferActor,
     },
     worker::Workers,
 };
@@ -589,24 +589,26 @@ impl Handler<Upload> for Engine {
     }
 }
 
-/// Forward a control message to a transfer's actor; a stopped actor has ended, and its end
-/// state is in the shared counters.
+/// Forward a control message to a transfer's actor, which answers on the channel it carries;
+/// a stopped actor has ended (its mailbox drops the message, and with it the channel), and
+/// its end state is in the shared counters.
 fn forward<M>(
-    addr: Addr<TransferActor>,
-    msg: M,
+    addr: &Addr<TransferActor>,
+    msg: impl FnOnce(Reply) -> M,
     progress: Arc<Progress>,
 ) -> ResponseFuture<Result<(), CancelError>>
 where
-    M: Message<Result = Result<(), CancelError>> + Send + 'static,
+    M: Message<Result = ()> + Send + 'static,
     TransferActor: Handler<M>,
 {
+    let (tx, rx) = oneshot::channel();
+    addr.do_send(msg(tx));
     Box::pin(async move {
-        match addr.send(msg).await {
-            Ok(reply) => reply,
-            Err(_) => Err(CancelError::NotActive(
+        rx.await.unwrap_or_else(|_| {
+            Err(CancelError::NotActive(
                 progress.state().end_state().unwrap_or(EndState::Failed),
-            )),
-        }
+            ))
+        })
     })
 }
 
@@ -637,7 +639,7 @@ impl Handler<Cancel> for Engine {
             return ready(Err(CancelError::NotActive(o.end_state())));
         }
         match Self::actor_of(record) {
-            Some(addr) => forward(addr.clone(), CancelTransfer, Arc::clone(&record.progress)),
+            Some(addr) => forward(addr, CancelTransfer, Arc::clone(&record.progress)),
             None => {
                 self.end_without_actor(id, Outcome::Cancelled { bytes: 0 });
                 ready(Ok(()))
@@ -663,9 +665,7 @@ impl Handler<Pause> for Engine {
         match &record.slot {
             Slot::Ended(o) => ready(Err(CancelError::NotActive(o.end_state()))),
             Slot::Paused(_) => ready(Ok(())),
-            Slot::Active { addr } => {
-                forward(addr.clone(), PauseTransfer, Arc::clone(&record.progress))
-            }
+            Slot::Active { addr } => forward(addr, PauseTransfer, Arc::clone(&record.progress)),
             Slot::Queued { key, .. } => {
                 let key = *key;
                 self.admission.remove(&record.host, key);

@@ -141,15 +141,19 @@ pub(crate) struct Parked {
     pub(crate) id: TransferId,
 }
 
-/// Engine → transfer: cancel (the Engine forwards [`Cancel`](crate::Cancel)).
+/// Engine → transfer: cancel (the Engine forwards [`Cancel`](crate::Cancel)), and answer on
+/// this channel once it took effect. A channel of its own rather than the message's reply:
+/// the actor answers the moment the transfer ends, straight to the Engine's waiting reply,
+/// without one more task (one more turn of a busy thread) in between.
 #[derive(Message)]
-#[rtype(result = "Result<(), CancelError>")]
-pub(crate) struct CancelTransfer;
+#[rtype(result = "()")]
+pub(crate) struct CancelTransfer(pub(crate) Reply);
 
-/// Engine → transfer: pause (the Engine forwards [`Pause`](crate::Pause)).
+/// Engine → transfer: pause (the Engine forwards [`Pause`](crate::Pause)); answered like
+/// [`CancelTransfer`].
 #[derive(Message)]
-#[rtype(result = "Result<(), CancelError>")]
-pub(crate) struct PauseTransfer;
+#[rtype(result = "()")]
+pub(crate) struct PauseTransfer(pub(crate) Reply);
 
 /// Engine → transfer: a paused transfer was admitted again; continue.
 #[derive(Message)]
@@ -584,7 +588,7 @@ impl BodyReader {
     }
 }
 
-type Reply = oneshot::Sender<Result<(), CancelError>>;
+pub(crate) type Reply = oneshot::Sender<Result<(), CancelError>>;
 
 /// The transfer actor.
 pub(crate) struct TransferActor {
@@ -1004,28 +1008,16 @@ impl TransferActor {
 
     /// Request a cancel or a pause, and reply once it took effect (or with how the transfer
     /// ended instead).
-    fn stop_with_reply(
-        &mut self,
-        stop: Stop,
-        ctx: &mut Context<Self>,
-    ) -> ResponseFuture<Result<(), CancelError>> {
+    fn stop_with_reply(&mut self, stop: Stop, reply: Reply, ctx: &mut Context<Self>) {
         if let Phase::Ended(end) = self.phase {
-            return Box::pin(async move { Err(CancelError::NotActive(end)) });
+            let _ = reply.send(Err(CancelError::NotActive(end)));
+            return;
         }
-        let (tx, rx) = oneshot::channel();
         match stop {
-            Stop::Pause => self.pause_replies.push(tx),
-            _ => self.cancel_replies.push(tx),
+            Stop::Pause => self.pause_replies.push(reply),
+            _ => self.cancel_replies.push(reply),
         }
         self.request_stop(stop, ctx);
-        let progress = Arc::clone(&self.ctx.progress);
-        Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(CancelError::NotActive(
-                    progress.state().end_state().unwrap_or(EndState::Failed),
-                ))
-            })
-        })
     }
 }
 
@@ -1049,18 +1041,18 @@ impl Actor for TransferActor {
 }
 
 impl Handler<CancelTransfer> for TransferActor {
-    type Result = ResponseFuture<Result<(), CancelError>>;
+    type Result = ();
 
-    fn handle(&mut self, _: CancelTransfer, ctx: &mut Self::Context) -> Self::Result {
-        self.stop_with_reply(Stop::Cancel, ctx)
+    fn handle(&mut self, CancelTransfer(reply): CancelTransfer, ctx: &mut Self::Context) {
+        self.stop_with_reply(Stop::Cancel, reply, ctx);
     }
 }
 
 impl Handler<PauseTransfer> for TransferActor {
-    type Result = ResponseFuture<Result<(), CancelError>>;
+    type Result = ();
 
-    fn handle(&mut self, _: PauseTransfer, ctx: &mut Self::Context) -> Self::Result {
-        self.stop_with_reply(Stop::Pause, ctx)
+    fn handle(&mut self, PauseTransfer(reply): PauseTransfer, ctx: &mut Self::Context) {
+        self.stop_with_reply(Stop::Pause, reply, ctx);
     }
 }
 
