@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The least burst, so one 32 KiB network chunk (or 256 KiB upload read) always fits a debt
+/// The least burst, so one 32 KiB network chunk (or a small upload read) always fits a debt
 /// that is paid back quickly.
 const MIN_BURST: f64 = 64.0 * 1024.0;
 
