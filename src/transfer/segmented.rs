@@ -33,7 +33,7 @@ use awc::{
 };
 use futures::{
     channel::oneshot,
-    future::{AbortHandle, Abortable, Either},
+    future::{AbortHandle, Abortable, Either, LocalBoxFuture},
     stream::FuturesUnordered,
     StreamExt,
 };
@@ -110,7 +110,10 @@ pub(super) async fn run(
     let peers = ctx.peers.clone();
 
     let mut aborts = AbortAll(Vec::new());
-    let mut remote = FuturesUnordered::new();
+    // Every segment's result, the first one's (read here) and the others' (reported through
+    // their oneshots) alike.
+    let mut segments: FuturesUnordered<LocalBoxFuture<'static, Result<(), TransferError>>> =
+        FuturesUnordered::new();
     for (i, (start, end)) in bounds.iter().enumerate().skip(1) {
         let (done_tx, done_rx) = oneshot::channel();
         let (quiet_tx, quiet_rx) = oneshot::channel();
@@ -156,7 +159,11 @@ pub(super) async fn run(
                 actix_rt::spawn(run(segment, worker::client()));
             });
         }
-        remote.push(done_rx);
+        segments.push(Box::pin(async move {
+            done_rx
+                .await
+                .unwrap_or_else(|_| Err(TransferError::Internal("segment lost".into())))
+        }));
     }
 
     // Segment 0 from the first response, here; the others report through their oneshots.
@@ -175,51 +182,22 @@ pub(super) async fn run(
         local_quiet,
         false,
     );
-    let mut local = Box::pin(local);
-    let mut local_done = false;
+    segments.push(Box::pin(local));
     let mut ticker = actix_rt::time::interval(
         ctx.cfg
             .progress_interval
             .max(std::time::Duration::from_millis(10)),
     );
     let sum = || counters.iter().map(|c| c.load(Relaxed)).sum::<u64>();
-    let mut pending = remote.len();
-    while pending > 0 || !local_done {
+    // Until every segment is done (the first failure ends the attempt), with a progress tick.
+    // An exhausted set answers `None` at once: that ends the loop, it is never polled again.
+    loop {
         let tick = ticker.tick();
         futures::pin_mut!(tick);
-        let next_remote = remote.next();
-        futures::pin_mut!(next_remote);
-        // Only what is still running is polled: an exhausted `remote` answers `None` at once,
-        // and polling it again would spin without ever yielding to the I/O driver.
-        let event = if local_done {
-            match futures::future::select(next_remote, tick).await {
-                Either::Left((r, _)) => Some(Either::Right(r)),
-                Either::Right(_) => None,
-            }
-        } else if pending == 0 {
-            match futures::future::select(local.as_mut(), tick).await {
-                Either::Left((r, _)) => Some(Either::Left(r)),
-                Either::Right(_) => None,
-            }
-        } else {
-            let either = futures::future::select(local.as_mut(), next_remote);
-            match futures::future::select(either, tick).await {
-                Either::Left((Either::Left((r, _)), _)) => Some(Either::Left(r)),
-                Either::Left((Either::Right((r, _)), _)) => Some(Either::Right(r)),
-                Either::Right(_) => None,
-            }
-        };
-        match event {
-            Some(Either::Left(result)) => {
-                local_done = true;
-                result?;
-            }
-            Some(Either::Right(Some(result))) => {
-                pending -= 1;
-                result.unwrap_or_else(|_| Err(TransferError::Internal("segment lost".into())))?;
-            }
-            Some(Either::Right(None)) => pending = 0,
-            None => {}
+        match futures::future::select(segments.next(), tick).await {
+            Either::Left((Some(result), _)) => result?,
+            Either::Left((None, _)) => break,
+            Either::Right(_) => {}
         }
         ctx.segments_moved(sum());
     }
