@@ -511,6 +511,21 @@ fn flush_disks() {
     let _ = Command::new("sync").status();
 }
 
+/// `curl -o path url`, then fsync the file (GNU `sync FILE`), timed together after an untimed
+/// flush of the disks; the file is removed after.
+fn curl_synced(curl: &Path, path: &Path, url: &str) -> Option<Duration> {
+    flush_disks();
+    let t = timed_command(
+        Command::new("sh")
+            .args(["-c", "\"$0\" -s -o \"$1\" \"$2\" && sync \"$1\""])
+            .arg(curl)
+            .arg(path)
+            .arg(url),
+    );
+    let _ = std::fs::remove_file(path);
+    t
+}
+
 fn timed_command(cmd: &mut Command) -> Option<Duration> {
     let start = Instant::now();
     let ok = cmd
@@ -586,19 +601,11 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
                 curls.push(size as f64 / t.as_secs_f64() / 1e6);
             }
             let _ = std::fs::remove_file(&path);
-            // The same, then fsync the file (GNU `sync FILE`): what the engine does before a
-            // download is complete, and bare awc here too.
-            flush_disks();
-            if let Some(t) = timed_command(
-                Command::new("sh")
-                    .args(["-c", "\"$0\" -s -o \"$1\" \"$2\" && sync \"$1\""])
-                    .arg(curl)
-                    .arg(&path)
-                    .arg(&url),
-            ) {
+            // The same, then fsync the file: what the engine does before a download is
+            // complete, and bare awc here too.
+            if let Some(t) = curl_synced(&curl, &path, &url) {
                 curls_synced.push(size as f64 / t.as_secs_f64() / 1e6);
             }
-            let _ = std::fs::remove_file(&path);
         }
     }
     let (ours, bare) = (median(ours), median(bare));
@@ -681,17 +688,9 @@ async fn scenario_segments(o: &Opts, base: &str, dir: &Path, report: &mut Report
         }
         if let Some(curl) = curl() {
             let path = dir.join(format!("paced-curl-{round}"));
-            flush_disks();
-            if let Some(t) = timed_command(
-                Command::new("sh")
-                    .args(["-c", "\"$0\" -s -o \"$1\" \"$2\" && sync \"$1\""])
-                    .arg(curl)
-                    .arg(&path)
-                    .arg(&url),
-            ) {
+            if let Some(t) = curl_synced(&curl, &path, &url) {
                 curls.push(size as f64 / t.as_secs_f64() / 1e6);
             }
-            let _ = std::fs::remove_file(&path);
         }
     }
     engine.send(Shutdown).await.unwrap();
