@@ -105,7 +105,7 @@ impl EngineBuilder {
     ///
     /// `0` starts no threads: transfers run on the arbiter that starts the engine, beside the
     /// Engine itself. Nothing then crosses a thread per transfer, which makes each transfer
-    /// cheaper (in the load bench, 1.3-1.6x the small-fetch throughput of one worker
+    /// cheaper (in the load bench, about 1.3x the small-fetch throughput of one worker
     /// thread); choose it when that arbiter has time to spare (it must not run blocking code)
     /// and one core is enough for the traffic.
     pub fn workers(mut self, n: usize) -> Self {
