@@ -9,11 +9,13 @@
 //! ```
 //!
 //! Scenarios: `file` (one large download to a file), `segments` (one stream vs 4 segments
-//! from a server that paces each connection, as distant servers do), `small` (4 KiB fetches into memory at 64
-//! and 256 in flight), `files` (small downloads to files), `upload` (one large upload),
-//! `open` (thousands of open slow transfers: memory, then cancel them all; each side in a
-//! fresh child process, so that neither inherits the other's heap), `cancel` (cancel
-//! latency under load), `rate` (a global bandwidth limit: achieved rate over 5 s). It prints a table of absolute figures and ratios, with PASS/MISS
+//! from a server that paces each connection, as distant servers do), `small` (4 KiB fetches
+//! into memory at 64 and 256 in flight), `files` (small downloads to files), `upload` (one
+//! large upload), `open` (thousands of open slow transfers: memory, then cancel them all; each
+//! side in a fresh child process, so that neither inherits the other's heap), `cancel`
+//! (cancel latency under load), `rate` (a global bandwidth limit: achieved rate over 5 s).
+//! `small` and `cancel` run the engine with one worker thread and inline (`workers(0)`);
+//! segmented downloads use two workers, everything else one. It prints a table of absolute figures and ratios, with PASS/MISS
 //! against the targets (never failing on a miss), and writes the same as JSON
 //! (`target/load-bench.json` unless `--json PATH`). Timings are never asserted anywhere.
 
@@ -1338,7 +1340,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut report = Report::default();
     println!(
-        "load bench: {} mode, {} round(s), server {} (child process), client: engine with 1 worker (small: also inline) vs bare awc on 1 thread",
+        "load bench: {} mode, {} round(s), server {} (child process), client: engine with 1 worker (small, cancel: also inline) vs bare awc on 1 thread",
         if o.quick { "quick" } else { "full" },
         o.rounds,
         server.base

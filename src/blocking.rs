@@ -51,6 +51,18 @@ fn queue() -> &'static mpsc::Sender<Task> {
     })
 }
 
+/// How long a transfer's file job should be, in its own data: a write buffer (sink) or a read
+/// (upload source) holds about this much of the transfer, so that what fast transfers hold
+/// together stays proportional to the bandwidth they share, not to their number.
+const FILL_TIME: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The size of a file job for a transfer that moved `bytes` in `took`: `FILL_TIME` of data at
+/// that rate, between `min` and `max`.
+pub(crate) fn job_size(bytes: usize, took: std::time::Duration, min: usize, max: usize) -> usize {
+    let rate = bytes as f64 / took.as_secs_f64().max(1e-6);
+    ((rate * FILL_TIME.as_secs_f64()) as usize).clamp(min, max)
+}
+
 /// Run `f` on a file-I/O thread; the returned [`Job`] resolves with its result.
 pub(crate) fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Job<T> {
     let (tx, rx) = oneshot::channel();

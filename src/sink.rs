@@ -1,8 +1,8 @@
 //! File writing: the `.part` file of a download, written off the arbiter thread.
 //!
-//! Chunks from the network (at most 32 KiB each) are coalesced into large buffers and each buffer
-//! is written by one job on the file-I/O threads (`blocking`), one job in flight at a time, while the next
-//! buffer fills: the arbiter thread never touches the disk. Buffers grow with the data and get
+//! Chunks from the network (at most 32 KiB each) are coalesced into large buffers and each
+//! buffer is written by one job on the file-I/O threads (`blocking`), one job in flight at a
+//! time, while the next buffer fills: the arbiter thread never touches the disk. Buffers grow with the data and get
 //! their size (about 250 ms of the transfer's data, 64 KiB to 1 MiB) only once data flows fast;
 //! bytes never wait more than 500 ms in memory, and a slow transfer's buffer is released after
 //! each write. Queued, stalled and slow transfers so cost little memory; fast ones reuse two
@@ -34,12 +34,10 @@ use crate::{
 /// The largest coalesced write (a fast transfer's).
 pub(crate) const WRITE_BUF: usize = 1024 * 1024;
 
-/// A buffer this full means data is flowing: it gets its full size at once, sized to about
-/// `FILL_TIME` of the transfer's data (between `GROW_AT` and `WRITE_BUF`), so that what fast
-/// transfers hold together stays proportional to the bandwidth they share: 1,000 transfers
+/// A buffer this full means data is flowing: it gets its full size at once, sized to the
+/// transfer's rate (`blocking::job_size`, between `GROW_AT` and `WRITE_BUF`): 1,000 transfers
 /// sharing 1 Gbit/s hold 2 x 250 ms of it, ~60 MB, not 1,000 full-size buffers.
 const GROW_AT: usize = 64 * 1024;
-const FILL_TIME: Duration = Duration::from_millis(250);
 
 /// Longest time buffered bytes wait for more before they are written anyway.
 const MAX_HOLD: Duration = Duration::from_millis(500);
@@ -200,8 +198,7 @@ impl FileSink {
         let held = self.held_since.map_or(Duration::ZERO, |t| now - t);
         if self.full.is_none() && self.buf.len() >= GROW_AT {
             // Data is flowing: size the buffer at once rather than doubling up to it.
-            let rate = self.buf.len() as f64 / held.as_secs_f64().max(1e-6);
-            let full = ((rate * FILL_TIME.as_secs_f64()) as usize).clamp(GROW_AT, WRITE_BUF);
+            let full = blocking::job_size(self.buf.len(), held, GROW_AT, WRITE_BUF);
             self.buf.reserve_exact(full + GROW_AT - self.buf.len());
             self.full = Some(full);
         }

@@ -11,20 +11,20 @@ use futures::Stream;
 
 use crate::blocking::{self, Job};
 
-/// Reads are sized to about `FILL_TIME` of what the socket takes, between `MIN_READ` and
-/// `MAX_READ` (measured from how soon the previous chunk was asked for after the one before):
-/// a fast upload reads 1 MiB at a time (fewer, larger writes into awc: ~15% faster than
-/// 256 KiB on loopback), a slow one holds two small buffers.
+/// Reads are sized to the pace the socket takes them (`blocking::job_size`, between `MIN_READ`
+/// and `MAX_READ`, measured from how soon the previous chunk was asked for after it was
+/// handed out): a fast upload reads 1 MiB at a time (fewer, larger writes into awc: ~15%
+/// faster than 256 KiB on loopback), a slow one holds two small buffers.
 const MIN_READ: usize = 64 * 1024;
 const MAX_READ: usize = 1024 * 1024;
-const FILL_TIME: std::time::Duration = std::time::Duration::from_millis(250);
 
 type ReadJob = Job<(File, io::Result<Bytes>)>;
 
 /// A stream of exactly `size` bytes of the file at `path`, from `offset`.
 ///
 /// Each read runs on a file-I/O thread (`blocking`); the next read starts as soon as a chunk is
-/// handed out, so the disk and the socket overlap. A file that shrinks under us ends the stream with an
+/// handed out, so the disk and the socket overlap. A file that shrinks under us ends the stream
+/// with an
 /// `UnexpectedEof` error (awc then aborts the request) rather than a short body.
 pub(crate) fn file_stream(
     path: PathBuf,
@@ -78,8 +78,7 @@ pub(crate) fn file_stream(
         }
         if let Some((len, at)) = st.handed.take() {
             // The last chunk was taken this fast.
-            let rate = len as f64 / at.elapsed().as_secs_f64().max(1e-6);
-            st.read = ((rate * FILL_TIME.as_secs_f64()) as usize).clamp(MIN_READ, MAX_READ);
+            st.read = blocking::job_size(len, at.elapsed(), MIN_READ, MAX_READ);
         }
         let job = match st.pending.take() {
             Some(job) => job,
