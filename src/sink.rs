@@ -5,8 +5,9 @@
 //! time, while the next buffer fills: the arbiter thread never touches the disk. Buffers grow with the data and get
 //! their size (about 250 ms of the transfer's data, 64 KiB to 1 MiB) only once data flows fast;
 //! bytes never wait more than 500 ms in memory, and a slow transfer's buffer is released after
-//! each write. Queued, stalled and slow transfers so cost little memory; fast ones reuse two
-//! sized buffers.
+//! each write; once the sink calls a download slow, its reader lets the bytes gather in the
+//! socket and hands them over in rounds (`download::read_slowly`), each written at once.
+//! Queued, stalled and slow transfers so cost little memory; fast ones reuse two sized buffers.
 //!
 //! Completion is atomic: the `.part` length is checked against the bytes received, the file is
 //! `sync_all`ed, moved into place (no-clobber unless the policy is `Overwrite`) and the directory
@@ -47,6 +48,10 @@ const MAX_HOLD: Duration = Duration::from_millis(500);
 /// `MAX_HOLD`'s worth grown by doubling (16 KiB at 20 KiB/s), for about as many writes.
 const SLOW_BUF: usize = 8 * 1024;
 const SLOW_HOLD: Duration = Duration::from_millis(60);
+
+/// Below this rate (bytes/s, `SLOW_BUF` per `SLOW_HOLD`, ~136 KB/s) a download is read in
+/// rounds: see [`FileSink::slow`].
+pub(crate) const SLOW_RATE: f64 = SLOW_BUF as f64 / 0.060;
 
 /// How many `name (k).ext` candidates `Uniquify` tries.
 const MAX_UNIQUIFY: u32 = 10_000;
@@ -166,6 +171,8 @@ pub(crate) struct FileSink {
     reuse: bool,
     /// When the first byte in `buf` arrived.
     held_since: Option<Instant>,
+    /// The last buffer was written before it filled: the data trickles.
+    slow: bool,
     drain: Drain,
 }
 
@@ -179,6 +186,7 @@ impl FileSink {
             full: None,
             reuse: false,
             held_since: None,
+            slow: false,
             drain,
         }
     }
@@ -207,9 +215,28 @@ impl FileSink {
         let filled = self.buf.len() >= self.full.unwrap_or(WRITE_BUF);
         if filled || held >= MAX_HOLD || slow {
             // A buffer written before it filled means the data slowed down: not worth keeping.
+            self.slow = !filled;
             self.hand_off(filled).await?;
         }
         Ok(())
+    }
+
+    /// Whether the data trickles (the last buffer was written before it filled). The reader
+    /// should then let the bytes gather in the socket rather than here, and read them in
+    /// rounds, each written at once with [`FileSink::write_out`]: thousands of slow downloads
+    /// so hold no write buffers at all between rounds.
+    pub(crate) fn slow(&self) -> bool {
+        self.slow
+    }
+
+    /// Hand what is buffered to the file-I/O threads now (without waiting for it to land);
+    /// the next buffer is judged afresh.
+    pub(crate) async fn write_out(&mut self) -> Result<(), TransferError> {
+        self.slow = false;
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.hand_off(false).await
     }
 
     /// Write `buf` (after the write in flight landed); `reuse`: keep it as the spare after.
@@ -558,8 +585,8 @@ mod tests {
         assert_eq!(w.written, (GROW_AT + chunk.len()) as u64);
     }
 
-    /// A slowly filling buffer is written once it holds `SLOW_BUF`, long before `MAX_HOLD`;
-    /// a fast one keeps filling towards a full-size write.
+    /// A slowly filling buffer is written once it holds `SLOW_BUF`, long before `MAX_HOLD`,
+    /// and marks the download slow; a fast one keeps filling towards a full-size write.
     #[actix_rt::test]
     async fn a_slow_buffer_is_written_at_slow_buf_a_fast_one_keeps_growing() {
         let dir = tempfile::tempdir().unwrap();
@@ -573,6 +600,7 @@ mod tests {
         if start.elapsed() < SLOW_HOLD {
             assert!(fast.pending.is_none(), "a fast buffer is not written yet");
             assert_eq!(fast.buf.len(), SLOW_BUF);
+            assert!(!fast.slow());
         }
 
         let mut slow = sink(dir.path());
@@ -588,7 +616,14 @@ mod tests {
         );
         assert!(slow.pending.is_some(), "the slow buffer went to the disk");
         assert!(slow.buf.is_empty());
+        assert!(slow.slow(), "the download is now read in rounds");
+        slow.write(&chunk).await.unwrap();
+        slow.write_out().await.unwrap();
+        assert!(
+            !slow.slow(),
+            "after a round the next buffer is judged afresh"
+        );
         let writer = slow.finish().await.unwrap();
-        assert_eq!(writer.written, SLOW_BUF as u64);
+        assert_eq!(writer.written, (SLOW_BUF + chunk.len()) as u64);
     }
 }

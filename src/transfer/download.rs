@@ -15,8 +15,15 @@ use awc::http::{
     Method, StatusCode,
 };
 
+use std::time::{Duration, Instant};
+
 use super::{segmented, BodyReader, Ctx, Done};
-use crate::{error::TransferError, http, request::DownloadOptions, sink::FileSink};
+use crate::{
+    error::TransferError,
+    http,
+    request::DownloadOptions,
+    sink::{FileSink, SLOW_RATE},
+};
 
 pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, TransferError> {
     // The sink owns the `.part` from here on; if this attempt fails or is aborted, dropping
@@ -165,6 +172,11 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
     // everything that arrived before the failure lands, and a retry resumes after it.
     while let Some(chunk) = body.next(ctx).await? {
         sink.write(&chunk).await?;
+        // A chunk shares awc's read buffer: holding it while reading on costs another one.
+        drop(chunk);
+        if sink.slow() && read_slowly(ctx, &mut body, &mut sink).await? {
+            break;
+        }
     }
     let writer = sink.finish().await?;
 
@@ -186,6 +198,48 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
         status,
         url: sent.url.into(),
     })
+}
+
+/// The longest a slow download lets its bytes gather in the socket between reads.
+const ROUND: Duration = Duration::from_millis(250);
+
+/// Read a trickling body in rounds: wait a `ROUND` (at most a quarter of the idle timeout),
+/// take every chunk the connection has by then, write them out as one buffer. The bytes wait
+/// in the kernel's socket buffer (at `SLOW_RATE`, ~34 KB a round) instead of a write buffer
+/// of ours, and the transfer wakes 4 times a second instead of once a chunk. Everything
+/// waiting is read each round, so this never slows the transfer down. Returns `true` when the
+/// body ended, `false` once the data flows faster than `SLOW_RATE` again.
+async fn read_slowly(
+    ctx: &Ctx,
+    body: &mut BodyReader,
+    sink: &mut FileSink,
+) -> Result<bool, TransferError> {
+    let round = ROUND.min(ctx.cfg.idle_timeout / 4);
+    loop {
+        let start = Instant::now();
+        actix_rt::time::sleep(round).await;
+        let mut got = 0;
+        while let Some(chunk) = body.ready(ctx).await {
+            match chunk? {
+                Some(chunk) => {
+                    got += chunk.len();
+                    sink.write(&chunk).await?;
+                }
+                None => return Ok(true),
+            }
+        }
+        if got == 0 {
+            // Nothing for a whole round: wait for the next byte as usual (the watchdog runs).
+            match body.next(ctx).await? {
+                Some(chunk) => sink.write(&chunk).await?,
+                None => return Ok(true),
+            }
+        }
+        sink.write_out().await?;
+        if got as f64 >= SLOW_RATE * start.elapsed().as_secs_f64() {
+            return Ok(false);
+        }
+    }
 }
 
 /// How many segments to fetch this response in, if it qualifies (see [`Download::segments`]).

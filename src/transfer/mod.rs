@@ -45,7 +45,7 @@ use bytes::Bytes;
 use futures::{
     channel::oneshot,
     future::{select, AbortHandle, Abortable, Aborted, Either},
-    StreamExt,
+    FutureExt, StreamExt,
 };
 use tracing::Instrument;
 
@@ -542,7 +542,27 @@ impl BodyReader {
 
     pub(crate) async fn next(&mut self, ctx: &Ctx) -> Result<Option<Bytes>, TransferError> {
         self.yields.before_read().await;
-        match self.response.next().await {
+        let item = self.response.next().await;
+        self.accept(ctx, item).await
+    }
+
+    /// The next chunk only if the connection has it without waiting (`None`: it would wait).
+    /// A slow download reads this way after letting its bytes gather in the socket.
+    pub(crate) async fn ready(
+        &mut self,
+        ctx: &Ctx,
+    ) -> Option<Result<Option<Bytes>, TransferError>> {
+        // Polling a stream once and dropping the `next()` future loses nothing.
+        let item = self.response.next().now_or_never()?;
+        Some(self.accept(ctx, item).await)
+    }
+
+    async fn accept(
+        &mut self,
+        ctx: &Ctx,
+        item: Option<Result<Bytes, awc::error::PayloadError>>,
+    ) -> Result<Option<Bytes>, TransferError> {
+        match item {
             Some(Ok(chunk)) => {
                 self.received += chunk.len() as u64;
                 if let Some(expected) = self.expected.filter(|e| self.received > *e) {
