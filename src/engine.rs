@@ -781,11 +781,22 @@ pub struct Erase {
 impl Handler<Erase> for Engine {
     type Result = ResponseFuture<Result<(), EraseError>>;
 
-    fn handle(&mut self, msg: Erase, _ctx: &mut Self::Context) -> Self::Result {
-        let Some(record) = self.records.get(&msg.id) else {
+    fn handle(&mut self, msg: Erase, ctx: &mut Self::Context) -> Self::Result {
+        let Some(record) = self.records.get_mut(&msg.id) else {
             return ready(Err(EraseError::Unknown));
         };
         let Slot::Ended(outcome) = &record.slot else {
+            if record.progress.state().is_ended() {
+                // The actor has ended (its `Ended` event may be out already) and its report is
+                // on the way here: erase once it arrived, never answer `Active` after `Ended`.
+                let (tx, rx) = oneshot::channel();
+                record.waiters.push(tx);
+                let engine = ctx.address();
+                return Box::pin(async move {
+                    let _ = rx.await;
+                    engine.send(msg).await.unwrap_or(Err(EraseError::Unknown))
+                });
+            }
             return ready(Err(EraseError::Active));
         };
         let files: Vec<PathBuf> = if msg.delete_files {

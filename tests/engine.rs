@@ -203,3 +203,78 @@ async fn only_the_last_keep_ended_endings_are_remembered() {
         vec![kept[1], kept[2], next]
     );
 }
+
+/// On `Ended`, erases the transfer at once and records the Engine's answer.
+struct EraseOnEnd {
+    engine: actix::Addr<Engine>,
+    answers: std::sync::Arc<std::sync::Mutex<Vec<Result<(), EraseError>>>>,
+}
+
+impl actix::Actor for EraseOnEnd {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<TransferEvent> for EraseOnEnd {
+    type Result = ();
+    fn handle(&mut self, ev: TransferEvent, ctx: &mut actix::Context<Self>) {
+        if let EventKind::Ended(_) = ev.kind {
+            let (engine, answers) = (self.engine.clone(), self.answers.clone());
+            let erase = Erase {
+                id: ev.id,
+                delete_files: false,
+            };
+            actix::AsyncContext::spawn(
+                ctx,
+                actix::fut::wrap_future(async move {
+                    let answer = engine.send(erase).await.expect("the engine is alive");
+                    answers.lock().unwrap().push(answer);
+                }),
+            );
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn an_erase_sent_on_the_ended_event_is_never_refused_as_active() {
+    // The `Ended` event leaves the transfer's actor before the Engine has its report: an Erase
+    // sent the moment it arrives must wait for that report, not answer `Active`.
+    use actix::Actor;
+    let server = server();
+    let rig = rig().await;
+    let answers = std::sync::Arc::default();
+    let eraser = EraseOnEnd {
+        engine: rig.engine.clone(),
+        answers: std::sync::Arc::clone(&answers),
+    }
+    .start();
+    rig.engine
+        .send(Subscribe::all(eraser.clone().recipient()))
+        .await
+        .unwrap();
+    let n = 200;
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(rig.submit(Fetch::get(server.url("/bytes/100"))).await);
+    }
+    let start = Instant::now();
+    while answers.lock().unwrap().len() < n {
+        assert!(start.elapsed() < LIMIT, "not every Ended was erased");
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let refused: Vec<_> = answers
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a.is_err())
+        .cloned()
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "{} of {n} refused: {:?}",
+        refused.len(),
+        refused.first()
+    );
+    for id in ids {
+        assert_eq!(rig.engine.send(Status(id)).await.unwrap(), None, "erased");
+    }
+}
