@@ -551,8 +551,8 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
     let client = bare_client();
     let (mut ours, mut bare, mut curls, mut segmented) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut curls_synced = Vec::new();
-    let download = |engine: Addr<Engine>, segments: u32, name: String| {
+    let (mut curls_synced, mut unsynced) = (Vec::new(), Vec::new());
+    let download_with = |engine: Addr<Engine>, segments: u32, name: String, fsync: bool| {
         let url = url.clone();
         async move {
             flush_disks();
@@ -560,7 +560,8 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
             let d = Download::new(&url)
                 .to(name)
                 .conflict(Conflict::Overwrite)
-                .segments(segments);
+                .segments(segments)
+                .fsync(fsync);
             let id = engine.send(d).await.unwrap().unwrap();
             let out = engine.send(Wait(id)).await.unwrap().unwrap();
             assert!(out.is_completed(), "{out:?}");
@@ -570,6 +571,9 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
             let _ = std::fs::remove_file(out.path().unwrap());
             rate
         }
+    };
+    let download = |engine: Addr<Engine>, segments: u32, name: String| {
+        download_with(engine, segments, name, true)
     };
     // One untimed download first: right after a build the page cache is full of its files,
     // and whoever writes 1 GiB first pays for evicting them (the engine, in round 0, measured
@@ -596,6 +600,8 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
             bare.push(bare_run().await);
         }
         segmented.push(download(two.clone(), 4, format!("segmented-{round}")).await);
+        // Without the flush to disk: the same work as `curl -o`.
+        unsynced.push(download_with(engine.clone(), 1, format!("unsynced-{round}"), false).await);
 
         if let Some(curl) = curl() {
             let path = dir.join(format!("curl-{round}"));
@@ -630,10 +636,24 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
         1.0,
         true,
     );
+    let unsynced = median(unsynced);
+    report.add(
+        "file",
+        &format!("{label}: actix-transfer, fsync(false)"),
+        unsynced,
+        "MB/s",
+    );
     let curl_median = (!curls.is_empty()).then(|| median(curls));
     if let Some(c) = curl_median {
         report.add("file", &format!("{label}: curl -o"), c, "MB/s");
-        report.ratio("file", "actix-transfer / curl", "curl", ours / c, 1.2, true);
+        report.ratio(
+            "file",
+            "fsync(false) / curl -o (no flush)",
+            "curl",
+            unsynced / c,
+            1.2,
+            true,
+        );
     }
     if !curls_synced.is_empty() {
         let c = median(curls_synced);
@@ -645,7 +665,7 @@ async fn scenario_file(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
         );
         report.ratio(
             "file",
-            "actix-transfer / (curl + fsync)",
+            "actix-transfer / (curl -o + sync)",
             "curl+fsync",
             ours / c,
             1.2,

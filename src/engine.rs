@@ -45,6 +45,7 @@ pub(crate) struct Config {
     pub(crate) retry: RetryPolicy,
     pub(crate) segments: u32,
     pub(crate) segment_threshold: u64,
+    pub(crate) fsync: bool,
 }
 
 /// Builds and starts an [`Engine`]. Every option has a documented default.
@@ -90,6 +91,7 @@ impl Default for EngineBuilder {
                 retry: RetryPolicy::default(),
                 segments: 1,
                 segment_threshold: 64 << 20,
+                fsync: true,
             },
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_active: 256,
@@ -198,6 +200,13 @@ impl EngineBuilder {
     pub fn segments(mut self, k: u32, threshold: u64) -> Self {
         self.cfg.segments = k.max(1);
         self.cfg.segment_threshold = threshold;
+        self
+    }
+
+    /// Whether finished downloads are flushed to the disk before they are complete, unless a
+    /// download says otherwise (see [`Download::fsync`]). Default: on.
+    pub fn fsync(mut self, on: bool) -> Self {
+        self.cfg.fsync = on;
         self
     }
 

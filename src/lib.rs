@@ -88,7 +88,8 @@
 //! to 1 MiB on the crate's file-I/O threads, one in flight per transfer. The Engine is not on
 //! the per-chunk path. Dropping a reply future does not cancel a transfer; only [`Cancel`] (or
 //! [`Shutdown`]) does. A download's final file name only ever holds a complete, length-checked
-//! and synced file.
+//! and synced file (not synced with [`Download::fsync`]`(false)`: complete for every process,
+//! not across a power cut).
 //!
 //! # Known limits
 //!

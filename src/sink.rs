@@ -11,7 +11,8 @@
 //!
 //! Completion is atomic: the `.part` length is checked against the bytes received, the file is
 //! `sync_all`ed, moved into place (no-clobber unless the policy is `Overwrite`) and the directory
-//! is synced. A file under the final name is therefore always complete.
+//! is synced. A file under the final name is therefore always complete (with `fsync(false)`,
+//! for every process, though not across a power cut).
 
 use std::{
     cell::RefCell,
@@ -460,12 +461,14 @@ fn exists_error(p: &Path) -> TransferError {
     }
 }
 
-/// Verify, sync and move a finished `.part` into place; returns the final path. Off-thread.
+/// Verify, sync (when `fsync`) and move a finished `.part` into place; returns the final path.
+/// Off-thread.
 pub(crate) fn finalize(
     file: File,
     placement: &Placement,
     conflict: Conflict,
     expected_len: u64,
+    fsync: bool,
 ) -> Result<PathBuf, TransferError> {
     let len = file
         .metadata()
@@ -476,8 +479,10 @@ pub(crate) fn finalize(
             "the .part file holds {len} bytes, {expected_len} were received"
         )));
     }
-    file.sync_all()
-        .map_err(|e| TransferError::file("syncing", &e))?;
+    if fsync {
+        file.sync_all()
+            .map_err(|e| TransferError::file("syncing", &e))?;
+    }
     drop(file);
     let part = &placement.part;
     let placed = match conflict {
@@ -513,7 +518,7 @@ pub(crate) fn finalize(
             placed.ok_or_else(|| exists_error(&placement.target))?
         }
     };
-    if let Some(dir) = placed.parent() {
+    if let Some(dir) = placed.parent().filter(|_| fsync) {
         // Make the rename durable. Not every file system lets a directory be synced.
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();

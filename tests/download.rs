@@ -24,6 +24,27 @@ async fn downloads_are_byte_exact_and_leave_no_part() {
 }
 
 #[actix_rt::test]
+async fn unsynced_downloads_are_placed_just_as_complete() {
+    // `fsync(false)`, as the engine's default and per download, and `fsync(true)` overriding
+    // that default: each file complete, byte-exact, under its name, no `.part` left.
+    let server = server();
+    let rig = rig_with(|b| b.fsync(false)).await;
+    let n = 2 * 1024 * 1024 + 3;
+    let url = server.url(&format!("/bytes/{n}"));
+    for d in [
+        Download::new(&url).to("default.bin"),
+        Download::new(&url).to("off.bin").fsync(false),
+        Download::new(&url).to("on.bin").fsync(true),
+    ] {
+        let id = rig.submit(d).await;
+        let outcome = rig.wait(id).await;
+        let path = outcome.path().unwrap_or_else(|| panic!("{outcome:?}"));
+        assert_eq!(std::fs::read(path).unwrap(), pattern(n));
+    }
+    assert_eq!(rig.files(), ["default.bin", "off.bin", "on.bin"]);
+}
+
+#[actix_rt::test]
 async fn names_come_from_the_url_or_a_relative_target() {
     let server = server();
     let rig = rig().await;

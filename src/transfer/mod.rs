@@ -900,8 +900,9 @@ impl TransferActor {
             let error = TransferError::Internal("download without placement".into());
             return self.end_failed(error, false, ctx);
         };
-        let conflict = opts.conflict;
-        let job = crate::blocking::run(move || sink::finalize(file, &placement, conflict, bytes));
+        let (conflict, fsync) = (opts.conflict, opts.fsync.unwrap_or(self.ctx.cfg.fsync));
+        let job =
+            crate::blocking::run(move || sink::finalize(file, &placement, conflict, bytes, fsync));
         ctx.spawn(wrap_future(job).map(move |res, act: &mut Self, ctx| {
             match res.unwrap_or_else(|e| Err(TransferError::Internal(e.to_string()))) {
                 Ok(path) => act.end(completed(bytes, status, url, Output::File(path)), ctx),
