@@ -474,73 +474,19 @@ impl Ctx {
 /// and the transfer's own mailbox, where a `Cancel` may wait. Tokio alone would let a task run
 /// 128 reads (~4 MiB) per turn, and with N fast transfers on a thread a message then waits
 /// N such turns (12 ms at p99 with 33 transfers in the load bench; 0.5 ms when yielding every
-/// chunk). So a body that has run without a break for its share of `SLICE` (split between
-/// the bodies open on its thread) yields before its next read: with one or two bodies on a
-/// thread every ~100-200 us (a yield costs ~1,900 instructions and, in tokio, a poll of the
-/// I/O driver), with dozens before every chunk. A read that had to wait was a break already.
+/// chunk). A yield costs ~1,900 instructions (~0.5 us), against ~20 us to read and copy a
+/// 32 KiB chunk; the first read of a body does not yield, so a small fetch pays nothing.
+#[derive(Default)]
 pub(crate) struct ChunkYield {
-    /// When this body last let the thread go (yielded, or waited for data); `None` before the
-    /// first read, which never yields (the task has just waited for the headers), so a small
-    /// fetch pays nothing.
-    since: Option<Instant>,
-}
-
-/// How long the bodies of one thread run, together, before each lets the others go: the
-/// round a message waits at most behind them.
-const SLICE: Duration = Duration::from_micros(200);
-
-thread_local! {
-    /// Bodies open on this thread (each `ChunkYield` alive).
-    static BODIES: Cell<u32> = const { Cell::new(0) };
+    started: bool,
 }
 
 impl ChunkYield {
-    pub(crate) fn new() -> Self {
-        BODIES.with(|b| b.set(b.get() + 1));
-        ChunkYield { since: None }
-    }
-
-    /// Before a read: yield if this body has had its share of the slice.
     pub(crate) async fn before_read(&mut self) {
-        let Some(since) = self.since else {
-            self.since = Some(Instant::now());
-            return;
-        };
-        let bodies = BODIES.with(Cell::get).max(1);
-        if since.elapsed() >= SLICE / bodies {
+        if self.started {
             actix_rt::task::yield_now().await;
-            self.since = Some(Instant::now());
         }
-    }
-
-    /// The read just made waited for data: the thread was free meanwhile.
-    pub(crate) fn waited(&mut self) {
-        self.since = Some(Instant::now());
-    }
-
-    /// Read the next item of `stream`, yielding first if due.
-    pub(crate) async fn next<S: futures::Stream + Unpin>(
-        &mut self,
-        stream: &mut S,
-    ) -> Option<S::Item> {
-        self.before_read().await;
-        let mut waited = false;
-        let item = futures::future::poll_fn(|cx| {
-            let poll = stream.poll_next_unpin(cx);
-            waited |= poll.is_pending();
-            poll
-        })
-        .await;
-        if waited {
-            self.waited();
-        }
-        item
-    }
-}
-
-impl Drop for ChunkYield {
-    fn drop(&mut self) {
-        BODIES.with(|b| b.set(b.get() - 1));
+        self.started = true;
     }
 }
 
@@ -566,7 +512,7 @@ impl BodyReader {
             received: 0,
             base: 0,
             counted,
-            yields: ChunkYield::new(),
+            yields: ChunkYield::default(),
         }
     }
 
@@ -595,7 +541,8 @@ impl BodyReader {
     }
 
     pub(crate) async fn next(&mut self, ctx: &Ctx) -> Result<Option<Bytes>, TransferError> {
-        let item = self.yields.next(&mut self.response).await;
+        self.yields.before_read().await;
+        let item = self.response.next().await;
         self.accept(ctx, item).await
     }
 

@@ -257,9 +257,9 @@ async fn read_range(
     let mut received = 0u64;
     let mut buf = Vec::with_capacity(SEGMENT_BUF);
     let mut at = start;
-    let mut yields = super::ChunkYield::new();
+    let mut yields = super::ChunkYield::default();
     while received < want {
-        let Some(chunk) = yields.next(&mut resp).await else {
+        let Some(chunk) = resp.next().await else {
             break;
         };
         let chunk = chunk.map_err(|e| http::payload_error(e, Some(want), received))?;
@@ -279,9 +279,8 @@ async fn read_range(
             .map_err(|e| TransferError::Internal(e.to_string()))?
             .map_err(|e| TransferError::file("writing", &e))?;
             counted.fetch_add(n, Relaxed);
-            // The task waited for the write: the thread was free meanwhile.
-            yields.waited();
         }
+        yields.before_read().await;
     }
     if received != want {
         return Err(TransferError::Truncated {
