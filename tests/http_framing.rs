@@ -24,46 +24,28 @@ fn assert_part_is_prefix(dir: &std::path::Path, body: &[u8], n: usize) {
 }
 
 #[actix_rt::test]
-async fn short_body_then_fin_is_truncated() {
-    let body = pattern(1000);
-    let mut first = head(200, &[("Content-Length", "1000")]);
-    first.extend_from_slice(&body[..500]);
-    let server = Hostile::always(vec![Step::Write(first), Step::Close]);
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), |b| b);
+async fn short_body_then_fin_is_truncated_with_or_without_fsync() {
+    for fsync in [true, false] {
+        let body = pattern(1000);
+        let mut first = head(200, &[("Content-Length", "1000")]);
+        first.extend_from_slice(&body[..500]);
+        let server = Hostile::always(vec![Step::Write(first), Step::Close]);
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path(), |b| b.fsync(fsync));
 
-    let (_, outcome) = run(&engine, download(&server)).await;
+        let (_, outcome) = run(&engine, download(&server)).await;
 
-    assert_eq!(
-        failure(&outcome),
-        &TransferError::Truncated {
-            expected: 1000,
-            received: 500
-        }
-    );
-    assert_eq!(outcome.bytes(), 500);
-    assert_part_is_prefix(dir.path(), &body, 500);
-}
-
-#[actix_rt::test]
-async fn without_fsync_a_short_body_is_still_truncated() {
-    let body = pattern(1000);
-    let mut first = head(200, &[("Content-Length", "1000")]);
-    first.extend_from_slice(&body[..500]);
-    let server = Hostile::always(vec![Step::Write(first), Step::Close]);
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), |b| b.fsync(false));
-
-    let (_, outcome) = run(&engine, download(&server)).await;
-
-    assert_eq!(
-        failure(&outcome),
-        &TransferError::Truncated {
-            expected: 1000,
-            received: 500
-        }
-    );
-    assert_part_is_prefix(dir.path(), &body, 500);
+        assert_eq!(
+            failure(&outcome),
+            &TransferError::Truncated {
+                expected: 1000,
+                received: 500
+            },
+            "fsync {fsync}"
+        );
+        assert_eq!(outcome.bytes(), 500);
+        assert_part_is_prefix(dir.path(), &body, 500);
+    }
 }
 
 #[actix_rt::test]
