@@ -12,7 +12,9 @@
 //! from a server that paces each connection, as distant servers do), `small` (4 KiB fetches
 //! into memory at 64 and 256 in flight), `files` (small downloads to files), `upload` (one
 //! large upload), `open` (thousands of open slow transfers: memory, then cancel them all; each
-//! side in a fresh child process, so that neither inherits the other's heap), `cancel`
+//! side in a fresh child process, so that neither inherits the other's heap), `queue`
+//! (100,000 downloads waiting for an admission slot: memory each, submit time, cancel them
+//! all; also in a child process), `cancel`
 //! (cancel latency under load), `rate` (a global bandwidth limit: achieved rate over 5 s).
 //! `small` and `cancel` run the engine with one worker thread and inline (`workers(0)`);
 //! segmented downloads use two workers, everything else one. It prints a table of absolute figures and ratios, with PASS/MISS
@@ -42,8 +44,8 @@ struct Opts {
     json: PathBuf,
 }
 
-const ALL: [&str; 8] = [
-    "file", "segments", "small", "files", "upload", "open", "cancel", "rate",
+const ALL: [&str; 9] = [
+    "file", "segments", "small", "files", "upload", "open", "queue", "cancel", "rate",
 ];
 
 fn opts() -> Opts {
@@ -1183,6 +1185,78 @@ fn open_side(args: &[String]) {
     println!("{out}");
 }
 
+/// `queue`: many transfers waiting for an admission slot (one slot, held by a slow download),
+/// in a fresh child process (`load --queue-side N BASE`) for the same reason as `open`.
+async fn scenario_queue(o: &Opts, base: &str, _dir: &Path, report: &mut Report) {
+    let n: usize = if o.quick { 10_000 } else { 100_000 };
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--queue-side", &n.to_string(), base])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the queue side");
+    assert!(out.status.success(), "the queue side failed");
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
+    report.add(
+        "queue",
+        &format!("{n} queued downloads: RSS per queued transfer"),
+        v["rss_per"].as_f64().unwrap() / 1024.0,
+        "KiB",
+    );
+    report.add(
+        "queue",
+        "submit, per transfer",
+        v["submit_us"].as_f64().unwrap(),
+        "us",
+    );
+    report.add(
+        "queue",
+        &format!("cancel all {n} queued: until every Ended"),
+        v["cancel_all_ms"].as_f64().unwrap(),
+        "ms",
+    );
+}
+
+/// The child side of `queue`: one slow download holds the only slot; `n` downloads queue
+/// behind it. RSS per queued transfer once all are queued (and their `Queued` events
+/// delivered), then cancel them all.
+async fn queue_side(n: usize, base: &str) -> serde_json::Value {
+    let tmp = tempfile::tempdir().unwrap();
+    let (engine, ends, _a) = engine_with(tmp.path(), 1).await;
+    let blocker = engine
+        .send(Download::new(format!("{base}/slow/100000000")).to("blocker"))
+        .await
+        .unwrap()
+        .unwrap();
+    let url = format!("{base}/bytes/16384");
+    let before = rss();
+    let start = Instant::now();
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let d = Download::new(&url).to(format!("q{i}"));
+        ids.push(engine.send(d).await.unwrap().unwrap());
+    }
+    let submit_us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let last = engine.send(Status(ids[n - 1])).await.unwrap().unwrap();
+    assert_eq!(last.state, TransferState::Queued, "the slot is held");
+    // Let the subscriber take every `Queued` event before measuring.
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    let rss_per = rss().saturating_sub(before) as f64 / n as f64;
+    let start = Instant::now();
+    for chunk in ids.chunks(10_000) {
+        let replies = futures::future::join_all(chunk.iter().map(|id| engine.send(Cancel(*id))));
+        assert!(
+            replies.await.iter().all(|r| matches!(r, Ok(Ok(())))),
+            "every queued transfer cancelled"
+        );
+    }
+    ends.wait_for(n, Duration::from_secs(120)).await;
+    let cancel_all_ms = start.elapsed().as_secs_f64() * 1e3;
+    engine.send(Cancel(blocker)).await.unwrap().unwrap();
+    engine.send(Shutdown).await.unwrap();
+    serde_json::json!({ "rss_per": rss_per, "submit_us": submit_us, "cancel_all_ms": cancel_all_ms })
+}
+
 /// Cancel latency under load, in each layout: `victims` fast fetches cancelled mid-body while
 /// 32 fetches at a time run beside them. The sorted latencies, and bytes counted after replies.
 async fn cancel_latencies(
@@ -1358,6 +1432,12 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--open-side") {
         return open_side(&args[i + 1..]);
     }
+    if let Some(i) = args.iter().position(|a| a == "--queue-side") {
+        let (n, base) = (args[i + 1].parse().unwrap(), args[i + 2].clone());
+        let out = actix_rt::System::new().block_on(async move { queue_side(n, &base).await });
+        println!("{out}");
+        return;
+    }
     let o = opts();
     let server = ServerProcess::start();
     let dir = tempfile::tempdir().unwrap();
@@ -1379,6 +1459,7 @@ fn main() {
                 "files" => scenario_files(&o, &server.base, dir.path(), &mut report).await,
                 "upload" => scenario_upload(&o, &server.base, dir.path(), &mut report).await,
                 "open" => scenario_open(&o, &server.base, dir.path(), &mut report).await,
+                "queue" => scenario_queue(&o, &server.base, dir.path(), &mut report).await,
                 "cancel" => scenario_cancel(&o, &server.base, dir.path(), &mut report).await,
                 "rate" => scenario_rate(&o, &server.base, dir.path(), &mut report).await,
                 other => eprintln!("unknown scenario {other:?}; known: {ALL:?}"),
