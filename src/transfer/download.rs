@@ -10,12 +10,12 @@
 //!   truncates the `.part` and restarts from zero; `416` re-probes without a range;
 //! - with `resumable_only`, each of those restarts fails with `CannotResume` instead.
 
+use std::time::{Duration, Instant};
+
 use awc::http::{
     header::{self, HeaderValue},
     Method, StatusCode,
 };
-
-use std::time::{Duration, Instant};
 
 use super::{segmented, BodyReader, Ctx, Done};
 use crate::{
@@ -226,6 +226,11 @@ async fn read_slowly(
                     sink.write(&chunk).await?;
                 }
                 None => return Ok(true),
+            }
+            if got as f64 >= SLOW_RATE * start.elapsed().as_secs_f64() {
+                // Not slow any more: read on chunk by chunk, yielding between chunks, rather
+                // than take a burst here in one go.
+                break;
             }
         }
         if got == 0 {
