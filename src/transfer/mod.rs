@@ -691,8 +691,10 @@ impl TransferActor {
         let dir = self.ctx.cfg.download_dir.clone();
         let (target, conflict) = (opts.target.clone(), opts.conflict);
         let hashed = opts.expect_sha256.is_some();
+        let fsync = opts.fsync.unwrap_or(self.ctx.cfg.fsync);
         let job = crate::blocking::run(move || {
-            sink::prepare_part(&dir, &target, conflict).map(|(p, f)| (p, Writer::new(f, hashed)))
+            sink::prepare_part(&dir, &target, conflict)
+                .map(|(p, f)| (p, Writer::new(f, hashed).write_behind(fsync)))
         });
         ctx.spawn(wrap_future(job).map(|res, act: &mut Self, ctx| {
             match res.unwrap_or_else(|e| Err(TransferError::Internal(e.to_string()))) {
