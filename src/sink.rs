@@ -13,8 +13,9 @@
 //! `sync_all`ed, moved into place (no-clobber unless the policy is `Overwrite`) and the directory
 //! is synced. A file under the final name is therefore always complete (with `fsync(false)`,
 //! for every process, though not across a power cut). A file that will be synced has its
-//! writeback started every 8 MiB as it grows (`sync_file_range`, Linux), so the final sync
-//! waits for the last few MiB, not the whole file.
+//! writeback started every 8 MiB as it grows (`sync_file_range`, Linux; each segment of a
+//! segmented download does the same for its range), so the final sync waits for the last few
+//! MiB, not the whole file.
 
 use std::{
     cell::RefCell,
@@ -59,7 +60,7 @@ pub(crate) const SLOW_RATE: f64 = SLOW_BUF as f64 / 0.060;
 /// A download that will be flushed at the end asks the kernel to start writing its data to the
 /// disk every `WRITE_BEHIND` bytes, so the final `sync_all` waits for the last few MiB instead
 /// of the whole file: the disk works while the network does.
-const WRITE_BEHIND: u64 = 8 * 1024 * 1024;
+pub(crate) const WRITE_BEHIND: u64 = 8 * 1024 * 1024;
 
 /// How many `name (k).ext` candidates `Uniquify` tries.
 const MAX_UNIQUIFY: u32 = 10_000;
@@ -312,6 +313,11 @@ impl FileSink {
             w.written = n;
             w.damaged = false;
         }
+    }
+
+    /// Whether the file will be synced, so its writeback starts as it grows.
+    pub(crate) fn write_behind(&self) -> bool {
+        self.writer.as_ref().is_some_and(|w| w.write_behind)
     }
 
     /// A second handle on the file, for positioned writes from other threads.
@@ -571,7 +577,7 @@ fn link_no_clobber(from: &Path, to: &Path) -> Result<(), TransferError> {
 /// waiting for them (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Advisory: a failure only
 /// leaves the work to the final `sync_all`. Blocking (it may wait for the device's queue).
 #[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
+pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return;
@@ -584,7 +590,7 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+pub(crate) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 /// Remove a `.part` file, off-thread; a missing file is fine.
 pub(crate) async fn remove_part(part: PathBuf) {

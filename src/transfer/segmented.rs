@@ -70,13 +70,20 @@ impl Drop for AbortAll {
 }
 
 /// What one remote segment needs (all `Send`).
+/// The `.part` the segments write into, at their offsets, from any worker.
+struct Part {
+    file: File,
+    /// The file will be synced: start its writeback as the segments land (see `sink`).
+    write_behind: bool,
+}
+
 struct Segment {
     /// The range request: the first response's URL, the job's headers, `Range` and `If-Range`.
     request: HttpRequest,
     start: u64,
     end: u64,
     total: u64,
-    file: Arc<File>,
+    file: Arc<Part>,
     counted: Arc<AtomicU64>,
     quiesce: Arc<Quiesce>,
 }
@@ -95,9 +102,12 @@ pub(super) async fn run(
         .map_err(|_| TransferError::BadContent(format!("unusable validator {validator:?}")))?;
     // The file gets its full size now; until every segment is verified its content is unknown.
     sink.set_damaged(true);
-    let file = Arc::new(sink.clone_file()?);
+    let file = Arc::new(Part {
+        file: sink.clone_file()?,
+        write_behind: sink.write_behind(),
+    });
     let sizing = Arc::clone(&file);
-    crate::blocking::run(move || sizing.set_len(total))
+    crate::blocking::run(move || sizing.file.set_len(total))
         .await
         .map_err(|e| TransferError::Internal(e.to_string()))?
         .map_err(|e| TransferError::file("sizing", &e))?;
@@ -248,7 +258,7 @@ async fn read_range(
     mut resp: ClientResponse,
     start: u64,
     end: u64,
-    file: Arc<File>,
+    file: Arc<Part>,
     counted: Arc<AtomicU64>,
     quiesce: Arc<Quiesce>,
     own_response: bool,
@@ -257,6 +267,8 @@ async fn read_range(
     let mut received = 0u64;
     let mut buf = Vec::with_capacity(SEGMENT_BUF);
     let mut at = start;
+    // Where this segment's writeback was last started (when the file will be synced).
+    let mut behind = start;
     let mut yields = super::ChunkYield::default();
     while received < want {
         let Some(chunk) = resp.next().await else {
@@ -271,9 +283,18 @@ async fn read_range(
             let (f, q, offset) = (Arc::clone(&file), Arc::clone(&quiesce), at);
             at += data.len() as u64;
             let n = data.len() as u64;
+            let kick = (file.write_behind && at - behind >= crate::sink::WRITE_BEHIND).then(|| {
+                let range = (behind, at - behind);
+                behind = at;
+                range
+            });
             crate::blocking::run(move || {
                 let _quiesce = q;
-                f.write_all_at(&data, offset)
+                f.file.write_all_at(&data, offset)?;
+                if let Some((from, len)) = kick {
+                    crate::sink::start_writeback(&f.file, from, len);
+                }
+                Ok(())
             })
             .await
             .map_err(|e| TransferError::Internal(e.to_string()))?
