@@ -20,6 +20,11 @@
 //! segmented downloads use two workers, everything else one. It prints a table of absolute figures and ratios, with PASS/MISS
 //! against the targets (never failing on a miss), and writes the same as JSON
 //! (`target/load-bench.json` unless `--json PATH`). Timings are never asserted anywhere.
+//!
+//! The `file` figures depend on the page cache: right after a large build (or a CI clone) the
+//! single-stream writer pays for reclaiming pages and measured 760-930 MB/s instead of
+//! 1,470-1,750. For comparable runs start from a clean cache (`sync; echo 3 >
+//! /proc/sys/vm/drop_caches` as root); bare awc and curl are barely affected either way.
 
 use std::{
     collections::HashMap,
