@@ -85,14 +85,15 @@ async fn a_stall_after_a_trickle_times_out_and_keeps_every_byte_received() {
 
 #[actix_rt::test]
 async fn a_cancel_between_rounds_is_answered_and_reads_nothing_more() {
-    // 40 pieces 60 ms apart: cancelled once 10 KB arrived, well inside the slow phase.
+    // 40 pieces 60 ms apart: judged slow after ~0.5 s (8 KB), cancelled once 20 KB arrived
+    // (~1.2 s), so in the middle of its rounds.
     let server = Hostile::always(trickle(40_000, 40, 1000, Duration::from_millis(60)));
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), |b| b);
     let id = submit(&engine, Download::new(server.url("/x")).to(NAME))
         .await
         .unwrap();
-    poll_status(&engine, id, |s| s.bytes_transferred >= 10_000).await;
+    poll_status(&engine, id, |s| s.bytes_transferred >= 20_000).await;
 
     assert_eq!(engine.send(Cancel(id)).await.unwrap(), Ok(()));
     let at_reply = poll_status(&engine, id, |_| true).await.bytes_transferred;
