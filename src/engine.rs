@@ -14,7 +14,7 @@ use futures::channel::oneshot;
 
 use crate::{
     admission::{Admission, Host, QueueKey},
-    error::{CancelError, EndState, EraseError, TransferError},
+    error::{CancelError, EraseError, TransferError},
     event::{EventKind, IdMap, Outcome, TransferEvent, TransferId},
     request::{Download, Fetch, Job, JobKind, Upload},
     retry::RetryPolicy,
@@ -601,23 +601,72 @@ impl Handler<Upload> for Engine {
 /// Forward a control message to a transfer's actor, which answers on the channel it carries;
 /// a stopped actor has ended (its mailbox drops the message, and with it the channel), and
 /// its end state is in the shared counters.
+/// The Engine's answer to [`Cancel`] and [`Pause`]: given at once, or by the transfer's actor,
+/// which gets the asker's reply channel and answers once the stop took effect (one thread hop
+/// fewer than answering through the Engine). What a `send` of either message resolves to is
+/// `Result<(), CancelError>`; this type only appears as the handlers' `Result`.
+pub struct StopAnswer(Answer);
+
+enum Answer {
+    Now(Result<(), CancelError>),
+    Forward {
+        /// Sends the transfer its message, carrying the reply.
+        send: Box<dyn FnOnce(Reply)>,
+        /// For the answer of a transfer that went away without one.
+        progress: Arc<Progress>,
+    },
+}
+
+impl StopAnswer {
+    fn now(answer: Result<(), CancelError>) -> Self {
+        StopAnswer(Answer::Now(answer))
+    }
+}
+
+impl std::fmt::Debug for StopAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Answer::Now(answer) => f.debug_tuple("StopAnswer").field(answer).finish(),
+            Answer::Forward { .. } => f.write_str("StopAnswer(forwarded)"),
+        }
+    }
+}
+
+impl<M> actix::dev::MessageResponse<Engine, M> for StopAnswer
+where
+    M: Message<Result = Result<(), CancelError>>,
+{
+    fn handle(
+        self,
+        _ctx: &mut Context<Engine>,
+        tx: Option<actix::dev::OneshotSender<Result<(), CancelError>>>,
+    ) {
+        match self.0 {
+            Answer::Now(answer) => {
+                if let Some(tx) = tx {
+                    let _ = tx.send(answer);
+                }
+            }
+            Answer::Forward { send, progress } => send(Reply::new(tx, progress)),
+        }
+    }
+}
+
+/// Pass the asker's reply channel to the transfer's actor in a `msg`; it answers once the stop
+/// took effect (or, gone already, its dropped `Reply` answers with how the transfer ended).
 fn forward<M>(
     addr: &Addr<TransferActor>,
-    msg: impl FnOnce(Reply) -> M,
+    msg: fn(Reply) -> M,
     progress: Arc<Progress>,
-) -> ResponseFuture<Result<(), CancelError>>
+) -> StopAnswer
 where
     M: Message<Result = ()> + Send + 'static,
     TransferActor: Handler<M>,
 {
-    let (tx, rx) = oneshot::channel();
-    addr.do_send(msg(tx));
-    Box::pin(async move {
-        rx.await.unwrap_or_else(|_| {
-            Err(CancelError::NotActive(
-                progress.state().end_state().unwrap_or(EndState::Failed),
-            ))
-        })
+    let addr = addr.clone();
+    StopAnswer(Answer::Forward {
+        send: Box::new(move |reply| addr.do_send(msg(reply))),
+        progress,
     })
 }
 
@@ -638,20 +687,20 @@ fn ready<T: 'static>(v: T) -> ResponseFuture<T> {
 pub struct Cancel(pub TransferId);
 
 impl Handler<Cancel> for Engine {
-    type Result = ResponseFuture<Result<(), CancelError>>;
+    type Result = StopAnswer;
 
     fn handle(&mut self, Cancel(id): Cancel, _ctx: &mut Self::Context) -> Self::Result {
         let Some(record) = self.records.get(&id) else {
-            return ready(Err(CancelError::Unknown));
+            return StopAnswer::now(Err(CancelError::Unknown));
         };
         if let Slot::Ended(o) = &record.slot {
-            return ready(Err(CancelError::NotActive(o.end_state())));
+            return StopAnswer::now(Err(CancelError::NotActive(o.end_state())));
         }
         match Self::actor_of(record) {
             Some(addr) => forward(addr, CancelTransfer, Arc::clone(&record.progress)),
             None => {
                 self.end_without_actor(id, Outcome::Cancelled { bytes: 0 });
-                ready(Ok(()))
+                StopAnswer::now(Ok(()))
             }
         }
     }
@@ -665,15 +714,15 @@ impl Handler<Cancel> for Engine {
 pub struct Pause(pub TransferId);
 
 impl Handler<Pause> for Engine {
-    type Result = ResponseFuture<Result<(), CancelError>>;
+    type Result = StopAnswer;
 
     fn handle(&mut self, Pause(id): Pause, _ctx: &mut Self::Context) -> Self::Result {
         let Some(record) = self.records.get_mut(&id) else {
-            return ready(Err(CancelError::Unknown));
+            return StopAnswer::now(Err(CancelError::Unknown));
         };
         match &record.slot {
-            Slot::Ended(o) => ready(Err(CancelError::NotActive(o.end_state()))),
-            Slot::Paused(_) => ready(Ok(())),
+            Slot::Ended(o) => StopAnswer::now(Err(CancelError::NotActive(o.end_state()))),
+            Slot::Paused(_) => StopAnswer::now(Ok(())),
             Slot::Active { addr } => forward(addr, PauseTransfer, Arc::clone(&record.progress)),
             Slot::Queued { key, .. } => {
                 let key = *key;
@@ -692,7 +741,7 @@ impl Handler<Pause> for Engine {
                         },
                     );
                 }
-                ready(Ok(()))
+                StopAnswer::now(Ok(()))
             }
         }
     }

@@ -139,7 +139,7 @@ mod worker;
 
 pub use engine::{
     Cancel, Engine, EngineBuilder, Erase, List, Pause, Resume, SetLimits, SetRate, Shutdown,
-    Status, Subscribe, Unsubscribe, Wait,
+    Status, StopAnswer, Subscribe, Unsubscribe, Wait,
 };
 pub use error::{
     CancelError, EndState, EraseError, ErrorKind, FileErrorKind, TimeoutPhase, TransferError,

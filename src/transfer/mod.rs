@@ -141,10 +141,10 @@ pub(crate) struct Parked {
     pub(crate) id: TransferId,
 }
 
-/// Engine → transfer: cancel (the Engine forwards [`Cancel`](crate::Cancel)), and answer on
-/// this channel once it took effect. A channel of its own rather than the message's reply:
-/// the actor answers the moment the transfer ends, straight to the Engine's waiting reply,
-/// without one more task (one more turn of a busy thread) in between.
+/// Engine → transfer: cancel (the Engine forwards [`Cancel`](crate::Cancel)), and answer with
+/// this [`Reply`] once it took effect: the asker's own reply channel, answered the moment the
+/// transfer ends, without the Engine (one more thread, or one more turn of a busy thread) in
+/// between.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct CancelTransfer(pub(crate) Reply);
@@ -608,7 +608,42 @@ impl BodyReader {
     }
 }
 
-pub(crate) type Reply = oneshot::Sender<Result<(), CancelError>>;
+/// The answer to a [`Cancel`](crate::Cancel) or [`Pause`](crate::Pause), sent by the
+/// transfer's actor straight into the asker's reply channel (the Engine only passed it on), so
+/// no thread hop and no task turn stands between the stop and the asker. An answer dropped
+/// unsent (the actor went away) says how the transfer ended.
+pub(crate) struct Reply {
+    tx: Option<actix::dev::OneshotSender<Result<(), CancelError>>>,
+    progress: Arc<Progress>,
+}
+
+impl Reply {
+    pub(crate) fn new(
+        tx: Option<actix::dev::OneshotSender<Result<(), CancelError>>>,
+        progress: Arc<Progress>,
+    ) -> Self {
+        Reply { tx, progress }
+    }
+
+    pub(crate) fn send(mut self, answer: Result<(), CancelError>) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(answer);
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let end = self
+                .progress
+                .state()
+                .end_state()
+                .unwrap_or(EndState::Failed);
+            let _ = tx.send(Err(CancelError::NotActive(end)));
+        }
+    }
+}
 
 /// The transfer actor.
 pub(crate) struct TransferActor {
@@ -931,7 +966,7 @@ impl TransferActor {
         });
         self.engine.do_send(Parked { id: self.ctx.id });
         for tx in self.pause_replies.drain(..) {
-            let _ = tx.send(Ok(()));
+            tx.send(Ok(()));
         }
     }
 
@@ -975,10 +1010,10 @@ impl TransferActor {
             } else {
                 Err(CancelError::NotActive(end))
             };
-            let _ = tx.send(reply);
+            tx.send(reply);
         }
         for tx in self.pause_replies.drain(..) {
-            let _ = tx.send(Err(CancelError::NotActive(end)));
+            tx.send(Err(CancelError::NotActive(end)));
         }
         report_finished(
             &self.engine,
@@ -1017,7 +1052,7 @@ impl TransferActor {
             Phase::Paused => match stop {
                 Stop::Pause => {
                     for tx in self.pause_replies.drain(..) {
-                        let _ = tx.send(Ok(()));
+                        tx.send(Ok(()));
                     }
                 }
                 other => {
@@ -1033,7 +1068,7 @@ impl TransferActor {
     /// ended instead).
     fn stop_with_reply(&mut self, stop: Stop, reply: Reply, ctx: &mut Context<Self>) {
         if let Phase::Ended(end) = self.phase {
-            let _ = reply.send(Err(CancelError::NotActive(end)));
+            reply.send(Err(CancelError::NotActive(end)));
             return;
         }
         match stop {
