@@ -643,9 +643,15 @@ where
     ) {
         match self.0 {
             Answer::Now(answer) => {
-                if let Some(tx) = tx {
-                    let _ = tx.send(answer);
-                }
+                // Sent from a task of its own, as actix sends a `ResponseFuture`'s result: the
+                // answers of a burst (cancelling 100,000 queued transfers) then go out after the
+                // Engine's mailbox turn, and the asker wakes once for many. Sent at once, each
+                // woke it on its own: 700 instead of 380 ms for the bench's 100,000.
+                actix_rt::spawn(async move {
+                    if let Some(tx) = tx {
+                        let _ = tx.send(answer);
+                    }
+                });
             }
             Answer::Forward { send, progress } => send(Reply::new(tx, progress)),
         }
