@@ -421,6 +421,16 @@ impl Handler<TransferEvent> for EndsActor {
     }
 }
 
+/// Answered once every event queued before it in the recorder's mailbox was handled.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Drained;
+
+impl Handler<Drained> for EndsActor {
+    type Result = ();
+    fn handle(&mut self, _: Drained, _: &mut Context<Self>) {}
+}
+
 impl Ends {
     async fn wait_for(&self, n: usize, limit: Duration) {
         let start = Instant::now();
@@ -1234,7 +1244,7 @@ async fn scenario_queue(o: &Opts, base: &str, _dir: &Path, report: &mut Report) 
 /// delivered), then cancel them all.
 async fn queue_side(n: usize, base: &str) -> serde_json::Value {
     let tmp = tempfile::tempdir().unwrap();
-    let (engine, ends, _a) = engine_with(tmp.path(), 1).await;
+    let (engine, ends, recorder) = engine_with(tmp.path(), 1).await;
     let blocker = engine
         .send(Download::new(format!("{base}/slow/100000000")).to("blocker"))
         .await
@@ -1251,8 +1261,9 @@ async fn queue_side(n: usize, base: &str) -> serde_json::Value {
     let submit_us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
     let last = engine.send(Status(ids[n - 1])).await.unwrap().unwrap();
     assert_eq!(last.state, TransferState::Queued, "the slot is held");
-    // Let the subscriber take every `Queued` event before measuring.
-    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    // Every `Queued` event went to the recorder's mailbox before its submit was answered:
+    // once a message sent now is handled, the recorder has taken them all.
+    recorder.send(Drained).await.unwrap();
     let rss_per = rss().saturating_sub(before) as f64 / n as f64;
     let start = Instant::now();
     for chunk in ids.chunks(10_000) {

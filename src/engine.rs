@@ -14,7 +14,7 @@ use futures::channel::oneshot;
 
 use crate::{
     admission::{Admission, Host, QueueKey},
-    error::{CancelError, EraseError, TransferError},
+    error::{CancelError, EndState, EraseError, TransferError},
     event::{EventKind, IdMap, Outcome, TransferEvent, TransferId},
     request::{Download, Fetch, Job, JobKind, Upload},
     retry::RetryPolicy,
@@ -293,6 +293,19 @@ struct Record {
     seq: u64,
     /// A `.part` file the transfer left behind (kept on failure or shutdown).
     kept_part: Option<PathBuf>,
+}
+
+impl Record {
+    /// How the transfer ended, if it has: its slot says so, or (its actor's report still on
+    /// the way here, while its `Ended` event may be out already) the state it shares with its
+    /// actor, which the actor sets before it publishes `Ended`. Control messages answer by
+    /// this, so no answer contradicts an `Ended` event already delivered.
+    fn ended(&self) -> Option<EndState> {
+        match &self.slot {
+            Slot::Ended(o) => Some(o.end_state()),
+            _ => self.progress.state().end_state(),
+        }
+    }
 }
 
 /// Ended records kept by default (see [`EngineBuilder::keep_ended`]).
@@ -598,9 +611,6 @@ impl Handler<Upload> for Engine {
     }
 }
 
-/// Forward a control message to a transfer's actor, which answers on the channel it carries;
-/// a stopped actor has ended (its mailbox drops the message, and with it the channel), and
-/// its end state is in the shared counters.
 /// The Engine's answer to [`Cancel`] and [`Pause`]: given at once, or by the transfer's actor,
 /// which gets the asker's reply channel and answers once the stop took effect (one thread hop
 /// fewer than answering through the Engine). What a `send` of either message resolves to is
@@ -699,8 +709,8 @@ impl Handler<Cancel> for Engine {
         let Some(record) = self.records.get(&id) else {
             return StopAnswer::now(Err(CancelError::Unknown));
         };
-        if let Slot::Ended(o) = &record.slot {
-            return StopAnswer::now(Err(CancelError::NotActive(o.end_state())));
+        if let Some(end) = record.ended() {
+            return StopAnswer::now(Err(CancelError::NotActive(end)));
         }
         match Self::actor_of(record) {
             Some(addr) => forward(addr, CancelTransfer, Arc::clone(&record.progress)),
@@ -726,8 +736,11 @@ impl Handler<Pause> for Engine {
         let Some(record) = self.records.get_mut(&id) else {
             return StopAnswer::now(Err(CancelError::Unknown));
         };
+        if let Some(end) = record.ended() {
+            return StopAnswer::now(Err(CancelError::NotActive(end)));
+        }
         match &record.slot {
-            Slot::Ended(o) => StopAnswer::now(Err(CancelError::NotActive(o.end_state()))),
+            Slot::Ended(_) => unreachable!("an ended slot is ended"),
             Slot::Paused(_) => StopAnswer::now(Ok(())),
             Slot::Active { addr } => forward(addr, PauseTransfer, Arc::clone(&record.progress)),
             Slot::Queued { key, .. } => {
@@ -765,8 +778,11 @@ impl Handler<Resume> for Engine {
 
     fn handle(&mut self, Resume(id): Resume, ctx: &mut Self::Context) -> Self::Result {
         let record = self.records.get_mut(&id).ok_or(CancelError::Unknown)?;
+        if let Some(end) = record.ended() {
+            return Err(CancelError::NotActive(end));
+        }
         match &record.slot {
-            Slot::Ended(o) => return Err(CancelError::NotActive(o.end_state())),
+            Slot::Ended(_) => unreachable!("an ended slot is ended"),
             Slot::Paused(_) => {}
             Slot::Active { .. } | Slot::Queued { .. } => return Ok(()),
         }
@@ -850,9 +866,9 @@ impl Handler<Erase> for Engine {
             return ready(Err(EraseError::Unknown));
         };
         let Slot::Ended(outcome) = &record.slot else {
-            if record.progress.state().is_ended() {
-                // The actor has ended (its `Ended` event may be out already) and its report is
-                // on the way here: erase once it arrived, never answer `Active` after `Ended`.
+            if record.ended().is_some() {
+                // Its actor's report, with the outcome, is on the way here: erase once it
+                // arrived, never answer `Active` after `Ended`.
                 let (tx, rx) = oneshot::channel();
                 record.waiters.push(tx);
                 let engine = ctx.address();

@@ -2,12 +2,13 @@
 //!
 //! Chunks from the network (at most 32 KiB each) are coalesced into large buffers and each
 //! buffer is written by one job on the file-I/O threads (`blocking`), one job in flight at a
-//! time, while the next buffer fills: the arbiter thread never touches the disk. Buffers grow with the data and get
-//! their size (about 250 ms of the transfer's data, 64 KiB to 1 MiB) only once data flows fast;
-//! bytes never wait more than 500 ms in memory, and a slow transfer's buffer is released after
-//! each write; once the sink calls a download slow, its reader lets the bytes gather in the
-//! socket and hands them over in rounds (`download::read_slowly`), each written at once.
-//! Queued, stalled and slow transfers so cost little memory; fast ones reuse two sized buffers.
+//! time, while the next buffer fills: the arbiter thread never touches the disk. Buffers grow
+//! with the data and get their size (about 250 ms of the transfer's data, 64 KiB to 1 MiB) only
+//! once data flows fast; bytes never wait more than 500 ms in memory, and a slow transfer's
+//! buffer is released after each write; once the sink calls a download slow, its reader lets
+//! the bytes gather in the socket and hands them over in rounds (`download::read_slowly`), each
+//! written at once. Queued, stalled and slow transfers so cost little memory; fast ones reuse
+//! two sized buffers.
 //!
 //! Completion is atomic: the `.part` length is checked against the bytes received, the file is
 //! `sync_all`ed, moved into place (no-clobber unless the policy is `Overwrite`) and the directory
@@ -55,12 +56,33 @@ const SLOW_HOLD: Duration = Duration::from_millis(60);
 
 /// Below this rate (bytes/s, `SLOW_BUF` per `SLOW_HOLD`, ~136 KB/s) a download is read in
 /// rounds: see [`FileSink::slow`].
-pub(crate) const SLOW_RATE: f64 = SLOW_BUF as f64 / 0.060;
+pub(crate) const SLOW_RATE: f64 = SLOW_BUF as f64 * 1000.0 / SLOW_HOLD.as_millis() as f64;
 
 /// A download that will be flushed at the end asks the kernel to start writing its data to the
 /// disk every `WRITE_BEHIND` bytes, so the final `sync_all` waits for the last few MiB instead
 /// of the whole file: the disk works while the network does.
-pub(crate) const WRITE_BEHIND: u64 = 8 * 1024 * 1024;
+const WRITE_BEHIND: u64 = 8 * 1024 * 1024;
+
+/// Where writeback was last started in a stretch of a file written in order (a single stream's
+/// whole file, or one segment's range): writes call [`Behind::landed`] as they land.
+#[derive(Debug)]
+pub(crate) struct Behind(u64);
+
+impl Behind {
+    /// A stretch starting at `offset`.
+    pub(crate) fn at(offset: u64) -> Self {
+        Behind(offset)
+    }
+
+    /// The stretch now holds everything up to `end`: start the writeback of the part not yet
+    /// started once it is `WRITE_BEHIND` long. Blocking.
+    pub(crate) fn landed(&mut self, file: &File, end: u64) {
+        if end - self.0 >= WRITE_BEHIND {
+            start_writeback(file, self.0, end - self.0);
+            self.0 = end;
+        }
+    }
+}
 
 /// How many `name (k).ext` candidates `Uniquify` tries.
 const MAX_UNIQUIFY: u32 = 10_000;
@@ -77,10 +99,8 @@ pub(crate) struct Writer {
     pub(crate) hasher: Option<Sha256>,
     /// A write failed part-way: the file's content past the last good write is unknown.
     pub(crate) damaged: bool,
-    /// Start writeback as the file grows (`WRITE_BEHIND`): it will be synced when complete.
-    write_behind: bool,
-    /// Bytes whose writeback has been started.
-    behind: u64,
+    /// Writeback started as the file grows, when it will be synced at the end.
+    behind: Option<Behind>,
 }
 
 impl Writer {
@@ -90,14 +110,13 @@ impl Writer {
             written: 0,
             hasher: hashed.then(Sha256::new),
             damaged: false,
-            write_behind: false,
-            behind: 0,
+            behind: None,
         }
     }
 
     /// Start the disk writes as the file grows, for a file that will be synced at the end.
     pub(crate) fn write_behind(mut self, on: bool) -> Self {
-        self.write_behind = on;
+        self.behind = on.then(|| Behind::at(0));
         self
     }
 
@@ -106,7 +125,9 @@ impl Writer {
         self.file.set_len(0)?;
         self.file.seek(SeekFrom::Start(0))?;
         self.written = 0;
-        self.behind = 0;
+        if let Some(b) = self.behind.as_mut() {
+            *b = Behind::at(0);
+        }
         self.damaged = false;
         if let Some(h) = self.hasher.as_mut() {
             *h = Sha256::new();
@@ -123,9 +144,8 @@ impl Writer {
                 if let Some(h) = self.hasher.as_mut() {
                     h.update(buf);
                 }
-                if self.write_behind && self.written - self.behind >= WRITE_BEHIND {
-                    start_writeback(&self.file, self.behind, self.written - self.behind);
-                    self.behind = self.written;
+                if let Some(b) = self.behind.as_mut() {
+                    b.landed(&self.file, self.written);
                 }
             }
             Err(_) => self.damaged = true,
@@ -317,7 +337,7 @@ impl FileSink {
 
     /// Whether the file will be synced, so its writeback starts as it grows.
     pub(crate) fn write_behind(&self) -> bool {
-        self.writer.as_ref().is_some_and(|w| w.write_behind)
+        self.writer.as_ref().is_some_and(|w| w.behind.is_some())
     }
 
     /// A second handle on the file, for positioned writes from other threads.
@@ -577,7 +597,7 @@ fn link_no_clobber(from: &Path, to: &Path) -> Result<(), TransferError> {
 /// waiting for them (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Advisory: a failure only
 /// leaves the work to the final `sync_all`. Blocking (it may wait for the device's queue).
 #[cfg(target_os = "linux")]
-pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
+fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return;
@@ -590,7 +610,7 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 /// Remove a `.part` file, off-thread; a missing file is fine.
 pub(crate) async fn remove_part(part: PathBuf) {
@@ -624,15 +644,16 @@ mod tests {
             synced.append(&chunk).unwrap();
             unsynced.append(&chunk).unwrap();
         }
-        assert_eq!(synced.behind, 0, "not yet WRITE_BEHIND bytes");
+        let behind = |w: &Writer| w.behind.as_ref().map(|b| b.0);
+        assert_eq!(behind(&synced), Some(0), "not yet WRITE_BEHIND bytes");
         for _ in 0..2 {
             synced.append(&chunk).unwrap();
             unsynced.append(&chunk).unwrap();
         }
-        assert_eq!(synced.behind, WRITE_BEHIND);
-        assert_eq!(unsynced.behind, 0);
+        assert_eq!(behind(&synced), Some(WRITE_BEHIND));
+        assert_eq!(behind(&unsynced), None);
         synced.truncate().unwrap();
-        assert_eq!((synced.written, synced.behind), (0, 0));
+        assert_eq!((synced.written, behind(&synced)), (0, Some(0)));
         assert_eq!(
             std::fs::metadata(dir.path().join("b")).unwrap().len(),
             unsynced.written

@@ -4,6 +4,7 @@ use std::{
     fs::File,
     io::{self, Read, Seek, SeekFrom},
     path::PathBuf,
+    time::Instant,
 };
 
 use bytes::Bytes;
@@ -24,8 +25,7 @@ type ReadJob = Job<(File, io::Result<Bytes>)>;
 ///
 /// Each read runs on a file-I/O thread (`blocking`); the next read starts as soon as a chunk is
 /// handed out, so the disk and the socket overlap. A file that shrinks under us ends the stream
-/// with an
-/// `UnexpectedEof` error (awc then aborts the request) rather than a short body.
+/// with an `UnexpectedEof` error (awc then aborts the request) rather than a short body.
 pub(crate) fn file_stream(
     path: PathBuf,
     offset: u64,
@@ -39,7 +39,7 @@ pub(crate) fn file_stream(
         file: Option<File>,
         /// The size of the next read; the last chunk handed out (its length, and when).
         read: usize,
-        handed: Option<(usize, std::time::Instant)>,
+        handed: Option<(usize, Instant)>,
     }
 
     fn start(file: File, left: u64, read: usize) -> ReadJob {
@@ -115,7 +115,7 @@ pub(crate) fn file_stream(
                 if st.left > 0 {
                     st.pending = Some(start(file, st.left, st.read));
                 }
-                st.handed = Some((chunk.len(), std::time::Instant::now()));
+                st.handed = Some((chunk.len(), Instant::now()));
                 Some((Ok(chunk), st))
             }
             Ok((_, Err(e))) => {

@@ -83,7 +83,8 @@ impl Workers {
                 handles: vec![Arbiter::current()],
                 load: vec![0],
                 inline: Some(build_client(cfg)),
-                pending: vec![Vec::new()],
+                // Inline actors start at once: nothing is ever set aside.
+                pending: Vec::new(),
             };
         }
         let arbiters: Vec<Arbiter> = (0..n)

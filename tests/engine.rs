@@ -204,10 +204,11 @@ async fn only_the_last_keep_ended_endings_are_remembered() {
     );
 }
 
-/// On `Ended`, erases the transfer at once and records the Engine's answer.
+/// On `Ended`, resumes then erases the transfer at once and records the Engine's answers.
 struct EraseOnEnd {
     engine: actix::Addr<Engine>,
     answers: std::sync::Arc<std::sync::Mutex<Vec<Result<(), EraseError>>>>,
+    resumed: std::sync::Arc<std::sync::Mutex<Vec<Result<(), CancelError>>>>,
 }
 
 impl actix::Actor for EraseOnEnd {
@@ -219,6 +220,7 @@ impl actix::Handler<TransferEvent> for EraseOnEnd {
     fn handle(&mut self, ev: TransferEvent, ctx: &mut actix::Context<Self>) {
         if let EventKind::Ended(_) = ev.kind {
             let (engine, answers) = (self.engine.clone(), self.answers.clone());
+            let resumed = self.resumed.clone();
             let erase = Erase {
                 id: ev.id,
                 delete_files: false,
@@ -226,6 +228,11 @@ impl actix::Handler<TransferEvent> for EraseOnEnd {
             actix::AsyncContext::spawn(
                 ctx,
                 actix::fut::wrap_future(async move {
+                    let resume = engine
+                        .send(Resume(ev.id))
+                        .await
+                        .expect("the engine is alive");
+                    resumed.lock().unwrap().push(resume);
                     let answer = engine.send(erase).await.expect("the engine is alive");
                     answers.lock().unwrap().push(answer);
                 }),
@@ -235,16 +242,19 @@ impl actix::Handler<TransferEvent> for EraseOnEnd {
 }
 
 #[actix_rt::test]
-async fn an_erase_sent_on_the_ended_event_is_never_refused_as_active() {
-    // The `Ended` event leaves the transfer's actor before the Engine has its report: an Erase
-    // sent the moment it arrives must wait for that report, not answer `Active`.
+async fn control_messages_sent_on_the_ended_event_answer_as_ended() {
+    // The `Ended` event leaves the transfer's actor before the Engine has its report: a Resume
+    // sent the moment it arrives answers `NotActive`, and an Erase waits for that report
+    // rather than answer `Active`.
     use actix::Actor;
     let server = server();
     let rig = rig().await;
     let answers = std::sync::Arc::default();
+    let resumed = std::sync::Arc::default();
     let eraser = EraseOnEnd {
         engine: rig.engine.clone(),
         answers: std::sync::Arc::clone(&answers),
+        resumed: std::sync::Arc::clone(&resumed),
     }
     .start();
     rig.engine
@@ -273,6 +283,14 @@ async fn an_erase_sent_on_the_ended_event_is_never_refused_as_active() {
         "{} of {n} refused: {:?}",
         refused.len(),
         refused.first()
+    );
+    let resumed = resumed.lock().unwrap().clone();
+    assert_eq!(resumed.len(), n);
+    assert!(
+        resumed
+            .iter()
+            .all(|r| *r == Err(CancelError::NotActive(EndState::Completed))),
+        "{resumed:?}"
     );
     for id in ids {
         assert_eq!(rig.engine.send(Status(id)).await.unwrap(), None, "erased");

@@ -39,7 +39,13 @@ use futures::{
 };
 
 use super::Ctx;
-use crate::{error::TransferError, http, request::HttpRequest, sink::FileSink, worker};
+use crate::{
+    error::TransferError,
+    http,
+    request::HttpRequest,
+    sink::{Behind, FileSink},
+    worker,
+};
 
 /// The least size of one segment.
 pub(crate) const MIN_SEGMENT: u64 = 1 << 20;
@@ -69,7 +75,6 @@ impl Drop for AbortAll {
     }
 }
 
-/// What one remote segment needs (all `Send`).
 /// The `.part` the segments write into, at their offsets, from any worker.
 struct Part {
     file: File,
@@ -77,6 +82,7 @@ struct Part {
     write_behind: bool,
 }
 
+/// What one remote segment needs (all `Send`).
 struct Segment {
     /// The range request: the first response's URL, the job's headers, `Range` and `If-Range`.
     request: HttpRequest,
@@ -267,8 +273,8 @@ async fn read_range(
     let mut received = 0u64;
     let mut buf = Vec::with_capacity(SEGMENT_BUF);
     let mut at = start;
-    // Where this segment's writeback was last started (when the file will be synced).
-    let mut behind = start;
+    // The writeback of this segment's range, when the file will be synced.
+    let mut behind = file.write_behind.then(|| Behind::at(start));
     let mut yields = super::ChunkYield::default();
     while received < want {
         let Some(chunk) = resp.next().await else {
@@ -283,18 +289,14 @@ async fn read_range(
             let (f, q, offset) = (Arc::clone(&file), Arc::clone(&quiesce), at);
             at += data.len() as u64;
             let n = data.len() as u64;
-            let kick = (file.write_behind && at - behind >= crate::sink::WRITE_BEHIND).then(|| {
-                let range = (behind, at - behind);
-                behind = at;
-                range
-            });
-            crate::blocking::run(move || {
+            let mut b = behind.take();
+            behind = crate::blocking::run(move || {
                 let _quiesce = q;
                 f.file.write_all_at(&data, offset)?;
-                if let Some((from, len)) = kick {
-                    crate::sink::start_writeback(&f.file, from, len);
+                if let Some(b) = b.as_mut() {
+                    b.landed(&f.file, offset + n);
                 }
-                Ok(())
+                Ok(b)
             })
             .await
             .map_err(|e| TransferError::Internal(e.to_string()))?
