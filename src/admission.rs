@@ -11,6 +11,8 @@ use std::{
     sync::Arc,
 };
 
+use url::Url;
+
 use crate::event::TransferId;
 
 /// Queue order: higher priority first, then lower id (earlier submission) first.
@@ -28,6 +30,8 @@ pub(crate) struct Admission {
     /// The head of every queue whose host has a free slot.
     heads: BTreeSet<(QueueKey, Host)>,
     queued: usize,
+    /// Where `host` spells a key to look it up.
+    scratch: String,
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +51,22 @@ impl Admission {
             hosts: HashMap::new(),
             heads: BTreeSet::new(),
             queued: 0,
+            scratch: String::new(),
+        }
+    }
+
+    /// The `host:port` of `url`, the unit of the per-host limit: the `Host` held for it while
+    /// any of its transfers runs or waits (so submitting to a known host allocates nothing),
+    /// else a new one.
+    pub(crate) fn host(&mut self, url: &Url) -> Host {
+        let key = &mut self.scratch;
+        key.clear();
+        key.push_str(url.host_str().unwrap_or(""));
+        key.push(':');
+        push_decimal(key, url.port_or_known_default().unwrap_or(0));
+        match self.hosts.get_key_value(key.as_str()) {
+            Some((host, _)) => Arc::clone(host),
+            None => Arc::from(key.as_str()),
         }
     }
 
@@ -157,12 +177,45 @@ fn refresh(
     }
 }
 
+/// `n` in decimal, without the formatting machinery.
+fn push_decimal(out: &mut String, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn id(n: u64) -> TransferId {
         TransferId::new(n).unwrap()
+    }
+
+    #[test]
+    fn hosts_are_host_and_port_and_shared_while_known() {
+        let mut a = Admission::new(2, None);
+        let url = |s: &str| Url::parse(s).unwrap();
+        let h = a.host(&url("http://example.com/a"));
+        assert_eq!(&*h, "example.com:80");
+        assert_eq!(&*a.host(&url("https://example.com/")), "example.com:443");
+        assert_eq!(&*a.host(&url("http://[::1]:8080/")), "[::1]:8080");
+        assert_eq!(&*a.host(&url("http://10.0.0.1:65535/")), "10.0.0.1:65535");
+        a.enqueue(&h, Admission::key(0, id(1)), id(1));
+        let again = a.host(&url("http://example.com:80/b"));
+        assert!(
+            Arc::ptr_eq(&h, &again),
+            "a known host is not allocated again"
+        );
     }
 
     #[test]

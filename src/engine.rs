@@ -379,10 +379,10 @@ impl Engine {
             JobKind::Fetch { .. } => (TransferKind::Fetch, None),
         };
         let key = Admission::key(job.priority, id);
-        let host: Host = Arc::from(job.host());
+        let host = self.admission.host(&job.request.url);
         let record = Record {
             kind,
-            url: job.request.url.to_string(),
+            url: job.request.url.as_str().to_owned(),
             path,
             host: Arc::clone(&host),
             priority: job.priority,

@@ -16,7 +16,7 @@ use awc::{
     },
     Client, ClientResponse,
 };
-use url::{Origin, Url};
+use url::Url;
 
 use crate::{
     error::{TimeoutPhase, TransferError},
@@ -55,13 +55,12 @@ pub(crate) async fn send(
     body: &mut dyn FnMut() -> Option<BoxBody>,
     on_redirect: &dyn Fn(&Url),
 ) -> Result<Sent, TransferError> {
-    let origin: Origin = req.url.origin();
     let mut url = req.url.clone();
     let mut method = req.method.clone();
     let mut with_body = true;
     let mut hops = 0u32;
     loop {
-        let cross_origin = url.origin() != origin;
+        let cross_origin = !same_origin(&url, &req.url);
         let mut creq = client.request(method.clone(), url.as_str());
         let mut user_set_encoding = false;
         let mut ranged = false;
@@ -229,6 +228,14 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, TransferError> {
         }
     }
     Ok(found)
+}
+
+/// Whether two http(s) URLs have the same origin (scheme, host, port), as `Url::origin`
+/// compares them, without building the two `Origin`s (each allocates its host).
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host() == b.host()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// Response headers for events: lower-case names, lossy values, in received order.

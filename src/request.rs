@@ -398,21 +398,6 @@ pub(crate) struct Job {
     pub(crate) max_rate: Option<u64>,
 }
 
-impl Job {
-    pub(crate) fn host(&self) -> String {
-        host_key(&self.request.url)
-    }
-}
-
-/// `host:port`, the unit of the per-host limit.
-pub(crate) fn host_key(url: &Url) -> String {
-    format!(
-        "{}:{}",
-        url.host_str().unwrap_or(""),
-        url.port_or_known_default().unwrap_or(0)
-    )
-}
-
 /// Parse and check an absolute http(s) URL.
 pub(crate) fn parse_url(raw: &str) -> Result<Url, TransferError> {
     let url = Url::parse(raw.trim())

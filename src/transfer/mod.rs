@@ -96,38 +96,42 @@ pub(crate) struct Finished {
 #[rtype(result = "()")]
 pub(crate) struct FinishedBatch(pub(crate) Vec<Finished>);
 
+/// One engine's finished transfers not reported yet: the engine is known by the address of
+/// its `Config` (one per engine), so that finding its batch clones no `Addr`.
+type Pending = (usize, Addr<Engine>, Vec<Finished>);
+
 thread_local! {
     /// Finished transfers of this thread not reported yet, per engine.
-    static OUTBOX: RefCell<Vec<(Addr<Engine>, Vec<Finished>)>> = const { RefCell::new(Vec::new()) };
+    static OUTBOX: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Report `done` to `engine` at the end of this event-loop turn, with every other transfer of
 /// this thread that ends before then.
-fn report_finished(engine: &Addr<Engine>, done: Finished) {
+fn report_finished(engine: &Addr<Engine>, cfg: &Arc<Config>, done: Finished) {
+    let key = Arc::as_ptr(cfg) as usize;
     let first = OUTBOX.with(|outbox| {
         let mut outbox = outbox.borrow_mut();
-        match outbox.iter_mut().find(|(e, _)| e == engine) {
-            Some((_, batch)) => {
+        match outbox.iter_mut().find(|(k, _, _)| *k == key) {
+            Some((_, _, batch)) => {
                 batch.push(done);
                 false
             }
             None => {
-                outbox.push((engine.clone(), vec![done]));
+                outbox.push((key, engine.clone(), vec![done]));
                 true
             }
         }
     });
     if first {
-        let engine = engine.clone();
         actix_rt::spawn(async move {
             // Whatever else is ready on this thread runs first (and may finish too).
             actix_rt::task::yield_now().await;
-            let batch = OUTBOX.with(|outbox| {
+            let entry = OUTBOX.with(|outbox| {
                 let mut outbox = outbox.borrow_mut();
-                let i = outbox.iter().position(|(e, _)| *e == engine)?;
-                Some(outbox.swap_remove(i).1)
+                let i = outbox.iter().position(|(k, _, _)| *k == key)?;
+                Some(outbox.swap_remove(i))
             });
-            if let Some(batch) = batch {
+            if let Some((_, engine, batch)) = entry {
                 engine.do_send(FinishedBatch(batch));
             }
         });
@@ -1017,6 +1021,7 @@ impl TransferActor {
         }
         report_finished(
             &self.engine,
+            &c.cfg,
             Finished {
                 id: c.id,
                 outcome,
