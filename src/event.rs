@@ -6,6 +6,7 @@ use std::{
     hash::{BuildHasherDefault, Hasher},
     num::NonZeroU64,
     path::PathBuf,
+    sync::Arc,
     time::Duration,
 };
 
@@ -62,10 +63,129 @@ impl fmt::Display for TransferId {
     }
 }
 
-/// Response headers as `(lower-case name, value)` pairs, in the order received. Values that
-/// are not valid UTF-8 are decoded lossily. Shared: every subscriber's copy of a `Began`
-/// event points at the same list (a slice: `iter()`, `contains()`, indexing).
-pub type Headers = std::sync::Arc<[(String, String)]>;
+/// Response headers, in the order received: names in lower case, values decoded lossily where
+/// they are not UTF-8. Shared: every subscriber's copy of a `Began` event points at the same
+/// headers, and all of them live in one block of text.
+///
+/// ```
+/// use actix_transfer::Headers;
+///
+/// let headers: Headers = [("content-type", "text/plain"), ("set-cookie", "a=1"), ("set-cookie", "b=2")]
+///     .into_iter()
+///     .collect();
+/// assert_eq!(headers.get("Content-Type"), Some("text/plain"));
+/// assert_eq!(headers.get_all("set-cookie").collect::<Vec<_>>(), ["a=1", "b=2"]);
+/// assert_eq!(headers.len(), 3);
+/// for (name, value) in headers.iter() {
+///     println!("{name}: {value}");
+/// }
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers(Option<Arc<HeaderText>>);
+
+/// The text of every header, and where each name and value ends in it.
+#[derive(PartialEq, Eq)]
+struct HeaderText {
+    text: Box<str>,
+    ends: Box<[(u32, u32)]>,
+}
+
+impl Headers {
+    /// Every `(name, value)` pair, in the order received.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let (text, ends): (&str, &[(u32, u32)]) = match &self.0 {
+            Some(h) => (&h.text, &h.ends),
+            None => ("", &[]),
+        };
+        let mut start = 0;
+        ends.iter().map(move |&(name_end, value_end)| {
+            let (name, value) = (start as usize, name_end as usize);
+            start = value_end;
+            (&text[name..value], &text[value..value_end as usize])
+        })
+    }
+
+    /// The value of the first header called `name` (ASCII case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The values of every header called `name` (ASCII case-insensitive), in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// How many headers there are (a repeated name counts each time).
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |h| h.ends.len())
+    }
+
+    /// No headers at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// From raw pairs: names lower-cased, values decoded lossily (one allocation for all the
+    /// text). Totals past 4 GiB cannot come from a response and are cut short.
+    pub(crate) fn from_raw<'a, I>(pairs: impl Fn() -> I) -> Self
+    where
+        I: Iterator<Item = (&'a str, &'a [u8])>,
+    {
+        let (count, size) = pairs().fold((0, 0), |(c, s), (n, v)| (c + 1, s + n.len() + v.len()));
+        if count == 0 {
+            return Headers(None);
+        }
+        let mut text = String::with_capacity(size);
+        let mut ends = Vec::with_capacity(count);
+        for (name, value) in pairs() {
+            // A lossy value may grow: each bad byte becomes a 3-byte U+FFFD.
+            if text.len() + name.len() + 3 * value.len() > u32::MAX as usize {
+                break;
+            }
+            let start = text.len();
+            text.push_str(name);
+            text[start..].make_ascii_lowercase();
+            let name_end = text.len() as u32;
+            text.push_str(&String::from_utf8_lossy(value));
+            ends.push((name_end, text.len() as u32));
+        }
+        Headers(Some(Arc::new(HeaderText {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        })))
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for Headers {
+    /// Headers from `(name, value)` pairs (names are lower-cased), for instance to build events
+    /// in a subscriber's own tests.
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(pairs: I) -> Self {
+        let pairs: Vec<(N, V)> = pairs.into_iter().collect();
+        Headers::from_raw(|| {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.as_ref(), v.as_ref().as_bytes()))
+        })
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Headers {
+    /// As a sequence of `[name, value]` pairs.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
 
 /// One event of one transfer, delivered to every matching subscriber.
 ///
@@ -273,5 +393,56 @@ mod serde_impl {
             }
             m.end()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Headers;
+
+    #[test]
+    fn headers_keep_order_and_repeats_lower_case_names_and_decode_lossily() {
+        let raw: [(&str, &[u8]); 4] = [
+            ("Content-Length", b"12"),
+            ("x-odd", b"caf\xe9"),
+            ("set-cookie", b"a=1"),
+            ("Set-Cookie", b""),
+        ];
+        let h = Headers::from_raw(|| raw.iter().copied());
+        let all: Vec<(&str, &str)> = h.iter().collect();
+        assert_eq!(
+            all,
+            [
+                ("content-length", "12"),
+                ("x-odd", "caf\u{fffd}"),
+                ("set-cookie", "a=1"),
+                ("set-cookie", ""),
+            ]
+        );
+        assert_eq!(h.get("CONTENT-length"), Some("12"));
+        assert_eq!(h.get_all("set-cookie").count(), 2);
+        assert_eq!(h.get("missing"), None);
+        assert_eq!(format!("{h:?}"), format!("{all:?}"));
+        let same: Headers = all.iter().copied().collect();
+        assert_eq!(h, same);
+    }
+
+    #[test]
+    fn no_headers_is_empty() {
+        let h = Headers::default();
+        assert!(h.is_empty());
+        assert_eq!(h.iter().count(), 0);
+        let none: Headers = Vec::<(String, String)>::new().into_iter().collect();
+        assert_eq!(h, none);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn headers_serialize_as_name_value_pairs() {
+        let h: Headers = [("a", "1"), ("b", "2")].into_iter().collect();
+        assert_eq!(
+            serde_json::to_string(&h).unwrap(),
+            r#"[["a","1"],["b","2"]]"#
+        );
     }
 }

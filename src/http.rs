@@ -240,16 +240,12 @@ fn same_origin(a: &Url, b: &Url) -> bool {
 
 /// Response headers for events: lower-case names, lossy values, in received order.
 pub(crate) fn headers_of(response: &ClientResponse) -> Headers {
-    response
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
+    Headers::from_raw(|| {
+        response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+    })
 }
 
 /// Map awc's request error.
