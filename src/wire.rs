@@ -164,25 +164,34 @@ impl Wire {
                 } => {
                     let mut used = 0;
                     let mut ended = false;
-                    for &b in bytes {
-                        used += 1;
-                        match b {
-                            b'\r' => {}
-                            // Blank lines before a head are skipped, like httparse does.
-                            b'\n' if seen == 0 => {}
-                            b'\n' => {
-                                newlines += 1;
-                                if newlines == 2 {
-                                    ended = true;
-                                    break;
-                                }
+                    // A line at a time: its LF found with memchr, its CRs (ignored) counted.
+                    while used < bytes.len() {
+                        let rest = &bytes[used..];
+                        let (line, lf) = match memchr::memchr(b'\n', rest) {
+                            Some(i) => (&rest[..i], true),
+                            None => (rest, false),
+                        };
+                        used += line.len() + usize::from(lf);
+                        let chars = line.len() - line.iter().filter(|&&b| b == b'\r').count();
+                        if chars > 0 {
+                            newlines = 0;
+                            if seen <= 9 && seen as usize + chars > 9 {
+                                // "HTTP/1.1 2xx": the status' first digit, the tenth byte.
+                                status = line
+                                    .iter()
+                                    .filter(|&&b| b != b'\r')
+                                    .nth(9 - seen as usize)
+                                    .copied()
+                                    .unwrap_or(0);
                             }
-                            _ => {
-                                newlines = 0;
-                                if seen == 9 {
-                                    status = b; // "HTTP/1.1 2xx": the status' first digit
-                                }
-                                seen = seen.saturating_add(1);
+                            seen = seen.saturating_add(u32::try_from(chars).unwrap_or(u32::MAX));
+                        }
+                        // Blank lines before a head are skipped, like httparse does.
+                        if lf && seen > 0 {
+                            newlines += 1;
+                            if newlines == 2 {
+                                ended = true;
+                                break;
                             }
                         }
                     }
@@ -530,6 +539,85 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\n\r\nabc",
         ] {
             assert_eq!(body_after(answer, 1), (Phase::Body, 3));
+        }
+    }
+
+    /// The byte-at-a-time scan the line scan replaced: the specification it must match.
+    fn reference(reads: &[&[u8]]) -> (Phase, u64) {
+        let (mut phase, mut body) = (Phase::Request, 0u64);
+        for bytes in reads {
+            for &b in *bytes {
+                match phase {
+                    Phase::Body => body += 1,
+                    Phase::Request | Phase::Head { .. } => {
+                        let (mut seen, mut status, mut newlines) = match phase {
+                            Phase::Head {
+                                seen,
+                                status,
+                                newlines,
+                            } => (seen, status, newlines),
+                            _ => (0, 0, 0),
+                        };
+                        let mut ended = false;
+                        match b {
+                            b'\r' => {}
+                            b'\n' if seen == 0 => {}
+                            b'\n' => {
+                                newlines += 1;
+                                ended = newlines == 2;
+                            }
+                            _ => {
+                                newlines = 0;
+                                if seen == 9 {
+                                    status = b;
+                                }
+                                seen = seen.saturating_add(1);
+                            }
+                        }
+                        phase = match (ended, status) {
+                            (false, _) => Phase::Head {
+                                seen,
+                                status,
+                                newlines,
+                            },
+                            (true, b'1') => Phase::Request,
+                            (true, _) => {
+                                body = 0;
+                                Phase::Body
+                            }
+                        };
+                    }
+                }
+            }
+        }
+        (phase, body)
+    }
+
+    #[test]
+    fn the_line_scan_matches_the_byte_scan_at_every_split() {
+        let answers: [&[u8]; 8] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+            b"\r\n\n\rHTTP/1.1 404 Not Found\n\r\r\nbody\n\n",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 103 Early\r\nLink: x\r\n\r\nHTTP/1.1 500 E\r\n\r\nxyz",
+            b"HTTP/1.\r\r1 302 Found\r\nLocation: /a\r\n\r\n",
+            b"H\r\nT\r\n\r\n",
+            b"H\r\n\r\nrest",
+            b"HTTP/1.1 200 OK\r\nX: \r\r\r\nY: 1\r\n",
+        ];
+        for answer in answers {
+            for a in 0..=answer.len() {
+                for b in a..=answer.len() {
+                    let reads = [&answer[..a], &answer[a..b], &answer[b..]];
+                    let w = wire();
+                    w.wrote();
+                    for r in reads {
+                        w.read(r);
+                    }
+                    let got = (w.phase.get(), w.body.get());
+                    assert_eq!(got, reference(&reads), "{answer:?} split at {a}, {b}");
+                }
+            }
         }
     }
 
