@@ -371,4 +371,27 @@ mod tests {
             assert_eq!(parse_content_range(bad), None, "{bad}");
         }
     }
+
+    #[test]
+    fn same_origin_agrees_with_url_origin() {
+        let urls = [
+            "http://a.test/x",
+            "http://a.test:80/y",
+            "http://A.TEST/z",
+            "https://a.test/",
+            "https://a.test:443/q",
+            "http://a.test:8080/",
+            "http://b.test/",
+            "http://127.0.0.1/",
+            "http://[::1]/",
+            "http://[0:0::1]:80/",
+            "http://user@a.test/",
+        ];
+        for a in urls {
+            for b in urls {
+                let (a, b) = (Url::parse(a).unwrap(), Url::parse(b).unwrap());
+                assert_eq!(same_origin(&a, &b), a.origin() == b.origin(), "{a} vs {b}");
+            }
+        }
+    }
 }
