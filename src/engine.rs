@@ -244,6 +244,7 @@ impl EngineBuilder {
             records: IdMap::default(),
             admission: Admission::new(self.max_active, self.max_per_host),
             global_rate: Arc::new(Bucket::new(self.max_rate)),
+            shared_addr: std::sync::Weak::new(),
             peers,
             live: 0,
             next_id: 0,
@@ -343,6 +344,8 @@ pub struct Engine {
     /// `Some` once a shutdown began: the replies to send when it is done.
     shutdown: Option<Vec<oneshot::Sender<()>>>,
     global_rate: Arc<Bucket>,
+    /// See [`Engine::shared_address`].
+    shared_addr: std::sync::Weak<Addr<Engine>>,
     /// Every worker, for transfers that spread over several (segmented downloads).
     peers: Arc<[ArbiterHandle]>,
 }
@@ -446,7 +449,7 @@ impl Engine {
                     rate: Arc::clone(&record.rate),
                     global_rate: Arc::clone(&self.global_rate),
                     peers: Arc::clone(&self.peers),
-                    engine: ctx.address(),
+                    engine: Self::shared_address(&mut self.shared_addr, ctx),
                     worker,
                     next_seq: record.seq,
                 })
@@ -482,6 +485,19 @@ impl Engine {
         record.slot = Slot::Ended(outcome.clone());
         self.publish(id, EventKind::Ended(outcome));
         self.retire(id);
+    }
+
+    /// The address the running transfers share (held by them alone: while none runs, it is
+    /// dropped and the Engine holds no address of its own).
+    fn shared_address(
+        shared: &mut std::sync::Weak<Addr<Engine>>,
+        ctx: &Context<Self>,
+    ) -> Arc<Addr<Engine>> {
+        shared.upgrade().unwrap_or_else(|| {
+            let addr = Arc::new(ctx.address());
+            *shared = Arc::downgrade(&addr);
+            addr
+        })
     }
 
     /// Count a record that just ended; forget the oldest ended ones past `keep_ended`.

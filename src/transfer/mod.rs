@@ -72,7 +72,8 @@ pub(crate) struct Setup {
     pub(crate) rate: Arc<Bucket>,
     pub(crate) global_rate: Arc<Bucket>,
     pub(crate) peers: Arc<[actix_rt::ArbiterHandle]>,
-    pub(crate) engine: Addr<Engine>,
+    /// The Engine's address, one shared by its transfers (cloning an `Addr` allocates).
+    pub(crate) engine: Arc<Addr<Engine>>,
     pub(crate) worker: usize,
     /// The seq of the first event this actor publishes (the Engine published `Queued`).
     pub(crate) next_seq: u64,
@@ -96,9 +97,9 @@ pub(crate) struct Finished {
 #[rtype(result = "()")]
 pub(crate) struct FinishedBatch(pub(crate) Vec<Finished>);
 
-/// One engine's finished transfers not reported yet: the engine is known by the address of
-/// its `Config` (one per engine), so that finding its batch clones no `Addr`.
-type Pending = (usize, Addr<Engine>, Vec<Finished>);
+/// One engine's finished transfers not reported yet, known by the address of the engine's
+/// `Config` (one per engine).
+type Pending = (usize, Arc<Addr<Engine>>, Vec<Finished>);
 
 thread_local! {
     /// Finished transfers of this thread not reported yet, per engine.
@@ -107,7 +108,7 @@ thread_local! {
 
 /// Report `done` to `engine` at the end of this event-loop turn, with every other transfer of
 /// this thread that ends before then.
-fn report_finished(engine: &Addr<Engine>, cfg: &Arc<Config>, done: Finished) {
+fn report_finished(engine: &Arc<Addr<Engine>>, cfg: &Arc<Config>, done: Finished) {
     let key = Arc::as_ptr(cfg) as usize;
     let first = OUTBOX.with(|outbox| {
         let mut outbox = outbox.borrow_mut();
@@ -117,7 +118,7 @@ fn report_finished(engine: &Addr<Engine>, cfg: &Arc<Config>, done: Finished) {
                 false
             }
             None => {
-                outbox.push((key, engine.clone(), vec![done]));
+                outbox.push((key, Arc::clone(engine), vec![done]));
                 true
             }
         }
@@ -652,7 +653,7 @@ impl Drop for Reply {
 /// The transfer actor.
 pub(crate) struct TransferActor {
     ctx: Rc<Ctx>,
-    engine: Addr<Engine>,
+    engine: Arc<Addr<Engine>>,
     worker: usize,
     phase: Phase,
     stop: Option<Stop>,
