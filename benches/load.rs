@@ -14,12 +14,18 @@
 //! large upload), `open` (thousands of open slow transfers: memory, then cancel them all; each
 //! side in a fresh child process, so that neither inherits the other's heap), `queue`
 //! (100,000 downloads waiting for an admission slot: memory each, submit time, cancel them
-//! all; also in a child process), `cancel`
-//! (cancel latency under load), `rate` (a global bandwidth limit: achieved rate over 5 s).
+//! all; also in a child process), `cancel` (cancel latency under load), `rate` (a global
+//! bandwidth limit: achieved rate over 5 s).
+//!
 //! `small` and `cancel` run the engine with one worker thread and inline (`workers(0)`);
-//! segmented downloads use two workers, everything else one. It prints a table of absolute figures and ratios, with PASS/MISS
-//! against the targets (never failing on a miss), and writes the same as JSON
-//! (`target/load-bench.json` unless `--json PATH`). Timings are never asserted anywhere.
+//! segmented downloads use two workers, everything else one. `small` feeds the engine two
+//! ways: all 10,000 submitted at once for its admission to start 64 (or 256) at a time, and a
+//! closed loop (the caller keeps 64 in flight with `Fetch` + `Wait`, as bare awc's
+//! `buffer_unordered(64)` does; its latencies compare with bare awc's request times).
+//!
+//! It prints a table of absolute figures and ratios, with PASS/MISS against the targets
+//! (never failing on a miss), and writes the same as JSON (`target/load-bench.json` unless
+//! `--json PATH`). Timings are never asserted anywhere.
 //!
 //! The `file` figures depend on the page cache: right after a large build (or a CI clone) the
 //! single-stream writer pays for reclaiming pages and measured 760-930 MB/s instead of
@@ -356,8 +362,15 @@ impl Report {
     }
 
     fn print(&self) {
+        let w = self
+            .0
+            .iter()
+            .map(|r| r.metric.len())
+            .max()
+            .unwrap_or(0)
+            .max(46);
         println!(
-            "\n{:<8} {:<46} {:>14} {:<5} target",
+            "\n{:<8} {:<w$} {:>14} {:<5} target",
             "scenario", "metric", "value", "unit"
         );
         for r in &self.0 {
@@ -374,7 +387,7 @@ impl Report {
                 None => String::new(),
             };
             println!(
-                "{:<8} {:<46} {:>14.3} {:<5} {}",
+                "{:<8} {:<w$} {:>14.3} {:<5} {}",
                 r.scenario, r.metric, r.value, r.unit, verdict
             );
         }
@@ -782,17 +795,59 @@ async fn scenario_segments(o: &Opts, base: &str, dir: &Path, report: &mut Report
 /// caller's arbiter, and inline on it (`workers(0)`, like bare awc on its one thread).
 const LAYOUTS: [(usize, &str); 2] = [(1, "1 worker"), (0, "inline")];
 
-/// Submit `n` fetches of `url` one by one (each `send` awaited, as a caller would), and wait
-/// for every `Ended`: (transfers/s, client CPU us per transfer, p50 ms, p99 ms submit->Ended).
-async fn engine_fetches(workers: usize, dir: &Path, url: &str, n: usize, conc: usize) -> [f64; 4] {
+/// How the small scenario keeps `conc` fetches in flight through the engine.
+#[derive(Clone, Copy)]
+enum Feed {
+    /// All `n` submitted at once (each `send` awaited, as a caller would); the engine's
+    /// admission (`max_active(conc)`) starts them as slots free.
+    Queued,
+    /// The caller keeps `conc` in flight, as bare awc's `buffer_unordered(conc)` does: a
+    /// `Fetch` and then a `Wait` for its outcome, the next one when one ends.
+    ClosedLoop,
+}
+
+const FEEDS: [(Feed, &str); 2] = [
+    (Feed::Queued, "all queued"),
+    (Feed::ClosedLoop, "closed loop"),
+];
+
+/// `n` fetches of `url`, `conc` at a time, until every `Ended` arrived: (transfers/s, client
+/// CPU us per transfer, p50 ms, p99 ms from submission to `Ended`).
+async fn engine_fetches(
+    workers: usize,
+    feed: Feed,
+    dir: &Path,
+    url: &str,
+    n: usize,
+    conc: usize,
+) -> [f64; 4] {
     let (engine, ends, _a) = engine_on(workers, dir, conc).await;
     let cpu0 = cpu_time();
     let start = Instant::now();
     let mut submitted = HashMap::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        let id = engine.send(Fetch::get(url)).await.unwrap().unwrap();
-        submitted.insert(id, t);
+    match feed {
+        Feed::Queued => {
+            for _ in 0..n {
+                let t = Instant::now();
+                let id = engine.send(Fetch::get(url)).await.unwrap().unwrap();
+                submitted.insert(id, t);
+            }
+        }
+        Feed::ClosedLoop => {
+            let engine = &engine;
+            let ids: Vec<(TransferId, Instant)> = futures::stream::iter(0..n)
+                .map(|_| async move {
+                    let t = Instant::now();
+                    let id = engine.send(Fetch::get(url)).await.unwrap().unwrap();
+                    let outcome = engine.send(Wait(id)).await.unwrap().expect("a known id");
+                    assert!(outcome.is_completed(), "{outcome:?}");
+                    (id, t)
+                })
+                .buffer_unordered(conc)
+                .collect()
+                .await;
+            submitted.extend(ids);
+        }
     }
     ends.wait_for(n, Duration::from_secs(300)).await;
     let elapsed = start.elapsed();
@@ -821,36 +876,55 @@ async fn scenario_small(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
     let n: usize = if o.quick { 2_000 } else { 10_000 };
     let url = format!("{base}/bytes/4096");
     for conc in [64usize, 256] {
-        // Per layout: [transfers/s, cpu, p50, p99] of each round.
-        let mut ours: Vec<Vec<[f64; 4]>> = vec![Vec::new(); LAYOUTS.len()];
-        let (mut bare, mut cpu_bare) = (Vec::new(), Vec::new());
+        // Per (layout, feed): [transfers/s, cpu, p50, p99] of each round.
+        let variants: Vec<(usize, Feed, String)> = LAYOUTS
+            .iter()
+            .flat_map(|(workers, layout)| {
+                FEEDS
+                    .iter()
+                    .map(move |(feed, how)| (*workers, *feed, format!("{layout}, {how}")))
+            })
+            .collect();
+        let mut ours: Vec<Vec<[f64; 4]>> = vec![Vec::new(); variants.len()];
+        let (mut bare, mut cpu_bare, mut lat_bare) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..o.rounds {
-            for (i, (workers, _)) in LAYOUTS.iter().enumerate() {
-                ours[i].push(engine_fetches(*workers, dir, &url, n, conc).await);
+            for (i, (workers, feed, _)) in variants.iter().enumerate() {
+                ours[i].push(engine_fetches(*workers, *feed, dir, &url, n, conc).await);
             }
 
             let client = bare_client();
             let cpu0 = cpu_time();
             let start = Instant::now();
-            let done = futures::stream::iter(0..n)
-                .map(|_| {
-                    let client = client.clone();
-                    let url = url.clone();
-                    async move {
-                        let mut r = client.get(&url).send().await.expect("bare");
-                        r.body().await.expect("bare body").len()
-                    }
+            let (client, url) = (&client, url.as_str());
+            let mut times: Vec<Duration> = futures::stream::iter(0..n)
+                .map(|_| async move {
+                    let t = Instant::now();
+                    let mut r = client.get(url).send().await.expect("bare");
+                    assert_eq!(r.body().await.expect("bare body").len(), 4096);
+                    t.elapsed()
                 })
                 .buffer_unordered(conc)
-                .fold(0usize, |acc, len| async move { acc + len })
+                .collect()
                 .await;
-            assert_eq!(done, n * 4096);
             bare.push(n as f64 / start.elapsed().as_secs_f64());
             cpu_bare.push((cpu_time() - cpu0).as_secs_f64() * 1e6 / n as f64);
+            times.sort();
+            lat_bare.push([
+                percentile(&times, 0.5).as_secs_f64() * 1e3,
+                percentile(&times, 0.99).as_secs_f64() * 1e3,
+            ]);
         }
         let bare = median(bare);
         let s = format!("{n} x 4 KiB @{conc}");
         report.add("small", &format!("{s}: bare awc"), bare, "/s");
+        for (k, p) in ["p50", "p99"].iter().enumerate() {
+            report.add(
+                "small",
+                &format!("@{conc} bare awc {p} request time"),
+                median(lat_bare.iter().map(|l| l[k]).collect()),
+                "ms",
+            );
+        }
         report.add(
             "small",
             &format!("@{conc} bare awc CPU per transfer"),
@@ -874,7 +948,7 @@ async fn scenario_small(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
         if let Some(c) = curl_rate {
             report.add("small", &format!("{s}: curl --parallel"), c, "/s");
         }
-        for (i, (_, layout)) in LAYOUTS.iter().enumerate() {
+        for (i, (_, _, layout)) in variants.iter().enumerate() {
             let col = |k: usize| median(ours[i].iter().map(|r| r[k]).collect());
             let rate = col(0);
             let m = |what: &str| format!("@{conc} {layout}: {what}");
