@@ -231,21 +231,29 @@ impl Stats {
             println!("{report}");
             return;
         }
-        println!("{ended} requests to {url}, {concurrency} at a time, in {secs:.2} s");
+        println!(
+            "{} requests to {url}, {concurrency} at a time, in {secs:.2} s",
+            ended + self.rejected
+        );
         let statuses: Vec<String> = self
             .statuses
             .iter()
             .map(|(s, n)| format!("{n} x {s}"))
             .collect();
-        println!(
-            "  completed {completed} ({}), failed {failed}",
-            statuses.join(", ")
-        );
+        let statuses = if statuses.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", statuses.join(", "))
+        };
+        println!("  completed {completed}{statuses}, failed {failed}");
         for (kind, (count, first)) in &self.errors {
             println!("    {count} x {kind}, the first: {first}");
         }
         if let Some(why) = &self.rejection {
             println!("  refused before sending: {} ({why})", self.rejected);
+        }
+        if ended == 0 {
+            return;
         }
         println!(
             "  {rate:.0} requests/s, {:.1} MB/s of bodies",
