@@ -15,7 +15,7 @@ use futures::channel::oneshot;
 use crate::{
     admission::{Admission, Host, QueueKey},
     error::{CancelError, EndState, EraseError, TransferError},
-    event::{EventKind, IdMap, Outcome, TransferEvent, TransferId},
+    event::{EventKind, IdMap, Outcome, Output, TransferEvent, TransferId},
     request::{Download, Fetch, Job, JobKind, Upload},
     retry::RetryPolicy,
     sink,
@@ -72,6 +72,7 @@ pub struct EngineBuilder {
     max_per_host: Option<usize>,
     max_rate: Option<u64>,
     keep_ended: usize,
+    keep_ended_bytes: u64,
 }
 
 impl Default for EngineBuilder {
@@ -98,6 +99,7 @@ impl Default for EngineBuilder {
             max_per_host: None,
             max_rate: None,
             keep_ended: DEFAULT_KEEP_ENDED,
+            keep_ended_bytes: DEFAULT_KEEP_ENDED_BYTES,
         }
     }
 }
@@ -214,9 +216,20 @@ impl EngineBuilder {
     /// body) the engine keeps for [`Status`], [`Wait`], [`List`] and late subscribers. Past
     /// this many, the oldest ended one is forgotten as if [`Erase`]d (its files stay): an
     /// engine that runs for months, or a load test of millions of requests, stays bounded.
-    /// Default 10,000; `usize::MAX` keeps everything until erased.
+    /// Default 10,000; `usize::MAX` keeps everything until erased. See also
+    /// [`keep_ended_bytes`](Self::keep_ended_bytes).
     pub fn keep_ended(mut self, n: usize) -> Self {
         self.keep_ended = n;
+        self
+    }
+
+    /// Bytes of response bodies (of fetches and upload replies) the ended records may hold
+    /// together. Past this, the oldest ended records are forgotten as with
+    /// [`keep_ended`](Self::keep_ended), though never the one that just ended: 10,000 records
+    /// of 1 MiB bodies would otherwise hold 10 GiB after every subscriber and waiter has had
+    /// its copy. Default 256 MiB; `u64::MAX` bounds them by count alone.
+    pub fn keep_ended_bytes(mut self, bytes: u64) -> Self {
+        self.keep_ended_bytes = bytes;
         self
     }
 
@@ -249,6 +262,8 @@ impl EngineBuilder {
             live: 0,
             next_id: 0,
             keep_ended: self.keep_ended,
+            keep_ended_bytes: self.keep_ended_bytes,
+            ended_bytes: 0,
             ended: VecDeque::new(),
             ended_count: 0,
             shutdown: None,
@@ -297,6 +312,17 @@ struct Record {
 }
 
 impl Record {
+    /// Bytes of the response body an ended fetch (or upload reply) holds here.
+    fn body_bytes(&self) -> u64 {
+        match &self.slot {
+            Slot::Ended(Outcome::Completed {
+                output: Output::Body(body),
+                ..
+            }) => body.len() as u64,
+            _ => 0,
+        }
+    }
+
     /// How the transfer ended, if it has: its slot says so, or (its actor's report still on
     /// the way here, while its `Ended` event may be out already) the state it shares with its
     /// actor, which the actor sets before it publishes `Ended`. Control messages answer by
@@ -311,6 +337,9 @@ impl Record {
 
 /// Ended records kept by default (see [`EngineBuilder::keep_ended`]).
 const DEFAULT_KEEP_ENDED: usize = 10_000;
+
+/// Bytes of bodies ended records hold by default (see [`EngineBuilder::keep_ended_bytes`]).
+const DEFAULT_KEEP_ENDED_BYTES: u64 = 256 << 20;
 
 /// The supervisor actor. Start it with [`Engine::builder`]; talk to it with messages.
 ///
@@ -336,6 +365,10 @@ pub struct Engine {
     live: usize,
     /// How many ended records to keep (see [`EngineBuilder::keep_ended`]).
     keep_ended: usize,
+    /// How many bytes of bodies they may hold (see [`EngineBuilder::keep_ended_bytes`]).
+    keep_ended_bytes: u64,
+    /// Bytes of bodies the ended records hold.
+    ended_bytes: u64,
     /// Ended ids, oldest first (may still hold ids erased since; they are skipped).
     ended: VecDeque<TransferId>,
     /// Records in the `Ended` slot.
@@ -500,20 +533,44 @@ impl Engine {
         })
     }
 
-    /// Count a record that just ended; forget the oldest ended ones past `keep_ended`.
+    /// Count a record that just ended; forget the oldest ended ones past `keep_ended`, and the
+    /// oldest that hold a body while their bodies pass `keep_ended_bytes` (never this one).
     fn retire(&mut self, id: TransferId) {
         self.ended.push_back(id);
         self.ended_count += 1;
+        self.ended_bytes += self.records.get(&id).map_or(0, Record::body_bytes);
         while self.ended_count > self.keep_ended {
             let Some(old) = self.ended.pop_front() else {
                 break;
             };
+            if old == id {
+                self.ended.push_front(old);
+                break;
+            }
             if matches!(self.records.get(&old), Some(r) if matches!(r.slot, Slot::Ended(_))) {
-                self.records.remove(&old);
-                self.subs.forget(old);
-                self.ended_count -= 1;
+                self.forget(old);
             }
         }
+        while self.ended_bytes > self.keep_ended_bytes {
+            let records = &self.records;
+            let holder = self
+                .ended
+                .iter()
+                .position(|old| *old != id && records.get(old).is_some_and(|r| r.body_bytes() > 0));
+            let Some(old) = holder.and_then(|i| self.ended.remove(i)) else {
+                break;
+            };
+            self.forget(old);
+        }
+    }
+
+    /// Drop an ended record (erased, or past the `keep_ended` limits).
+    fn forget(&mut self, id: TransferId) {
+        if let Some(record) = self.records.remove(&id) {
+            self.ended_bytes -= record.body_bytes();
+        }
+        self.subs.forget(id);
+        self.ended_count -= 1;
     }
 
     /// The actor of a transfer, if one runs (active, paused, or resumed and waiting).
@@ -905,9 +962,7 @@ impl Handler<Erase> for Engine {
         } else {
             Vec::new()
         };
-        self.records.remove(&msg.id);
-        self.subs.forget(msg.id);
-        self.ended_count -= 1;
+        self.forget(msg.id);
         if self.ended.len() > 2 * self.ended_count + 1024 {
             // Many erased ids wait in the eviction order: drop them.
             let records = &self.records;

@@ -204,6 +204,56 @@ async fn only_the_last_keep_ended_endings_are_remembered() {
     );
 }
 
+#[actix_rt::test]
+async fn ended_bodies_are_kept_up_to_keep_ended_bytes_but_the_newest_always() {
+    let server = server();
+    let rig = rig_with(|b| b.keep_ended_bytes(10_000)).await;
+    let engine = rig.engine.clone();
+    let known = |id| {
+        let engine = engine.clone();
+        async move { engine.send(Status(id)).await.unwrap().is_some() }
+    };
+    let fetch = |n: u32| rig.submit(Fetch::get(server.url(&format!("/bytes/{n}"))));
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = fetch(4_000).await;
+        assert_eq!(rig.wait(id).await.bytes(), 4_000);
+        ids.push(id);
+    }
+    // 12,000 bytes of bodies ended: the oldest went to make room, its body with it.
+    assert!(!known(ids[0]).await);
+    assert_eq!(rig.engine.send(Wait(ids[0])).await.unwrap(), None);
+    assert!(known(ids[1]).await && known(ids[2]).await);
+    // Downloads hold no body here: they cost nothing of the budget.
+    let file = rig
+        .submit(Download::new(server.url("/bytes/50000")).to("f"))
+        .await;
+    assert!(rig.wait(file).await.is_completed());
+    assert!(known(ids[1]).await && known(ids[2]).await && known(file).await);
+    // One body larger than the whole budget is still kept, alone among the bodies.
+    let big = fetch(20_000).await;
+    let out = rig.wait(big).await;
+    assert_eq!(rig.engine.send(Wait(big)).await.unwrap(), Some(out));
+    assert!(!known(ids[1]).await && !known(ids[2]).await);
+    assert!(
+        known(file).await,
+        "the download held no body and is younger than the bodies"
+    );
+    // Erasing gives its bytes back: two more small bodies fit beside each other.
+    let erase = Erase {
+        id: big,
+        delete_files: false,
+    };
+    rig.engine.send(erase).await.unwrap().unwrap();
+    let mut small = Vec::new();
+    for _ in 0..2 {
+        let id = fetch(4_000).await;
+        assert!(rig.wait(id).await.is_completed());
+        small.push(id);
+    }
+    assert!(known(small[0]).await && known(small[1]).await && known(file).await);
+}
+
 /// On `Ended`, resumes then erases the transfer at once and records the Engine's answers.
 struct EraseOnEnd {
     engine: actix::Addr<Engine>,
