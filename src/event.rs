@@ -97,10 +97,10 @@ impl Headers {
             Some(h) => (&h.text, &h.ends),
             None => ("", &[]),
         };
-        let mut start = 0;
+        let mut name_start = 0;
         ends.iter().map(move |&(name_end, value_end)| {
-            let (name, value) = (start as usize, name_end as usize);
-            start = value_end;
+            let (name, value) = (name_start as usize, name_end as usize);
+            name_start = value_end;
             (&text[name..value], &text[value..value_end as usize])
         })
     }

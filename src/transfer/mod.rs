@@ -97,9 +97,10 @@ pub(crate) struct Finished {
 #[rtype(result = "()")]
 pub(crate) struct FinishedBatch(pub(crate) Vec<Finished>);
 
-/// One engine's finished transfers not reported yet, known by the address of the engine's
-/// `Config` (one per engine).
-type Pending = (usize, Arc<Addr<Engine>>, Vec<Finished>);
+/// An engine's finished transfers not reported yet. An engine's transfers all share one
+/// `Arc` of its address (a new one is made only once none is left), so the `Arc` tells the
+/// engines apart.
+type Pending = (Arc<Addr<Engine>>, Vec<Finished>);
 
 thread_local! {
     /// Finished transfers of this thread not reported yet, per engine.
@@ -108,31 +109,31 @@ thread_local! {
 
 /// Report `done` to `engine` at the end of this event-loop turn, with every other transfer of
 /// this thread that ends before then.
-fn report_finished(engine: &Arc<Addr<Engine>>, cfg: &Arc<Config>, done: Finished) {
-    let key = Arc::as_ptr(cfg) as usize;
+fn report_finished(engine: &Arc<Addr<Engine>>, done: Finished) {
     let first = OUTBOX.with(|outbox| {
         let mut outbox = outbox.borrow_mut();
-        match outbox.iter_mut().find(|(k, _, _)| *k == key) {
-            Some((_, _, batch)) => {
+        match outbox.iter_mut().find(|(e, _)| Arc::ptr_eq(e, engine)) {
+            Some((_, batch)) => {
                 batch.push(done);
                 false
             }
             None => {
-                outbox.push((key, Arc::clone(engine), vec![done]));
+                outbox.push((Arc::clone(engine), vec![done]));
                 true
             }
         }
     });
     if first {
+        let key = Arc::as_ptr(engine);
         actix_rt::spawn(async move {
             // Whatever else is ready on this thread runs first (and may finish too).
             actix_rt::task::yield_now().await;
             let entry = OUTBOX.with(|outbox| {
                 let mut outbox = outbox.borrow_mut();
-                let i = outbox.iter().position(|(k, _, _)| *k == key)?;
+                let i = outbox.iter().position(|(e, _)| Arc::as_ptr(e) == key)?;
                 Some(outbox.swap_remove(i))
             });
-            if let Some((_, engine, batch)) = entry {
+            if let Some((engine, batch)) = entry {
                 engine.do_send(FinishedBatch(batch));
             }
         });
@@ -1022,7 +1023,6 @@ impl TransferActor {
         }
         report_finished(
             &self.engine,
-            &c.cfg,
             Finished {
                 id: c.id,
                 outcome,
