@@ -82,6 +82,48 @@
 //! # }
 //! ```
 //!
+//! # Example: a load test
+//!
+//! Keep a number of requests in flight, the next one submitted as soon as one ends, and read
+//! each outcome with [`Wait`]. `examples/loadtest.rs` is the same as an actor with a report
+//! (requests/s, latency percentiles, errors by kind), and `benches/load.rs` measures the
+//! engine against bare awc and curl. With [`EngineBuilder::workers`]`(0)` every transfer runs
+//! on the caller's arbiter, the cheapest layout per request when one core is enough.
+//!
+//! ```
+//! use actix_transfer::{Engine, Fetch, RetryPolicy, Wait};
+//! use futures::StreamExt;
+//! # use actix_web::{web, App, HttpServer};
+//!
+//! # #[actix_rt::main]
+//! # async fn main() -> std::io::Result<()> {
+//! # let server = HttpServer::new(|| App::new().route("/ping", web::get().to(|| async { "pong" })))
+//! #     .workers(1).bind(("127.0.0.1", 0))?;
+//! # let addr = server.addrs()[0];
+//! # let server = server.run();
+//! # let handle = server.handle();
+//! # actix_rt::spawn(server);
+//! let engine = Engine::builder()
+//!     .max_active(32)
+//!     .retry(RetryPolicy::never()) // a load test reports failures instead of retrying them
+//!     .start();
+//! let url = format!("http://{addr}/ping");
+//! let (engine, url) = (&engine, url.as_str());
+//! let bodies: Vec<usize> = futures::stream::iter(0..500)
+//!     .map(|_| async move {
+//!         let id = engine.send(Fetch::get(url)).await.unwrap().expect("a valid request");
+//!         let outcome = engine.send(Wait(id)).await.unwrap().expect("a known id");
+//!         outcome.body().map_or(0, |b| b.len())
+//!     })
+//!     .buffer_unordered(32) // 32 in flight
+//!     .collect()
+//!     .await;
+//! assert_eq!(bodies, vec![4; 500]);
+//! # handle.stop(true).await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Threads, blocking and cancel safety
 //!
 //! No file I/O runs on an arbiter thread: `.part` files are written in coalesced writes of up
