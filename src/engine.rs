@@ -20,7 +20,7 @@ use crate::{
     retry::RetryPolicy,
     sink,
     status::{Progress, TransferKind, TransferState, TransferStatus},
-    subscribers::{Subscribers, SubscriptionId},
+    subscribers::{Delivery, Subscribers, SubscriptionId},
     throttle::Bucket,
     transfer::{
         AbortTransfer, CancelTransfer, FinishedBatch, Parked, PauseTransfer, Reply, ResumeTransfer,
@@ -46,6 +46,9 @@ pub(crate) struct Config {
     pub(crate) segments: u32,
     pub(crate) segment_threshold: u64,
     pub(crate) fsync: bool,
+    /// Transfers run on worker threads (not `workers(0)`): their events go out at the end of
+    /// each turn of their thread (see `subscribers::Delivery`).
+    pub(crate) events_at_turn_end: bool,
 }
 
 /// Builds and starts an [`Engine`]. Every option has a documented default.
@@ -93,6 +96,7 @@ impl Default for EngineBuilder {
                 segments: 1,
                 segment_threshold: 64 << 20,
                 fsync: true,
+                events_at_turn_end: true,
             },
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_active: 256,
@@ -247,6 +251,7 @@ impl EngineBuilder {
         if self.cfg.download_dir.as_os_str().is_empty() {
             self.cfg.download_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         }
+        self.cfg.events_at_turn_end = self.workers > 0;
         let cfg = Arc::new(self.cfg);
         let workers = Workers::start(self.workers, &cfg);
         let peers = workers.handles();
@@ -448,9 +453,9 @@ impl Engine {
         record.seq += 1;
         let event = TransferEvent { id, seq, kind };
         if let EventKind::Ended(_) = event.kind {
-            self.subs.publish_ended(event);
+            self.subs.publish_ended(event, Delivery::Now);
         } else {
-            self.subs.publish(event);
+            self.subs.publish(event, Delivery::Now);
         }
     }
 

@@ -167,6 +167,7 @@ mod engine;
 mod error;
 mod event;
 mod http;
+mod outbox;
 mod path;
 mod request;
 mod retry;

@@ -16,7 +16,10 @@ use std::sync::{
 
 use actix::{Recipient, WeakRecipient};
 
-use crate::event::{EventKind, IdMap, TransferEvent, TransferId};
+use crate::{
+    event::{EventKind, IdMap, TransferEvent, TransferId},
+    outbox,
+};
 
 /// The handle of a subscription, returned by [`Subscribe`](crate::Subscribe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,12 +78,12 @@ impl Subscribers {
     }
 
     /// Publish a non-final event.
-    pub(crate) fn publish(&self, event: TransferEvent) {
+    pub(crate) fn publish(&self, event: TransferEvent, when: Delivery) {
         debug_assert!(!matches!(event.kind, EventKind::Ended(_)));
         let dead = {
             let reg = self.inner.read().unwrap_or_else(|e| e.into_inner());
             let own = reg.by_id.get(&event.id).into_iter().flatten();
-            deliver(reg.all.iter().chain(own), event)
+            deliver(reg.all.iter().chain(own), event, when)
         };
         if dead {
             self.prune();
@@ -88,7 +91,7 @@ impl Subscribers {
     }
 
     /// Publish the final event and remember it for late per-id subscribers.
-    pub(crate) fn publish_ended(&self, event: TransferEvent) {
+    pub(crate) fn publish_ended(&self, event: TransferEvent, when: Delivery) {
         debug_assert!(matches!(event.kind, EventKind::Ended(_)));
         let dead = {
             // Delivered under the write lock (`do_send` never waits), so that a subscription
@@ -96,7 +99,7 @@ impl Subscribers {
             let mut reg = self.inner.write().unwrap_or_else(|e| e.into_inner());
             let own = reg.by_id.remove(&event.id).unwrap_or_default();
             reg.ended.insert(event.id, event.clone());
-            deliver(reg.all.iter().chain(own.iter()), event)
+            deliver(reg.all.iter().chain(own.iter()), event, when)
         };
         if dead {
             self.prune();
@@ -124,23 +127,44 @@ fn alive(weak: &WeakRecipient<TransferEvent>) -> bool {
     weak.upgrade().is_some_and(|r| r.connected())
 }
 
+/// When events go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Sent at once.
+    Now,
+    /// Sent at the end of this thread's event-loop turn, with the other messages of that turn
+    /// (see `outbox`): a transfer on a worker thread publishes to subscribers on other threads.
+    EndOfTurn,
+}
+
+fn send(to: Recipient<TransferEvent>, event: TransferEvent, when: Delivery) {
+    match when {
+        Delivery::Now => to.do_send(event),
+        Delivery::EndOfTurn => outbox::event(to, event),
+    }
+}
+
 /// Send to every live target without waiting (the last one gets `event` itself, the others
 /// a clone); true when some subscriber is gone.
-fn deliver<'a>(targets: impl Iterator<Item = &'a Entry>, event: TransferEvent) -> bool {
+fn deliver<'a>(
+    targets: impl Iterator<Item = &'a Entry>,
+    event: TransferEvent,
+    when: Delivery,
+) -> bool {
     let mut dead = false;
     let mut previous: Option<Recipient<TransferEvent>> = None;
     for (_, weak) in targets {
         match weak.upgrade() {
             Some(r) if r.connected() => {
                 if let Some(p) = previous.replace(r) {
-                    p.do_send(event.clone());
+                    send(p, event.clone(), when);
                 }
             }
             _ => dead = true,
         }
     }
     if let Some(last) = previous {
-        last.do_send(event);
+        send(last, event, when);
     }
     dead
 }

@@ -217,3 +217,55 @@ async fn panicking_and_dead_subscribers_do_not_disturb_anything() {
     }
     arbiter.stop();
 }
+
+/// Transfers on worker threads send their events at the end of their thread's turn, and an
+/// answer to an asker only after the events held back: once the reply to `Cancel` or `Pause`
+/// is in hand, a message to the subscriber queues behind the event that reply is about. The
+/// fetches check that the events of a turn go out at its end by themselves (nothing else
+/// happens on that thread afterwards to push them out).
+#[actix_rt::test]
+async fn subscribers_are_sent_an_end_or_a_pause_before_anyone_hears_of_it() {
+    let server = server();
+    let rig = rig().await;
+    let last = |id| rig.events.kinds(id).pop();
+    let began = |k: &EventKind| matches!(k, EventKind::Began { .. });
+
+    let cancelled = rig
+        .submit(Download::new(server.url("/slow/10000000")).to("c"))
+        .await;
+    rig.events.until_kind(cancelled, began).await;
+    assert_eq!(rig.engine.send(Cancel(cancelled)).await.unwrap(), Ok(()));
+    rig.recorder.send(Drained).await.unwrap();
+    assert!(
+        matches!(
+            last(cancelled),
+            Some(EventKind::Ended(Outcome::Cancelled { .. }))
+        ),
+        "{:?}",
+        rig.events.kinds(cancelled)
+    );
+
+    let paused = rig
+        .submit(Download::new(server.url("/slow/10000000")).to("p"))
+        .await;
+    rig.events.until_kind(paused, began).await;
+    assert_eq!(rig.engine.send(Pause(paused)).await.unwrap(), Ok(()));
+    rig.recorder.send(Drained).await.unwrap();
+    assert!(
+        matches!(last(paused), Some(EventKind::Paused { .. })),
+        "{:?}",
+        rig.events.kinds(paused)
+    );
+    assert_eq!(rig.engine.send(Cancel(paused)).await.unwrap(), Ok(()));
+
+    for _ in 0..20 {
+        let fetched = rig.submit(Fetch::get(server.url("/bytes/1000"))).await;
+        assert!(rig.wait(fetched).await.is_completed());
+        rig.recorder.send(Drained).await.unwrap();
+        assert!(
+            matches!(last(fetched), Some(EventKind::Ended(_))),
+            "{:?}",
+            rig.events.kinds(fetched)
+        );
+    }
+}

@@ -53,11 +53,11 @@ use crate::{
     engine::{Config, Engine},
     error::{CancelError, EndState, TimeoutPhase, TransferError},
     event::{EventKind, Headers, Outcome, Output, TransferEvent, TransferId},
-    http,
+    http, outbox,
     request::{Job, JobKind, Partial},
     sink::{self, Drain, Placement, Writer},
     status::{Progress, TransferState},
-    subscribers::Subscribers,
+    subscribers::{Delivery, Subscribers},
     throttle::Bucket,
 };
 
@@ -96,49 +96,6 @@ pub(crate) struct Finished {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct FinishedBatch(pub(crate) Vec<Finished>);
-
-/// An engine's finished transfers not reported yet. An engine's transfers all share one
-/// `Arc` of its address (a new one is made only once none is left), so the `Arc` tells the
-/// engines apart.
-type Pending = (Arc<Addr<Engine>>, Vec<Finished>);
-
-thread_local! {
-    /// Finished transfers of this thread not reported yet, per engine.
-    static OUTBOX: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Report `done` to `engine` at the end of this event-loop turn, with every other transfer of
-/// this thread that ends before then.
-fn report_finished(engine: &Arc<Addr<Engine>>, done: Finished) {
-    let first = OUTBOX.with(|outbox| {
-        let mut outbox = outbox.borrow_mut();
-        match outbox.iter_mut().find(|(e, _)| Arc::ptr_eq(e, engine)) {
-            Some((_, batch)) => {
-                batch.push(done);
-                false
-            }
-            None => {
-                outbox.push((Arc::clone(engine), vec![done]));
-                true
-            }
-        }
-    });
-    if first {
-        let key = Arc::as_ptr(engine);
-        actix_rt::spawn(async move {
-            // Whatever else is ready on this thread runs first (and may finish too).
-            actix_rt::task::yield_now().await;
-            let entry = OUTBOX.with(|outbox| {
-                let mut outbox = outbox.borrow_mut();
-                let i = outbox.iter().position(|(e, _)| Arc::as_ptr(e) == key)?;
-                Some(outbox.swap_remove(i))
-            });
-            if let Some((engine, batch)) = entry {
-                engine.do_send(FinishedBatch(batch));
-            }
-        });
-    }
-}
 
 /// Transfer → Engine: the transfer is paused and gives up its admission slot.
 #[derive(Message)]
@@ -280,14 +237,25 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    fn delivery(&self) -> Delivery {
+        if self.cfg.events_at_turn_end {
+            Delivery::EndOfTurn
+        } else {
+            Delivery::Now
+        }
+    }
+
     fn publish(&self, kind: EventKind) {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
-        self.subs.publish(TransferEvent {
-            id: self.id,
-            seq,
-            kind,
-        });
+        self.subs.publish(
+            TransferEvent {
+                id: self.id,
+                seq,
+                kind,
+            },
+            self.delivery(),
+        );
     }
 
     /// Record the estimate and publish `Began` the first time (with the `headers`, built only
@@ -970,6 +938,8 @@ impl TransferActor {
         self.ctx.publish(EventKind::Paused {
             bytes_transferred: bytes,
         });
+        // `Paused` goes to the subscribers before the Engine or the asker hear of it.
+        outbox::send_events();
         self.engine.do_send(Parked { id: self.ctx.id });
         for tx in self.pause_replies.drain(..) {
             tx.send(Ok(()));
@@ -1004,12 +974,19 @@ impl TransferActor {
         c.progress.set_state(TransferState::from(end));
         let seq = c.seq.get();
         c.seq.set(seq + 1);
-        c.subs.publish_ended(TransferEvent {
-            id: c.id,
-            seq,
-            kind: EventKind::Ended(outcome.clone()),
-        });
+        c.subs.publish_ended(
+            TransferEvent {
+                id: c.id,
+                seq,
+                kind: EventKind::Ended(outcome.clone()),
+            },
+            c.delivery(),
+        );
         tracing::debug!(parent: &self.span, outcome = %end, bytes = outcome.bytes(), "ended");
+        if !self.cancel_replies.is_empty() || !self.pause_replies.is_empty() {
+            // The asker learns of the end after the subscribers do.
+            outbox::send_events();
+        }
         for (i, tx) in self.cancel_replies.drain(..).enumerate() {
             let reply = if i == 0 && end == EndState::Cancelled {
                 Ok(())
@@ -1021,7 +998,7 @@ impl TransferActor {
         for tx in self.pause_replies.drain(..) {
             tx.send(Err(CancelError::NotActive(end)));
         }
-        report_finished(
+        outbox::finished(
             &self.engine,
             Finished {
                 id: c.id,

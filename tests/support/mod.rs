@@ -231,6 +231,16 @@ impl Handler<TransferEvent> for Recorder {
     }
 }
 
+/// Answered once the recorder handled every event queued before it in its mailbox.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drained;
+
+impl Handler<Drained> for Recorder {
+    type Result = ();
+    fn handle(&mut self, _: Drained, _: &mut Context<Self>) {}
+}
+
 impl Events {
     pub fn recorder(&self) -> Addr<Recorder> {
         Recorder {
