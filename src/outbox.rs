@@ -60,10 +60,17 @@ pub(crate) fn finished(engine: &Arc<Addr<Engine>>, done: Finished) {
 
 /// Send the events held back now (before answering an asker).
 pub(crate) fn send_events() {
-    let events = OUTBOX.with(|o| std::mem::take(&mut o.borrow_mut().events));
-    for (to, event) in events {
+    let mut events = OUTBOX.with(|o| std::mem::take(&mut o.borrow_mut().events));
+    for (to, event) in events.drain(..) {
         to.do_send(event);
     }
+    // Give the list back, so that its room serves the next turn.
+    OUTBOX.with(|o| {
+        let mut o = o.borrow_mut();
+        if o.events.is_empty() {
+            o.events = events;
+        }
+    });
 }
 
 fn schedule(o: &mut Outbox) {
