@@ -76,7 +76,7 @@ impl fmt::Display for TransferId {
 /// assert_eq!(headers.get("Content-Type"), Some("text/plain"));
 /// assert_eq!(headers.get_all("set-cookie").collect::<Vec<_>>(), ["a=1", "b=2"]);
 /// assert_eq!(headers.len(), 3);
-/// for (name, value) in headers.iter() {
+/// for (name, value) in &headers {
 ///     println!("{name}: {value}");
 /// }
 /// ```
@@ -91,18 +91,17 @@ struct HeaderText {
 }
 
 impl Headers {
-    /// Every `(name, value)` pair, in the order received.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+    /// Every `(name, value)` pair, in the order received (also `for (name, value) in &headers`).
+    pub fn iter(&self) -> HeaderIter<'_> {
         let (text, ends): (&str, &[(u32, u32)]) = match &self.0 {
             Some(h) => (&h.text, &h.ends),
             None => ("", &[]),
         };
-        let mut name_start = 0;
-        ends.iter().map(move |&(name_end, value_end)| {
-            let (name, value) = (name_start as usize, name_end as usize);
-            name_start = value_end;
-            (&text[name..value], &text[value..value_end as usize])
-        })
+        HeaderIter {
+            text,
+            ends: ends.iter(),
+            name_start: 0,
+        }
     }
 
     /// The value of the first header called `name` (ASCII case-insensitive).
@@ -157,6 +156,43 @@ impl Headers {
             text: text.into_boxed_str(),
             ends: ends.into_boxed_slice(),
         })))
+    }
+}
+
+/// The `(name, value)` pairs of [`Headers`], in the order received.
+#[derive(Debug, Clone)]
+pub struct HeaderIter<'a> {
+    text: &'a str,
+    ends: std::slice::Iter<'a, (u32, u32)>,
+    name_start: u32,
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let &(name_end, value_end) = self.ends.next()?;
+        let (name, value) = (self.name_start as usize, name_end as usize);
+        self.name_start = value_end;
+        Some((
+            &self.text[name..value],
+            &self.text[value..value_end as usize],
+        ))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.ends.size_hint()
+    }
+}
+
+impl ExactSizeIterator for HeaderIter<'_> {}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = (&'a str, &'a str);
+    type IntoIter = HeaderIter<'a>;
+
+    fn into_iter(self) -> HeaderIter<'a> {
+        self.iter()
     }
 }
 
@@ -409,7 +445,8 @@ mod tests {
             ("Set-Cookie", b""),
         ];
         let h = Headers::from_raw(|| raw.iter().copied());
-        let all: Vec<(&str, &str)> = h.iter().collect();
+        let all: Vec<(&str, &str)> = (&h).into_iter().collect();
+        assert_eq!(h.iter().len(), 4);
         assert_eq!(
             all,
             [

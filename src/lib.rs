@@ -187,7 +187,7 @@ pub use engine::{
 pub use error::{
     CancelError, EndState, EraseError, ErrorKind, FileErrorKind, TimeoutPhase, TransferError,
 };
-pub use event::{EventKind, Headers, Outcome, Output, TransferEvent, TransferId};
+pub use event::{EventKind, HeaderIter, Headers, Outcome, Output, TransferEvent, TransferId};
 pub use request::{Conflict, Download, Fetch, Partial, Upload};
 pub use retry::RetryPolicy;
 pub use status::{TransferKind, TransferState, TransferStatus};
