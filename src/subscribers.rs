@@ -1,9 +1,12 @@
 //! Subscribers: who receives which transfer's events, shared by the Engine and every worker.
 //!
 //! Transfer actors publish straight to subscribers from their worker thread; events never pass
-//! through the Engine. Recipients are stored weak (a subscription never keeps an actor alive)
-//! and sent with `do_send`, which never waits on a full mailbox, so a slow or dead subscriber
-//! cannot stall a transfer. Dead recipients are dropped the first time a publish finds them.
+//! through the Engine. Who gets an event is decided when it is published; on a worker thread
+//! it is sent at the end of that thread's turn (see `outbox`). Recipients are stored weak (a
+//! subscription never keeps an actor alive; an event held back holds its recipient until the
+//! end of that turn) and sent with `do_send`, which never waits on a full mailbox, so a slow or
+//! dead subscriber cannot stall a transfer. Dead recipients are dropped the first time a
+//! publish finds them.
 //!
 //! The registry also keeps each transfer's final `Ended` event, so that a subscriber to one id
 //! that arrives after the end still receives it, exactly once: publishing `Ended` and
@@ -94,7 +97,7 @@ impl Subscribers {
     pub(crate) fn publish_ended(&self, event: TransferEvent, when: Delivery) {
         debug_assert!(matches!(event.kind, EventKind::Ended(_)));
         let dead = {
-            // Delivered under the write lock (`do_send` never waits), so that a subscription
+            // Addressed under the write lock (`do_send` never waits), so that a subscription
             // to this id either is served here or finds the remembered event.
             let mut reg = self.inner.write().unwrap_or_else(|e| e.into_inner());
             let own = reg.by_id.remove(&event.id).unwrap_or_default();
