@@ -1,0 +1,119 @@
+//! `cancel`: cancel latency under load, in each layout.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use actix_transfer::{Cancel, Fetch, Shutdown, Status, Wait};
+
+use crate::{
+    engine::{engine_on, LAYOUTS},
+    metrics::percentile,
+    opts::Opts,
+    report::Report,
+};
+
+/// Cancel latency under load, in each layout: `victims` fast fetches cancelled mid-body while
+/// 32 fetches at a time run beside them. The sorted latencies, and bytes counted after replies.
+async fn cancel_latencies(
+    workers: usize,
+    base: &str,
+    dir: &Path,
+    victims: usize,
+) -> (Vec<Duration>, u64) {
+    let (engine, ends, _a) = engine_on(workers, dir, 10_000).await;
+    // Background load: fast fetches all along.
+    let load_url = format!("{base}/bytes/65536");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (engine, stop, url) = (engine.clone(), Arc::clone(&stop), load_url.clone());
+        actix_rt::spawn(async move {
+            let started = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(120)
+            {
+                let ids =
+                    futures::future::join_all((0..32).map(|_| engine.send(Fetch::get(&url)))).await;
+                for id in ids.into_iter().flatten().flatten() {
+                    let _ = engine.send(Wait(id)).await;
+                }
+            }
+        })
+    };
+    // Victims: fast downloads that are cancelled mid-body.
+    let url = format!("{base}/bytes/{}", 1u64 << 30);
+    let mut lat = Vec::new();
+    let mut after = 0u64;
+    for i in 0..victims {
+        let id = engine
+            .send(Fetch::get(&url).max_body(u64::MAX))
+            .await
+            .unwrap()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            let s = engine.send(Status(id)).await.unwrap().unwrap();
+            if s.bytes_transferred > 0 || start.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            actix_rt::task::yield_now().await;
+        }
+        let t = Instant::now();
+        let reply = engine.send(Cancel(id)).await.unwrap();
+        lat.push(t.elapsed());
+        assert_eq!(reply, Ok(()), "victim {i}");
+        // Bytes the transfer counted at its end vs a moment later: any growth is bytes read
+        // after the reply.
+        let at_reply = engine
+            .send(Status(id))
+            .await
+            .unwrap()
+            .unwrap()
+            .bytes_transferred;
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+        let later = engine
+            .send(Status(id))
+            .await
+            .unwrap()
+            .unwrap()
+            .bytes_transferred;
+        let ended = ends.0.lock().unwrap().get(&id).map(|(_, o)| o.bytes());
+        after += later.saturating_sub(at_reply) + ended.map_or(0, |e| e.saturating_sub(at_reply));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = load.await;
+    lat.sort();
+    engine.send(Shutdown).await.unwrap();
+    (lat, after)
+}
+
+pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
+    let victims: usize = if o.quick { 100 } else { 500 };
+    for (workers, layout) in LAYOUTS {
+        let (lat, after) = cancel_latencies(workers, base, dir, victims).await;
+        report.add(
+            "cancel",
+            &format!("{layout}: {victims} cancels under load: p50 latency"),
+            percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            "ms",
+        );
+        report.target(
+            "cancel",
+            &format!("{layout}: p99 Cancel -> reply"),
+            percentile(&lat, 0.99).as_secs_f64() * 1e3,
+            "ms",
+            1.0,
+            false,
+        );
+        report.target(
+            "cancel",
+            &format!("{layout}: bytes counted after the reply"),
+            after as f64,
+            "B",
+            0.0,
+            false,
+        );
+    }
+}
