@@ -86,7 +86,7 @@
 //!
 //! Keep a number of requests in flight, the next one submitted as soon as one ends, and read
 //! each outcome with [`Wait`]. `examples/loadtest.rs` is the same as an actor with a report
-//! (requests/s, latency percentiles, errors by kind), and `benches/load.rs` measures the
+//! (requests/s, latency percentiles, errors by kind), and `benches/load/` measures the
 //! engine against bare awc and curl. With [`EngineBuilder::workers`]`(0)` every transfer runs
 //! on the caller's arbiter, the cheapest layout per request when one core is enough.
 //!
