@@ -7,6 +7,8 @@
 //! source on 307/308), always asks for `Accept-Encoding: identity`, and refuses responses whose
 //! body awc cannot frame.
 
+use std::time::{Duration, SystemTime};
+
 use awc::{
     body::BoxBody,
     error::{ConnectError, PayloadError, SendRequestError},
@@ -300,20 +302,64 @@ pub(crate) fn payload_error(
     }
 }
 
-/// A validator for `If-Range`: a strong ETag, else `Last-Modified` (RFC 9110 §13.1.5).
+/// The validator to pin a resume with (`If-Range`), if the response has a strong one: a range
+/// asked for with a weak validator may be served from another version of the file, and spliced
+/// onto the bytes on disk.
+///
+/// RFC 9110 §13.1.5: a client must not send a weak entity tag in `If-Range`, nor a date when
+/// it has an entity tag for the representation, nor a date that is not strong. So: the ETag
+/// if the response has one and it is not weak; with a weak (or unreadable, or repeated) ETag,
+/// nothing. Without an ETag, `Last-Modified` if it is strong by §8.8.2.2: at least one second
+/// before the response's `Date` (two versions written within the second it names would share
+/// it). A response without `Date` gives a client no way to deduce that, so its date counts as
+/// weak: §8.8.2.2 makes a date weak unless strength can be deduced.
 pub(crate) fn validator(response: &ClientResponse) -> Option<String> {
-    let headers = response.headers();
-    let strong_etag = headers
-        .get(header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.starts_with("W/"));
-    strong_etag
-        .or_else(|| {
-            headers
-                .get(header::LAST_MODIFIED)
-                .and_then(|v| v.to_str().ok())
-        })
-        .map(str::to_owned)
+    validator_of(response.headers())
+}
+
+fn validator_of(headers: &HeaderMap) -> Option<String> {
+    let mut etags = headers.get_all(header::ETAG);
+    if let Some(etag) = etags.next() {
+        let etag = etag.to_str().ok()?.trim();
+        let strong = etags.next().is_none() && !etag.is_empty() && !etag.starts_with("W/");
+        return strong.then(|| etag.to_owned());
+    }
+    let modified = headers.get(header::LAST_MODIFIED)?.to_str().ok()?.trim();
+    let date = headers.get(header::DATE)?.to_str().ok()?;
+    let at = |v: &str| {
+        v.trim()
+            .parse::<header::HttpDate>()
+            .ok()
+            .map(SystemTime::from)
+    };
+    let strong = at(date)? >= at(modified)? + Duration::from_secs(1);
+    strong.then(|| modified.to_owned())
+}
+
+/// Whether a `206` answering a request pinned by `validator` (from [`validator`]) is of that
+/// version: its own validator of the same kind, if it names one, must be the same. A server
+/// that honours `Range` but not `If-Range` answers with another version's bytes under that
+/// version's ETag (or date).
+pub(crate) fn same_version(headers: &HeaderMap, validator: &str) -> bool {
+    // A date validator parses as a date; an entity tag is quoted, so never does.
+    let name = match validator.parse::<header::HttpDate>() {
+        Ok(_) => header::LAST_MODIFIED,
+        Err(_) => header::ETAG,
+    };
+    let mut named = headers.get_all(name);
+    named.all(|v| v.as_bytes().trim_ascii() == validator.as_bytes())
+}
+
+/// Point `request` at `to`, dropping the headers that never go to another origin than the
+/// request's own (credentials, and the caller's ranges): a request sent straight to where
+/// a redirect led must not carry what the redirect would have stripped.
+pub(crate) fn retarget(request: &mut HttpRequest, to: &Url) {
+    if !same_origin(&request.url, to) {
+        request
+            .headers
+            .retain(|(name, _)| !CROSS_ORIGIN_STRIPPED.contains(name));
+    }
+    request.url = to.clone();
 }
 
 /// A `Content-Range: bytes start-end/total` (total may be `*`).
@@ -370,6 +416,98 @@ mod tests {
         ] {
             assert_eq!(parse_content_range(bad), None, "{bad}");
         }
+    }
+
+    /// Response headers, as (name, value) pairs.
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+
+    fn headers(pairs: Pairs<'_>) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                awc::http::header::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn only_strong_validators_pin_a_range() {
+        let (old, date) = (
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:38 GMT",
+        );
+        let cases: [(Pairs, Option<&str>); 9] = [
+            (&[("etag", "\"a\"")], Some("\"a\"")),
+            (
+                &[("etag", "\"a\""), ("last-modified", old), ("date", date)],
+                Some("\"a\""),
+            ),
+            // A weak tag is never sent, nor a date beside any tag (RFC 9110 §13.1.5).
+            (&[("etag", "W/\"a\"")], None),
+            (
+                &[("etag", "W/\"a\""), ("last-modified", old), ("date", date)],
+                None,
+            ),
+            (&[("etag", "\"a\""), ("etag", "\"b\"")], None),
+            // A date a second or more before Date is strong (§8.8.2.2); equal, or no Date, weak.
+            (&[("last-modified", old), ("date", date)], Some(old)),
+            (&[("last-modified", old), ("date", old)], None),
+            (&[("last-modified", date), ("date", old)], None),
+            (&[("last-modified", old)], None),
+        ];
+        for (pairs, want) in cases {
+            assert_eq!(validator_of(&headers(pairs)).as_deref(), want, "{pairs:?}");
+        }
+        assert_eq!(
+            validator_of(&headers(&[("last-modified", "yesterday"), ("date", date)])),
+            None
+        );
+    }
+
+    #[test]
+    fn a_206_of_another_version_is_told_apart() {
+        let old = "Sun, 06 Nov 1994 08:49:37 GMT";
+        let cases: [(Pairs, &str, bool); 6] = [
+            (&[("etag", "\"a\"")], "\"a\"", true),
+            (&[("etag", "\"b\"")], "\"a\"", false),
+            (&[], "\"a\"", true),
+            (&[("last-modified", old)], old, true),
+            (
+                &[("last-modified", "Mon, 07 Nov 1994 08:49:37 GMT")],
+                old,
+                false,
+            ),
+            // Pinned by a date: an ETag the first answer did not have says nothing of it.
+            (&[("etag", "\"b\""), ("last-modified", old)], old, true),
+        ];
+        for (pairs, validator, same) in cases {
+            assert_eq!(same_version(&headers(pairs), validator), same, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn retargeting_to_another_origin_drops_credentials_and_ranges() {
+        let request = |url: &str| HttpRequest {
+            url: Url::parse(url).unwrap(),
+            method: Method::GET,
+            headers: vec![
+                (header::AUTHORIZATION, "Bearer x".parse().unwrap()),
+                (header::COOKIE, "a=b".parse().unwrap()),
+                (header::RANGE, "bytes=0-".parse().unwrap()),
+                (HeaderName::from_static("x-kept"), "1".parse().unwrap()),
+            ],
+        };
+        let mut same = request("http://a.test/x");
+        retarget(&mut same, &Url::parse("http://a.test/y").unwrap());
+        assert_eq!(same.headers.len(), 4);
+        let mut other = request("http://a.test/x");
+        let to = Url::parse("http://a.test:81/y").unwrap();
+        retarget(&mut other, &to);
+        assert_eq!(other.url, to);
+        let names: Vec<&str> = other.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
     }
 
     #[test]

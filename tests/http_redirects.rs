@@ -3,6 +3,7 @@
 //! loops ended, and the final URL reported.
 
 mod hostile;
+mod ranged;
 
 use actix_transfer::{Download, ErrorKind, Fetch, Status, TransferError, Upload};
 use hostile::*;
@@ -276,4 +277,126 @@ async fn a_redirect_to_https_is_followed() {
     let status = engine.send(Status(id)).await.unwrap().unwrap();
     assert_eq!(status.final_url, Some(plain.url("https", "/s")));
     assert_empty(dir.path());
+}
+
+/// A download behind a cross-origin redirect: origin A (`Hostile`) answers every request
+/// with 302 to origin B (`ranged`, another port of 127.0.0.1), whose first answer is scripted.
+/// The download carries a credential meant for A only.
+async fn behind_a_cdn(
+    body: &[u8],
+    script: Vec<ranged::Act>,
+    tweak: impl FnOnce(Download) -> Download,
+) -> (
+    Hostile,
+    ranged::Ranged,
+    Vec<actix_transfer::EventKind>,
+    actix_transfer::Outcome,
+) {
+    let b = ranged::start(body.to_vec());
+    b.script(script);
+    let a = Hostile::always(vec![Step::Write(redirect(302, &format!("{}/file", b.url)))]);
+    let dir = tempfile::tempdir().unwrap();
+    let fast = actix_transfer::RetryPolicy::default()
+        .initial_delay(std::time::Duration::from_millis(10))
+        .max_delay(std::time::Duration::from_millis(50));
+    let engine = engine(dir.path(), |e| e.retry(fast));
+    let events = Events::subscribe(&engine).await;
+    let download = Download::new(a.url("/get"))
+        .to(NAME)
+        .header("Authorization", "Bearer for-a-only");
+    let id = submit(&engine, tweak(download)).await.unwrap();
+    let events = events.until_ended(id).await;
+    let outcome = wait(&engine, id).await;
+    if outcome.is_completed() {
+        assert!(
+            std::fs::read(dir.path().join(NAME)).unwrap() == body,
+            "the file differs from the body"
+        );
+    }
+    (a, b, events, outcome)
+}
+
+/// The bytes the first attempt kept (its `Truncated` error says how many it received).
+fn received_before_retry(events: &[actix_transfer::EventKind]) -> u64 {
+    events
+        .iter()
+        .find_map(|k| match k {
+            actix_transfer::EventKind::Retrying {
+                error: TransferError::Truncated { received, .. },
+                ..
+            } => Some(*received),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no retry after a cut body: {events:?}"))
+}
+
+#[actix_rt::test]
+async fn a_retry_resumes_at_the_final_url_of_a_cross_origin_redirect() {
+    let body = ranged::content(1_000_000, 40);
+    let (a, b, events, outcome) =
+        behind_a_cdn(&body, vec![ranged::Act::CutAt(400_000)], |d| d).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(a.requests().len(), 1, "the retry goes straight to B");
+    let seen = b.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].range, None);
+    let kept = received_before_retry(&events);
+    assert!(kept > 0 && kept <= 400_000, "{kept}");
+    assert_eq!(seen[1].range, Some(format!("bytes={kept}-")));
+    assert_eq!(
+        seen[1].if_range.as_deref(),
+        Some("\"v1\""),
+        "B's own validator"
+    );
+    for s in &seen {
+        assert_eq!(s.authorization, None, "A's credential reached B");
+    }
+}
+
+#[actix_rt::test]
+async fn a_final_url_that_is_gone_falls_back_to_the_original_from_zero() {
+    // An expired signed URL: B answers the resume with 410. A gives a new one (here the same).
+    let body = ranged::content(1_000_000, 41);
+    let script = vec![ranged::Act::CutAt(400_000), ranged::Act::Status(410, None)];
+    let (a, b, _, outcome) = behind_a_cdn(&body, script, |d| d).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(a.requests().len(), 2, "back to A once B's URL is gone");
+    let seen = b.seen();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen[1].range.is_some(), "the resume went to B: {seen:?}");
+    assert_eq!(seen[2].range, None, "from A, the file restarts from zero");
+    assert_eq!(seen[2].if_range, None);
+}
+
+#[actix_rt::test]
+async fn a_final_url_that_redirects_again_falls_back_to_the_original_from_zero() {
+    let body = ranged::content(1_000_000, 43);
+    let script = vec![
+        ranged::Act::CutAt(400_000),
+        ranged::Act::Redirect("/file-moved"),
+    ];
+    let (a, b, _, outcome) = behind_a_cdn(&body, script, |d| d).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(a.requests().len(), 2, "back to A, not on to where B points");
+    let seen = b.seen();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen[1].range.is_some(), "the resume went to B: {seen:?}");
+    assert_eq!(seen[2].range, None, "from A, the file restarts from zero");
+}
+
+#[actix_rt::test]
+async fn segments_behind_a_cross_origin_redirect_carry_no_credentials() {
+    let body = ranged::content(4 << 20, 42);
+    let (_, b, _, outcome) = behind_a_cdn(&body, vec![], |d| d.segments(2)).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    let seen = b.seen();
+    assert_eq!(seen.len(), 2, "the first answer and one segment: {seen:?}");
+    assert!(seen[1].range.is_some());
+    for s in &seen {
+        assert_eq!(s.authorization, None, "A's credential reached B");
+    }
 }

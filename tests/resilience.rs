@@ -573,3 +573,189 @@ async fn without_validators_a_retry_restarts_from_zero() {
         "{outcome:?}"
     );
 }
+
+/// An HTTP date (`Date`, `Last-Modified`) for `at`.
+fn http_date(at: std::time::SystemTime) -> String {
+    actix_web::http::header::HttpDate::from(at).to_string()
+}
+
+/// Download `server`'s file to `name`, whose first answer is cut; the retry's request as the
+/// server saw it, and the outcome.
+async fn cut_then_retry(rig: &Rig, server: &ranged::Ranged, name: &str) -> (Outcome, ranged::Seen) {
+    let id = rig
+        .submit(Download::new(format!("{}/file", server.url)).to(name))
+        .await;
+    let outcome = rig.wait(id).await;
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2, "one cut answer, one retry: {seen:?}");
+    assert_eq!(seen[0].range, None);
+    (outcome, seen[1].clone())
+}
+
+#[actix_rt::test]
+async fn a_last_modified_equal_to_date_is_weak_and_never_resumed_with() {
+    // RFC 9110 §8.8.2.2: a Last-Modified less than a second before the response's Date may
+    // name two versions written within that second. The file changes, its date does not.
+    let (v0, v1) = (content(1_000_000, 30), content(1_000_000, 31));
+    let server = ranged::start(v0);
+    server.validators(false);
+    let now = http_date(std::time::SystemTime::now());
+    server.dates(Some(&now), Some(&now));
+    server.script([Act::Replacing {
+        cut_at: Some(500_000),
+        content: v1.clone(),
+        etag: "\"unsent\"",
+    }]);
+    let rig = rig(fast_retries()).await;
+
+    let (outcome, retry) = cut_then_retry(&rig, &server, "f.bin").await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert!(
+        read(outcome.path().unwrap()) == v1,
+        "the file must be version 1 whole, never version 0's start and version 1's rest"
+    );
+    assert_eq!(retry.range, None, "no Range on a weak date");
+    assert_eq!(retry.if_range, None, "no If-Range with a weak date");
+}
+
+#[actix_rt::test]
+async fn a_weak_etag_is_never_resumed_with_not_even_by_its_date() {
+    // RFC 9110 §13.1.5: no weak entity tag in If-Range, and no date when the representation
+    // has an entity tag, however old the date. The weak tag stays as the bytes change.
+    let (v0, v1) = (content(1_000_000, 32), content(1_000_000, 33));
+    let server = ranged::start(Vec::new());
+    server.replace(v0, "W/\"v0\"");
+    let old = http_date(std::time::SystemTime::now() - Duration::from_secs(86_400));
+    server.dates(Some(&old), None);
+    server.script([Act::Replacing {
+        cut_at: Some(500_000),
+        content: v1.clone(),
+        etag: "W/\"v0\"",
+    }]);
+    let rig = rig(fast_retries()).await;
+
+    let (outcome, retry) = cut_then_retry(&rig, &server, "f.bin").await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert!(
+        read(outcome.path().unwrap()) == v1,
+        "a splice of two versions"
+    );
+    assert_eq!(retry.range, None);
+    assert_eq!(retry.if_range, None);
+
+    // With resumable_only, that retry fails instead of starting over.
+    server.script([Act::CutAt(500_000)]);
+    let id = rig
+        .submit(
+            Download::new(format!("{}/file", server.url))
+                .to("g.bin")
+                .resumable_only(),
+        )
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(
+        matches!(outcome.error(), Some(TransferError::CannotResume(_))),
+        "{outcome:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn strong_validators_still_resume() {
+    let body = content(1_000_000, 34);
+    let now = std::time::SystemTime::now();
+    let old = http_date(now - Duration::from_secs(86_400));
+    // A strong ETag wins over a date (even a strong one); a date a day before Date is strong.
+    for (etag, date, if_range) in [(true, &old, "\"v1\""), (false, &old, old.as_str())] {
+        let server = ranged::start(body.clone());
+        server.validators(etag);
+        server.dates(Some(date), Some(&http_date(now)));
+        server.script([Act::CutAt(500_000)]);
+        let rig = rig(fast_retries()).await;
+
+        let (outcome, retry) = cut_then_retry(&rig, &server, "f.bin").await;
+
+        assert!(outcome.is_completed(), "{outcome:?}");
+        assert!(
+            read(outcome.path().unwrap()) == body,
+            "resumed with {if_range}"
+        );
+        let from = range_start(&retry).expect("a resume asks for a range");
+        assert!(from > 0 && from <= 500_000, "{from}");
+        assert_eq!(retry.if_range.as_deref(), Some(if_range));
+        server.stop().await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_206_of_another_version_is_refused() {
+    // A server that honours Range but not If-Range answers the resume with the new version's
+    // bytes and its new ETag: that 206 is not of the file on disk.
+    let (v1, v2) = (content(1_000_000, 35), content(1_000_000, 36));
+    let server = ranged::start(v1);
+    server.script([
+        Act::Replacing {
+            cut_at: Some(400_000),
+            content: v2.clone(),
+            etag: "\"v2\"",
+        },
+        Act::IgnoreIfRange,
+    ]);
+    let rig = rig(fast_retries()).await;
+    let id = rig
+        .submit(Download::new(format!("{}/file", server.url)).to("f.bin"))
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert!(
+        read(outcome.path().unwrap()) == v2,
+        "a splice of two versions"
+    );
+    let seen = server.seen();
+    assert_eq!(
+        seen.len(),
+        3,
+        "cut, a 206 of v2, then a fresh request: {seen:?}"
+    );
+    assert_eq!(seen[1].if_range.as_deref(), Some("\"v1\""));
+    assert_eq!(seen[2].range, None);
+}
+
+#[actix_rt::test]
+async fn a_segment_of_another_version_fails_the_segmented_attempt() {
+    // The file changes as soon as the first answer is made; the segment request's If-Range is
+    // ignored and its 206 carries the new version's bytes and ETag.
+    let (v1, v2) = (content(4 << 20, 37), content(4 << 20, 38));
+    let server = ranged::start(v1);
+    server.script([
+        Act::Replacing {
+            cut_at: None,
+            content: v2.clone(),
+            etag: "\"v2\"",
+        },
+        Act::IgnoreIfRange,
+    ]);
+    let rig = rig(fast_retries()).await;
+    let id = rig
+        .submit(
+            Download::new(format!("{}/file", server.url))
+                .to("f.bin")
+                .segments(2),
+        )
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert!(
+        read(outcome.path().unwrap()) == v2,
+        "a splice of two versions"
+    );
+    let seen = server.seen();
+    assert_eq!(
+        seen.len(),
+        3,
+        "first, its segment, then one stream: {seen:?}"
+    );
+    assert_eq!(seen[1].if_range.as_deref(), Some("\"v1\""));
+    assert_eq!(seen[2].range, None);
+}

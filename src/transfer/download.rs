@@ -2,10 +2,17 @@
 //! the status, range and framing, stream the body into the `.part` file, verify it.
 //!
 //! Resume follows Chromium, the only download engine that cannot corrupt a file this way:
-//! - a range is asked for only with a validator (a strong ETag, else Last-Modified) from the
-//!   response that started the file, and only when every byte written so far landed intact;
+//! - a range is asked for only with a strong validator (a strong ETag, else a Last-Modified
+//!   strong by RFC 9110 §8.8.2.2; see [`http::validator`]) from the response that started the
+//!   file, and only when every byte written so far landed intact; without one, a retry starts
+//!   from zero;
+//! - the range is asked of the URL that gave that validator: after a redirect, its final URL,
+//!   directly (a redirect to another origin would strip `Range` and `If-Range`). If that URL
+//!   redirects again, or answers with a status not worth retrying (an expired signed URL's
+//!   403 or 410), the file starts again from zero at the caller's URL;
 //! - `206` must carry a `Content-Range` starting exactly at the offset, with the same total as
-//!   before; anything else is refused and the file is fetched again from zero;
+//!   before, and no validator of another version; anything else is refused and the file is
+//!   fetched again from zero;
 //! - `200` to a range request (the server ignored it, or `If-Range` found the file changed)
 //!   truncates the `.part` and restarts from zero; `416` re-probes without a range;
 //! - with `resumable_only`, each of those restarts fails with `CannotResume` instead.
@@ -50,28 +57,43 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
         .await?;
     }
     let previous_total = ctx.estimated_total();
+    // Where a resume is asked; a request from zero always starts at the caller's URL.
+    let resume_url = ctx.resume_url.borrow().clone();
 
     // At most two requests: a range request, then (if the server botched it) a plain one.
     let (sent, total) = loop {
         let mut request = ctx.job.request.clone();
+        let direct = offset > 0 && resume_url.is_some();
+        if let Some(url) = resume_url.as_ref().filter(|_| direct) {
+            http::retarget(&mut request, url);
+        }
         if offset > 0 {
-            let validator = validator.as_deref().unwrap_or_default();
+            // Never a range without the validator that pins it (ours, and only ours).
+            let validator = HeaderValue::from_str(validator.as_deref().unwrap_or_default())
+                .map_err(|e| TransferError::Internal(format!("an unusable validator: {e}")))?;
+            request.headers.retain(|(n, _)| n != header::IF_RANGE);
             request.headers.push((
                 header::RANGE,
                 HeaderValue::from_str(&format!("bytes={offset}-")).expect("ascii"),
             ));
-            if let Ok(v) = HeaderValue::from_str(validator) {
-                request.headers.push((header::IF_RANGE, v));
-            }
+            request.headers.push((header::IF_RANGE, validator));
         }
-        let sent = http::send(
-            &ctx.client,
-            &request,
-            ctx.cfg.max_redirects,
-            &mut || None,
-            &|url| ctx.redirected(url),
-        )
-        .await?;
+        // The URL a redirect led to must answer itself: redirecting again, it is not the
+        // file's URL any more.
+        let redirects = if direct { 0 } else { ctx.cfg.max_redirects };
+        let sent = match http::send(&ctx.client, &request, redirects, &mut || None, &|url| {
+            ctx.redirected(url)
+        })
+        .await
+        {
+            Err(TransferError::TooManyRedirects { .. }) if direct => {
+                let why = "the URL the download was redirected to redirects elsewhere now";
+                restart(&mut sink, opts, why).await?;
+                offset = 0;
+                continue;
+            }
+            sent => sent?,
+        };
         let status = sent.response.status();
         let length = || http::body_length(&sent.response, &Method::GET);
         match status {
@@ -82,7 +104,9 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
                     r.start == offset
                         && remaining.is_none_or(|n| n == r.end + 1 - r.start)
                         && (previous_total.is_none() || r.total == previous_total)
-                });
+                }) && validator
+                    .as_deref()
+                    .is_some_and(|v| http::same_version(sent.response.headers(), v));
                 if good {
                     let total = range.and_then(|r| r.total);
                     break (sent, total);
@@ -113,8 +137,23 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
                     offset = 0;
                 }
                 *ctx.validator.borrow_mut() = http::validator(&sent.response);
+                *ctx.resume_url.borrow_mut() =
+                    Some(sent.url.clone()).filter(|url| *url != ctx.job.request.url);
                 let total = length()?;
                 break (sent, total);
+            }
+            s if direct
+                && !ctx
+                    .cfg
+                    .retry
+                    .retryable(&TransferError::Server { status: s.as_u16() }, &Method::GET) =>
+            {
+                // Gone for good (an expired signed URL): the caller's URL may lead to a new
+                // one, with a new validator, so the file starts from zero there.
+                drop(sent);
+                let why = format!("the URL the download was redirected to answered {s}");
+                restart(&mut sink, opts, &why).await?;
+                offset = 0;
             }
             s => {
                 // The error body is never read, let alone written to the target.

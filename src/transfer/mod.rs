@@ -228,6 +228,10 @@ pub(crate) struct Ctx {
     drain: Drain,
     /// Downloads: the `If-Range` validator of the file being written, when the server gave one.
     pub(crate) validator: RefCell<Option<String>>,
+    /// Downloads: the URL that answered with `validator` when a redirect led there. A resume
+    /// is asked of it directly (as Chrome does): through the redirect, its `Range` and
+    /// `If-Range` would be stripped on the way to another origin.
+    pub(crate) resume_url: RefCell<Option<url::Url>>,
     /// Downloads: the server's range support proved broken; never send `Range` again.
     pub(crate) no_ranges: Cell<bool>,
     /// The `Retry-After` of the last failed response.
@@ -674,6 +678,7 @@ impl TransferActor {
             writer: RefCell::new(None),
             drain: Drain::default(),
             validator: RefCell::new(None),
+            resume_url: RefCell::new(None),
             no_ranges: Cell::new(false),
             retry_after: Cell::new(None),
             body_error: RefCell::new(None),

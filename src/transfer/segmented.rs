@@ -4,9 +4,11 @@
 //!
 //! The first response (a `200` with a length, `Accept-Ranges: bytes` and a validator) supplies
 //! segment 0 and is dropped once that range has arrived; segments 1..K are requested with
-//! `Range: bytes=a-b` and `If-Range`, each on another worker arbiter with that worker's client,
-//! and each must answer `206` with exactly `a-b/total`. Every byte is counted per segment; the
-//! transfer completes only when every segment landed exactly its range.
+//! `Range: bytes=a-b` and `If-Range` (the first response's strong validator) of the URL that
+//! answered the first request (without the credentials a redirect to another origin would have
+//! stripped), each on another worker arbiter with that worker's client, and each must answer
+//! `206` with exactly `a-b/total` and no validator of another version. Every byte is counted
+//! per segment; the transfer completes only when every segment landed exactly its range.
 //!
 //! Stopping: dropping the attempt aborts every segment. Each segment, and each of its writes in
 //! flight, holds a clone of a quiescence guard; when the last clone is gone a oneshot fires, and
@@ -86,6 +88,8 @@ struct Part {
 struct Segment {
     /// The range request: the first response's URL, the job's headers, `Range` and `If-Range`.
     request: HttpRequest,
+    /// What `If-Range` pins: the first response's validator.
+    validator: String,
     start: u64,
     end: u64,
     total: u64,
@@ -136,7 +140,7 @@ pub(super) async fn run(
         ctx.watch_quiescence(quiet_rx);
         let (abort, registration) = AbortHandle::new_pair();
         aborts.0.push(abort);
-        let mut headers: Vec<(HeaderName, HeaderValue)> = ctx
+        let headers: Vec<(HeaderName, HeaderValue)> = ctx
             .job
             .request
             .headers
@@ -144,16 +148,21 @@ pub(super) async fn run(
             .filter(|(n, _)| *n != header::RANGE && *n != header::IF_RANGE)
             .cloned()
             .collect();
+        let mut request = HttpRequest {
+            url: ctx.job.request.url.clone(),
+            method: Method::GET,
+            headers,
+        };
+        // Sent straight to where the first request was redirected: what that redirect would
+        // not have carried to another origin stays behind.
+        http::retarget(&mut request, url);
         let range = HeaderValue::from_str(&format!("bytes={start}-{end}"))
             .expect("a range of digits is a valid header value");
-        headers.push((header::RANGE, range));
-        headers.push((header::IF_RANGE, if_range.clone()));
+        request.headers.push((header::RANGE, range));
+        request.headers.push((header::IF_RANGE, if_range.clone()));
         let segment = Segment {
-            request: HttpRequest {
-                url: url.clone(),
-                method: Method::GET,
-                headers,
-            },
+            request,
+            validator: validator.clone(),
             start: *start,
             end: *end,
             total,
@@ -251,6 +260,12 @@ async fn fetch_segment(s: Segment, client: awc::Client) -> Result<(), TransferEr
             s.start,
             s.end,
             resp.status()
+        )));
+    }
+    if !http::same_version(resp.headers(), &s.validator) {
+        return Err(TransferError::BadContent(format!(
+            "segment {}-{} is of another version of the file",
+            s.start, s.end
         )));
     }
     read_range(resp, s.start, s.end, s.file, s.counted, s.quiesce, true).await

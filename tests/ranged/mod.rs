@@ -33,6 +33,18 @@ pub enum Act {
     Status(u16, Option<&'static str>),
     /// Serve normally but slowly: `chunk` bytes every `every`.
     Slow { chunk: usize, every: Duration },
+    /// Like `Normal`, but honour `Range` whatever `If-Range` says (a server without If-Range).
+    IgnoreIfRange,
+    /// Answer 302 with this `Location`, no body.
+    Redirect(&'static str),
+    /// Like `Normal` (or `CutAt(cut_at)` when given); the moment this answer is made, the
+    /// file is replaced by `content` with ETag `etag`, its Last-Modified unchanged (a file
+    /// that changes between two requests of one download, within one second).
+    Replacing {
+        cut_at: Option<u64>,
+        content: Vec<u8>,
+        etag: &'static str,
+    },
 }
 
 /// One request as the server saw it.
@@ -43,6 +55,7 @@ pub struct Seen {
     pub method: String,
     pub range: Option<String>,
     pub if_range: Option<String>,
+    pub authorization: Option<String>,
     pub at: Instant,
     pub body_len: usize,
 }
@@ -52,6 +65,11 @@ pub struct State {
     pub etag: String,
     /// Send ETag (a validator) with responses.
     pub validators: bool,
+    /// `Last-Modified` sent with responses, and an `If-Range` date honoured when it equals it
+    /// exactly (as nginx does).
+    pub last_modified: Option<String>,
+    /// `Date` sent with responses instead of the current time.
+    pub date: Option<String>,
     pub script: VecDeque<Act>,
     pub seen: Vec<Seen>,
     /// Body bytes handed to connections, all responses together.
@@ -101,6 +119,14 @@ impl Ranged {
         self.state.lock().unwrap().validators = on;
     }
 
+    /// Send this `Last-Modified` (and honour it in `If-Range`), and this `Date` instead of the
+    /// current time.
+    pub fn dates(&self, last_modified: Option<&str>, date: Option<&str>) {
+        let mut st = self.state.lock().unwrap();
+        st.last_modified = last_modified.map(str::to_owned);
+        st.date = date.map(str::to_owned);
+    }
+
     /// Replace the file (and its ETag), as a server whose file changed.
     pub fn replace(&self, content: Vec<u8>, etag: &str) {
         let mut st = self.state.lock().unwrap();
@@ -119,6 +145,8 @@ pub fn start(content: Vec<u8>) -> Ranged {
         content,
         etag: "\"v1\"".into(),
         validators: true,
+        last_modified: None,
+        date: None,
         script: VecDeque::new(),
         seen: Vec::new(),
         sent: Arc::default(),
@@ -155,26 +183,38 @@ fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<String> {
 async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse {
     let range = header_str(&req, header::RANGE);
     let if_range = header_str(&req, header::IF_RANGE);
-    let (act, content, etag, validators, sent_total) = {
+    let answer = {
         let mut st = state.lock().unwrap();
         st.seen.push(Seen {
             port: req.peer_addr().map_or(0, |a| a.port()),
             method: req.method().to_string(),
             range: range.clone(),
             if_range: if_range.clone(),
+            authorization: header_str(&req, header::AUTHORIZATION),
             at: Instant::now(),
             body_len: 0,
         });
         let act = st.script.pop_front().unwrap_or(Act::Normal);
-        (
+        let answer = (
             act,
             st.content.clone(),
             st.etag.clone(),
             st.validators,
             Arc::clone(&st.sent),
-        )
+        );
+        if let Act::Replacing { content, etag, .. } = &answer.0 {
+            st.content = content.clone();
+            st.etag = (*etag).into();
+        }
+        (answer, st.last_modified.clone(), st.date.clone())
     };
+    let ((act, content, etag, validators, sent_total), last_modified, date) = answer;
     let total = content.len() as u64;
+    if let Act::Redirect(location) = act {
+        return HttpResponse::Found()
+            .insert_header((header::LOCATION, location))
+            .finish();
+    }
     if let Act::Status(code, retry_after) = act {
         let mut resp = HttpResponse::build(StatusCode::from_u16(code).unwrap());
         if let Some(ra) = retry_after {
@@ -182,8 +222,9 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
         }
         return resp.finish();
     }
-    // Honour the range only when If-Range (if any) matches the current ETag.
-    // `bytes=a-` or `bytes=a-b`, honoured only when If-Range (if any) matches the ETag.
+    // `bytes=a-` or `bytes=a-b`, honoured only when If-Range (if any) matches: an entity tag
+    // the current ETag, by strong comparison (a weak one never); a date the current
+    // Last-Modified, exactly.
     let asked = range
         .as_deref()
         .and_then(|r| r.strip_prefix("bytes="))
@@ -197,7 +238,14 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
             };
             Some((a, b))
         })
-        .filter(|_| if_range.as_deref().is_none_or(|v| v == etag))
+        .filter(|_| {
+            let matches = |v: &str| match v.strip_prefix('"') {
+                Some(_) => validators && v == etag && !etag.starts_with("W/"),
+                None if v.starts_with("W/") => false,
+                None => last_modified.as_deref() == Some(v),
+            };
+            matches!(act, Act::IgnoreIfRange) || if_range.as_deref().is_none_or(matches)
+        })
         .filter(|_| !matches!(act, Act::IgnoreRange));
     let last = asked
         .and_then(|(_, b)| b)
@@ -220,6 +268,12 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
     if validators {
         resp.insert_header((header::ETAG, etag));
     }
+    if let Some(date) = last_modified {
+        resp.insert_header((header::LAST_MODIFIED, date));
+    }
+    if let Some(date) = date {
+        resp.insert_header((header::DATE, date));
+    }
     if status == StatusCode::PARTIAL_CONTENT {
         resp.insert_header((
             header::CONTENT_RANGE,
@@ -233,7 +287,10 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
     };
     let len = body.len() as u64;
     let (cut, chunk, every) = match act {
-        Act::CutAt(at) => (Some(at.saturating_sub(start)), 16 * 1024, None),
+        Act::CutAt(at)
+        | Act::Replacing {
+            cut_at: Some(at), ..
+        } => (Some(at.saturating_sub(start)), 16 * 1024, None),
         Act::CutAfter(n) => (Some(n), 16 * 1024, None),
         Act::Slow { chunk, every } => (None, chunk, Some(every)),
         _ => (None, 64 * 1024, None),
@@ -284,6 +341,7 @@ async fn upload(
             method: req.method().to_string(),
             range: None,
             if_range: None,
+            authorization: header_str(&req, header::AUTHORIZATION),
             at: Instant::now(),
             body_len: n,
         });
