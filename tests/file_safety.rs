@@ -682,3 +682,28 @@ async fn invisible_and_bidi_characters_in_names() {
         );
     }
 }
+
+/// A missing directory under a symlink that leads outside is never created out there: the
+/// target is refused before anything is made.
+#[actix_rt::test]
+async fn no_directory_is_created_through_a_symlink_leading_outside() {
+    let server = Hostile::always(vec![Step::Write(ok(b"must not be fetched"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let (_, outcome) = run(
+        &engine,
+        Download::new(server.url("/x")).to("link/sub/f.bin"),
+    )
+    .await;
+
+    assert_failed(&outcome, ErrorKind::UnsafePath);
+    assert_eq!(server.connections(), 0, "a request was made");
+    assert_eq!(files(outside.path()), Vec::<PathBuf>::new());
+    assert!(
+        !outside.path().join("sub").exists(),
+        "a directory was created outside"
+    );
+}
