@@ -975,7 +975,7 @@ impl Handler<Erase> for Engine {
         }
         Box::pin(async move {
             for f in files {
-                sink::remove_part(f).await;
+                sink::remove_left(f).await;
             }
             Ok(())
         })

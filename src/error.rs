@@ -289,6 +289,12 @@ pub enum FileErrorKind {
     NameTooLong,
     /// The target exists and the conflict policy is `Fail`.
     AlreadyExists,
+    /// The target's `.part` file belongs to another download that is still running (in this
+    /// process or another), or it was replaced or removed while this download wrote it: a
+    /// `.part` file is only ever written, and moved into place, by the download that created it.
+    InUse,
+    /// The download directory, or a directory on the way to the target, is not a directory.
+    NotADirectory,
     /// The file to upload, or a directory, does not exist.
     NotFound,
     /// Interrupted or would-block: trying again may work.
@@ -306,10 +312,12 @@ impl FileErrorKind {
             K::InvalidFilename => FileErrorKind::NameTooLong,
             K::AlreadyExists => FileErrorKind::AlreadyExists,
             K::NotFound => FileErrorKind::NotFound,
+            K::NotADirectory => FileErrorKind::NotADirectory,
             K::Interrupted | K::WouldBlock | K::TimedOut => FileErrorKind::Transient,
             _ => match err.raw_os_error() {
                 Some(28) | Some(122) => FileErrorKind::NoSpace, // ENOSPC, EDQUOT
                 Some(36) => FileErrorKind::NameTooLong,         // ENAMETOOLONG
+                Some(20) => FileErrorKind::NotADirectory,       // ENOTDIR
                 Some(13) | Some(1) | Some(30) => FileErrorKind::AccessDenied,
                 _ => FileErrorKind::Failed,
             },
@@ -324,6 +332,8 @@ impl fmt::Display for FileErrorKind {
             FileErrorKind::NoSpace => "no space",
             FileErrorKind::NameTooLong => "name too long",
             FileErrorKind::AlreadyExists => "already exists",
+            FileErrorKind::InUse => "in use",
+            FileErrorKind::NotADirectory => "not a directory",
             FileErrorKind::NotFound => "not found",
             FileErrorKind::Transient => "transient",
             FileErrorKind::Failed => "failed",
@@ -449,6 +459,10 @@ mod tests {
         assert_eq!(
             class(io::Error::from_raw_os_error(2)),
             FileErrorKind::NotFound
+        );
+        assert_eq!(
+            class(io::Error::from_raw_os_error(20)),
+            FileErrorKind::NotADirectory
         );
         assert_eq!(
             class(io::Error::from_raw_os_error(4)),

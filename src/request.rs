@@ -24,9 +24,12 @@ pub enum Conflict {
     /// Pick `name (1).ext`, `name (2).ext`, ... (the default, like browsers).
     #[default]
     Uniquify,
-    /// Replace the existing file, atomically, once the new one is complete.
+    /// Replace the existing file, atomically, once the new one is complete. A download to a
+    /// target whose `.part` another running download writes (in this process or another)
+    /// fails with a `File` error of kind `InUse`; a leftover `.part` nobody writes is replaced.
     Overwrite,
-    /// Fail with a `File` error of kind `AlreadyExists`.
+    /// Fail with a `File` error of kind `AlreadyExists`. A `.part` in use fails as with
+    /// `Overwrite`.
     Fail,
 }
 
@@ -184,7 +187,12 @@ impl Download {
     }
 
     /// The target path, relative to the download directory (`a/b.bin`). Absolute paths, `..`,
-    /// empty and dot-edged components are refused with `UnsafePath`.
+    /// empty and dot-edged components, control characters and invisible or bidirectional
+    /// formatting characters (U+202E, U+200B, U+FEFF, U+2028, ...) are refused with
+    /// `UnsafePath`, and so is a file name longer than 250 bytes (its `.part` file must fit the
+    /// 255-byte limit of file systems; under `Uniquify`, ` (k)` is made room for by cutting
+    /// the name). Without a target the name comes from the URL, cut to fit and with such
+    /// characters replaced by `_`.
     pub fn to(mut self, relative_path: impl Into<String>) -> Self {
         self.target = Some(relative_path.into());
         self

@@ -17,12 +17,21 @@
 //! writeback started every 8 MiB as it grows (`sync_file_range`, Linux; each segment of a
 //! segmented download does the same for its range), so the final sync waits for the last few
 //! MiB, not the whole file.
+//!
+//! A `.part` file belongs to the one transfer that created it: it is created exclusively and
+//! locked (`flock`, which other processes see too) for the transfer's life, written only
+//! through that handle (never reopened by name), and moved into place, or removed, only while
+//! its name still leads to that same file (device and inode). See [`prepare_part`].
 
 use std::{
     cell::RefCell,
     fs::{File, OpenOptions},
     io::{self, Seek, SeekFrom, Write},
     mem,
+    os::{
+        fd::AsRawFd,
+        unix::fs::{MetadataExt, OpenOptionsExt},
+    },
     path::{Path, PathBuf},
     rc::Rc,
     time::{Duration, Instant},
@@ -407,6 +416,28 @@ impl Drop for FileSink {
     }
 }
 
+/// The identity of a file (device and inode): what a `.part` name must still lead to before
+/// the engine moves or removes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+
+    /// The file `path` names now, without following a symlink.
+    fn at(path: &Path) -> io::Result<Self> {
+        path.symlink_metadata().map(|m| FileId::of(&m))
+    }
+}
+
 /// The resolved places of one download.
 #[derive(Debug, Clone)]
 pub(crate) struct Placement {
@@ -414,34 +445,37 @@ pub(crate) struct Placement {
     pub(crate) target: PathBuf,
     /// The `.part` file being written.
     pub(crate) part: PathBuf,
+    /// The file this transfer created at `part`: only that file is moved into place, or
+    /// removed.
+    pub(crate) id: FileId,
 }
+
+/// How often the claim of a `.part` name is tried again when the name changed hands while
+/// it was being claimed (a concurrent cleanup of a stale `.part`).
+const CLAIM_TRIES: usize = 4;
 
 /// Create the directories and the `.part` file for `rel` under `dir`, off-thread.
 ///
-/// Refuses a target whose parent resolves (through symlinks) outside `dir`. Under `Uniquify` the
-/// `.part` file is created with `create_new`, which reserves the name against concurrent
-/// downloads; under `Overwrite` and `Fail` an old `.part` of the same name is truncated.
+/// Refuses a target whose parent resolves (through symlinks) outside `dir`; directories are
+/// created one at a time, each after the one above it was checked, so none is ever created
+/// outside `dir`.
+///
+/// A `.part` belongs to exactly one transfer, across processes: it is created exclusively
+/// (`O_CREAT | O_EXCL | O_NOFOLLOW`, never opened if it exists) and locked (`flock`) for as
+/// long as the transfer holds it open, pauses included. An existing `<name>.part`:
+/// - under `Uniquify`, is left alone: the next candidate name is tried;
+/// - under `Overwrite` and `Fail`, fails the download with `InUse` when another running
+///   download holds it (in this process or another); an unlocked (stale) one is unlinked,
+///   never truncated, and a new file is created in its place. A symbolic link or a file with
+///   other hard links there is refused as `UnsafePath`: it is never written through nor
+///   removed.
 pub(crate) fn prepare_part(
     dir: &Path,
     rel: &Path,
     conflict: Conflict,
 ) -> Result<(Placement, File), TransferError> {
-    let joined = dir.join(rel);
-    let parent = joined.parent().unwrap_or(dir).to_path_buf();
-    std::fs::create_dir_all(&parent).map_err(|e| TransferError::file("creating directory", &e))?;
-    let real_dir = dir
-        .canonicalize()
-        .map_err(|e| TransferError::file("resolving the download directory", &e))?;
-    let real_parent = parent
-        .canonicalize()
-        .map_err(|e| TransferError::file("resolving the target directory", &e))?;
-    if !real_parent.starts_with(&real_dir) {
-        return Err(TransferError::unsafe_path(
-            rel.to_string_lossy(),
-            "resolves outside the download directory",
-        ));
-    }
-    let name = joined
+    let real_parent = make_dirs(dir, rel)?;
+    let name = rel
         .file_name()
         .ok_or_else(|| TransferError::unsafe_path(rel.to_string_lossy(), "no file name"))?;
     let target = real_parent.join(name);
@@ -463,10 +497,18 @@ pub(crate) fn prepare_part(
                     continue;
                 }
                 let part = part_path(&cand);
-                match OpenOptions::new().write(true).create_new(true).open(&part) {
-                    Ok(f) => return Ok((Placement { target: cand, part }, f)),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(TransferError::file("creating", &e)),
+                // Taken (by a running download or a stale file): never touched, next name.
+                if let Some((f, id)) =
+                    create_owned(&part).map_err(|e| TransferError::file("creating", &e))?
+                {
+                    return Ok((
+                        Placement {
+                            target: cand,
+                            part,
+                            id,
+                        },
+                        f,
+                    ));
                 }
             }
             Err(TransferError::File {
@@ -480,20 +522,247 @@ pub(crate) fn prepare_part(
                 return Err(exists_error(&target));
             }
             let part = part_path(&target);
-            if is_symlink(&part) {
-                return Err(TransferError::unsafe_path(
-                    rel.to_string_lossy(),
-                    "the .part file is a symbolic link",
-                ));
+            let refuse = |reason| Err(TransferError::unsafe_path(rel.to_string_lossy(), reason));
+            for _ in 0..CLAIM_TRIES {
+                if let Some((f, id)) =
+                    create_owned(&part).map_err(|e| TransferError::file("creating", &e))?
+                {
+                    return Ok((Placement { target, part, id }, f));
+                }
+                match probe(&part).map_err(|e| TransferError::file("checking .part", &e))? {
+                    Found::Gone => {}
+                    Found::Live => return Err(in_use(&part)),
+                    Found::Stale(held, id) => {
+                        remove_same(&part, id)
+                            .map_err(|e| TransferError::file("removing a stale .part", &e))?;
+                        drop(held);
+                    }
+                    Found::Symlink => return refuse("the .part file is a symbolic link"),
+                    Found::Linked => {
+                        return refuse("the .part file has other hard links (it is another file)")
+                    }
+                    Found::Special => {
+                        return Err(TransferError::File {
+                            kind: FileErrorKind::AlreadyExists,
+                            op: "creating",
+                            message: format!("{} exists and is not a regular file", part.display()),
+                        })
+                    }
+                }
             }
-            let f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&part)
-                .map_err(|e| TransferError::file("creating", &e))?;
-            Ok((Placement { target, part }, f))
+            // The name kept changing hands: another download is claiming it.
+            Err(in_use(&part))
         }
+    }
+}
+
+/// Create the download directory and the directories of `rel` in it, one component at a
+/// time: an existing component must be a directory, or a symlink that resolves to one inside
+/// `dir`; a missing one is created (never through a symlink leading outside). Returns the
+/// real path of the target's directory.
+fn make_dirs(dir: &Path, rel: &Path) -> Result<PathBuf, TransferError> {
+    let not_dir = |path: &Path, what: &str| TransferError::File {
+        kind: FileErrorKind::NotADirectory,
+        op: "creating directories",
+        message: format!("{what} {} is not a directory", path.display()),
+    };
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        // `create_dir_all` reports a file in the way as "File exists": say what it is.
+        if let Some(p) = dir
+            .ancestors()
+            .find(|p| p.metadata().is_ok_and(|m| !m.is_dir()))
+        {
+            let what = if p == dir {
+                "the download directory"
+            } else {
+                "a parent of the download directory,"
+            };
+            return Err(not_dir(p, what));
+        }
+        return Err(TransferError::file("creating the download directory", &e));
+    }
+    let real_dir = dir
+        .canonicalize()
+        .map_err(|e| TransferError::file("resolving the download directory", &e))?;
+    let outside = || {
+        TransferError::unsafe_path(
+            rel.to_string_lossy(),
+            "resolves outside the download directory",
+        )
+    };
+    let mut at = real_dir.clone();
+    for comp in rel.parent().into_iter().flat_map(Path::components) {
+        let next = at.join(comp);
+        let meta = match next.symlink_metadata() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match std::fs::create_dir(&next) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(TransferError::file("creating directory", &e)),
+                }
+                next.symlink_metadata()
+            }
+            other => other,
+        }
+        .map_err(|e| TransferError::file("resolving the target directory", &e))?;
+        at = if meta.file_type().is_symlink() {
+            let real = next
+                .canonicalize()
+                .map_err(|e| TransferError::file("resolving the target directory", &e))?;
+            if !real.starts_with(&real_dir) {
+                return Err(outside());
+            }
+            if !real.is_dir() {
+                return Err(not_dir(&next, "the target's directory"));
+            }
+            real
+        } else if meta.is_dir() {
+            next
+        } else {
+            return Err(not_dir(&next, "the target's directory"));
+        };
+    }
+    // Belt and braces: the whole parent, resolved at once, is inside too.
+    let real_parent = at
+        .canonicalize()
+        .map_err(|e| TransferError::file("resolving the target directory", &e))?;
+    if !real_parent.starts_with(&real_dir) {
+        return Err(outside());
+    }
+    Ok(real_parent)
+}
+
+/// Create `part` exclusively and lock it: the new file is this transfer's alone for as long
+/// as the returned handle (or a clone of it) is open. `Ok(None)`: the name is taken, or it
+/// changed hands between the creation and the lock (a concurrent cleanup removed it).
+fn create_owned(part: &Path) -> io::Result<Option<(File, FileId)>> {
+    let file = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(part)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    let id = FileId::of(&meta);
+    if !try_lock(&file, libc::LOCK_EX)? {
+        // Someone is probing it right now (and may remove it): not ours to keep.
+        remove_same(part, id)?;
+        return Ok(None);
+    }
+    let named = FileId::at(part).ok() == Some(id);
+    if !named || !meta.is_file() || meta.nlink() != 1 {
+        return Ok(None);
+    }
+    Ok(Some((file, id)))
+}
+
+/// What is at an existing `.part` name.
+enum Found {
+    /// Nothing any more.
+    Gone,
+    /// A regular file that a running download holds locked.
+    Live,
+    /// A regular file nobody holds: the leftover of a download that ended or died. Returned
+    /// open and locked (shared), so no download can claim it while it is removed.
+    Stale(File, FileId),
+    /// A symbolic link.
+    Symlink,
+    /// A regular file with other hard links: another file, reachable from elsewhere.
+    Linked,
+    /// A directory, FIFO, socket or device.
+    Special,
+}
+
+/// Look at an existing `.part` without changing it (opened read-only, non-blocking, not
+/// following a symlink, only once it is known to be a regular file).
+fn probe(part: &Path) -> io::Result<Found> {
+    let meta = match part.symlink_metadata() {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Gone),
+        Err(e) => return Err(e),
+    };
+    if meta.file_type().is_symlink() {
+        return Ok(Found::Symlink);
+    }
+    if !meta.is_file() {
+        return Ok(Found::Special);
+    }
+    if meta.nlink() != 1 {
+        return Ok(Found::Linked);
+    }
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(part)
+    {
+        Ok(f) => f,
+        // Gone or replaced since the look: look again.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Gone),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(Found::Gone),
+        Err(e) => return Err(e),
+    };
+    let id = FileId::of(&file.metadata()?);
+    if id != FileId::of(&meta) {
+        return Ok(Found::Gone);
+    }
+    // Shared: a probe needs only read access, and any owner's exclusive lock excludes it.
+    if !try_lock(&file, libc::LOCK_SH)? {
+        return Ok(Found::Live);
+    }
+    Ok(Found::Stale(file, id))
+}
+
+/// Remove `path` if it still names the file `id`.
+fn remove_same(path: &Path, id: FileId) -> io::Result<()> {
+    match FileId::at(path) {
+        Ok(now) if now == id => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `flock(op | LOCK_NB)`: `Ok(false)` when another open file holds a conflicting lock.
+fn try_lock(file: &File, op: libc::c_int) -> io::Result<bool> {
+    // SAFETY: the descriptor is open for as long as `file` is borrowed; the call reads no
+    // memory of ours.
+    if unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Ok(false),
+        // A file system without locks: exclusive creation still protects the name.
+        Some(libc::ENOLCK) | Some(libc::EOPNOTSUPP) => Ok(true),
+        _ => Err(e),
+    }
+}
+
+fn in_use(part: &Path) -> TransferError {
+    TransferError::File {
+        kind: FileErrorKind::InUse,
+        op: "creating",
+        message: format!("{} is in use by another download", part.display()),
+    }
+}
+
+/// The `.part` name no longer leads to the file this transfer wrote.
+fn replaced(part: &Path) -> TransferError {
+    TransferError::File {
+        kind: FileErrorKind::InUse,
+        op: "placing the file",
+        message: format!(
+            "{} is no longer the file this download wrote (replaced or removed by something \
+             else); nothing was placed",
+            part.display()
+        ),
     }
 }
 
@@ -512,18 +781,33 @@ fn exists_error(p: &Path) -> TransferError {
 }
 
 /// Verify, sync (when `fsync`) and move a finished `.part` into place; returns the final path.
-/// Off-thread.
+/// Off-thread. The file stays open (and locked) until it is in place; what is moved is
+/// checked to be the file this transfer wrote, before the move and under its new name after.
+/// On failure the file comes back, for the caller to remove or keep.
 pub(crate) fn finalize(
     file: File,
     placement: &Placement,
     conflict: Conflict,
     expected_len: u64,
     fsync: bool,
+) -> Result<PathBuf, (TransferError, File)> {
+    match place(&file, placement, conflict, expected_len, fsync) {
+        Ok(path) => Ok(path),
+        Err(e) => Err((e, file)),
+    }
+}
+
+fn place(
+    file: &File,
+    placement: &Placement,
+    conflict: Conflict,
+    expected_len: u64,
+    fsync: bool,
 ) -> Result<PathBuf, TransferError> {
-    let len = file
+    let meta = file
         .metadata()
-        .map_err(|e| TransferError::file("checking", &e))?
-        .len();
+        .map_err(|e| TransferError::file("checking", &e))?;
+    let len = meta.len();
     if len != expected_len {
         return Err(TransferError::Internal(format!(
             "the .part file holds {len} bytes, {expected_len} were received"
@@ -533,10 +817,15 @@ pub(crate) fn finalize(
         file.sync_all()
             .map_err(|e| TransferError::file("syncing", &e))?;
     }
-    drop(file);
     let part = &placement.part;
+    let ours = FileId::of(&meta);
+    if ours != placement.id || FileId::at(part).ok() != Some(ours) {
+        return Err(replaced(part));
+    }
     let placed = match conflict {
         Conflict::Overwrite => {
+            // Replaces the directory entry: a file the old target shared through a hard
+            // link (or a symlink's target) is not touched.
             std::fs::rename(part, &placement.target)
                 .map_err(|e| TransferError::file("renaming", &e))?;
             placement.target.clone()
@@ -568,6 +857,10 @@ pub(crate) fn finalize(
             placed.ok_or_else(|| exists_error(&placement.target))?
         }
     };
+    if FileId::at(&placed).ok() != Some(ours) {
+        // The `.part` was swapped between the check and the move.
+        return Err(replaced(part));
+    }
     if let Some(dir) = placed.parent().filter(|_| fsync) {
         // Make the rename durable. Not every file system lets a directory be synced.
         if let Ok(d) = File::open(dir) {
@@ -598,7 +891,6 @@ fn link_no_clobber(from: &Path, to: &Path) -> Result<(), TransferError> {
 /// leaves the work to the final `sync_all`. Blocking (it may wait for the device's queue).
 #[cfg(target_os = "linux")]
 fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return;
     };
@@ -612,12 +904,38 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
-/// Remove a `.part` file, off-thread; a missing file is fine.
-pub(crate) async fn remove_part(part: PathBuf) {
-    let _ = blocking::run(move || match std::fs::remove_file(&part) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(path = %part.display(), error = %e, "could not remove .part file"),
+/// Remove this transfer's `.part` file, off-thread, if its name still leads to the file the
+/// transfer created; `held`: the transfer's open handle, closed (and so unlocked) only after
+/// the removal, so no other download can take the name over in between. A missing file is
+/// fine.
+pub(crate) async fn remove_part(placement: Placement, held: Option<File>) {
+    let _ = blocking::run(move || {
+        if let Err(e) = remove_same(&placement.part, placement.id) {
+            tracing::warn!(path = %placement.part.display(), error = %e, "could not remove .part file");
+        }
+        drop(held);
+    })
+    .await;
+}
+
+/// Remove a file this engine left behind and no longer holds (`Erase`): a completed file, or
+/// a kept `.part`, which is left alone when a running download holds it (another download
+/// took the name over). Off-thread; a missing file is fine.
+pub(crate) async fn remove_left(path: PathBuf) {
+    let _ = blocking::run(move || {
+        let res = match probe(&path) {
+            Ok(Found::Stale(held, id)) => remove_same(&path, id).map(|()| drop(held)),
+            Ok(Found::Live | Found::Gone | Found::Special) => Ok(()),
+            // A link: removing it removes the name only.
+            Ok(Found::Symlink | Found::Linked) => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = res {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove file");
+        }
     })
     .await;
 }
@@ -629,6 +947,42 @@ mod tests {
     fn sink(dir: &Path) -> FileSink {
         let file = File::create(dir.join("t.part")).unwrap();
         FileSink::new(Writer::new(file, false), Drain::default())
+    }
+
+    /// A leftover `.part` that no download holds is replaced by a new file under `Overwrite`
+    /// and `Fail`, never truncated or written through (whoever still has it open keeps its
+    /// bytes); under `Uniquify` it is left alone and the next name is used. One that a
+    /// download holds is never taken.
+    #[test]
+    fn a_leftover_part_is_replaced_never_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("t.part");
+        for conflict in [Conflict::Overwrite, Conflict::Fail] {
+            std::fs::write(&part, b"left over").unwrap();
+            let old = File::open(&part).unwrap();
+            let (placement, mut file) = prepare_part(dir.path(), Path::new("t"), conflict).unwrap();
+            file.write_all(b"new").unwrap();
+            assert_eq!(
+                placement.part,
+                dir.path().canonicalize().unwrap().join("t.part")
+            );
+            assert_eq!(std::fs::read(&part).unwrap(), b"new");
+            assert_eq!(io::read_to_string(old).unwrap(), "left over");
+
+            // Held by a running download: refused, and left as it is.
+            let refused = prepare_part(dir.path(), Path::new("t"), conflict).unwrap_err();
+            let TransferError::File { kind, .. } = &refused else {
+                panic!("{refused:?}")
+            };
+            assert_eq!(*kind, FileErrorKind::InUse, "{refused}");
+            assert_eq!(std::fs::read(&part).unwrap(), b"new");
+            drop(file);
+        }
+
+        let (placement, _file) =
+            prepare_part(dir.path(), Path::new("t"), Conflict::Uniquify).unwrap();
+        assert_eq!(placement.target.file_name().unwrap(), "t (1)");
+        assert_eq!(std::fs::read(&part).unwrap(), b"new");
     }
 
     /// A file that will be synced has its writeback started every `WRITE_BEHIND` bytes (and

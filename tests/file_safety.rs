@@ -9,7 +9,7 @@ use std::{
     process::Command,
 };
 
-use actix_transfer::{Conflict, Download, ErrorKind, FileErrorKind, List, TransferError};
+use actix_transfer::{Conflict, Download, ErrorKind, FileErrorKind, List, Outcome, TransferError};
 use hostile::*;
 
 /// Every way a target name could leave the download directory, or hide in it.
@@ -264,4 +264,446 @@ async fn a_target_under_a_plain_file_is_a_file_error_before_any_request() {
     assert_failed(&outcome, ErrorKind::File);
     assert!(server.requests().is_empty(), "refused before any request");
     assert_eq!(std::fs::read(dir.path().join("plain")).unwrap(), b"x");
+}
+
+// ----- one owner per `.part`, no writes through links, names that fit (issue 12) -----
+
+/// A body sent in two halves with a gate between them: the download is in flight, its `.part`
+/// created and holding the first half, until the test opens the gate. The first half comes in
+/// two pieces with a pause between them, so the engine writes it out at once (a buffer that
+/// took that long to fill is written when the next piece arrives) instead of holding it.
+fn gated(body: &[u8], gate: &Gate) -> Hostile {
+    let (quarter, half) = (body.len() / 4, body.len() / 2);
+    let len = body.len().to_string();
+    let mut first = head(200, &[("Content-Length", &len)]);
+    first.extend_from_slice(&body[..quarter]);
+    Hostile::always(vec![
+        Step::Write(first),
+        Step::Pause(std::time::Duration::from_millis(100)),
+        Step::Write(body[quarter..half].to_vec()),
+        Step::Wait(gate.clone()),
+        Step::Write(body[half..].to_vec()),
+    ])
+}
+
+/// A body that differs from `pattern` at every position.
+fn other_body(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 13) as u8 ^ 0xa5).collect()
+}
+
+/// Bounded poll until `what` holds, every 5 ms; panics with `name` after [`LIMIT`].
+async fn until(name: &str, mut what: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !what() {
+        assert!(start.elapsed() < LIMIT, "never happened: {name}");
+        actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Every completed outcome's file holds exactly its own body.
+fn assert_completed_with(outcome: &Outcome, body: &[u8], who: &str) {
+    if let Some(path) = outcome.path() {
+        let got = std::fs::read(path).unwrap();
+        assert!(
+            got == body,
+            "{who} reported Completed at {} with other content ({} bytes)",
+            path.display(),
+            got.len()
+        );
+    }
+}
+
+/// Whether `error` is the "in use by another download" refusal.
+fn is_in_use(error: &TransferError) -> bool {
+    matches!(
+        error,
+        TransferError::File {
+            kind: FileErrorKind::InUse,
+            ..
+        }
+    )
+}
+
+/// Two downloads of different bodies to one target, the second submitted while the first
+/// writes its `.part`: the second must not write into the first one's file. It fails clearly
+/// ("in use by another download"), and the target holds exactly the first body.
+#[actix_rt::test]
+async fn a_part_file_in_use_is_never_shared_by_a_second_download() {
+    for conflict in [Conflict::Fail, Conflict::Overwrite] {
+        let (a, b) = (pattern(256 * 1024), other_body(256 * 1024));
+        let (gate_a, gate_b) = (Gate::new(), Gate::new());
+        let (server_a, server_b) = (gated(&a, &gate_a), gated(&b, &gate_b));
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path(), |b| b);
+        let part = dir.path().join("t.part");
+
+        let first = submit(
+            &engine,
+            Download::new(server_a.url("/a")).to("t").conflict(conflict),
+        )
+        .await
+        .unwrap();
+        until("the first half landed", || {
+            std::fs::metadata(&part).is_ok_and(|m| m.len() > 0)
+        })
+        .await;
+        let second = submit(
+            &engine,
+            Download::new(server_b.url("/b")).to("t").conflict(conflict),
+        )
+        .await
+        .unwrap();
+        gate_b.open();
+        let second = wait(&engine, second).await;
+        gate_a.open();
+        let first = wait(&engine, first).await;
+
+        assert_completed_with(&second, &b, "the second download");
+        assert_completed_with(&first, &a, "the first download");
+        assert!(first.is_completed(), "{conflict:?}: {first:?}");
+        let error = failure(&second);
+        assert!(is_in_use(error), "{conflict:?}: {error:?}");
+        assert!(
+            error.to_string().contains("in use by another download"),
+            "{error}"
+        );
+        assert_eq!(std::fs::read(dir.path().join("t")).unwrap(), a);
+        assert_eq!(files(dir.path()), [PathBuf::from("t")], "{conflict:?}");
+    }
+}
+
+/// The environment variables of the child mode of `child_download_into_a_shared_directory`.
+const CHILD_URL: &str = "ACTIX_TRANSFER_TEST_CHILD_URL";
+const CHILD_DIR: &str = "ACTIX_TRANSFER_TEST_CHILD_DIR";
+
+/// Not a test of its own: the second process of
+/// `a_part_file_in_use_in_another_process_is_never_shared`, which runs this test binary again
+/// with `CHILD_URL` set. It downloads to `t` with `Overwrite` and prints its outcome.
+#[actix_rt::test]
+#[ignore = "the other process of a_part_file_in_use_in_another_process_is_never_shared"]
+async fn child_download_into_a_shared_directory() {
+    let (Ok(url), Ok(dir)) = (std::env::var(CHILD_URL), std::env::var(CHILD_DIR)) else {
+        return;
+    };
+    let engine = engine(Path::new(&dir), |b| b);
+    let (_, outcome) = run(
+        &engine,
+        Download::new(url).to("t").conflict(Conflict::Overwrite),
+    )
+    .await;
+    match (&outcome.path(), outcome.error()) {
+        (Some(path), _) => println!("CHILD-OUTCOME completed {}", path.display()),
+        (_, Some(e)) if is_in_use(e) => println!("CHILD-OUTCOME in-use {e}"),
+        (_, e) => println!("CHILD-OUTCOME other {e:?}"),
+    }
+}
+
+/// Another process downloads to the same name with `Overwrite` while this one writes its
+/// `.part` (default `Uniquify`, with the right `expect_sha256`): the other process must not
+/// write into this one's file, and this one never reports Completed with other content.
+#[actix_rt::test]
+async fn a_part_file_in_use_in_another_process_is_never_shared() {
+    let (a, b) = (pattern(256 * 1024), other_body(256 * 1024));
+    let (gate_a, gate_b) = (Gate::new(), Gate::new());
+    let (server_a, server_b) = (gated(&a, &gate_a), gated(&b, &gate_b));
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let part = dir.path().join("t.part");
+
+    let download = Download::new(server_a.url("/a"))
+        .to("t")
+        .expect_sha256(sha256_hex(&a));
+    let mine = submit(&engine, download).await.unwrap();
+    until("the first half landed", || {
+        std::fs::metadata(&part).is_ok_and(|m| m.len() > 0)
+    })
+    .await;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_download_into_a_shared_directory",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_URL, server_b.url("/b"))
+        .env(CHILD_DIR, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Until the other process gave up, or (the bug) wrote its first half into this `.part`.
+    let b_head = b[..4096].to_vec();
+    until("the other process ended or wrote", || {
+        child.try_wait().unwrap().is_some()
+            || std::fs::read(&part).is_ok_and(|p| p.starts_with(&b_head))
+    })
+    .await;
+    gate_a.open();
+    let outcome = wait(&engine, mine).await;
+    gate_b.open();
+    until("the other process exited", || {
+        child.try_wait().unwrap().is_some()
+    })
+    .await;
+    let mut printed = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut printed).unwrap();
+    let theirs = printed
+        .lines()
+        .find_map(|l| l.split_once("CHILD-OUTCOME ").map(|(_, o)| o))
+        .unwrap_or_else(|| panic!("the other process printed no outcome: {printed}"));
+
+    assert_completed_with(&outcome, &a, "this process's download");
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert!(theirs.starts_with("in-use "), "the other process: {theirs}");
+    assert_eq!(std::fs::read(dir.path().join("t")).unwrap(), a);
+}
+
+/// A hard link or a symbolic link pre-placed at `t.part`, pointing outside the download
+/// directory, is never written through: the download refuses it before any request, under
+/// `Overwrite` and `Fail` alike. A hard link at the target itself is replaced as a directory
+/// entry by `Overwrite` (the file it shared is untouched).
+#[actix_rt::test]
+async fn a_part_file_linked_outside_is_never_written_through() {
+    let server = Hostile::always(vec![Step::Write(ok(b"downloaded"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let part = dir.path().join("t.part");
+
+    for link in ["hard", "symbolic"] {
+        for conflict in [Conflict::Overwrite, Conflict::Fail] {
+            let _ = std::fs::remove_file(&part);
+            match link {
+                "hard" => std::fs::hard_link(&victim, &part).unwrap(),
+                _ => std::os::unix::fs::symlink(&victim, &part).unwrap(),
+            }
+            let download = Download::new(server.url("/x")).to("t").conflict(conflict);
+            let (_, outcome) = run(&engine, download).await;
+
+            assert_eq!(
+                std::fs::read(&victim).unwrap(),
+                b"precious",
+                "{link} link, {conflict:?}: written through"
+            );
+            let error = assert_failed(&outcome, ErrorKind::UnsafePath);
+            assert!(error.to_string().contains(".part"), "{error}");
+        }
+    }
+    assert_eq!(server.connections(), 0, "a request was made");
+
+    std::fs::remove_file(&part).unwrap();
+    std::fs::hard_link(&victim, dir.path().join("t")).unwrap();
+    let download = Download::new(server.url("/x"))
+        .to("t")
+        .conflict(Conflict::Overwrite);
+    let (_, outcome) = run(&engine, download).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(std::fs::read(dir.path().join("t")).unwrap(), b"downloaded");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+}
+
+/// The longest name a file of a download may get: 255 bytes (`NAME_MAX`) for every file the
+/// engine creates, `.part` included.
+const NAME_MAX: usize = 255;
+
+fn name_of(path: &Path) -> String {
+    path.file_name().unwrap().to_str().unwrap().to_owned()
+}
+
+/// A 255-byte name from the URL is cut so that `name.part` and `name (k).part` fit: it
+/// downloads, twice (the second under a uniquified name), keeping its extension.
+#[actix_rt::test]
+async fn a_255_byte_name_from_the_url_downloads_twice() {
+    let server = Hostile::always(vec![Step::Write(ok(b"long"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let long = format!("{}.bin", "n".repeat(NAME_MAX - 4));
+
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let (_, outcome) = run(&engine, Download::new(server.url(&format!("/{long}")))).await;
+        assert!(outcome.is_completed(), "{outcome:?}");
+        let name = name_of(outcome.path().unwrap());
+        assert!(
+            name.len() + ".part".len() <= NAME_MAX,
+            "{} bytes",
+            name.len()
+        );
+        assert!(name.starts_with("nnnn") && name.ends_with(".bin"), "{name}");
+        assert_eq!(std::fs::read(outcome.path().unwrap()).unwrap(), b"long");
+        names.push(name);
+    }
+    assert_ne!(names[0], names[1]);
+    assert_eq!(files(dir.path()).len(), 2);
+}
+
+/// A multibyte name from the URL is cut on a character boundary.
+#[actix_rt::test]
+async fn a_long_multibyte_name_from_the_url_is_cut_on_a_character_boundary() {
+    let server = Hostile::always(vec![Step::Write(ok(b"utf8"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    // 130 x "é" (2 bytes) and 60 x "日" (3 bytes): 440 bytes before the extension.
+    let name = format!("{}{}.txt", "é".repeat(130), "日".repeat(60));
+    let escaped: String = name.bytes().map(|b| format!("%{b:02X}")).collect();
+
+    let (_, outcome) = run(&engine, Download::new(server.url(&format!("/{escaped}")))).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    let got = name_of(outcome.path().unwrap());
+    assert!(got.len() + ".part".len() <= NAME_MAX, "{} bytes", got.len());
+    assert!(got.starts_with("éé") && got.ends_with(".txt"), "{got}");
+    assert!(name.starts_with(got.trim_end_matches(".txt")));
+}
+
+/// A caller-given file name too long to get its `.part` is refused at submit; one of the
+/// longest accepted length downloads twice under `Uniquify`.
+#[actix_rt::test]
+async fn a_caller_given_name_must_leave_room_for_the_part_suffix() {
+    let server = Hostile::always(vec![Step::Write(ok(b"named"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let too_long = format!("sub/{}", "x".repeat(NAME_MAX - ".part".len() + 1));
+    let refused = submit(
+        &engine,
+        Download::new(server.url("/x")).to(too_long.clone()),
+    )
+    .await;
+    let Err(TransferError::UnsafePath { path, reason }) = &refused else {
+        panic!(
+            "a {}-byte name was accepted: {refused:?}",
+            too_long.len() - 4
+        )
+    };
+    assert_eq!(*path, too_long);
+    assert!(reason.contains("250 bytes"), "{reason}");
+
+    let longest = format!("{}.dat", "y".repeat(NAME_MAX - ".part".len() - 4));
+    for _ in 0..2 {
+        let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(longest.clone())).await;
+        assert!(outcome.is_completed(), "{outcome:?}");
+        let name = name_of(outcome.path().unwrap());
+        assert!(
+            name.len() + ".part".len() <= NAME_MAX,
+            "{} bytes",
+            name.len()
+        );
+        assert!(name.ends_with(".dat"), "{name}");
+    }
+    assert_eq!(files(dir.path()).len(), 2, "{:?}", files(dir.path()));
+}
+
+/// A download directory that is a regular file, or a parent of the target that is one, is
+/// reported as what it is: not a directory.
+#[actix_rt::test]
+async fn a_directory_that_is_a_file_is_reported_as_not_a_directory() {
+    let server = Hostile::always(vec![Step::Write(ok(b"content"))]);
+    let root = tempfile::tempdir().unwrap();
+    let not_dir = root.path().join("downloads");
+    std::fs::write(&not_dir, b"x").unwrap();
+    std::fs::write(root.path().join("plain"), b"x").unwrap();
+
+    for (dir, target) in [
+        (not_dir.as_path(), "f.bin"),
+        (root.path(), "plain/sub/f.bin"),
+    ] {
+        let engine = engine(dir, |b| b);
+        let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(target)).await;
+
+        let error = assert_failed(&outcome, ErrorKind::File);
+        let TransferError::File { kind, message, .. } = error else {
+            unreachable!()
+        };
+        assert_eq!(*kind, FileErrorKind::NotADirectory, "{error:?}");
+        assert!(message.contains("is not a directory"), "{message}");
+    }
+    assert!(server.requests().is_empty(), "refused before any request");
+    assert_eq!(std::fs::read(&not_dir).unwrap(), b"x");
+}
+
+/// Characters that make a name look like another in a listing (bidirectional overrides,
+/// zero-width and invisible format characters, line separators): replaced in names from
+/// URLs, refused in names given by the caller.
+#[actix_rt::test]
+async fn invisible_and_bidi_characters_in_names() {
+    const SNEAKY: &[char] = &[
+        '\u{202E}',
+        '\u{202A}',
+        '\u{200B}',
+        '\u{200D}',
+        '\u{200F}',
+        '\u{2028}',
+        '\u{2029}',
+        '\u{FEFF}',
+        '\u{2066}',
+        '\u{2069}',
+        '\u{061C}',
+        '\u{00AD}',
+        '\u{2060}',
+        '\u{E0041}',
+        '\u{0085}',
+    ];
+    let server = Hostile::always(vec![Step::Write(ok(b"plain"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    for c in SNEAKY {
+        let name = format!("invoice{c}fdp.exe");
+        let refused = submit(&engine, Download::new(server.url("/x")).to(name.clone())).await;
+        assert!(
+            matches!(refused, Err(TransferError::UnsafePath { .. })),
+            "U+{:04X} accepted: {refused:?}",
+            *c as u32
+        );
+    }
+    assert_eq!(server.connections(), 0, "a request was made");
+
+    for c in SNEAKY {
+        let escaped: String = c.to_string().bytes().map(|b| format!("%{b:02X}")).collect();
+        let url = server.url(&format!("/invoice{escaped}fdp.exe"));
+        let (_, outcome) = run(&engine, Download::new(url).conflict(Conflict::Overwrite)).await;
+        assert!(outcome.is_completed(), "{outcome:?}");
+        assert_eq!(
+            name_of(outcome.path().unwrap()),
+            "invoice_fdp.exe",
+            "U+{:04X}",
+            *c as u32
+        );
+    }
+}
+
+/// A missing directory under a symlink that leads outside is never created out there: the
+/// target is refused before anything is made.
+#[actix_rt::test]
+async fn no_directory_is_created_through_a_symlink_leading_outside() {
+    let server = Hostile::always(vec![Step::Write(ok(b"must not be fetched"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let (_, outcome) = run(
+        &engine,
+        Download::new(server.url("/x")).to("link/sub/f.bin"),
+    )
+    .await;
+
+    assert_failed(&outcome, ErrorKind::UnsafePath);
+    assert_eq!(server.connections(), 0, "a request was made");
+    assert_eq!(files(outside.path()), Vec::<PathBuf>::new());
+    assert!(
+        !outside.path().join("sub").exists(),
+        "a directory was created outside"
+    );
 }

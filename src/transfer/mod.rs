@@ -866,12 +866,19 @@ impl TransferActor {
         let (conflict, fsync) = (opts.conflict, opts.fsync.unwrap_or(self.ctx.cfg.fsync));
         let job =
             crate::blocking::run(move || sink::finalize(file, &placement, conflict, bytes, fsync));
-        ctx.spawn(wrap_future(job).map(move |res, act: &mut Self, ctx| {
-            match res.unwrap_or_else(|e| Err(TransferError::Internal(e.to_string()))) {
-                Ok(path) => act.end(completed(bytes, status, url, Output::File(path)), ctx),
-                Err(error) => act.end_failed(error, false, ctx),
-            }
-        }));
+        ctx.spawn(
+            wrap_future(job).map(move |res, act: &mut Self, ctx| match res {
+                Ok(Ok(path)) => act.end(completed(bytes, status, url, Output::File(path)), ctx),
+                Ok(Err((error, file))) => {
+                    // The file comes back so that its removal happens while it is still held.
+                    let mut writer = Writer::new(file, false);
+                    writer.written = bytes;
+                    *act.ctx.writer.borrow_mut() = Some(writer);
+                    act.end_failed(error, false, ctx)
+                }
+                Err(e) => act.end_failed(TransferError::Internal(e.to_string()), false, ctx),
+            }),
+        );
     }
 
     fn end_cancelled(&mut self, ctx: &mut Context<Self>) {
@@ -914,19 +921,23 @@ impl TransferActor {
     /// Close the `.part` file, remove it when asked (off-thread), then end.
     fn cleanup_then_end(&mut self, outcome: Outcome, remove_part: bool, ctx: &mut Context<Self>) {
         self.phase = Phase::Finishing;
-        drop(self.ctx.writer.borrow_mut().take());
-        let part = self.ctx.placement.borrow().as_ref().map(|p| p.part.clone());
+        let held = self.ctx.writer.borrow_mut().take().map(|w| w.file);
+        let placement = self.ctx.placement.borrow().clone();
         if !remove_part {
-            self.kept_part = part.clone();
+            self.kept_part = placement.as_ref().map(|p| p.part.clone());
         }
-        match part.filter(|_| remove_part) {
-            Some(part) => {
+        match placement.filter(|_| remove_part) {
+            Some(placement) => {
+                // The file stays open (and locked) until its name is gone.
                 ctx.spawn(
-                    wrap_future(sink::remove_part(part))
+                    wrap_future(sink::remove_part(placement, held))
                         .map(move |(), act: &mut Self, ctx| act.end(outcome, ctx)),
                 );
             }
-            None => self.end(outcome, ctx),
+            None => {
+                drop(held);
+                self.end(outcome, ctx)
+            }
         }
     }
 
