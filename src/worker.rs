@@ -21,8 +21,8 @@ use awc::{http::header, Client, Connector};
 
 use crate::{
     engine::Config,
+    http::wire,
     transfer::{Setup, TransferActor},
-    wire,
 };
 
 /// A transfer actor's mailbox capacity: actix's default, as `start_in_arbiter` would give.

@@ -52,12 +52,13 @@ use tracing::Instrument;
 use crate::{
     engine::{Config, Engine},
     error::{CancelError, EndState, TimeoutPhase, TransferError},
+    event::outbox,
+    event::status::{Progress, TransferState},
+    event::subscribers::{Delivery, Subscribers},
     event::{EventKind, Headers, Outcome, Output, TransferEvent, TransferId},
-    http, outbox,
+    file::sink::{self, Drain, Placement, Writer},
+    http,
     request::{Job, JobKind, Partial},
-    sink::{self, Drain, Placement, Writer},
-    status::{Progress, TransferState},
-    subscribers::{Delivery, Subscribers},
     throttle::Bucket,
 };
 
@@ -401,7 +402,7 @@ impl Ctx {
     /// Note a failed response's `Retry-After` for the backoff.
     pub(crate) fn note_retry_after(&self, response: &ClientResponse) {
         self.retry_after
-            .set(crate::retry::retry_after(response.headers()));
+            .set(crate::http::retry::retry_after(response.headers()));
     }
 
     /// Fails when no byte moved for the idle timeout during a body, or the headers did not come
@@ -701,7 +702,7 @@ impl TransferActor {
         let (target, conflict) = (opts.target.clone(), opts.conflict);
         let hashed = opts.expect_sha256.is_some();
         let fsync = opts.fsync.unwrap_or(self.ctx.cfg.fsync);
-        let job = crate::blocking::run(move || {
+        let job = crate::file::blocking::run(move || {
             sink::prepare_part(&dir, &target, conflict)
                 .map(|(p, f)| (p, Writer::new(f, hashed).write_behind(fsync)))
         });
@@ -859,8 +860,9 @@ impl TransferActor {
             return self.end_failed(error, false, ctx);
         };
         let (conflict, fsync) = (opts.conflict, opts.fsync.unwrap_or(self.ctx.cfg.fsync));
-        let job =
-            crate::blocking::run(move || sink::finalize(file, &placement, conflict, bytes, fsync));
+        let job = crate::file::blocking::run(move || {
+            sink::finalize(file, &placement, conflict, bytes, fsync)
+        });
         ctx.spawn(wrap_future(job).map(move |res, act: &mut Self, ctx| {
             match res.unwrap_or_else(|e| Err(TransferError::Internal(e.to_string()))) {
                 Ok(path) => act.end(completed(bytes, status, url, Output::File(path)), ctx),

@@ -6,6 +6,8 @@
 //! actor to the file and to subscribers directly; the Engine hears from a transfer when it
 //! starts and when it ends, and reads its byte counters from shared atomics for [`Status`].
 
+mod admission;
+
 use std::{collections::VecDeque, path::PathBuf, sync::Arc, time::Duration};
 
 use actix::prelude::*;
@@ -13,14 +15,13 @@ use actix_rt::ArbiterHandle;
 use futures::channel::oneshot;
 
 use crate::{
-    admission::{Admission, Host, QueueKey},
     error::{CancelError, EndState, EraseError, TransferError},
+    event::status::{Progress, TransferKind, TransferState, TransferStatus},
+    event::subscribers::{Delivery, Subscribers, SubscriptionId},
     event::{EventKind, IdMap, Outcome, Output, TransferEvent, TransferId},
+    file::sink,
+    http::retry::RetryPolicy,
     request::{Download, Fetch, Job, JobKind, Upload},
-    retry::RetryPolicy,
-    sink,
-    status::{Progress, TransferKind, TransferState, TransferStatus},
-    subscribers::{Delivery, Subscribers, SubscriptionId},
     throttle::Bucket,
     transfer::{
         AbortTransfer, CancelTransfer, FinishedBatch, Parked, PauseTransfer, Reply, ResumeTransfer,
@@ -28,6 +29,7 @@ use crate::{
     },
     worker::Workers,
 };
+use admission::{Admission, Host, QueueKey};
 
 /// The engine's settings, fixed at start (limits can change at run time with [`SetLimits`]).
 #[derive(Debug, Clone)]
@@ -664,7 +666,7 @@ impl Handler<Upload> for Engine {
     fn handle(&mut self, msg: Upload, _ctx: &mut Self::Context) -> Self::Result {
         // The file check is I/O: run it on a file-I/O thread, then submit.
         let path = msg.file.clone();
-        let stat = crate::blocking::run(move || std::fs::metadata(path));
+        let stat = crate::file::blocking::run(move || std::fs::metadata(path));
         Box::pin(
             actix::fut::wrap_future(stat).map(move |meta, act: &mut Self, ctx| {
                 let shown = msg.file.display();
