@@ -161,6 +161,7 @@
 //!   worker builds its client (rustls/rustls#1877).
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod config;
 mod engine;
 mod error;
 mod event;

@@ -20,7 +20,7 @@ use actix_rt::{Arbiter, ArbiterHandle};
 use awc::{http::header, Client, Connector};
 
 use crate::{
-    engine::Config,
+    config::Config,
     http::wire,
     transfer::{Setup, TransferActor},
 };

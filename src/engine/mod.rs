@@ -15,6 +15,7 @@ use actix_rt::ArbiterHandle;
 use futures::channel::oneshot;
 
 use crate::{
+    config::Config,
     error::{CancelError, EndState, EraseError, TransferError},
     event::status::{Progress, TransferKind, TransferState, TransferStatus},
     event::subscribers::{Delivery, Subscribers, SubscriptionId},
@@ -30,28 +31,6 @@ use crate::{
     worker::Workers,
 };
 use admission::{Admission, Host, QueueKey};
-
-/// The engine's settings, fixed at start (limits can change at run time with [`SetLimits`]).
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) download_dir: PathBuf,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) headers_timeout: Duration,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) total_timeout: Option<Duration>,
-    pub(crate) progress_interval: Duration,
-    pub(crate) max_redirects: u32,
-    pub(crate) max_body: u64,
-    pub(crate) user_agent: String,
-    pub(crate) keep_alive: Duration,
-    pub(crate) retry: RetryPolicy,
-    pub(crate) segments: u32,
-    pub(crate) segment_threshold: u64,
-    pub(crate) fsync: bool,
-    /// Transfers run on worker threads (not `workers(0)`): their events go out at the end of
-    /// each turn of their thread (see `subscribers::Delivery`).
-    pub(crate) events_at_turn_end: bool,
-}
 
 /// Builds and starts an [`Engine`]. Every option has a documented default.
 ///

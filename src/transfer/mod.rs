@@ -50,7 +50,8 @@ use futures::{
 use tracing::Instrument;
 
 use crate::{
-    engine::{Config, Engine},
+    config::Config,
+    engine::Engine,
     error::{CancelError, EndState, TimeoutPhase, TransferError},
     event::outbox,
     event::status::{Progress, TransferState},
