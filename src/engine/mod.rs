@@ -25,8 +25,8 @@ use crate::{
     request::{Download, Fetch, Job, JobKind, Upload},
     throttle::Bucket,
     transfer::{
-        AbortTransfer, CancelTransfer, FinishedBatch, Parked, PauseTransfer, Reply, ResumeTransfer,
-        Setup, TransferActor,
+        report::{FinishedBatch, Parked, Reporter},
+        AbortTransfer, CancelTransfer, PauseTransfer, Reply, ResumeTransfer, Setup, TransferActor,
     },
     worker::Workers,
 };
@@ -364,7 +364,7 @@ pub struct Engine {
     shutdown: Option<Vec<oneshot::Sender<()>>>,
     global_rate: Arc<Bucket>,
     /// See [`Engine::shared_address`].
-    shared_addr: std::sync::Weak<Addr<Engine>>,
+    shared_addr: std::sync::Weak<Reporter>,
     /// Every worker, for transfers that spread over several (segmented downloads).
     peers: Arc<[ArbiterHandle]>,
 }
@@ -506,16 +506,20 @@ impl Engine {
         self.retire(id);
     }
 
-    /// The address the running transfers share (held by them alone: while none runs, it is
-    /// dropped and the Engine holds no address of its own).
+    /// The address the running transfers share, as a [`Reporter`] (held by them alone: while
+    /// none runs, it is dropped and the Engine holds no address of its own).
     fn shared_address(
-        shared: &mut std::sync::Weak<Addr<Engine>>,
+        shared: &mut std::sync::Weak<Reporter>,
         ctx: &Context<Self>,
-    ) -> Arc<Addr<Engine>> {
+    ) -> Arc<Reporter> {
         shared.upgrade().unwrap_or_else(|| {
-            let addr = Arc::new(ctx.address());
-            *shared = Arc::downgrade(&addr);
-            addr
+            let addr = ctx.address();
+            let reporter = Arc::new(Reporter {
+                finished: addr.clone().recipient(),
+                parked: addr.recipient(),
+            });
+            *shared = Arc::downgrade(&reporter);
+            reporter
         })
     }
 

@@ -27,6 +27,7 @@
 
 mod download;
 mod fetch;
+pub(crate) mod report;
 mod segmented;
 mod upload;
 
@@ -51,7 +52,6 @@ use tracing::Instrument;
 
 use crate::{
     config::Config,
-    engine::Engine,
     error::{CancelError, EndState, TimeoutPhase, TransferError},
     event::outbox,
     event::status::{Progress, TransferState},
@@ -62,6 +62,7 @@ use crate::{
     request::{Job, JobKind, Partial},
     throttle::Bucket,
 };
+use report::{Finished, Parked, Reporter};
 
 /// Everything the Engine hands a worker to start a transfer (all `Send`).
 pub(crate) struct Setup {
@@ -74,36 +75,11 @@ pub(crate) struct Setup {
     pub(crate) rate: Arc<Bucket>,
     pub(crate) global_rate: Arc<Bucket>,
     pub(crate) peers: Arc<[actix_rt::ArbiterHandle]>,
-    /// The Engine's address, one shared by its transfers (cloning an `Addr` allocates).
-    pub(crate) engine: Arc<Addr<Engine>>,
+    /// Where to report to the Engine, one shared by its transfers (cloning it allocates).
+    pub(crate) engine: Arc<Reporter>,
     pub(crate) worker: usize,
     /// The seq of the first event this actor publishes (the Engine published `Queued`).
     pub(crate) next_seq: u64,
-}
-
-/// A transfer ended; its `Ended` event was published. Reported to the Engine in a
-/// [`FinishedBatch`].
-pub(crate) struct Finished {
-    pub(crate) id: TransferId,
-    pub(crate) outcome: Outcome,
-    pub(crate) worker: usize,
-    /// The `.part` file left on disk (kept on failure or shutdown), for `Erase`.
-    pub(crate) kept_part: Option<std::path::PathBuf>,
-}
-
-/// Transfer → Engine: the transfers of one worker that ended during one turn of its event
-/// loop. One message for many: under load, a worker thread's transfers end together, and
-/// each cross-thread message costs an allocation freed on the other thread, a queue push and
-/// often a wake-up.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct FinishedBatch(pub(crate) Vec<Finished>);
-
-/// Transfer → Engine: the transfer is paused and gives up its admission slot.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Parked {
-    pub(crate) id: TransferId,
 }
 
 /// Engine → transfer: cancel (the Engine forwards [`Cancel`](crate::Cancel)), and answer with
@@ -624,7 +600,7 @@ impl Drop for Reply {
 /// The transfer actor.
 pub(crate) struct TransferActor {
     ctx: Rc<Ctx>,
-    engine: Arc<Addr<Engine>>,
+    engine: Arc<Reporter>,
     worker: usize,
     phase: Phase,
     stop: Option<Stop>,
@@ -943,7 +919,7 @@ impl TransferActor {
         });
         // `Paused` goes to the subscribers before the Engine or the asker hear of it.
         outbox::send_events();
-        self.engine.do_send(Parked { id: self.ctx.id });
+        self.engine.parked.do_send(Parked { id: self.ctx.id });
         for tx in self.pause_replies.drain(..) {
             tx.send(Ok(()));
         }
