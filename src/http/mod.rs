@@ -7,6 +7,7 @@
 //! source on 307/308), always asks for `Accept-Encoding: identity`, and refuses responses whose
 //! body awc cannot frame.
 
+pub(crate) mod client;
 pub(crate) mod retry;
 pub(crate) mod wire;
 

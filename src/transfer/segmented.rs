@@ -44,7 +44,6 @@ use crate::{
     file::sink::{Behind, FileSink},
     http,
     request::HttpRequest,
-    worker,
 };
 
 /// The least size of one segment.
@@ -172,7 +171,7 @@ pub(super) async fn run(
             actix_rt::spawn(run(segment, ctx.client.clone()));
         } else {
             peers[worker].spawn_fn(move || {
-                actix_rt::spawn(run(segment, worker::client()));
+                actix_rt::spawn(run(segment, http::client::client()));
             });
         }
         segments.push(Box::pin(async move {
