@@ -161,23 +161,15 @@
 //!   worker builds its client (rustls/rustls#1877).
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-mod admission;
-mod blocking;
+mod config;
 mod engine;
 mod error;
 mod event;
+mod file;
 mod http;
-mod outbox;
-mod path;
 mod request;
-mod retry;
-mod sink;
-mod source;
-mod status;
-mod subscribers;
 mod throttle;
 mod transfer;
-mod wire;
 mod worker;
 
 pub use engine::{
@@ -187,11 +179,11 @@ pub use engine::{
 pub use error::{
     CancelError, EndState, EraseError, ErrorKind, FileErrorKind, TimeoutPhase, TransferError,
 };
+pub use event::status::{TransferKind, TransferState, TransferStatus};
+pub use event::subscribers::SubscriptionId;
 pub use event::{EventKind, HeaderIter, Headers, Outcome, Output, TransferEvent, TransferId};
+pub use http::retry::RetryPolicy;
 pub use request::{Conflict, Download, Fetch, Partial, Upload};
-pub use retry::RetryPolicy;
-pub use status::{TransferKind, TransferState, TransferStatus};
-pub use subscribers::SubscriptionId;
 
 #[cfg(test)]
 mod assert_send {

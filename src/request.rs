@@ -14,7 +14,7 @@ use awc::http::{
 use bytes::Bytes;
 use url::Url;
 
-use crate::{error::TransferError, event::TransferId, path};
+use crate::{error::TransferError, event::TransferId, file::path};
 
 /// What a download does when its target file already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

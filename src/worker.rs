@@ -10,56 +10,23 @@
 //! (no cross-thread spawn, no cross-thread `Finished`, events delivered on one thread), which
 //! is the cheapest layout when that arbiter has time to spare.
 
-use std::{cell::RefCell, sync::Arc};
+use std::sync::Arc;
 
 use actix::{
     dev::channel::{self, AddressReceiver},
     Actor, Addr, Context,
 };
 use actix_rt::{Arbiter, ArbiterHandle};
-use awc::{http::header, Client, Connector};
+use awc::Client;
 
 use crate::{
-    engine::Config,
+    config::Config,
+    http::client::{build_client, client, install_client},
     transfer::{Setup, TransferActor},
-    wire,
 };
 
 /// A transfer actor's mailbox capacity: actix's default, as `start_in_arbiter` would give.
 const MAILBOX: usize = 16;
-
-thread_local! {
-    static CLIENT: RefCell<Option<Client>> = const { RefCell::new(None) };
-}
-
-/// The client of the current worker thread.
-///
-/// Panics when called off a worker thread: transfer actors are only ever started on workers.
-pub(crate) fn client() -> Client {
-    CLIENT.with(|c| {
-        c.borrow()
-            .clone()
-            .expect("transfer actors run on worker threads, which own a client")
-    })
-}
-
-/// Build a worker's client: awc's redirects, timeouts, default headers and connection limit
-/// off; the engine does each of those itself. Its connections are `wire::WireIo`s, which let a
-/// transfer check a body's end against the bytes on the socket.
-fn build_client(cfg: &Config) -> Client {
-    let connector = Connector::new()
-        .connector(wire::Connector::default())
-        .limit(0)
-        .timeout(cfg.connect_timeout)
-        .conn_keep_alive(cfg.keep_alive);
-    Client::builder()
-        .connector(connector)
-        .disable_redirects()
-        .disable_timeout()
-        .no_default_headers()
-        .add_default_header((header::USER_AGENT, cfg.user_agent.clone()))
-        .finish()
-}
 
 /// The workers of one engine: its own arbiter threads, or its own arbiter (inline).
 pub(crate) struct Workers {
@@ -92,7 +59,7 @@ impl Workers {
                 let arbiter = Arbiter::new();
                 let cfg = Arc::clone(cfg);
                 arbiter.spawn_fn(move || {
-                    CLIENT.with(|c| *c.borrow_mut() = Some(build_client(&cfg)));
+                    install_client(&cfg);
                 });
                 arbiter
             })

@@ -27,9 +27,9 @@ use awc::http::{
 use super::{segmented, BodyReader, Ctx, Done};
 use crate::{
     error::TransferError,
+    file::sink::{FileSink, SLOW_RATE},
     http,
     request::DownloadOptions,
-    sink::{FileSink, SLOW_RATE},
 };
 
 pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, TransferError> {

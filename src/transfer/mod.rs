@@ -27,6 +27,7 @@
 
 mod download;
 mod fetch;
+pub(crate) mod report;
 mod segmented;
 mod upload;
 
@@ -50,16 +51,18 @@ use futures::{
 use tracing::Instrument;
 
 use crate::{
-    engine::{Config, Engine},
+    config::Config,
     error::{CancelError, EndState, TimeoutPhase, TransferError},
+    event::outbox,
+    event::status::{Progress, TransferState},
+    event::subscribers::{Delivery, Subscribers},
     event::{EventKind, Headers, Outcome, Output, TransferEvent, TransferId},
-    http, outbox,
+    file::sink::{self, Drain, Placement, Writer},
+    http,
     request::{Job, JobKind, Partial},
-    sink::{self, Drain, Placement, Writer},
-    status::{Progress, TransferState},
-    subscribers::{Delivery, Subscribers},
     throttle::Bucket,
 };
+use report::{Finished, Parked, Reporter};
 
 /// Everything the Engine hands a worker to start a transfer (all `Send`).
 pub(crate) struct Setup {
@@ -72,36 +75,11 @@ pub(crate) struct Setup {
     pub(crate) rate: Arc<Bucket>,
     pub(crate) global_rate: Arc<Bucket>,
     pub(crate) peers: Arc<[actix_rt::ArbiterHandle]>,
-    /// The Engine's address, one shared by its transfers (cloning an `Addr` allocates).
-    pub(crate) engine: Arc<Addr<Engine>>,
+    /// Where to report to the Engine, one shared by its transfers (cloning it allocates).
+    pub(crate) engine: Arc<Reporter>,
     pub(crate) worker: usize,
     /// The seq of the first event this actor publishes (the Engine published `Queued`).
     pub(crate) next_seq: u64,
-}
-
-/// A transfer ended; its `Ended` event was published. Reported to the Engine in a
-/// [`FinishedBatch`].
-pub(crate) struct Finished {
-    pub(crate) id: TransferId,
-    pub(crate) outcome: Outcome,
-    pub(crate) worker: usize,
-    /// The `.part` file left on disk (kept on failure or shutdown), for `Erase`.
-    pub(crate) kept_part: Option<std::path::PathBuf>,
-}
-
-/// Transfer → Engine: the transfers of one worker that ended during one turn of its event
-/// loop. One message for many: under load, a worker thread's transfers end together, and
-/// each cross-thread message costs an allocation freed on the other thread, a queue push and
-/// often a wake-up.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct FinishedBatch(pub(crate) Vec<Finished>);
-
-/// Transfer → Engine: the transfer is paused and gives up its admission slot.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Parked {
-    pub(crate) id: TransferId,
 }
 
 /// Engine → transfer: cancel (the Engine forwards [`Cancel`](crate::Cancel)), and answer with
@@ -405,7 +383,7 @@ impl Ctx {
     /// Note a failed response's `Retry-After` for the backoff.
     pub(crate) fn note_retry_after(&self, response: &ClientResponse) {
         self.retry_after
-            .set(crate::retry::retry_after(response.headers()));
+            .set(crate::http::retry::retry_after(response.headers()));
     }
 
     /// Fails when no byte moved for the idle timeout during a body, or the headers did not come
@@ -626,7 +604,7 @@ impl Drop for Reply {
 /// The transfer actor.
 pub(crate) struct TransferActor {
     ctx: Rc<Ctx>,
-    engine: Arc<Addr<Engine>>,
+    engine: Arc<Reporter>,
     worker: usize,
     phase: Phase,
     stop: Option<Stop>,
@@ -706,7 +684,7 @@ impl TransferActor {
         let (target, conflict) = (opts.target.clone(), opts.conflict);
         let hashed = opts.expect_sha256.is_some();
         let fsync = opts.fsync.unwrap_or(self.ctx.cfg.fsync);
-        let job = crate::blocking::run(move || {
+        let job = crate::file::blocking::run(move || {
             sink::prepare_part(&dir, &target, conflict)
                 .map(|(p, f)| (p, Writer::new(f, hashed).write_behind(fsync)))
         });
@@ -865,7 +843,7 @@ impl TransferActor {
         };
         let (conflict, fsync) = (opts.conflict, opts.fsync.unwrap_or(self.ctx.cfg.fsync));
         let job =
-            crate::blocking::run(move || sink::finalize(file, &placement, conflict, bytes, fsync));
+            crate::file::blocking::run(move || sink::finalize(file, &placement, conflict, bytes, fsync));
         ctx.spawn(
             wrap_future(job).map(move |res, act: &mut Self, ctx| match res {
                 Ok(Ok(path)) => act.end(completed(bytes, status, url, Output::File(path)), ctx),
@@ -956,7 +934,7 @@ impl TransferActor {
         });
         // `Paused` goes to the subscribers before the Engine or the asker hear of it.
         outbox::send_events();
-        self.engine.do_send(Parked { id: self.ctx.id });
+        self.engine.parked.do_send(Parked { id: self.ctx.id });
         for tx in self.pause_replies.drain(..) {
             tx.send(Ok(()));
         }

@@ -43,10 +43,9 @@ use futures::{
 use super::Ctx;
 use crate::{
     error::TransferError,
+    file::sink::{Behind, FileSink},
     http,
     request::HttpRequest,
-    sink::{Behind, FileSink},
-    worker,
 };
 
 /// The least size of one segment.
@@ -117,7 +116,7 @@ pub(super) async fn run(
         write_behind: sink.write_behind(),
     });
     let sizing = Arc::clone(&file);
-    crate::blocking::run(move || sizing.file.set_len(total))
+    crate::file::blocking::run(move || sizing.file.set_len(total))
         .await
         .map_err(|e| TransferError::Internal(e.to_string()))?
         .map_err(|e| TransferError::file("sizing", &e))?;
@@ -181,7 +180,7 @@ pub(super) async fn run(
             actix_rt::spawn(run(segment, ctx.client.clone()));
         } else {
             peers[worker].spawn_fn(move || {
-                actix_rt::spawn(run(segment, worker::client()));
+                actix_rt::spawn(run(segment, http::client::client()));
             });
         }
         segments.push(Box::pin(async move {
@@ -305,7 +304,7 @@ async fn read_range(
             at += data.len() as u64;
             let n = data.len() as u64;
             let mut b = behind.take();
-            behind = crate::blocking::run(move || {
+            behind = crate::file::blocking::run(move || {
                 let _quiesce = q;
                 f.file.write_all_at(&data, offset)?;
                 if let Some(b) = b.as_mut() {

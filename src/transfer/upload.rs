@@ -7,7 +7,7 @@ use awc::body::{BoxBody, SizedStream};
 use futures::StreamExt;
 
 use super::{BodyReader, Ctx, Done};
-use crate::{error::TransferError, event::Headers, http, source::file_stream};
+use crate::{error::TransferError, event::Headers, file::source::file_stream, http};
 
 pub(super) async fn run(ctx: &Rc<Ctx>, file: &Path, size: u64) -> Result<Done, TransferError> {
     ctx.set_bytes(0); // a retry starts over from the beginning of the file

@@ -6,6 +6,8 @@
 //! actor to the file and to subscribers directly; the Engine hears from a transfer when it
 //! starts and when it ends, and reads its byte counters from shared atomics for [`Status`].
 
+mod admission;
+
 use std::{collections::VecDeque, path::PathBuf, sync::Arc, time::Duration};
 
 use actix::prelude::*;
@@ -13,43 +15,22 @@ use actix_rt::ArbiterHandle;
 use futures::channel::oneshot;
 
 use crate::{
-    admission::{Admission, Host, QueueKey},
+    config::Config,
     error::{CancelError, EndState, EraseError, TransferError},
+    event::status::{Progress, TransferKind, TransferState, TransferStatus},
+    event::subscribers::{Delivery, Subscribers, SubscriptionId},
     event::{EventKind, IdMap, Outcome, Output, TransferEvent, TransferId},
+    file::sink,
+    http::retry::RetryPolicy,
     request::{Download, Fetch, Job, JobKind, Upload},
-    retry::RetryPolicy,
-    sink,
-    status::{Progress, TransferKind, TransferState, TransferStatus},
-    subscribers::{Delivery, Subscribers, SubscriptionId},
     throttle::Bucket,
     transfer::{
-        AbortTransfer, CancelTransfer, FinishedBatch, Parked, PauseTransfer, Reply, ResumeTransfer,
-        Setup, TransferActor,
+        report::{FinishedBatch, Parked, Reporter},
+        AbortTransfer, CancelTransfer, PauseTransfer, Reply, ResumeTransfer, Setup, TransferActor,
     },
     worker::Workers,
 };
-
-/// The engine's settings, fixed at start (limits can change at run time with [`SetLimits`]).
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) download_dir: PathBuf,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) headers_timeout: Duration,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) total_timeout: Option<Duration>,
-    pub(crate) progress_interval: Duration,
-    pub(crate) max_redirects: u32,
-    pub(crate) max_body: u64,
-    pub(crate) user_agent: String,
-    pub(crate) keep_alive: Duration,
-    pub(crate) retry: RetryPolicy,
-    pub(crate) segments: u32,
-    pub(crate) segment_threshold: u64,
-    pub(crate) fsync: bool,
-    /// Transfers run on worker threads (not `workers(0)`): their events go out at the end of
-    /// each turn of their thread (see `subscribers::Delivery`).
-    pub(crate) events_at_turn_end: bool,
-}
+use admission::{Admission, Host, QueueKey};
 
 /// Builds and starts an [`Engine`]. Every option has a documented default.
 ///
@@ -383,7 +364,7 @@ pub struct Engine {
     shutdown: Option<Vec<oneshot::Sender<()>>>,
     global_rate: Arc<Bucket>,
     /// See [`Engine::shared_address`].
-    shared_addr: std::sync::Weak<Addr<Engine>>,
+    shared_addr: std::sync::Weak<Reporter>,
     /// Every worker, for transfers that spread over several (segmented downloads).
     peers: Arc<[ArbiterHandle]>,
 }
@@ -525,16 +506,20 @@ impl Engine {
         self.retire(id);
     }
 
-    /// The address the running transfers share (held by them alone: while none runs, it is
-    /// dropped and the Engine holds no address of its own).
+    /// The address the running transfers share, as a [`Reporter`] (held by them alone: while
+    /// none runs, it is dropped and the Engine holds no address of its own).
     fn shared_address(
-        shared: &mut std::sync::Weak<Addr<Engine>>,
+        shared: &mut std::sync::Weak<Reporter>,
         ctx: &Context<Self>,
-    ) -> Arc<Addr<Engine>> {
+    ) -> Arc<Reporter> {
         shared.upgrade().unwrap_or_else(|| {
-            let addr = Arc::new(ctx.address());
-            *shared = Arc::downgrade(&addr);
-            addr
+            let addr = ctx.address();
+            let reporter = Arc::new(Reporter {
+                finished: addr.clone().recipient(),
+                parked: addr.recipient(),
+            });
+            *shared = Arc::downgrade(&reporter);
+            reporter
         })
     }
 
@@ -664,7 +649,7 @@ impl Handler<Upload> for Engine {
     fn handle(&mut self, msg: Upload, _ctx: &mut Self::Context) -> Self::Result {
         // The file check is I/O: run it on a file-I/O thread, then submit.
         let path = msg.file.clone();
-        let stat = crate::blocking::run(move || std::fs::metadata(path));
+        let stat = crate::file::blocking::run(move || std::fs::metadata(path));
         Box::pin(
             actix::fut::wrap_future(stat).map(move |meta, act: &mut Self, ctx| {
                 let shown = msg.file.display();

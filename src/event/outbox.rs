@@ -13,12 +13,11 @@
 
 use std::{cell::RefCell, sync::Arc};
 
-use actix::{Addr, Recipient};
+use actix::Recipient;
 
 use crate::{
-    engine::Engine,
     event::TransferEvent,
-    transfer::{Finished, FinishedBatch},
+    transfer::report::{Finished, FinishedBatch, Reporter},
 };
 
 #[derive(Default)]
@@ -26,8 +25,8 @@ struct Outbox {
     /// Events held back, in publishing order.
     events: Vec<(Recipient<TransferEvent>, TransferEvent)>,
     /// Finished transfers, per engine. An engine's transfers all share one `Arc` of its
-    /// address (a new one is made only once none is left), so the `Arc` tells engines apart.
-    finished: Vec<(Arc<Addr<Engine>>, Vec<Finished>)>,
+    /// [`Reporter`] (a new one is made only once none is left), so the `Arc` tells engines apart.
+    finished: Vec<(Arc<Reporter>, Vec<Finished>)>,
     /// The task that sends all this at the end of the turn is spawned.
     scheduled: bool,
 }
@@ -47,7 +46,7 @@ pub(crate) fn event(to: Recipient<TransferEvent>, event: TransferEvent) {
 
 /// Report `done` to `engine` at the end of this turn, in one [`FinishedBatch`] with every other
 /// transfer of this thread and engine that ends before then.
-pub(crate) fn finished(engine: &Arc<Addr<Engine>>, done: Finished) {
+pub(crate) fn finished(engine: &Arc<Reporter>, done: Finished) {
     OUTBOX.with(|o| {
         let mut o = o.borrow_mut();
         match o.finished.iter_mut().find(|(e, _)| Arc::ptr_eq(e, engine)) {
@@ -88,7 +87,7 @@ fn schedule(o: &mut Outbox) {
         });
         send_events();
         for (engine, batch) in finished {
-            engine.do_send(FinishedBatch(batch));
+            engine.finished.do_send(FinishedBatch(batch));
         }
     });
 }

@@ -7,6 +7,10 @@
 //! source on 307/308), always asks for `Accept-Encoding: identity`, and refuses responses whose
 //! body awc cannot frame.
 
+pub(crate) mod client;
+pub(crate) mod retry;
+pub(crate) mod wire;
+
 use std::time::{Duration, SystemTime};
 
 use awc::{
@@ -24,8 +28,8 @@ use crate::{
     error::{TimeoutPhase, TransferError},
     event::Headers,
     request::HttpRequest,
-    wire::{self, Fault},
 };
+use wire::Fault;
 
 /// Headers that never follow a redirect to another origin.
 const CROSS_ORIGIN_STRIPPED: [HeaderName; 5] = [

@@ -19,10 +19,7 @@ use std::sync::{
 
 use actix::{Recipient, WeakRecipient};
 
-use crate::{
-    event::{EventKind, IdMap, TransferEvent, TransferId},
-    outbox,
-};
+use crate::event::{outbox, EventKind, IdMap, TransferEvent, TransferId};
 
 /// The handle of a subscription, returned by [`Subscribe`](crate::Subscribe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -10,7 +10,7 @@ use std::{
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::blocking::{self, Job};
+use crate::file::blocking::{self, Job};
 
 /// Reads are sized to the pace the socket takes them (`blocking::job_size`, between `MIN_READ`
 /// and `MAX_READ`, measured from how soon the previous chunk was asked for after it was

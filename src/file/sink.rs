@@ -40,9 +40,9 @@ use std::{
 use sha2::{Digest, Sha256};
 
 use crate::{
-    blocking::{self, Job},
     error::{FileErrorKind, TransferError},
-    path::{part_path, uniquified},
+    file::blocking::{self, Job},
+    file::path::{part_path, uniquified},
     request::Conflict,
 };
 

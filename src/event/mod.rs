@@ -1,5 +1,9 @@
 //! Events: what a transfer publishes to its subscribers, and how it ended.
 
+pub(crate) mod outbox;
+pub(crate) mod status;
+pub(crate) mod subscribers;
+
 use std::{
     collections::HashMap,
     fmt,
