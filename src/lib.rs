@@ -169,6 +169,7 @@ mod event;
 mod http;
 mod outbox;
 mod path;
+mod redact;
 mod request;
 mod retry;
 mod sink;

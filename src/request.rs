@@ -14,7 +14,7 @@ use awc::http::{
 use bytes::Bytes;
 use url::Url;
 
-use crate::{error::TransferError, event::TransferId, path};
+use crate::{error::TransferError, event::TransferId, path, redact};
 
 /// What a download does when its target file already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -399,14 +399,18 @@ pub(crate) struct Job {
 }
 
 /// Parse and check an absolute http(s) URL.
+///
+/// A refusal quotes the URL without credentials or query ([`redact::raw`]).
 pub(crate) fn parse_url(raw: &str) -> Result<Url, TransferError> {
+    let shown = redact::raw(raw);
     let url = Url::parse(raw.trim())
-        .map_err(|e| TransferError::invalid(format!("invalid URL {raw:?}: {e}")))?;
+        .map_err(|e| TransferError::invalid(format!("invalid URL {shown:?}: {e}")))?;
     match url.scheme() {
         "http" | "https" => {}
-        other => {
+        // Not the scheme by name: in `user:password@host`, it is the user name.
+        _ => {
             return Err(TransferError::invalid(format!(
-                "unsupported scheme {other:?} in {raw:?}: only http and https"
+                "unsupported scheme in {shown:?}: only http and https"
             )))
         }
     }
@@ -417,9 +421,9 @@ pub(crate) fn parse_url(raw: &str) -> Result<Url, TransferError> {
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(TransferError::invalid(format!("no host in URL {raw:?}")));
+        return Err(TransferError::invalid(format!("no host in URL {shown:?}")));
     }
-    if !url.username().is_empty() || url.password().is_some() {
+    if redact::has_credentials(&url) {
         return Err(TransferError::invalid(
             "credentials in the URL are not supported: use an authorization header",
         ));

@@ -112,3 +112,44 @@ async fn refusals_serialise_with_their_kind() {
     assert_eq!(json["kind"], "invalid_request");
     assert!(json["message"].as_str().unwrap().contains("nope"));
 }
+
+/// A password (or user name) in a URL is never echoed: not in the message of any refusal, for
+/// every kind of transfer, however the URL is malformed around it.
+#[actix_rt::test]
+async fn credentials_in_a_refused_url_are_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let file = dir.path().join("up.bin");
+    std::fs::write(&file, b"data").unwrap();
+    for url in [
+        "http://user:PASS@127.0.0.1:99999/x",
+        "http://user:PASS@127.0.0.1/x",
+        "http://user:PASS@127.0.0.1/x?q=1",
+        "ftp://user:PASS@127.0.0.1/x",
+        "gopher://user:PASS@127.0.0.1/x",
+        "http://user:PASS@/x",
+        "http://user:PA/SS@127.0.0.1/x",
+        "http://user:PA?SS@127.0.0.1:99999/x",
+        "http://user:PA#SS@127.0.0.1:99999/x",
+        "http:\\\\user:PASS@127.0.0.1:99999/x",
+        "HTTP://user:PASS@127.0.0.1:99999/x",
+        "user:PASS@127.0.0.1:99999",
+        "  http://user:PASS@127.0.0.1:99999/x  ",
+        "http://user:P%41SS@127.0.0.1:99999/x",
+    ] {
+        let refusals = [
+            submit(&engine, Download::new(url).to("x.bin")).await,
+            submit(&engine, Fetch::get(url)).await,
+            submit(&engine, Upload::new(url, &file)).await,
+        ];
+        for refused in refusals {
+            let shown = format!("{refused:?}");
+            let message = invalid(url, refused);
+            for secret in ["PASS", "PA", "SS", "P%41SS"] {
+                assert!(!message.contains(secret), "{url:?}: {message}");
+                assert!(!shown.contains(secret), "{url:?}: {shown}");
+            }
+        }
+    }
+    assert!(engine.send(List(None)).await.unwrap().is_empty());
+}

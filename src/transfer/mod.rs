@@ -644,7 +644,7 @@ impl TransferActor {
             "transfer",
             id = setup.id.get(),
             kind,
-            url = %setup.job.request.url
+            url = %crate::redact::url(&setup.job.request.url)
         );
         let now = Instant::now();
         let ctx = Ctx {
