@@ -153,3 +153,72 @@ async fn credentials_in_a_refused_url_are_never_echoed() {
     }
     assert!(engine.send(List(None)).await.unwrap().is_empty());
 }
+
+/// Header names are tokens (RFC 9110 §5.1): anything else is refused at submit, for every kind
+/// of transfer, before any connection. The `http` crate alone lets `"` through.
+#[actix_rt::test]
+async fn header_names_outside_the_token_grammar_are_refused() {
+    let server = Hostile::always(vec![Step::Write(ok(b"fine"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let url = server.url("/x");
+    let file = dir.path().join("up.bin");
+    std::fs::write(&file, b"data").unwrap();
+    let bad_names = [
+        "x-\"quoted\"",
+        "\"",
+        "x-(comment)",
+        "x)",
+        "x,y",
+        "x/y",
+        "x;y",
+        "x<y>",
+        "x=y",
+        "x?",
+        "x@y",
+        "x[y]",
+        "x\\y",
+        "x{y}",
+        "x y",
+        "x:",
+        "x\ty",
+        "x\u{7f}",
+        "x-é",
+        "",
+    ];
+    for name in bad_names {
+        let what = format!("header name {name:?}");
+        let message = invalid(
+            &what,
+            submit(&engine, Download::new(&url).to("x.bin").header(name, "v")).await,
+        );
+        assert!(message.contains("header name"), "{what}: {message}");
+        invalid(
+            &what,
+            submit(&engine, Fetch::get(&url).header(name, "v")).await,
+        );
+        invalid(
+            &what,
+            submit(&engine, Upload::new(&url, &file).header(name, "v")).await,
+        );
+    }
+    for method in ["GE\"T", "GET(", "GET:", "G T", "GET/1", "GÉT"] {
+        invalid(method, submit(&engine, Fetch::new(method, &url)).await);
+    }
+    assert_eq!(server.connections(), 0, "a request was made");
+    assert!(engine.send(List(None)).await.unwrap().is_empty());
+
+    // Every tchar is allowed.
+    let (_, outcome) = run(
+        &engine,
+        Fetch::get(&url).header("x-!#$%&'*+-.^_`|~09AZaz", "v"),
+    )
+    .await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    let sent = &server.requests()[0];
+    assert_eq!(
+        sent.header("x-!#$%&'*+-.^_`|~09azaz"),
+        Some("v"),
+        "{sent:?}"
+    );
+}
