@@ -65,11 +65,12 @@ pub enum TransferError {
         limit: u32,
     },
 
-    /// A redirect that the engine refuses to follow (unsupported scheme, missing `Location`,
-    /// or a body that cannot be re-sent).
+    /// A redirect that the engine refuses to follow (unsupported scheme, credentials in the
+    /// `Location`, missing `Location`, or a body that cannot be re-sent).
     #[error("redirect to {location:?} refused: {reason}")]
     RedirectRefused {
-        /// The `Location` header, as sent.
+        /// The `Location` header as sent, without credentials (`***@` in their place), query
+        /// or fragment.
         location: String,
         /// Why it was refused.
         reason: String,

@@ -129,7 +129,8 @@
 //! No file I/O runs on an arbiter thread: `.part` files are written in coalesced writes of up
 //! to 1 MiB on the crate's file-I/O threads, one in flight per transfer. The Engine is not on
 //! the per-chunk path. Dropping a reply future does not cancel a transfer; only [`Cancel`] (or
-//! [`Shutdown`]) does. A download's final file name only ever holds a complete, length-checked
+//! [`Shutdown`]) does, and a `Cancel` whose `send` future is dropped before the Engine handled
+//! it is discarded by actix: to cancel without waiting, `do_send` it (see [`Cancel`]). A download's final file name only ever holds a complete, length-checked
 //! and synced file (not synced with [`Download::fsync`]`(false)`: complete for every process,
 //! not across a power cut).
 //!
@@ -167,6 +168,7 @@ mod error;
 mod event;
 mod file;
 mod http;
+mod redact;
 mod request;
 mod throttle;
 mod transfer;

@@ -14,7 +14,7 @@ use awc::http::{
 use bytes::Bytes;
 use url::Url;
 
-use crate::{error::TransferError, event::TransferId, file::path};
+use crate::{error::TransferError, event::TransferId, file::path, redact};
 
 /// What a download does when its target file already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -407,14 +407,18 @@ pub(crate) struct Job {
 }
 
 /// Parse and check an absolute http(s) URL.
+///
+/// A refusal quotes the URL without credentials or query ([`redact::raw`]).
 pub(crate) fn parse_url(raw: &str) -> Result<Url, TransferError> {
+    let shown = redact::raw(raw);
     let url = Url::parse(raw.trim())
-        .map_err(|e| TransferError::invalid(format!("invalid URL {raw:?}: {e}")))?;
+        .map_err(|e| TransferError::invalid(format!("invalid URL {shown:?}: {e}")))?;
     match url.scheme() {
         "http" | "https" => {}
-        other => {
+        // Not the scheme by name: in `user:password@host`, it is the user name.
+        _ => {
             return Err(TransferError::invalid(format!(
-                "unsupported scheme {other:?} in {raw:?}: only http and https"
+                "unsupported scheme in {shown:?}: only http and https"
             )))
         }
     }
@@ -425,9 +429,9 @@ pub(crate) fn parse_url(raw: &str) -> Result<Url, TransferError> {
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(TransferError::invalid(format!("no host in URL {raw:?}")));
+        return Err(TransferError::invalid(format!("no host in URL {shown:?}")));
     }
-    if !url.username().is_empty() || url.password().is_some() {
+    if redact::has_credentials(&url) {
         return Err(TransferError::invalid(
             "credentials in the URL are not supported: use an authorization header",
         ));
@@ -435,13 +439,31 @@ pub(crate) fn parse_url(raw: &str) -> Result<Url, TransferError> {
     Ok(url)
 }
 
+/// Whether `s` is a token (RFC 9110 §5.6.2): what a header name or a method must be. The
+/// `http` crate's header names let `"` through, so the rule is checked here, not left to it.
+fn is_token(s: &str) -> bool {
+    const PUNCTUATION: &[u8] = b"!#$%&'*+-.^_`|~";
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || PUNCTUATION.contains(&b))
+}
+
+/// Names must be tokens; values are what `HeaderValue::from_str` takes, RFC 9110's field
+/// values: visible ASCII, space, tab and bytes above 127 (obs-text), never CR, LF, NUL, another
+/// control or DEL.
 fn parse_headers(
     raw: &[(String, String)],
 ) -> Result<Vec<(HeaderName, HeaderValue)>, TransferError> {
     raw.iter()
         .map(|(k, v)| {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| TransferError::invalid(format!("invalid header name {k:?}")))?;
+            let name = Some(k)
+                .filter(|k| is_token(k))
+                .and_then(|k| HeaderName::from_bytes(k.as_bytes()).ok())
+                .ok_or_else(|| {
+                    TransferError::invalid(format!(
+                        "invalid header name {k:?}: a name is letters, digits and !#$%&'*+-.^_`|~"
+                    ))
+                })?;
             let value = HeaderValue::from_str(v)
                 .map_err(|_| TransferError::invalid(format!("invalid value for header {k:?}")))?;
             Ok((name, value))
@@ -513,8 +535,10 @@ impl Upload {
 
 impl Fetch {
     pub(crate) fn validate(&self) -> Result<Job, TransferError> {
-        let method = Method::from_bytes(self.method.as_bytes())
-            .map_err(|_| TransferError::invalid(format!("invalid method {:?}", self.method)))?;
+        let method = Some(&self.method)
+            .filter(|m| is_token(m))
+            .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+            .ok_or_else(|| TransferError::invalid(format!("invalid method {:?}", self.method)))?;
         Ok(Job {
             request: HttpRequest {
                 url: parse_url(&self.url)?,
@@ -573,5 +597,35 @@ mod tests {
             f.validate(),
             Err(TransferError::InvalidRequest(_))
         ));
+    }
+
+    #[test]
+    fn names_and_methods_are_tokens() {
+        let tchar = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        for b in 0..=255u8 {
+            let s = String::from_utf8_lossy(&[b]).into_owned();
+            assert_eq!(is_token(&s), tchar.contains(&s) && b < 128, "byte {b:#x}");
+        }
+        for good in ["x", "Content-Type", "x-!#$%&'*+-.^_`|~", "GET", "M-SEARCH"] {
+            assert!(is_token(good), "{good:?}");
+        }
+        for bad in ["", "x\"", "a b", "a:b", "(x)", "x,y", "x/y", "é", "x\u{7f}"] {
+            assert!(!is_token(bad), "{bad:?}");
+        }
+        for (name, value, ok) in [
+            ("x-ok", "", true),
+            ("x-ok", " spaced\tand tabbed ", true),
+            ("x-ok", "~!\"#", true),
+            ("x-\"", "v", false),
+            ("x-ok", "cr\r", false),
+            ("x-ok", "lf\n", false),
+            ("x-ok", "nul\0", false),
+            ("x-ok", "bell\u{7}", false),
+            ("x-ok", "del\u{7f}", false),
+            ("x-ok", "é", true),
+        ] {
+            let got = parse_headers(&[(name.into(), value.into())]);
+            assert_eq!(got.is_ok(), ok, "{name:?}: {value:?}");
+        }
     }
 }

@@ -269,3 +269,79 @@ async fn subscribers_are_sent_an_end_or_a_pause_before_anyone_hears_of_it() {
         );
     }
 }
+
+/// As documented on `Subscribe`: a subscriber added while a transfer runs gets every event
+/// published after it subscribed, from the middle of the stream (not `Queued`, seq above 0),
+/// without a gap, up to and including the `Ended`.
+#[actix_rt::test]
+async fn a_subscriber_added_mid_transfer_gets_the_rest_of_the_stream() {
+    let server = server();
+    let rig = rig().await;
+    let id = rig
+        .submit(Download::new(server.url("/slow/1000000")).to("x"))
+        .await;
+    rig.events
+        .until_kind(id, |k| matches!(k, EventKind::Progress { .. }))
+        .await;
+
+    let late = Events::default();
+    let late_actor = late.recorder();
+    rig.engine
+        .send(Subscribe::all(late_actor.clone().recipient()))
+        .await
+        .unwrap();
+    assert!(rig.wait(id).await.is_completed());
+    late.until_ended(id).await;
+    rig.events.until_ended(id).await;
+
+    let got = late.of(id);
+    let first = &got[0];
+    assert_ne!(first.kind, EventKind::Queued);
+    assert!(first.seq > 0, "{first:?}");
+    let all = rig.events.of(id);
+    check_stream(&all);
+    assert_eq!(
+        got,
+        all[first.seq as usize..],
+        "the rest of the stream, whole"
+    );
+    assert!(matches!(
+        got.last().unwrap().kind,
+        EventKind::Ended(Outcome::Completed { .. })
+    ));
+}
+
+/// As documented on `Cancel`: `do_send` cancels without waiting for the reply, while a `send`
+/// future dropped before the Engine handled the message cancels nothing (actix discards a
+/// message whose reply nobody waits for). The Engine runs on this thread, so it cannot handle
+/// the message between the `send` and the drop.
+#[actix_rt::test]
+async fn do_send_cancels_and_a_dropped_send_future_does_not() {
+    let server = server();
+    let rig = rig().await;
+    let began = |k: &EventKind| matches!(k, EventKind::Began { .. });
+
+    let fired = rig
+        .submit(Download::new(server.url("/slow/10000000")).to("fired"))
+        .await;
+    rig.events.until_kind(fired, began).await;
+    rig.engine.do_send(Cancel(fired));
+    let outcome = rig.wait(fired).await;
+    assert!(matches!(outcome, Outcome::Cancelled { .. }), "{outcome:?}");
+
+    let dropped = rig
+        .submit(Download::new(server.url("/slow/400000")).to("dropped"))
+        .await;
+    rig.events.until_kind(dropped, began).await;
+    drop(rig.engine.send(Cancel(dropped)));
+    // Handled right after the discarded Cancel: the transfer was running then, so its
+    // completion below is the Cancel's doing (none), not a race it lost.
+    let status = rig.engine.send(Status(dropped)).await.unwrap().unwrap();
+    assert_eq!(status.state, TransferState::Active);
+    let outcome = rig.wait(dropped).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(
+        std::fs::read(rig.dir.path().join("dropped")).unwrap(),
+        pattern(400_000)
+    );
+}

@@ -400,3 +400,53 @@ async fn segments_behind_a_cross_origin_redirect_carry_no_credentials() {
         assert_eq!(s.authorization, None, "A's credential reached B");
     }
 }
+
+#[actix_rt::test]
+async fn a_redirect_carrying_credentials_is_refused_and_they_are_never_shown() {
+    let target = Hostile::always(vec![Step::Write(ok(b"never"))]);
+    let addr = target.addr();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let events = Events::subscribe(&engine).await;
+    for (location, shown) in [
+        (
+            format!("http://u:secret@{addr}/x?k=1"),
+            format!("http://***@{addr}/x"),
+        ),
+        (
+            format!("http://secret@{addr}/x"),
+            format!("http://***@{addr}/x"),
+        ),
+        (format!("//u:secret@{addr}/x"), format!("//***@{addr}/x")),
+    ] {
+        let origin = Hostile::always(vec![Step::Write(redirect(302, &location))]);
+        for fetch in [false, true] {
+            let (id, outcome) = if fetch {
+                run(&engine, Fetch::get(origin.url("/a"))).await
+            } else {
+                run(&engine, Download::new(origin.url("/a")).to(NAME)).await
+            };
+
+            let error = assert_failed(&outcome, ErrorKind::RedirectRefused);
+            assert!(
+                matches!(error, TransferError::RedirectRefused { location: l, .. } if *l == shown),
+                "{error:?}"
+            );
+            let status = engine.send(Status(id)).await.unwrap().unwrap();
+            assert_eq!(status.final_url, None, "{location}");
+            let seen = events.until_ended(id).await;
+            for text in [
+                error.to_string(),
+                format!("{outcome:?}"),
+                serde_json::to_string(&outcome).unwrap(),
+                format!("{status:?}"),
+                format!("{seen:?}"),
+            ] {
+                assert!(!text.contains("secret"), "{location}: {text}");
+            }
+        }
+        assert_eq!(origin.requests().len(), 2);
+    }
+    assert_eq!(target.connections(), 0, "the redirect was followed");
+    assert_empty(dir.path());
+}

@@ -112,3 +112,113 @@ async fn refusals_serialise_with_their_kind() {
     assert_eq!(json["kind"], "invalid_request");
     assert!(json["message"].as_str().unwrap().contains("nope"));
 }
+
+/// A password (or user name) in a URL is never echoed: not in the message of any refusal, for
+/// every kind of transfer, however the URL is malformed around it.
+#[actix_rt::test]
+async fn credentials_in_a_refused_url_are_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let file = dir.path().join("up.bin");
+    std::fs::write(&file, b"data").unwrap();
+    for url in [
+        "http://user:PASS@127.0.0.1:99999/x",
+        "http://user:PASS@127.0.0.1/x",
+        "http://user:PASS@127.0.0.1/x?q=1",
+        "ftp://user:PASS@127.0.0.1/x",
+        "gopher://user:PASS@127.0.0.1/x",
+        "http://user:PASS@/x",
+        "http://user:PA/SS@127.0.0.1/x",
+        "http://user:PA?SS@127.0.0.1:99999/x",
+        "http://user:PA#SS@127.0.0.1:99999/x",
+        "http:\\\\user:PASS@127.0.0.1:99999/x",
+        "HTTP://user:PASS@127.0.0.1:99999/x",
+        "user:PASS@127.0.0.1:99999",
+        "  http://user:PASS@127.0.0.1:99999/x  ",
+        "http://user:P%41SS@127.0.0.1:99999/x",
+    ] {
+        let refusals = [
+            submit(&engine, Download::new(url).to("x.bin")).await,
+            submit(&engine, Fetch::get(url)).await,
+            submit(&engine, Upload::new(url, &file)).await,
+        ];
+        for refused in refusals {
+            let shown = format!("{refused:?}");
+            let message = invalid(url, refused);
+            for secret in ["PASS", "PA", "SS", "P%41SS"] {
+                assert!(!message.contains(secret), "{url:?}: {message}");
+                assert!(!shown.contains(secret), "{url:?}: {shown}");
+            }
+        }
+    }
+    assert!(engine.send(List(None)).await.unwrap().is_empty());
+}
+
+/// Header names are tokens (RFC 9110 §5.1): anything else is refused at submit, for every kind
+/// of transfer, before any connection. The `http` crate alone lets `"` through.
+#[actix_rt::test]
+async fn header_names_outside_the_token_grammar_are_refused() {
+    let server = Hostile::always(vec![Step::Write(ok(b"fine"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let url = server.url("/x");
+    let file = dir.path().join("up.bin");
+    std::fs::write(&file, b"data").unwrap();
+    let bad_names = [
+        "x-\"quoted\"",
+        "\"",
+        "x-(comment)",
+        "x)",
+        "x,y",
+        "x/y",
+        "x;y",
+        "x<y>",
+        "x=y",
+        "x?",
+        "x@y",
+        "x[y]",
+        "x\\y",
+        "x{y}",
+        "x y",
+        "x:",
+        "x\ty",
+        "x\u{7f}",
+        "x-é",
+        "",
+    ];
+    for name in bad_names {
+        let what = format!("header name {name:?}");
+        let message = invalid(
+            &what,
+            submit(&engine, Download::new(&url).to("x.bin").header(name, "v")).await,
+        );
+        assert!(message.contains("header name"), "{what}: {message}");
+        invalid(
+            &what,
+            submit(&engine, Fetch::get(&url).header(name, "v")).await,
+        );
+        invalid(
+            &what,
+            submit(&engine, Upload::new(&url, &file).header(name, "v")).await,
+        );
+    }
+    for method in ["GE\"T", "GET(", "GET:", "G T", "GET/1", "GÉT"] {
+        invalid(method, submit(&engine, Fetch::new(method, &url)).await);
+    }
+    assert_eq!(server.connections(), 0, "a request was made");
+    assert!(engine.send(List(None)).await.unwrap().is_empty());
+
+    // Every tchar is allowed.
+    let (_, outcome) = run(
+        &engine,
+        Fetch::get(&url).header("x-!#$%&'*+-.^_`|~09AZaz", "v"),
+    )
+    .await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    let sent = &server.requests()[0];
+    assert_eq!(
+        sent.header("x-!#$%&'*+-.^_`|~09azaz"),
+        Some("v"),
+        "{sent:?}"
+    );
+}

@@ -761,6 +761,24 @@ fn ready<T: 'static>(v: T) -> ResponseFuture<T> {
 /// always agrees with its `Ended` event); `Err(Unknown)` for an id this engine never issued
 /// (or no longer remembers: see [`EngineBuilder::keep_ended`]).
 /// Queued and paused transfers can be cancelled too.
+///
+/// # `send` or `do_send`
+///
+/// Like any actix message sent with `send`, a `Cancel` acts only if the Engine handles it, and
+/// actix discards, unhandled, a message whose reply future was dropped before the Engine got
+/// to it: `engine.send(Cancel(id))` dropped unpolled, or in a `timeout` or `select!` that
+/// gave up first, may cancel nothing. (Dropped after the Engine handled it, the cancel goes
+/// on.) To cancel without waiting for the reply, use `do_send`, which has no reply to drop:
+///
+/// ```no_run
+/// # use actix::Addr;
+/// # use actix_transfer::{Cancel, Engine, TransferId};
+/// # fn cancel(engine: &Addr<Engine>, id: TransferId) {
+/// engine.do_send(Cancel(id)); // fire and forget: the transfer is cancelled
+/// # }
+/// ```
+///
+/// The same holds for [`Pause`], [`Resume`] and [`SetRate`].
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<(), CancelError>")]
 pub struct Cancel(pub TransferId);
@@ -788,6 +806,9 @@ impl Handler<Cancel> for Engine {
 /// Pause a transfer: stop reading, close the connection, keep the `.part` file and its
 /// validator, and give the admission slot to the next transfer. Replies `Ok(())` once paused
 /// (also when it already was); `Err(NotActive(end))` when it ended; `Err(Unknown)`.
+///
+/// A `send` future dropped before the Engine handled the message pauses nothing; `do_send`
+/// does not wait (see [`Cancel`]).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<(), CancelError>")]
 pub struct Pause(pub TransferId);
@@ -832,6 +853,9 @@ impl Handler<Pause> for Engine {
 /// Resume a paused transfer: it waits for an admission slot, then continues (a download with
 /// a range request from the bytes kept, when the server allows it). Replies `Ok(())` also when
 /// the transfer was not paused; `Err(NotActive(end))` when it ended; `Err(Unknown)`.
+///
+/// A `send` future dropped before the Engine handled the message resumes nothing; `do_send`
+/// does not wait (see [`Cancel`]).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<(), CancelError>")]
 pub struct Resume(pub TransferId);
@@ -1024,9 +1048,15 @@ impl Handler<Wait> for Engine {
     }
 }
 
-/// Receive [`TransferEvent`]s: of every transfer submitted from now on (`only: None`), or of one
-/// transfer (`only: Some(id)`; a subscriber that arrives after that transfer ended still
-/// receives its `Ended` event).
+/// Receive [`TransferEvent`]s: of every transfer (`only: None`), or of one transfer
+/// (`only: Some(id)`).
+///
+/// A subscription receives every event published after the Engine handled `Subscribe`, and
+/// none published before. Added while a transfer runs, it receives that transfer's events from
+/// the middle of its stream (the first one it gets is not `Queued` and its `seq` is above 0),
+/// up to and including its `Ended`. To see a transfer from its `Queued`, subscribe to all
+/// and await the reply before submitting it. One exception: a subscriber to one id that
+/// arrives after that transfer ended still receives its `Ended` event.
 ///
 /// The recipient is held weakly and sent to with `do_send`: a subscription never keeps an actor
 /// alive (keep its `Addr` somewhere, or it stops and receives nothing), and a slow or stopped
@@ -1041,7 +1071,9 @@ pub struct Subscribe {
 }
 
 impl Subscribe {
-    /// Every transfer's events.
+    /// The events of every transfer, published from now on: from their `Queued` for
+    /// transfers submitted after this, from the middle of their stream for those already
+    /// queued or running.
     pub fn all(recipient: Recipient<TransferEvent>) -> Self {
         Subscribe {
             recipient,
@@ -1049,7 +1081,7 @@ impl Subscribe {
         }
     }
 
-    /// One transfer's events.
+    /// The events of one transfer, published from now on (or its `Ended`, if it has ended).
     pub fn one(recipient: Recipient<TransferEvent>, id: TransferId) -> Self {
         Subscribe {
             recipient,
@@ -1106,6 +1138,9 @@ impl Handler<SetLimits> for Engine {
 
 /// Change one transfer's bandwidth limit while it runs (or waits); `None` lifts it.
 /// `Err(NotActive(end))` when it ended, `Err(Unknown)` for an unknown id.
+///
+/// A `send` future dropped before the Engine handled the message changes nothing; `do_send`
+/// does not wait (see [`Cancel`]).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<(), CancelError>")]
 pub struct SetRate {

@@ -27,6 +27,7 @@ use url::Url;
 use crate::{
     error::{TimeoutPhase, TransferError},
     event::Headers,
+    redact,
     request::HttpRequest,
 };
 use wire::Fault;
@@ -107,6 +108,8 @@ pub(crate) async fn send(
         if !is_redirect(status) || location.is_none() {
             // A final answer (a 3xx without Location too; the caller judges its status).
             let response = wire::check_body(response, watch.take());
+            // What `Outcome::Completed::url` and the status show: refused at submit and here.
+            debug_assert!(!redact::has_credentials(&url));
             return Ok(Sent {
                 response,
                 url,
@@ -122,24 +125,30 @@ pub(crate) async fn send(
                 limit: max_redirects,
             });
         }
+        // The error quotes the location without credentials or query.
+        let refused = |reason: String| TransferError::RedirectRefused {
+            location: redact::raw(&location).to_string(),
+            reason,
+        };
         let next = url
             .join(location.trim())
-            .map_err(|e| TransferError::RedirectRefused {
-                location: location.clone(),
-                reason: format!("invalid location: {e}"),
-            })?;
+            .map_err(|e| refused(format!("invalid location: {e}")))?;
         if !matches!(next.scheme(), "http" | "https") {
-            return Err(TransferError::RedirectRefused {
-                location,
-                reason: format!("scheme {:?} is not http or https", next.scheme()),
-            });
+            return Err(refused(format!(
+                "scheme {:?} is not http or https",
+                next.scheme()
+            )));
         }
         #[cfg(not(feature = "rustls"))]
         if next.scheme() == "https" {
-            return Err(TransferError::RedirectRefused {
-                location,
-                reason: "https needs the `rustls` feature of actix-transfer".into(),
-            });
+            return Err(refused(
+                "https needs the `rustls` feature of actix-transfer".into(),
+            ));
+        }
+        // A server's credentials for another request are not ours to send, nor to show in the
+        // final URL, the events and the logs.
+        if redact::has_credentials(&next) {
+            return Err(refused("the location carries credentials".into()));
         }
         if status == StatusCode::SEE_OTHER
             || (matches!(status.as_u16(), 301 | 302) && method == Method::POST)
@@ -151,7 +160,7 @@ pub(crate) async fn send(
         }
         url = next;
         on_redirect(&url);
-        tracing::debug!(%url, status = status.as_u16(), hops, "following redirect");
+        tracing::debug!(url = %redact::url(&url), status = status.as_u16(), hops, "following redirect");
     }
 }
 

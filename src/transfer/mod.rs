@@ -626,7 +626,7 @@ impl TransferActor {
             "transfer",
             id = setup.id.get(),
             kind,
-            url = %setup.job.request.url
+            url = %crate::redact::url(&setup.job.request.url)
         );
         let now = Instant::now();
         let ctx = Ctx {
@@ -842,8 +842,9 @@ impl TransferActor {
             return self.end_failed(error, false, ctx);
         };
         let (conflict, fsync) = (opts.conflict, opts.fsync.unwrap_or(self.ctx.cfg.fsync));
-        let job =
-            crate::file::blocking::run(move || sink::finalize(file, &placement, conflict, bytes, fsync));
+        let job = crate::file::blocking::run(move || {
+            sink::finalize(file, &placement, conflict, bytes, fsync)
+        });
         ctx.spawn(
             wrap_future(job).map(move |res, act: &mut Self, ctx| match res {
                 Ok(Ok(path)) => act.end(completed(bytes, status, url, Output::File(path)), ctx),
