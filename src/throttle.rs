@@ -54,6 +54,16 @@ impl Bucket {
         Some(self.rate.load(Relaxed)).filter(|r| *r > 0)
     }
 
+    /// How long until the debt owed now is paid (zero when there is none).
+    pub(crate) fn debt(&self) -> Duration {
+        let Some(rate) = self.rate() else {
+            return Duration::ZERO;
+        };
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let owed = -st.tokens - st.last.elapsed().as_secs_f64() * rate as f64;
+        Duration::from_secs_f64(owed.max(0.0) / rate as f64)
+    }
+
     /// Take `n` bytes' worth of tokens; returns how long to wait before moving more.
     pub(crate) fn take(&self, n: usize) -> Duration {
         let Some(rate) = self.rate() else {
@@ -101,5 +111,16 @@ mod tests {
             wait <= Duration::from_millis(100),
             "debt forgiven on a rate change: {wait:?}"
         );
+    }
+
+    #[test]
+    fn the_debt_is_what_is_left_to_pay() {
+        let b = Bucket::new(Some(100_000));
+        assert_eq!(b.debt(), Duration::ZERO, "nothing taken, nothing owed");
+        let wait = b.take(50_000);
+        let debt = b.debt();
+        assert!(debt <= wait && debt > wait / 2, "{debt:?} of {wait:?}");
+        b.set_rate(None);
+        assert_eq!(b.debt(), Duration::ZERO, "no limit, no debt");
     }
 }

@@ -204,3 +204,52 @@ async fn a_storm_of_cancels_racing_completions_always_agrees_with_ended() {
     assert!(seen[EndState::Cancelled as usize] > 0, "{seen:?}");
     assert!(seen[EndState::Completed as usize] > 0, "{seen:?}");
 }
+
+/// Once `Cancel` answered `Ok`, every message tells the same story: `SetRate` says the
+/// transfer ended cancelled, `Status` says `Cancelled`, `List` of active ones leaves it out,
+/// and `Wait` answers `Cancelled` (at once, not never). The Engine may not have its actor's
+/// report yet at that moment; the answers must not depend on it.
+#[actix_rt::test]
+async fn every_message_agrees_with_a_cancel_that_answered() {
+    const TRIES: usize = 100;
+    let server = server();
+    let rig = rig().await;
+    let mut wrong = Vec::new();
+    for i in 0..TRIES {
+        let id = rig
+            .submit(Download::new(server.url("/slow/10000000")).to(format!("t{i}")))
+            .await;
+        rig.events
+            .until_kind(id, |k| matches!(k, EventKind::Began { .. }))
+            .await;
+        assert_eq!(rig.engine.send(Cancel(id)).await.unwrap(), Ok(()));
+        let set = SetRate {
+            id,
+            bytes_per_sec: Some(1000),
+        };
+        let set = rig.engine.send(set).await.unwrap();
+        let status = rig.engine.send(Status(id)).await.unwrap().unwrap().state;
+        let active = rig
+            .engine
+            .send(List(Some(TransferState::Active)))
+            .await
+            .unwrap();
+        let listed = active.iter().any(|s| s.id == id);
+        let waited = rig.wait(id).await;
+        if set != Err(CancelError::NotActive(EndState::Cancelled))
+            || status != TransferState::Cancelled
+            || listed
+            || !matches!(waited, Outcome::Cancelled { .. })
+        {
+            wrong.push(format!(
+                "try {i}: SetRate {set:?}, Status {status:?}, listed active {listed}, Wait {waited:?}"
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {TRIES} tries contradicted the cancel:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}

@@ -319,6 +319,21 @@ impl Record {
             _ => self.progress.state().end_state(),
         }
     }
+
+    /// Where the transfer is: ended as [`Record::ended`] says, else as its slot says. Every
+    /// message that reports or depends on the state (`Status`, `List`, `SetRate`, the control
+    /// messages) goes by this or by `ended`, so none contradicts another.
+    fn state(&self) -> TransferState {
+        if let Some(end) = self.ended() {
+            return end.into();
+        }
+        match &self.slot {
+            Slot::Queued { .. } => TransferState::Queued,
+            Slot::Active { .. } => TransferState::Active,
+            Slot::Paused(_) => TransferState::Paused,
+            Slot::Ended(o) => o.end_state().into(),
+        }
+    }
 }
 
 /// Ended records kept by default (see [`EngineBuilder::keep_ended`]).
@@ -577,15 +592,13 @@ impl Engine {
     }
 
     fn status_of(&self, id: TransferId, r: &Record) -> TransferStatus {
-        let (state, error, path) = match &r.slot {
-            Slot::Queued { .. } => (TransferState::Queued, None, r.path.clone()),
-            Slot::Active { .. } => (TransferState::Active, None, r.path.clone()),
-            Slot::Paused(_) => (TransferState::Paused, None, r.path.clone()),
+        let state = r.state();
+        let (error, path) = match &r.slot {
             Slot::Ended(o) => (
-                TransferState::from(o.end_state()),
                 o.error().cloned(),
                 o.path().map(PathBuf::from).or_else(|| r.path.clone()),
             ),
+            _ => (None, r.path.clone()),
         };
         TransferStatus {
             id,
@@ -600,7 +613,7 @@ impl Engine {
             },
             bytes_estimated: r.progress.estimated(),
             error,
-            can_resume: matches!(r.slot, Slot::Paused(_)) && r.progress.can_resume(),
+            can_resume: state == TransferState::Paused && r.progress.can_resume(),
         }
     }
 
@@ -1155,8 +1168,8 @@ impl Handler<SetRate> for Engine {
 
     fn handle(&mut self, msg: SetRate, _ctx: &mut Self::Context) -> Self::Result {
         let record = self.records.get(&msg.id).ok_or(CancelError::Unknown)?;
-        if let Slot::Ended(o) = &record.slot {
-            return Err(CancelError::NotActive(o.end_state()));
+        if let Some(end) = record.ended() {
+            return Err(CancelError::NotActive(end));
         }
         record.rate.set_rate(msg.bytes_per_sec);
         Ok(())

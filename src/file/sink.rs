@@ -266,11 +266,16 @@ impl FileSink {
             self.full = Some(full);
         }
         self.buf.extend_from_slice(chunk);
-        let slow = self.buf.len() >= SLOW_BUF && held >= SLOW_HOLD;
+        // Slow means data that comes at less than `SLOW_RATE`, not a buffer yet to fill: a
+        // steady transfer (one held to a bandwidth limit, say) takes most of the 250 ms its
+        // buffer is sized to, and read in rounds it would sleep a round for a trickle's worth.
+        let trickles = (self.buf.len() as f64) < SLOW_RATE * held.as_secs_f64();
+        let slow = self.buf.len() >= SLOW_BUF && held >= SLOW_HOLD && trickles;
         let filled = self.buf.len() >= self.full.unwrap_or(WRITE_BUF);
         if filled || held >= MAX_HOLD || slow {
-            // A buffer written before it filled means the data slowed down: not worth keeping.
-            self.slow = !filled;
+            // A buffer written before it filled: not worth keeping (`filled`), and if the data
+            // came at less than `SLOW_RATE`, the reader goes on in rounds.
+            self.slow = !filled && trickles;
             self.hand_off(filled).await?;
         }
         Ok(())

@@ -24,6 +24,7 @@ use std::{
         atomic::{AtomicU64, Ordering::Relaxed},
         Arc,
     },
+    time::Instant,
 };
 
 use awc::{
@@ -46,6 +47,7 @@ use crate::{
     file::sink::{Behind, FileSink},
     http,
     request::HttpRequest,
+    throttle::Bucket,
 };
 
 /// The least size of one segment.
@@ -95,6 +97,25 @@ struct Segment {
     file: Arc<Part>,
     counted: Arc<AtomicU64>,
     quiesce: Arc<Quiesce>,
+    limits: Limits,
+}
+
+/// The transfer's bandwidth limits and the engine's: every segment takes its bytes from both,
+/// as a single stream does.
+#[derive(Clone)]
+struct Limits {
+    own: Arc<Bucket>,
+    global: Arc<Bucket>,
+}
+
+impl Limits {
+    /// Pay for `n` bytes: sleep off any debt before reading on.
+    async fn take(&self, n: usize) {
+        let wait = self.own.take(n).max(self.global.take(n));
+        if !wait.is_zero() {
+            actix_rt::time::sleep(wait).await;
+        }
+    }
 }
 
 /// Run a segmented download whose first response is `first`; `sink` holds the `.part`.
@@ -127,6 +148,10 @@ pub(super) async fn run(
     let counters: Vec<Arc<AtomicU64>> =
         bounds.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
     let peers = ctx.peers.clone();
+    let limits = Limits {
+        own: Arc::clone(&ctx.rate),
+        global: Arc::clone(&ctx.global_rate),
+    };
 
     let mut aborts = AbortAll(Vec::new());
     // Every segment's result, the first one's (read here) and the others' (reported through
@@ -168,6 +193,7 @@ pub(super) async fn run(
             file: Arc::clone(&file),
             counted: Arc::clone(&counters[i]),
             quiesce: Arc::new(Quiesce(Some(quiet_tx))),
+            limits: limits.clone(),
         };
         let run = |segment, client| async move {
             let res = Abortable::new(fetch_segment(segment, client), registration).await;
@@ -204,6 +230,7 @@ pub(super) async fn run(
         Arc::clone(&file),
         Arc::clone(&counters[0]),
         local_quiet,
+        limits.clone(),
         false,
     );
     segments.push(Box::pin(local));
@@ -224,6 +251,11 @@ pub(super) async fn run(
             Either::Right(_) => {}
         }
         ctx.segments_moved(sum());
+        // Segments sleeping off a bandwidth debt are not idle: the deadline moves past it.
+        let debt = limits.own.debt().max(limits.global.debt());
+        if !debt.is_zero() {
+            ctx.since.set(ctx.since.get().max(Instant::now() + debt));
+        }
     }
     for (i, (start, end)) in bounds.iter().enumerate() {
         let got = counters[i].load(Relaxed);
@@ -267,13 +299,18 @@ async fn fetch_segment(s: Segment, client: awc::Client) -> Result<(), TransferEr
             s.start, s.end
         )));
     }
-    read_range(resp, s.start, s.end, s.file, s.counted, s.quiesce, true).await
+    read_range(
+        resp, s.start, s.end, s.file, s.counted, s.quiesce, s.limits, true,
+    )
+    .await
 }
 
 /// Read `start..=end` from `resp` into `file` at its offsets; positioned writes of up to
 /// `SEGMENT_BUF` on the file-I/O threads, one in flight, each holding the quiescence guard.
+/// Bytes are counted as they arrive (as a single stream counts them), under the `limits`.
 /// `own_response`: `resp` answers this range alone and must end with it (segment 0 reads the
 /// start of the first response and drops the rest).
+#[allow(clippy::too_many_arguments)]
 async fn read_range(
     mut resp: ClientResponse,
     start: u64,
@@ -281,6 +318,7 @@ async fn read_range(
     file: Arc<Part>,
     counted: Arc<AtomicU64>,
     quiesce: Arc<Quiesce>,
+    limits: Limits,
     own_response: bool,
 ) -> Result<(), TransferError> {
     let want = end - start + 1;
@@ -298,6 +336,8 @@ async fn read_range(
         let take = (want - received).min(chunk.len() as u64) as usize;
         buf.extend_from_slice(&chunk[..take]);
         received += take as u64;
+        counted.fetch_add(take as u64, Relaxed);
+        limits.take(take).await;
         if buf.len() >= SEGMENT_BUF || received == want {
             let data = std::mem::replace(&mut buf, Vec::with_capacity(SEGMENT_BUF));
             let (f, q, offset) = (Arc::clone(&file), Arc::clone(&quiesce), at);
@@ -315,7 +355,6 @@ async fn read_range(
             .await
             .map_err(|e| TransferError::Internal(e.to_string()))?
             .map_err(|e| TransferError::file("writing", &e))?;
-            counted.fetch_add(n, Relaxed);
         }
         yields.before_read().await;
     }
