@@ -235,8 +235,8 @@ impl EngineBuilder {
     /// body) the engine keeps for [`Status`], [`Wait`], [`List`] and late subscribers. Past
     /// this many, the oldest ended one is forgotten as if [`Erase`]d (its files stay): an
     /// engine that runs for months, or a load test of millions of requests, stays bounded.
-    /// Default 10,000; `usize::MAX` keeps everything until erased; `0` keeps none (a [`Wait`]
-    /// sent before the end is still answered). See also
+    /// Default 10,000; `usize::MAX` keeps everything until erased; `0` keeps only the one that
+    /// ended last (a record is never forgotten as it ends). See also
     /// [`keep_ended_bytes`](Self::keep_ended_bytes).
     pub fn keep_ended(mut self, n: usize) -> Self {
         self.keep_ended = n;
