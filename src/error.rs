@@ -261,7 +261,8 @@ pub enum TimeoutPhase {
     Headers,
     /// No byte moved in either direction for the idle timeout, during a body.
     Idle,
-    /// The optional overall deadline of one attempt.
+    /// The optional overall deadline of the transfer, every attempt and backoff included
+    /// ([`total_timeout`](crate::EngineBuilder::total_timeout)). Never retried.
     Total,
 }
 

@@ -115,7 +115,8 @@ impl Download {
     }
 
     /// Fetch the file as `k` byte ranges in parallel, each on its own connection and worker
-    /// (`1` forces a single stream; default: the engine's setting). Used only when the server
+    /// (`1` forces a single stream, and `0` counts as 1; at most 16: more is cut to 16; default:
+    /// the engine's setting). Used only when the server
     /// gives a length, `Accept-Ranges: bytes` and a validator, each range is at least 1 MiB,
     /// and no SHA-256 is expected (the digest is computed in order while streaming); otherwise
     /// the download is a single stream. One transfer, one event stream either way.
@@ -137,8 +138,8 @@ impl Download {
         self
     }
 
-    /// Limit this transfer to `bytes_per_sec` (the engine's global limit applies too). Change
-    /// it while it runs with [`SetRate`](crate::SetRate).
+    /// Limit this transfer to `bytes_per_sec` (the engine's global limit applies too; `0`: no
+    /// limit of its own). Change it while it runs with [`SetRate`](crate::SetRate).
     pub fn max_rate(mut self, bytes_per_sec: u64) -> Self {
         self.max_rate = Some(bytes_per_sec);
         self
@@ -167,7 +168,8 @@ impl Download {
         self
     }
 
-    /// Attempts before giving up, the first included (default: the engine's retry policy).
+    /// Attempts before giving up, the first included (`0` counts as 1; default: the engine's
+    /// retry policy).
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = Some(n.max(1));
         self
@@ -198,7 +200,9 @@ impl Download {
         self
     }
 
-    /// Add a request header.
+    /// Add a request header. Headers the engine owns are refused at submit with
+    /// `InvalidRequest`: `Expect`, `Host`, `Content-Length`, `Transfer-Encoding`, `TE`,
+    /// `Connection`, `Keep-Alive`, `Proxy-Connection` and `Upgrade`.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -257,7 +261,8 @@ impl Upload {
         }
     }
 
-    /// Limit this upload to `bytes_per_sec` (the engine's global limit applies too).
+    /// Limit this upload to `bytes_per_sec` (the engine's global limit applies too; `0`: no
+    /// limit of its own).
     pub fn max_rate(mut self, bytes_per_sec: u64) -> Self {
         self.max_rate = Some(bytes_per_sec);
         self
@@ -269,7 +274,9 @@ impl Upload {
         self
     }
 
-    /// Add a request header.
+    /// Add a request header. Headers the engine owns are refused at submit with
+    /// `InvalidRequest`: `Expect`, `Host`, `Content-Length`, `Transfer-Encoding`, `TE`,
+    /// `Connection`, `Keep-Alive`, `Proxy-Connection` and `Upgrade`.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -329,7 +336,8 @@ impl Fetch {
         }
     }
 
-    /// Limit this transfer to `bytes_per_sec` (the engine's global limit applies too).
+    /// Limit this transfer to `bytes_per_sec` (the engine's global limit applies too; `0`: no
+    /// limit of its own).
     pub fn max_rate(mut self, bytes_per_sec: u64) -> Self {
         self.max_rate = Some(bytes_per_sec);
         self
@@ -341,7 +349,9 @@ impl Fetch {
         self
     }
 
-    /// Add a request header.
+    /// Add a request header. Headers the engine owns are refused at submit with
+    /// `InvalidRequest`: `Expect`, `Host`, `Content-Length`, `Transfer-Encoding`, `TE`,
+    /// `Connection`, `Keep-Alive`, `Proxy-Connection` and `Upgrade`.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -468,7 +478,48 @@ fn parse_headers(
                 .map_err(|_| TransferError::invalid(format!("invalid value for header {k:?}")))?;
             Ok((name, value))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(refuse_owned_headers)
+}
+
+/// Request headers the engine (or awc under it) owns, with the reason each is refused.
+const OWNED_HEADERS: [(&str, &str); 9] = [
+    // awc refuses it on a request without a body, and would hold a body back until a
+    // `100 Continue` that many servers never send.
+    ("expect", "the engine sends no `100-continue` requests"),
+    // awc would send it instead of the URL's host on HTTP/1.1 (to every origin a redirect
+    // leads to), and drops it on HTTP/2.
+    ("host", "the host comes from the URL"),
+    // awc frames the body itself and drops these, or sends them beside its own framing.
+    (
+        "content-length",
+        "the engine frames the request body itself",
+    ),
+    (
+        "transfer-encoding",
+        "the engine frames the request body itself",
+    ),
+    ("te", "the engine chooses the transfer codings"),
+    // Connection management belongs to the pool; HTTP/2 forbids all of these.
+    ("connection", "connections are managed by the engine"),
+    ("keep-alive", "connections are managed by the engine"),
+    ("proxy-connection", "connections are managed by the engine"),
+    ("upgrade", "the engine does not switch protocols"),
+];
+
+/// Refuse the headers the engine owns (see [`OWNED_HEADERS`]): sent, each would be dropped,
+/// contradict what the engine sends, or make awc refuse the request after submit.
+fn refuse_owned_headers(
+    headers: Vec<(HeaderName, HeaderValue)>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, TransferError> {
+    for (name, _) in &headers {
+        if let Some((_, why)) = OWNED_HEADERS.iter().find(|(n, _)| name == *n) {
+            return Err(TransferError::invalid(format!(
+                "the {name} header cannot be set: {why}"
+            )));
+        }
+    }
+    Ok(headers)
 }
 
 impl Download {

@@ -146,3 +146,71 @@ async fn a_partial_answer_to_a_range_the_caller_asked_for_completes() {
     assert!(outcome.is_completed(), "{outcome:?}");
     assert_eq!(std::fs::read(dir.path().join(NAME)).unwrap(), pattern(100));
 }
+
+/// A `Retry-After` longer than the policy allows is not cut short: the transfer fails at once
+/// with the server's status, and no second request is sent early.
+#[actix_rt::test]
+async fn a_retry_after_beyond_the_policy_fails_with_the_status() {
+    let server = Hostile::always(vec![Step::Write(response(
+        503,
+        &[("Retry-After", "100")],
+        b"come back later",
+    ))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| {
+        b.retry(actix_transfer::RetryPolicy::default().max_attempts(3))
+    });
+
+    let start = std::time::Instant::now();
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &TransferError::Server { status: 503 });
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "retried before the server's time"
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert_empty(dir.path());
+}
+
+/// A `Retry-After` within the policy is honoured: the next request waits that long.
+#[actix_rt::test]
+async fn a_retry_after_within_the_policy_is_waited_for() {
+    let server = Hostile::start(|req| {
+        if req.conn == 0 {
+            vec![
+                Step::Write(response(429, &[("Retry-After", "1")], b"slow down")),
+                Step::Close,
+            ]
+        } else {
+            vec![Step::Write(ok(b"done"))]
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| {
+        b.retry(actix_transfer::RetryPolicy::default().max_attempts(2))
+    });
+    let events = Events::subscribe(&engine).await;
+
+    let start = std::time::Instant::now();
+    let id = submit(&engine, Download::new(server.url("/x")).to(NAME))
+        .await
+        .unwrap();
+    let all = events.until_ended(id).await;
+    // The second request, whose answer ended the transfer, came after the server's delay.
+    assert!(start.elapsed() >= std::time::Duration::from_secs(1));
+
+    let outcome = wait(&engine, id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    let delays: Vec<_> = all
+        .iter()
+        .filter_map(|e| match e {
+            actix_transfer::EventKind::Retrying { delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays, [std::time::Duration::from_secs(1)]);
+    assert_eq!(server.requests().len(), 2);
+    assert_eq!(std::fs::read(dir.path().join(NAME)).unwrap(), b"done");
+}

@@ -225,3 +225,204 @@ async fn a_refused_connection_is_a_connect_error_not_a_timeout() {
     assert_failed(&outcome, actix_transfer::ErrorKind::Connect);
     assert_empty(dir.path());
 }
+
+/// `total_timeout` bounds the whole transfer, retries included: the attempt cut by the deadline
+/// is not retried, and the transfer ends at the deadline with `Timeout(Total)`.
+#[actix_rt::test]
+async fn the_total_deadline_bounds_the_whole_transfer_and_is_not_retried() {
+    // A 4 s body; a deadline of 800 ms; retries with short backoffs allowed.
+    let server = trickle(40, Duration::from_millis(100));
+    let dir = tempfile::tempdir().unwrap();
+    let deadline = Duration::from_millis(800);
+    let engine = engine(dir.path(), |b| {
+        b.total_timeout(deadline).idle_timeout(LONG).retry(
+            actix_transfer::RetryPolicy::default()
+                .max_attempts(5)
+                .initial_delay(Duration::from_millis(50)),
+        )
+    });
+
+    let start = std::time::Instant::now();
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+    let elapsed = start.elapsed();
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Total));
+    let actix_transfer::Outcome::Failed { attempts, .. } = &outcome else {
+        unreachable!()
+    };
+    assert_eq!(*attempts, 1, "the deadline was retried: {outcome:?}");
+    assert_eq!(server.requests().len(), 1);
+    assert!(
+        elapsed >= deadline,
+        "ended before the deadline: {elapsed:?}"
+    );
+    assert!(
+        elapsed < deadline + Duration::from_millis(1500),
+        "ended long after the deadline: {elapsed:?}"
+    );
+    assert_nothing_completed(dir.path(), NAME);
+}
+
+/// A backoff that would end past the total deadline is not slept: the transfer ends at the
+/// deadline with `Timeout(Total)` instead of sending a request after it.
+#[actix_rt::test]
+async fn a_backoff_past_the_total_deadline_ends_at_the_deadline() {
+    let server = Hostile::always(vec![Step::Write(response(503, &[], b"busy"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let deadline = Duration::from_millis(500);
+    let engine = engine(dir.path(), |b| {
+        // The backoff is at least 5 s (10 s with jitter down to half).
+        b.total_timeout(deadline).retry(
+            actix_transfer::RetryPolicy::default()
+                .max_attempts(2)
+                .initial_delay(Duration::from_secs(10)),
+        )
+    });
+
+    let start = std::time::Instant::now();
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+    let elapsed = start.elapsed();
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Total));
+    assert_eq!(server.requests().len(), 1, "a request after the deadline");
+    assert!(
+        elapsed >= deadline,
+        "ended before the deadline: {elapsed:?}"
+    );
+    assert!(
+        elapsed < deadline + Duration::from_millis(1500),
+        "the backoff was slept: {elapsed:?}"
+    );
+    assert_empty(dir.path());
+}
+
+/// The chosen rule: time spent paused does not count toward `total_timeout` (the caller
+/// stopped the clock by pausing); the time before the pause and after the resume does.
+#[actix_rt::test]
+async fn time_spent_paused_does_not_count_toward_the_total_deadline() {
+    // A body of 500 ms; a deadline of 1.5 s; paused for 2 s in between.
+    let server = trickle(5, Duration::from_millis(100));
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| {
+        b.total_timeout(Duration::from_millis(1500))
+            .idle_timeout(LONG)
+    });
+    let events = Events::subscribe(&engine).await;
+
+    let id = submit(&engine, Download::new(server.url("/x")).to(NAME))
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !events
+        .of(id)
+        .iter()
+        .any(|e| matches!(e, actix_transfer::EventKind::Began { .. }))
+    {
+        assert!(start.elapsed() < LIMIT, "no Began: {:?}", events.of(id));
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    engine
+        .send(actix_transfer::Pause(id))
+        .await
+        .unwrap()
+        .unwrap();
+    // Paused for longer than the whole deadline: the point of this test, not a hope.
+    actix_rt::time::sleep(Duration::from_secs(2)).await;
+    engine
+        .send(actix_transfer::Resume(id))
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = wait(&engine, id).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(
+        std::fs::read(dir.path().join(NAME)).unwrap(),
+        pattern(5_000)
+    );
+}
+
+/// Zero means "no limit" for every timeout: a server slow to answer and a body with gaps
+/// complete with all four timeouts set to zero.
+#[actix_rt::test]
+async fn zero_timeouts_mean_no_limit() {
+    let body = pattern(3_000);
+    let mut script = vec![
+        Step::Pause(Duration::from_millis(300)),
+        Step::Write(head(200, &[("Content-Length", "3000")])),
+    ];
+    for piece in body.chunks(1000) {
+        script.push(Step::Pause(Duration::from_millis(200)));
+        script.push(Step::Write(piece.to_vec()));
+    }
+    let server = Hostile::always(script);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| {
+        b.connect_timeout(Duration::ZERO)
+            .headers_timeout(Duration::ZERO)
+            .idle_timeout(Duration::ZERO)
+            .total_timeout(Duration::ZERO)
+            .progress_interval(Duration::ZERO)
+    });
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(std::fs::read(dir.path().join(NAME)).unwrap(), body);
+}
+
+/// A huge duration saturates (a deadline that never comes) instead of overflowing: each
+/// duration option alone, then all together, set to `Duration::MAX`.
+#[actix_rt::test]
+async fn huge_durations_saturate() {
+    type Tweak = fn(actix_transfer::EngineBuilder) -> actix_transfer::EngineBuilder;
+    let tweaks: [(&str, Tweak); 7] = [
+        ("connect", |b| b.connect_timeout(Duration::MAX)),
+        ("headers", |b| b.headers_timeout(Duration::MAX)),
+        ("idle", |b| b.idle_timeout(Duration::MAX)),
+        ("total", |b| b.total_timeout(Duration::MAX)),
+        ("progress", |b| b.progress_interval(Duration::MAX)),
+        ("retry", |b| {
+            b.retry(
+                actix_transfer::RetryPolicy::default()
+                    .initial_delay(Duration::MAX)
+                    .max_delay(Duration::MAX)
+                    .max_retry_after(Duration::MAX),
+            )
+        }),
+        ("all", |b| {
+            b.connect_timeout(Duration::MAX)
+                .headers_timeout(Duration::MAX)
+                .idle_timeout(Duration::MAX)
+                .total_timeout(Duration::MAX)
+                .progress_interval(Duration::MAX)
+        }),
+    ];
+    let server = trickle(3, Duration::from_millis(20));
+    for (what, tweak) in tweaks {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path(), tweak);
+
+        let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+        assert!(outcome.is_completed(), "{what}: {outcome:?}");
+        assert_eq!(
+            std::fs::read(dir.path().join(NAME)).unwrap(),
+            pattern(3_000),
+            "{what}"
+        );
+    }
+
+    // A huge backoff, cut by the total deadline.
+    let busy = Hostile::always(vec![Step::Write(response(503, &[], b"busy"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| {
+        b.total_timeout(Duration::from_millis(300)).retry(
+            actix_transfer::RetryPolicy::default()
+                .initial_delay(Duration::MAX)
+                .max_delay(Duration::MAX),
+        )
+    });
+    let (_, outcome) = run(&engine, Download::new(busy.url("/x")).to(NAME)).await;
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Total));
+}

@@ -222,3 +222,108 @@ async fn header_names_outside_the_token_grammar_are_refused() {
         "{sent:?}"
     );
 }
+
+/// Headers the engine or awc owns are refused at submit, naming the header: `Expect` (awc
+/// refuses it on a request without a body, and the engine sends no `100-continue` bodies),
+/// `Host` (the URL names the host), and the framing and connection headers, which awc drops or
+/// which HTTP/2 forbids. Before, an `Expect` was accepted and then retried as a connect error.
+#[actix_rt::test]
+async fn headers_the_engine_owns_are_refused_at_submit() {
+    let server = Hostile::always(vec![Step::Write(ok(b"no"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("up.bin");
+    std::fs::write(&file, b"data").unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let url = server.url("/x");
+    for (name, value) in [
+        ("Expect", "100-continue"),
+        ("expect", "x"),
+        ("Host", "example.com"),
+        ("Content-Length", "5"),
+        ("Transfer-Encoding", "chunked"),
+        ("Connection", "close"),
+        ("Keep-Alive", "timeout=5"),
+        ("Proxy-Connection", "keep-alive"),
+        ("Upgrade", "h2c"),
+        ("TE", "trailers"),
+    ] {
+        let what = format!("{name}: {value}");
+        for refused in [
+            submit(&engine, Download::new(&url).to("x.bin").header(name, value)).await,
+            submit(&engine, Fetch::get(&url).header(name, value)).await,
+            submit(
+                &engine,
+                Fetch::new("POST", &url).body("b").header(name, value),
+            )
+            .await,
+            submit(&engine, Upload::new(&url, &file).header(name, value)).await,
+        ] {
+            let message = invalid(&what, refused);
+            assert!(
+                message
+                    .to_ascii_lowercase()
+                    .contains(&name.to_ascii_lowercase()),
+                "{what}: {message}"
+            );
+        }
+    }
+    assert_eq!(server.connections(), 0, "a request was made");
+    assert!(engine.send(List(None)).await.unwrap().is_empty());
+}
+
+/// Zero and huge counts either work or are cut to a documented bound, never panic or hang:
+/// `max_active(0)`, `max_per_host(0)`, `keep_ended(0)`, `max_rate(0)` (no limit),
+/// `segments(0)`, `max_attempts(0)` and huge attempt counts all complete a download.
+#[actix_rt::test]
+async fn zero_and_huge_counts_work() {
+    type Tweak = fn(actix_transfer::EngineBuilder) -> actix_transfer::EngineBuilder;
+    let tweaks: [(&str, Tweak); 8] = [
+        ("max_active 0", |b| b.max_active(0)),
+        ("max_per_host 0", |b| b.max_per_host(0)),
+        ("max_rate 0", |b| b.max_rate(0)),
+        ("keep_ended 0", |b| b.keep_ended(0).keep_ended_bytes(0)),
+        ("segments 0", |b| b.segments(0, 0)),
+        ("segments huge", |b| b.segments(u32::MAX, 0)),
+        ("attempts 0", |b| {
+            b.retry(actix_transfer::RetryPolicy::default().max_attempts(0))
+        }),
+        ("attempts huge", |b| {
+            b.retry(actix_transfer::RetryPolicy::default().max_attempts(u32::MAX))
+        }),
+    ];
+    let server = Hostile::always(vec![Step::Write(ok(b"content"))]);
+    for (what, tweak) in tweaks {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path(), tweak);
+        let download = Download::new(server.url("/x"))
+            .to("x.bin")
+            .max_rate(0)
+            .segments(0)
+            .max_attempts(0);
+
+        let (_, outcome) = run(&engine, download).await;
+
+        assert!(outcome.is_completed(), "{what}: {outcome:?}");
+        assert_eq!(
+            std::fs::read(dir.path().join("x.bin")).unwrap(),
+            b"content",
+            "{what}"
+        );
+    }
+}
+
+/// A huge `max_redirects` is cut to a bound, so a redirect loop ends instead of running
+/// (practically) forever.
+#[actix_rt::test]
+async fn a_huge_redirect_limit_still_ends_a_loop() {
+    let server = Hostile::start(|req| vec![Step::Write(redirect(302, &req.path))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b.max_redirects(u32::MAX));
+
+    let (_, outcome) = run(&engine, Fetch::get(server.url("/"))).await;
+
+    match failure(&outcome) {
+        TransferError::TooManyRedirects { limit } => assert!(*limit < 1_000, "{limit}"),
+        other => panic!("not a redirect limit: {other:?}"),
+    }
+}

@@ -34,6 +34,10 @@ use admission::{Admission, Host, QueueKey};
 
 /// Builds and starts an [`Engine`]. Every option has a documented default.
 ///
+/// Zero and huge values: a zero duration means "no limit" for every timeout and limit
+/// (like curl's `--max-time 0`), and a huge one (up to `Duration::MAX`) saturates to a
+/// deadline that never comes. Counts say what `0` does on each option.
+///
 /// ```no_run
 /// use std::time::Duration;
 /// use actix_transfer::Engine;
@@ -109,26 +113,29 @@ impl EngineBuilder {
         self
     }
 
-    /// Transfers running at once; more wait in a queue (FIFO within priority). Default 256.
+    /// Transfers running at once; more wait in a queue (FIFO within priority). `0` counts as
+    /// 1. Default 256.
     pub fn max_active(mut self, n: usize) -> Self {
         self.max_active = n.max(1);
         self
     }
 
-    /// Transfers running at once against one `host:port`. Default: no per-host limit.
+    /// Transfers running at once against one `host:port` (`0` counts as 1). Default: no
+    /// per-host limit.
     pub fn max_per_host(mut self, n: usize) -> Self {
         self.max_per_host = Some(n.max(1));
         self
     }
 
     /// Limit all transfers together to `bytes_per_sec` (token bucket; change it at run time
-    /// with [`SetLimits`]). Each transfer may have its own limit too. Default: unlimited.
+    /// with [`SetLimits`]). Each transfer may have its own limit too. `0`: no limit. Default:
+    /// unlimited.
     pub fn max_rate(mut self, bytes_per_sec: u64) -> Self {
         self.max_rate = Some(bytes_per_sec);
         self
     }
 
-    /// Bound on establishing a TCP (and TLS) connection. Default 10 s.
+    /// Bound on establishing a TCP (and TLS) connection. Zero: no limit. Default 10 s.
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.cfg.connect_timeout = d;
         self
@@ -136,35 +143,43 @@ impl EngineBuilder {
 
     /// Bound on waiting for response headers once connected: for downloads and fetches the
     /// deadline is the attempt's start plus the connect timeout plus this; for uploads, the last
-    /// byte of the body plus this. Default 30 s.
+    /// byte of the body plus this (with either timeout zero, downloads and fetches have no
+    /// such deadline). Zero: no limit. Default 30 s.
     pub fn headers_timeout(mut self, d: Duration) -> Self {
         self.cfg.headers_timeout = d;
         self
     }
 
     /// Bound on a body making no progress: fails when no byte moves, in either direction, for
-    /// this long. A slow but moving transfer is never cut. Default 30 s.
+    /// this long. A slow but moving transfer is never cut. Zero: no limit. Default 30 s.
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.cfg.idle_timeout = d;
         self
     }
 
-    /// An overall deadline for each transfer, headers and body included. Default: none.
+    /// An overall deadline for each transfer, counted from its start (when it leaves the
+    /// queue): every attempt, and the backoff between them, included. The attempt running at
+    /// the deadline is stopped and the transfer fails with
+    /// [`Timeout(Total)`](crate::TimeoutPhase::Total), never retried; a backoff that would end
+    /// past the deadline is not slept, the transfer ends at the deadline. Time spent paused
+    /// does not count: the clock stops at [`Pause`] and goes on at [`Resume`]. Zero: no limit.
+    /// Default: none.
     pub fn total_timeout(mut self, d: Duration) -> Self {
-        self.cfg.total_timeout = Some(d);
+        self.cfg.total_timeout = Some(d).filter(|d| !d.is_zero());
         self
     }
 
     /// Least time between two `Progress` events of one transfer (one more is always sent when
-    /// the body is done). Default 100 ms.
+    /// the body is done). Zero: no minimum, an event for every chunk. Default 100 ms.
     pub fn progress_interval(mut self, d: Duration) -> Self {
         self.cfg.progress_interval = d;
         self
     }
 
-    /// Redirects followed before failing with `TooManyRedirects`. Default 10; 0 follows none.
+    /// Redirects followed before failing with `TooManyRedirects`. Default 10; 0 follows none;
+    /// at most 100 (more is cut to 100, so a redirect loop always ends).
     pub fn max_redirects(mut self, n: u32) -> Self {
-        self.cfg.max_redirects = n;
+        self.cfg.max_redirects = n.min(MAX_REDIRECTS);
         self
     }
 
@@ -182,8 +197,8 @@ impl EngineBuilder {
     }
 
     /// Segmented downloads by default: files of at least `threshold` bytes are fetched as `k`
-    /// ranges in parallel when the server allows it (see [`Download::segments`]). Default: off
-    /// (`k` = 1).
+    /// ranges in parallel when the server allows it (see [`Download::segments`]; `0` counts
+    /// as 1, more than 16 as 16). Default: off (`k` = 1).
     pub fn segments(mut self, k: u32, threshold: u64) -> Self {
         self.cfg.segments = k.max(1);
         self.cfg.segment_threshold = threshold;
@@ -201,7 +216,8 @@ impl EngineBuilder {
     /// body) the engine keeps for [`Status`], [`Wait`], [`List`] and late subscribers. Past
     /// this many, the oldest ended one is forgotten as if [`Erase`]d (its files stay): an
     /// engine that runs for months, or a load test of millions of requests, stays bounded.
-    /// Default 10,000; `usize::MAX` keeps everything until erased. See also
+    /// Default 10,000; `usize::MAX` keeps everything until erased; `0` keeps only the one that
+    /// ended last (a record is never forgotten as it ends). See also
     /// [`keep_ended_bytes`](Self::keep_ended_bytes).
     pub fn keep_ended(mut self, n: usize) -> Self {
         self.keep_ended = n;
@@ -335,6 +351,10 @@ impl Record {
         }
     }
 }
+
+/// The most redirects a transfer follows, whatever [`EngineBuilder::max_redirects`] says:
+/// twice curl's default (50), five times Chrome's (20).
+const MAX_REDIRECTS: u32 = 100;
 
 /// Ended records kept by default (see [`EngineBuilder::keep_ended`]).
 const DEFAULT_KEEP_ENDED: usize = 10_000;

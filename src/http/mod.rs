@@ -263,7 +263,8 @@ pub(crate) fn headers_of(response: &ClientResponse) -> Headers {
     })
 }
 
-/// Map awc's request error.
+/// Map awc's request error. A request awc (or h2 under it) refuses to build or send is never
+/// a network error: trying it again cannot help, so it maps to a kind that is not retried.
 pub(crate) fn send_error(err: SendRequestError) -> TransferError {
     match err {
         SendRequestError::Connect(ConnectError::Timeout) => {
@@ -284,7 +285,18 @@ pub(crate) fn send_error(err: SendRequestError) -> TransferError {
                 other => TransferError::BadContent(format!("malformed response: {other}")),
             }
         }
-        SendRequestError::Body(e) => TransferError::Network(format!("sending the body: {e}")),
+        // Only the engine's own body source fails this way (the socket's errors are `Send`).
+        SendRequestError::Body(e) => {
+            TransferError::Internal(format!("the request body failed: {e}"))
+        }
+        // h2's error of its user, a request it will not send (no peer reason, no I/O).
+        SendRequestError::H2(e) if e.reason().is_none() && !e.is_io() => {
+            TransferError::InvalidRequest(format!("HTTP/2 refused the request: {e}"))
+        }
+        SendRequestError::H2(e) => TransferError::Network(format!("HTTP/2: {e}")),
+        SendRequestError::TunnelNotSupported | SendRequestError::Custom(..) => {
+            TransferError::Internal(format!("awc refused the request: {err}"))
+        }
         other => TransferError::Network(other.to_string()),
     }
 }
@@ -521,6 +533,23 @@ mod tests {
         assert_eq!(other.url, to);
         let names: Vec<&str> = other.headers.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn requests_awc_refuses_are_never_retryable() {
+        let refused = [
+            SendRequestError::Body("the source failed".into()),
+            SendRequestError::TunnelNotSupported,
+            SendRequestError::Custom("x".into(), Box::new("y")),
+            SendRequestError::Url(awc::error::InvalidUrl::MissingHost),
+        ];
+        for err in refused {
+            let what = err.to_string();
+            let mapped = send_error(err);
+            assert!(!mapped.is_retryable(), "{what} -> {mapped:?}");
+        }
+        let lost = SendRequestError::Send(std::io::ErrorKind::BrokenPipe.into());
+        assert!(send_error(lost).is_retryable());
     }
 
     #[test]

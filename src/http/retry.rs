@@ -14,7 +14,14 @@ use crate::error::{ErrorKind, TimeoutPhase, TransferError};
 ///
 /// The delay before attempt `n + 1` is `initial_delay · 2ⁿ⁻¹`, capped at `max_delay`, then
 /// scaled by a random factor in `[0.5, 1.0]`. A `429` or `503` with a `Retry-After` header
-/// waits what the server asked instead, capped at `max_retry_after`.
+/// waits what the server asked instead; when it asks for longer than `max_retry_after`, the
+/// transfer is not retried early but fails with the server's status.
+///
+/// The engine's [`total_timeout`](crate::EngineBuilder::total_timeout) bounds the retries
+/// too: a backoff that would end past it is not slept, and the transfer ends at the deadline.
+///
+/// Zero means "no limit" for `max_delay` and `max_retry_after`, as for every limit of the
+/// engine; a zero `initial_delay` retries at once. Huge durations saturate.
 ///
 /// Requests whose method is not idempotent (POST, PATCH) are retried only after failures that
 /// happened before the request could reach the server (connect errors and connect timeouts).
@@ -57,25 +64,28 @@ impl RetryPolicy {
         RetryPolicy::default().max_attempts(1)
     }
 
-    /// Attempts in all, the first included (at least 1). Default 5.
+    /// Attempts in all, the first included (`0` counts as 1; `u32::MAX` retries for as long as
+    /// the failures are retryable). Default 5.
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n.max(1);
         self
     }
 
-    /// The first backoff delay. Default 1 s.
+    /// The first backoff delay (zero: retry at once). Default 1 s.
     pub fn initial_delay(mut self, d: Duration) -> Self {
         self.initial_delay = d;
         self
     }
 
-    /// The largest backoff delay. Default 30 s.
+    /// The largest backoff delay (zero: no cap). Default 30 s.
     pub fn max_delay(mut self, d: Duration) -> Self {
         self.max_delay = d;
         self
     }
 
-    /// The longest `Retry-After` honoured; a longer one is cut to this. Default 60 s.
+    /// The longest `Retry-After` honoured. A server that asks for longer is not retried
+    /// early: the transfer fails with its status (`Server { status }`). Zero: no cap.
+    /// Default 60 s.
     pub fn max_retry_after(mut self, d: Duration) -> Self {
         self.max_retry_after = d;
         self
@@ -104,19 +114,29 @@ impl RetryPolicy {
     }
 
     /// The wait after failed attempt `attempt` (from 1); `seed` varies the jitter per transfer.
-    pub(crate) fn delay(&self, attempt: u32, seed: u64, retry_after: Option<Duration>) -> Duration {
+    /// `None`: the server's `Retry-After` is longer than the policy allows, so no retry.
+    pub(crate) fn delay(
+        &self,
+        attempt: u32,
+        seed: u64,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
         if let Some(wait) = retry_after {
-            return wait.min(self.max_retry_after);
+            let allowed = self.max_retry_after.is_zero() || wait <= self.max_retry_after;
+            return allowed.then_some(wait);
         }
-        let exp = self
+        let mut exp = self
             .initial_delay
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
-            .min(self.max_delay);
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        if !self.max_delay.is_zero() {
+            exp = exp.min(self.max_delay);
+        }
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u64(seed);
         h.write_u32(attempt);
         let unit = (h.finish() >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
-        exp.mul_f64(0.5 + unit / 2.0)
+                                                                    // Through f64 a huge delay can round past `Duration::MAX`: keep it as it is then.
+        Some(Duration::try_from_secs_f64(exp.as_secs_f64() * (0.5 + unit / 2.0)).unwrap_or(exp))
     }
 }
 
@@ -145,16 +165,41 @@ mod tests {
             .max_delay(Duration::from_millis(1000));
         for attempt in 1..=8 {
             let full = (100u64 << (attempt - 1)).min(1000);
-            let d = p.delay(attempt, 7, None).as_millis() as u64;
+            let d = p.delay(attempt, 7, None).unwrap().as_millis() as u64;
             assert!(
                 d >= full / 2 && d <= full,
                 "attempt {attempt}: {d} ms vs {full}"
             );
         }
         assert_eq!(
-            p.delay(1, 7, Some(Duration::from_secs(500))),
-            Duration::from_secs(60)
+            p.delay(1, 7, Some(Duration::from_secs(60))),
+            Some(Duration::from_secs(60))
         );
+        assert_eq!(p.delay(1, 7, Some(Duration::from_secs(61))), None);
+        let uncapped = p.clone().max_retry_after(Duration::ZERO);
+        assert_eq!(
+            uncapped.delay(1, 7, Some(Duration::from_secs(500))),
+            Some(Duration::from_secs(500))
+        );
+    }
+
+    #[test]
+    fn huge_and_zero_delays_neither_panic_nor_overflow() {
+        let huge = RetryPolicy::default()
+            .initial_delay(Duration::MAX)
+            .max_delay(Duration::MAX);
+        for attempt in [1, 2, 30, u32::MAX] {
+            for seed in 0..64 {
+                let d = huge.delay(attempt, seed, None).unwrap();
+                assert!(d >= Duration::MAX / 3, "{d:?}");
+            }
+        }
+        let uncapped = RetryPolicy::default()
+            .initial_delay(Duration::from_secs(1))
+            .max_delay(Duration::ZERO);
+        assert!(uncapped.delay(10, 1, None).unwrap() >= Duration::from_secs(256));
+        let at_once = RetryPolicy::default().initial_delay(Duration::ZERO);
+        assert_eq!(at_once.delay(3, 1, None), Some(Duration::ZERO));
     }
 
     #[test]

@@ -253,7 +253,11 @@ async fn read_slowly(
     body: &mut BodyReader,
     sink: &mut FileSink,
 ) -> Result<bool, TransferError> {
-    let round = ROUND.min(ctx.cfg.idle_timeout / 4);
+    // A zero idle timeout is no limit, not a zero round.
+    let round = match ctx.cfg.idle_timeout {
+        idle if idle.is_zero() => ROUND,
+        idle => ROUND.min(idle / 4),
+    };
     loop {
         let start = Instant::now();
         actix_rt::time::sleep(round).await;
@@ -286,6 +290,11 @@ async fn read_slowly(
     }
 }
 
+/// The most segments one download is fetched in, whatever it asks for (as aria2 caps its
+/// connections per server): each is a connection and a future, and a huge count would open
+/// thousands against one server.
+const MAX_SEGMENTS: u64 = 16;
+
 /// How many segments to fetch this response in, if it qualifies (see [`Download::segments`]).
 ///
 /// [`Download::segments`]: crate::Download::segments
@@ -307,7 +316,7 @@ fn segments(
         .get(header::ACCEPT_RANGES)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
-    let k = k.min(total / segmented::MIN_SEGMENT);
+    let k = k.min(total / segmented::MIN_SEGMENT).min(MAX_SEGMENTS);
     let qualifies = k >= 2
         && offset == 0
         && total >= threshold

@@ -261,7 +261,7 @@ impl Ctx {
             });
         }
         self.next_progress
-            .set(Instant::now() + self.cfg.progress_interval);
+            .set(later(Instant::now(), self.cfg.progress_interval));
     }
 
     /// The total announced by the response that started this transfer, if any.
@@ -277,7 +277,8 @@ impl Ctx {
         let now = Instant::now();
         self.since.set(now);
         if now >= self.next_progress.get() {
-            self.next_progress.set(now + self.cfg.progress_interval);
+            self.next_progress
+                .set(later(now, self.cfg.progress_interval));
             self.emit_progress();
         }
     }
@@ -387,33 +388,42 @@ impl Ctx {
     }
 
     /// Fails when no byte moved for the idle timeout during a body, or the headers did not come
-    /// within the headers timeout. Never ends otherwise.
+    /// within the headers timeout. Never ends otherwise. A zero timeout is no limit, and one
+    /// too long to be a point in time never passes.
     async fn watchdog(self: Rc<Self>) -> TransferError {
         // One timer for the attempt, moved to each new deadline.
         let mut sleep = std::pin::pin!(actix_rt::time::sleep_until(Instant::now().into()));
         loop {
             let (limit, phase) = match self.wait.get() {
-                // Connecting has its own timeout (awc's connector reports it as Connect).
-                Wait::Request => (
-                    self.cfg.connect_timeout + self.cfg.headers_timeout,
-                    TimeoutPhase::Headers,
-                ),
+                // Connecting has its own timeout (awc's connector reports it as Connect); with
+                // either timeout off, this wait has no limit.
+                Wait::Request => {
+                    let (connect, headers) = (self.cfg.connect_timeout, self.cfg.headers_timeout);
+                    let limit = if connect.is_zero() || headers.is_zero() {
+                        Duration::ZERO
+                    } else {
+                        connect.saturating_add(headers)
+                    };
+                    (limit, TimeoutPhase::Headers)
+                }
                 Wait::Headers => (self.cfg.headers_timeout, TimeoutPhase::Headers),
                 Wait::Body => (self.cfg.idle_timeout, TimeoutPhase::Idle),
             };
-            let deadline = self.since.get() + limit;
-            if Instant::now() >= deadline {
+            let deadline = deadline(self.since.get(), limit);
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return TransferError::Timeout(phase);
             }
             // Sleep until the deadline, or until the phase changes (a shorter limit may apply):
             // `wait_for` takes the registered waker out of `rearm` and wakes it.
-            sleep.as_mut().reset(deadline.into());
+            if let Some(deadline) = deadline {
+                sleep.as_mut().reset(deadline.into());
+            }
             let mut armed = false;
             futures::future::poll_fn(|cx| {
                 if armed && self.rearm.borrow().is_none() {
                     return Poll::Ready(());
                 }
-                if std::future::Future::poll(sleep.as_mut(), cx).is_ready() {
+                if deadline.is_some() && std::future::Future::poll(sleep.as_mut(), cx).is_ready() {
                     return Poll::Ready(());
                 }
                 armed = true;
@@ -425,6 +435,27 @@ impl Ctx {
         }
     }
 }
+
+/// When a limit of `limit` counted from `since` passes: `None` when it never does, because
+/// the limit is zero (the engine's timeouts read zero as "no limit") or too long to be a point
+/// in time (a huge timeout saturates instead of overflowing).
+fn deadline(since: Instant, limit: Duration) -> Option<Instant> {
+    if limit.is_zero() {
+        None
+    } else {
+        since.checked_add(limit)
+    }
+}
+
+/// `now + d`, saturating at a point so far ahead that it is never reached.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(FAR_AHEAD))
+        .unwrap_or(now)
+}
+
+/// Far enough ahead to be never, near enough to be a point in time on every platform.
+const FAR_AHEAD: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Lets the rest of a thread run between two chunks of one body: the other transfers there,
 /// and the transfer's own mailbox, where a `Cancel` may wait. Tokio alone would let a task run
@@ -609,6 +640,11 @@ pub(crate) struct TransferActor {
     phase: Phase,
     stop: Option<Stop>,
     attempts: u32,
+    /// When `total_timeout` ends the transfer; counted from its start, without the time spent
+    /// paused. `None`: no deadline.
+    deadline: Option<Instant>,
+    /// While paused: what was left of the deadline (see [`TransferActor::deadline`]).
+    deadline_left: Option<Duration>,
     cancel_replies: Vec<Reply>,
     pause_replies: Vec<Reply>,
     kept_part: Option<std::path::PathBuf>,
@@ -629,6 +665,7 @@ impl TransferActor {
             url = %crate::redact::url(&setup.job.request.url)
         );
         let now = Instant::now();
+        let setup_deadline = setup.cfg.total_timeout.and_then(|t| deadline(now, t));
         let ctx = Ctx {
             id: setup.id,
             job: setup.job,
@@ -668,6 +705,8 @@ impl TransferActor {
             phase: Phase::Preparing,
             stop: None,
             attempts: 0,
+            deadline: setup_deadline,
+            deadline_left: None,
             cancel_replies: Vec::new(),
             pause_replies: Vec::new(),
             kept_part: None,
@@ -704,7 +743,7 @@ impl TransferActor {
         self.attempts += 1;
         let (handle, registration) = AbortHandle::new_pair();
         let c = Rc::clone(&self.ctx);
-        let total = self.ctx.cfg.total_timeout;
+        let total = self.deadline;
         let io = async move {
             c.await_request();
             c.retry_after.set(None);
@@ -723,9 +762,11 @@ impl TransferActor {
                 }
             };
             match total {
-                Some(t) => actix_rt::time::timeout(t, guarded)
-                    .await
-                    .unwrap_or(Err(TransferError::Timeout(TimeoutPhase::Total))),
+                Some(at) => {
+                    actix_rt::time::timeout(at.saturating_duration_since(Instant::now()), guarded)
+                        .await
+                        .unwrap_or(Err(TransferError::Timeout(TimeoutPhase::Total)))
+                }
                 None => guarded.await,
             }
         }
@@ -795,13 +836,37 @@ impl TransferActor {
         let max = self.ctx.job.max_attempts.unwrap_or(policy.max_attempts);
         let checksum = matches!(error, TransferError::ChecksumMismatch { .. });
         let fallback = self.ctx.segment_fallback.replace(false);
-        if self.attempts >= max
+        // The total deadline ends the transfer, however many attempts are left.
+        let out_of_time = matches!(error, TransferError::Timeout(TimeoutPhase::Total));
+        if out_of_time
+            || self.attempts >= max
             || self.attempts == 0
             || !(fallback || policy.retryable(&error, &self.ctx.job.request.method))
         {
             return self.end_failed(error, checksum, ctx);
         }
-        let delay = policy.delay(self.attempts, self.ctx.id.get(), self.ctx.retry_after.get());
+        // A server that asks for a longer wait than the policy allows gets no early retry.
+        let Some(delay) =
+            policy.delay(self.attempts, self.ctx.id.get(), self.ctx.retry_after.get())
+        else {
+            tracing::debug!(parent: &self.span, "Retry-After beyond the policy; not retrying");
+            return self.end_failed(error, checksum, ctx);
+        };
+        if let Some(left) = self
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .filter(|left| delay >= *left)
+        {
+            // The next attempt would start past the deadline: end at the deadline instead.
+            tracing::debug!(parent: &self.span, ?delay, "backoff past the total deadline");
+            let handle = ctx.run_later(left, |act, ctx| {
+                if let Phase::Backoff(_) = act.phase {
+                    act.end_failed(TransferError::Timeout(TimeoutPhase::Total), false, ctx);
+                }
+            });
+            self.phase = Phase::Backoff(handle);
+            return;
+        }
         tracing::debug!(parent: &self.span, ?delay, attempt = self.attempts, "retrying");
         self.ctx.publish(EventKind::Retrying {
             attempt: self.attempts,
@@ -923,6 +988,11 @@ impl TransferActor {
     /// Pause: keep the writer, give the admission slot back, answer the pause requests.
     fn park(&mut self, _ctx: &mut Context<Self>) {
         self.phase = Phase::Paused;
+        // Time spent paused does not count toward the total deadline: keep what is left.
+        self.deadline_left = self
+            .deadline
+            .take()
+            .map(|d| d.saturating_duration_since(Instant::now()));
         if let Some(w) = self.ctx.writer.borrow().as_ref() {
             // What counts now is what is on disk.
             self.ctx.set_bytes(if w.damaged { 0 } else { w.written });
@@ -1098,6 +1168,9 @@ impl Handler<ResumeTransfer> for TransferActor {
     fn handle(&mut self, _: ResumeTransfer, ctx: &mut Self::Context) {
         if let Phase::Paused = self.phase {
             self.attempts = 0;
+            if let Some(left) = self.deadline_left.take() {
+                self.deadline = Some(later(Instant::now(), left));
+            }
             self.ctx.progress.set_state(TransferState::Active);
             self.ctx.publish(EventKind::Resumed);
             self.start_attempt(ctx);

@@ -234,11 +234,12 @@ pub(super) async fn run(
         false,
     );
     segments.push(Box::pin(local));
-    let mut ticker = actix_rt::time::interval(
-        ctx.cfg
-            .progress_interval
-            .max(std::time::Duration::from_millis(10)),
-    );
+    // The tick also moves the idle deadline, so it comes at least 4 times a second whatever
+    // the progress interval (a huge one would overflow the interval's next tick, too).
+    let mut ticker = actix_rt::time::interval(ctx.cfg.progress_interval.clamp(
+        std::time::Duration::from_millis(10),
+        std::time::Duration::from_millis(250),
+    ));
     let sum = || counters.iter().map(|c| c.load(Relaxed)).sum::<u64>();
     // Until every segment is done (the first failure ends the attempt), with a progress tick.
     // An exhausted set answers `None` at once: that ends the loop, it is never polled again.
