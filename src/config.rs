@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::http::retry::RetryPolicy;
+use crate::retry::RetryPolicy;
 
 /// The engine's settings, fixed at start (limits can change at run time with
 /// [`SetLimits`](crate::SetLimits)).

@@ -170,6 +170,7 @@ mod file;
 mod http;
 mod redact;
 mod request;
+mod retry;
 mod throttle;
 mod transfer;
 mod worker;
@@ -184,8 +185,9 @@ pub use error::{
 pub use event::status::{TransferKind, TransferState, TransferStatus};
 pub use event::subscribers::SubscriptionId;
 pub use event::{EventKind, HeaderIter, Headers, Outcome, Output, TransferEvent, TransferId};
-pub use http::retry::RetryPolicy;
-pub use request::{Conflict, Download, Fetch, Partial, Upload};
+pub use file::policy::{Conflict, Partial};
+pub use request::{Download, Fetch, Upload};
+pub use retry::RetryPolicy;
 
 #[cfg(test)]
 mod assert_send {

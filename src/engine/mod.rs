@@ -17,15 +17,15 @@ use futures::channel::oneshot;
 use crate::{
     config::Config,
     error::{CancelError, EndState, EraseError, TransferError},
+    event::report::{FinishedBatch, Parked, Reporter},
     event::status::{Progress, TransferKind, TransferState, TransferStatus},
     event::subscribers::{Delivery, Subscribers, SubscriptionId},
     event::{EventKind, IdMap, Outcome, Output, TransferEvent, TransferId},
     file::sink,
-    http::retry::RetryPolicy,
     request::{Download, Fetch, Job, JobKind, Upload},
+    retry::RetryPolicy,
     throttle::Bucket,
     transfer::{
-        report::{FinishedBatch, Parked, Reporter},
         AbortTransfer, CancelTransfer, PauseTransfer, Reply, ResumeTransfer, Setup, TransferActor,
     },
     worker::Workers,

@@ -1,6 +1,7 @@
 //! Events: what a transfer publishes to its subscribers, and how it ended.
 
 pub(crate) mod outbox;
+pub(crate) mod report;
 pub(crate) mod status;
 pub(crate) mod subscribers;
 

@@ -16,8 +16,8 @@ use std::{cell::RefCell, sync::Arc};
 use actix::Recipient;
 
 use crate::{
+    event::report::{Finished, FinishedBatch, Reporter},
     event::TransferEvent,
-    transfer::report::{Finished, FinishedBatch, Reporter},
 };
 
 #[derive(Default)]

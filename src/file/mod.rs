@@ -3,5 +3,6 @@
 
 pub(crate) mod blocking;
 pub(crate) mod path;
+pub(crate) mod policy;
 pub(crate) mod sink;
 pub(crate) mod source;

@@ -43,7 +43,7 @@ use crate::{
     error::{FileErrorKind, TransferError},
     file::blocking::{self, Job},
     file::path::{part_path, uniquified},
-    request::Conflict,
+    file::policy::Conflict,
 };
 
 /// The largest coalesced write (a fast transfer's).

@@ -8,7 +8,7 @@
 //! body awc cannot frame.
 
 pub(crate) mod client;
-pub(crate) mod retry;
+
 pub(crate) mod wire;
 
 use std::time::{Duration, SystemTime};

@@ -27,7 +27,7 @@
 
 mod download;
 mod fetch;
-pub(crate) mod report;
+
 mod segmented;
 mod upload;
 
@@ -50,6 +50,7 @@ use futures::{
 };
 use tracing::Instrument;
 
+use crate::event::report::{Finished, Parked, Reporter};
 use crate::{
     config::Config,
     error::{CancelError, EndState, TimeoutPhase, TransferError},
@@ -57,12 +58,12 @@ use crate::{
     event::status::{Progress, TransferState},
     event::subscribers::{Delivery, Subscribers},
     event::{EventKind, Headers, Outcome, Output, TransferEvent, TransferId},
+    file::policy::Partial,
     file::sink::{self, Drain, Placement, Writer},
     http,
-    request::{Job, JobKind, Partial},
+    request::{Job, JobKind},
     throttle::Bucket,
 };
-use report::{Finished, Parked, Reporter};
 
 /// Everything the Engine hands a worker to start a transfer (all `Send`).
 pub(crate) struct Setup {
@@ -384,7 +385,7 @@ impl Ctx {
     /// Note a failed response's `Retry-After` for the backoff.
     pub(crate) fn note_retry_after(&self, response: &ClientResponse) {
         self.retry_after
-            .set(crate::http::retry::retry_after(response.headers()));
+            .set(crate::retry::retry_after(response.headers()));
     }
 
     /// Fails when no byte moved for the idle timeout during a body, or the headers did not come
