@@ -5,8 +5,10 @@
 //! One test in this file: it counts this process's threads, which other tests running beside
 //! it would change.
 
-mod ranged;
+#[path = "it/support/mod.rs"]
 mod support;
+
+use support::ranged;
 
 use actix_transfer::*;
 use support::*;

@@ -1,7 +1,7 @@
 //! The cancel contract: Ok only after the stream stopped, NotActive once ended, Unknown for
 //! ids never issued; the reply always agrees with the single Ended event.
 
-mod support;
+use crate::support;
 
 use std::{
     sync::atomic::Ordering::SeqCst,

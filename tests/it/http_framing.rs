@@ -2,7 +2,7 @@
 //! and never in a file under the final name; honest unknown lengths complete without a
 //! fabricated total.
 
-mod hostile;
+use crate::hostile;
 
 use actix_transfer::{Download, ErrorKind, EventKind, Fetch, TransferError};
 use hostile::*;

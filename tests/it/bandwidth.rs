@@ -2,7 +2,7 @@
 //! checked from below (a limited transfer cannot be faster than its limit allows); how close
 //! to the limit it runs is measured by the load bench.
 
-mod ranged;
+use crate::ranged;
 
 use std::time::{Duration, Instant};
 

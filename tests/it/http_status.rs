@@ -1,7 +1,7 @@
 //! Status codes: a non-2xx answer ends as `Server { status }` and its body is never written to
 //! the target; a fetch may opt to accept any status.
 
-mod hostile;
+use crate::hostile;
 
 use actix_transfer::{Download, ErrorKind, Fetch, TransferError, Upload};
 use hostile::*;

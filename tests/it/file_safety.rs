@@ -2,7 +2,7 @@
 //! otherwise), conflict policies, and disk errors (read-only, full) that end as `File` errors
 //! with the OS reason while the engine goes on serving.
 
-mod hostile;
+use crate::hostile;
 
 use std::{
     path::{Path, PathBuf},

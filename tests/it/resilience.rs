@@ -1,8 +1,8 @@
 //! Retries, safe resume, pause/resume, integrity checks and cleanup, against a scripted server
 //! on 127.0.0.1 that cuts bodies, ignores ranges, changes its file, or answers 503.
 
-mod ranged;
-mod support;
+use crate::ranged;
+use crate::support;
 
 use std::{path::Path, time::Duration};
 

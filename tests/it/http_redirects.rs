@@ -2,7 +2,7 @@
 //! credentials and ranges never carried to another origin, upload bodies re-sent on 307/308,
 //! loops ended, and the final URL reported.
 
-mod hostile;
+use crate::hostile;
 
 use actix_transfer::{Download, ErrorKind, Fetch, Status, TransferError, Upload};
 use hostile::*;

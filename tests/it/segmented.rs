@@ -1,8 +1,8 @@
 //! Segmented downloads: K ranges on K connections, written into place, one transfer; fallback
 //! to a single stream; stops that stop every segment; failures that never leave a bad file.
 
-mod ranged;
-mod support;
+use crate::ranged;
+use crate::support;
 
 use std::{
     collections::HashSet,

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod hostile;
+pub mod ranged;
+
 use std::{
     path::Path,
     sync::{

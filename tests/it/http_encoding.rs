@@ -1,7 +1,7 @@
 //! Content encodings: the engine asks for `identity`, never inflates, and stores and counts the
 //! bytes exactly as they came off the wire.
 
-mod hostile;
+use crate::hostile;
 
 use std::{io::Write, sync::OnceLock};
 

@@ -2,7 +2,7 @@
 //! direction during a body) and an optional total deadline. None of them cuts a slow transfer
 //! that keeps moving.
 
-mod hostile;
+use crate::hostile;
 
 use std::time::Duration;
 
