@@ -7,8 +7,8 @@ use crate::support;
 use std::{path::Path, time::Duration};
 
 use actix_transfer::*;
-use ranged::{content, sha256_hex, Act};
-use support::Rig;
+use ranged::{content, Act};
+use support::{sha256_hex, Rig};
 
 async fn rig(policy: RetryPolicy) -> Rig {
     support::rig_with(|b| b.retry(policy).progress_interval(Duration::from_millis(10))).await

@@ -103,7 +103,7 @@ async fn without_what_segments_need_it_is_one_stream() {
             Download::new(format!("{}/file", server.url))
                 .to("b")
                 .segments(4)
-                .expect_sha256(ranged::sha256_hex(&body)),
+                .expect_sha256(support::sha256_hex(&body)),
         )
         .await;
     assert_eq!(read(&rig.wait(id).await), body);

@@ -24,9 +24,19 @@ use futures::StreamExt;
 /// The longest any test waits for anything.
 pub const LIMIT: Duration = Duration::from_secs(30);
 
-/// Deterministic content: byte `i` of any body is `pattern_byte(i)`.
+/// Deterministic content of `n` bytes, the body every test server serves and every test
+/// recomputes: byte `i` depends on `i` alone (so any range of a body can be recomputed) and the
+/// sequence has no short period (so a body shifted, reordered or cut and joined differs).
 pub fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8 ^ 0x5a).collect()
+    content(n, 0x5a)
+}
+
+/// [`pattern`] under another `salt`: a different body of the same length, as a file that changed
+/// on its server.
+pub fn content(n: usize, salt: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ salt)
+        .collect()
 }
 
 /// One slow response as the server saw it.

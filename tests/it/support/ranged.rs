@@ -16,6 +16,9 @@ use actix_web::{
 };
 use futures::StreamExt;
 
+/// The files it serves are the shared test content.
+pub use super::content;
+
 /// What the server does with one request.
 #[derive(Debug, Clone)]
 pub enum Act {
@@ -63,21 +66,6 @@ pub struct Ranged {
     pub url: String,
     pub state: Arc<Mutex<State>>,
     handle: actix_web::dev::ServerHandle,
-}
-
-/// Deterministic content of `n` bytes.
-pub fn content(n: usize, salt: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ salt)
-        .collect()
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl Ranged {

@@ -16,13 +16,11 @@ use actix_transfer::{
     TransferError, TransferEvent, TransferId, TransferStatus, Wait,
 };
 
+pub use super::{pattern, LIMIT};
 pub use server::{
-    chunk, head, ok, pattern, redirect, response, Blurt, Deaf, Gate, Hostile, Request, Script,
-    Step, Throttle, Unconnectable, LAST_CHUNK,
+    chunk, head, ok, redirect, response, Blurt, Deaf, Gate, Hostile, Request, Script, Step,
+    Throttle, Unconnectable, LAST_CHUNK,
 };
-
-/// The bound on any single wait in these tests: a bug fails the test instead of hanging it.
-pub const LIMIT: Duration = Duration::from_secs(20);
 
 /// An engine writing into `dir`, one worker, no retries (each case here is about what one
 /// attempt makes of a hostile answer; retries are tests/resilience.rs's), with `tweak` applied

@@ -468,11 +468,6 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// `n` bytes of a repeating, position-dependent pattern (so a shifted or reordered body differs).
-pub fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
-}
-
 /// A TCP listener whose accept queue is full, so a new connection's SYN is dropped and connecting
 /// hangs: the way to reach a connect timeout on loopback. Keep the returned value alive.
 pub struct Unconnectable {
