@@ -5,6 +5,8 @@
 //! One test in this file: it counts this process's threads, which other tests running beside
 //! it would change.
 
+// The shared support tree of tests/it; this binary uses a small part of it.
+#[allow(dead_code, unused_imports)]
 #[path = "it/support/mod.rs"]
 mod support;
 

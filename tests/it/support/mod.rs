@@ -6,6 +6,9 @@
 
 pub mod hostile;
 pub mod ranged;
+mod recorder;
+
+pub use recorder::{Drained, Events, Recorder};
 
 use std::{
     path::Path,
@@ -223,98 +226,6 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// Records every event it receives, in arrival order.
-#[derive(Clone, Default)]
-pub struct Events(Arc<Mutex<Vec<TransferEvent>>>);
-
-pub struct Recorder {
-    events: Events,
-}
-
-impl Actor for Recorder {
-    type Context = Context<Self>;
-}
-
-impl Handler<TransferEvent> for Recorder {
-    type Result = ();
-    fn handle(&mut self, ev: TransferEvent, _: &mut Context<Self>) {
-        self.events.0.lock().unwrap().push(ev);
-    }
-}
-
-/// Answered once the recorder handled every event queued before it in its mailbox.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Drained;
-
-impl Handler<Drained> for Recorder {
-    type Result = ();
-    fn handle(&mut self, _: Drained, _: &mut Context<Self>) {}
-}
-
-impl Events {
-    pub fn recorder(&self) -> Addr<Recorder> {
-        Recorder {
-            events: self.clone(),
-        }
-        .start()
-    }
-
-    pub fn all(&self) -> Vec<TransferEvent> {
-        self.0.lock().unwrap().clone()
-    }
-
-    pub fn of(&self, id: TransferId) -> Vec<TransferEvent> {
-        self.all().into_iter().filter(|e| e.id == id).collect()
-    }
-
-    /// The kinds of `id`'s events, in order.
-    pub fn kinds(&self, id: TransferId) -> Vec<EventKind> {
-        self.of(id).into_iter().map(|e| e.kind).collect()
-    }
-
-    /// Bounded wait until one of `id`'s events matches; returns it.
-    pub async fn until_kind(&self, id: TransferId, what: impl Fn(&EventKind) -> bool) -> EventKind {
-        self.until("a matching event", |evs| {
-            evs.iter().any(|e| e.id == id && what(&e.kind))
-        })
-        .await;
-        self.kinds(id).into_iter().find(|k| what(k)).unwrap()
-    }
-
-    pub fn ended(&self, id: TransferId) -> Vec<Outcome> {
-        self.of(id)
-            .into_iter()
-            .filter_map(|e| match e.kind {
-                EventKind::Ended(o) => Some(o),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Bounded wait until `pred` holds for the recorded events.
-    pub async fn until(&self, what: &str, pred: impl Fn(&[TransferEvent]) -> bool) {
-        let start = Instant::now();
-        loop {
-            if pred(&self.all()) {
-                return;
-            }
-            assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
-            actix_rt::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-
-    /// Bounded wait for the `Ended` of `id`.
-    pub async fn until_ended(&self, id: TransferId) -> Outcome {
-        self.until("an Ended event", |evs| {
-            evs.iter()
-                .any(|e| e.id == id && matches!(e.kind, EventKind::Ended(_)))
-        })
-        .await;
-        self.ended(id).remove(0)
-    }
 }
 
 /// An engine on a fresh temp dir, with a recorder subscribed to everything.

@@ -16,7 +16,7 @@ use actix_transfer::{
     TransferError, TransferEvent, TransferId, TransferStatus, Wait,
 };
 
-pub use super::{pattern, LIMIT};
+pub use super::{pattern, Events, LIMIT};
 pub use server::{
     chunk, head, ok, redirect, response, Blurt, Deaf, Gate, Hostile, Request, Script, Step,
     Throttle, Unconnectable, LAST_CHUNK,
@@ -151,64 +151,6 @@ pub async fn poll_status(
             "status never reached the condition: {status:?}"
         );
         actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// An actor that records every event it receives. Keep the `Events` alive: subscriptions are
-/// weak.
-pub struct Events {
-    seen: Arc<Mutex<Vec<TransferEvent>>>,
-    _addr: Addr<Recorder>,
-}
-
-/// The recording actor behind [`Events`].
-pub struct Recorder(Arc<Mutex<Vec<TransferEvent>>>);
-
-impl Actor for Recorder {
-    type Context = Context<Self>;
-}
-
-impl Handler<TransferEvent> for Recorder {
-    type Result = ();
-    fn handle(&mut self, ev: TransferEvent, _: &mut Context<Self>) {
-        self.0.lock().unwrap().push(ev);
-    }
-}
-
-impl Events {
-    /// Subscribe to every transfer of `engine`.
-    pub async fn subscribe(engine: &Addr<Engine>) -> Events {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let addr = Recorder(Arc::clone(&seen)).start();
-        actix_rt::time::timeout(LIMIT, engine.send(Subscribe::all(addr.clone().recipient())))
-            .await
-            .unwrap_or_else(|_| panic!("no subscription within {LIMIT:?}"))
-            .expect("the engine is alive");
-        Events { seen, _addr: addr }
-    }
-
-    /// The events of `id` received so far, in order.
-    pub fn of(&self, id: TransferId) -> Vec<EventKind> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.id == id)
-            .map(|e| e.kind.clone())
-            .collect()
-    }
-
-    /// Wait (bounded) until `id`'s `Ended` event arrived, then return all its events.
-    pub async fn until_ended(&self, id: TransferId) -> Vec<EventKind> {
-        let start = Instant::now();
-        loop {
-            let evs = self.of(id);
-            if matches!(evs.last(), Some(EventKind::Ended(_))) {
-                return evs;
-            }
-            assert!(start.elapsed() < LIMIT, "no Ended event: {evs:?}");
-            actix_rt::time::sleep(Duration::from_millis(5)).await;
-        }
     }
 }
 
