@@ -3,21 +3,13 @@
 //! to the limit it runs is measured by the load bench.
 
 use crate::ranged;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
 use actix_transfer::*;
 use ranged::content;
-
-const LIMIT: Duration = Duration::from_secs(30);
-
-async fn wait(engine: &actix::Addr<Engine>, id: TransferId) -> Outcome {
-    actix_rt::time::timeout(LIMIT, engine.send(Wait(id)))
-        .await
-        .expect("ended in time")
-        .unwrap()
-        .unwrap()
-}
+use support::{wait, LIMIT};
 
 #[actix_rt::test]
 async fn a_transfer_limit_bounds_its_rate() {

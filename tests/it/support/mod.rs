@@ -11,7 +11,7 @@ mod recorder;
 pub use recorder::{Drained, Events, Recorder};
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst},
         Arc, Mutex,
@@ -228,6 +228,48 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
+/// Submit `msg` (bounded); the engine's answer.
+pub async fn submit<M>(engine: &Addr<Engine>, msg: M) -> Result<TransferId, TransferError>
+where
+    M: Message<Result = Result<TransferId, TransferError>> + Send + 'static,
+    Engine: actix::Handler<M>,
+{
+    actix_rt::time::timeout(LIMIT, engine.send(msg))
+        .await
+        .unwrap_or_else(|_| panic!("the engine did not answer within {LIMIT:?}"))
+        .expect("the engine is alive")
+}
+
+/// Wait (bounded) for a transfer's outcome.
+pub async fn wait(engine: &Addr<Engine>, id: TransferId) -> Outcome {
+    actix_rt::time::timeout(LIMIT, engine.send(Wait(id)))
+        .await
+        .unwrap_or_else(|_| panic!("the transfer did not end within {LIMIT:?}"))
+        .expect("the engine is alive")
+        .expect("the id is known")
+}
+
+/// Every file under `dir`, as paths relative to it, sorted.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
 /// An engine on a fresh temp dir, with a recorder subscribed to everything.
 pub struct Rig {
     pub engine: Addr<Engine>,
@@ -270,32 +312,18 @@ impl Rig {
         M: Message<Result = Result<TransferId, TransferError>> + Send + 'static,
         Engine: Handler<M>,
     {
-        self.engine.send(msg).await.unwrap().expect("accepted")
+        submit(&self.engine, msg).await.expect("accepted")
     }
 
     pub async fn wait(&self, id: TransferId) -> Outcome {
-        actix_rt::time::timeout(LIMIT, self.engine.send(Wait(id)))
-            .await
-            .expect("ended in time")
-            .unwrap()
-            .expect("a known id")
+        wait(&self.engine, id).await
     }
 
     /// Files in the download dir (recursively, relative), sorted.
     pub fn files(&self) -> Vec<String> {
-        fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-            for e in std::fs::read_dir(dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    walk(base, &p, out);
-                } else {
-                    out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(self.dir.path(), self.dir.path(), &mut out);
-        out.sort();
-        out
+        files(self.dir.path())
+            .into_iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect()
     }
 }

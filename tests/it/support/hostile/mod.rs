@@ -16,7 +16,7 @@ use actix_transfer::{
     TransferError, TransferEvent, TransferId, TransferStatus, Wait,
 };
 
-pub use super::{pattern, Events, LIMIT};
+pub use super::{files, pattern, submit, wait, Events, LIMIT};
 pub use server::{
     chunk, head, ok, redirect, response, Blurt, Deaf, Gate, Hostile, Request, Script, Step,
     Throttle, Unconnectable, LAST_CHUNK,
@@ -45,27 +45,6 @@ where
     (id, wait(engine, id).await)
 }
 
-/// Submit `msg` (bounded); the engine's answer.
-pub async fn submit<M>(engine: &Addr<Engine>, msg: M) -> Result<TransferId, TransferError>
-where
-    M: Message<Result = Result<TransferId, TransferError>> + Send + 'static,
-    Engine: actix::Handler<M>,
-{
-    actix_rt::time::timeout(LIMIT, engine.send(msg))
-        .await
-        .unwrap_or_else(|_| panic!("the engine did not answer within {LIMIT:?}"))
-        .expect("the engine is alive")
-}
-
-/// Wait (bounded) for a transfer's outcome.
-pub async fn wait(engine: &Addr<Engine>, id: TransferId) -> Outcome {
-    actix_rt::time::timeout(LIMIT, engine.send(Wait(id)))
-        .await
-        .unwrap_or_else(|_| panic!("the transfer did not end within {LIMIT:?}"))
-        .expect("the engine is alive")
-        .expect("the id is known")
-}
-
 /// The error of a failed outcome; panics (with the outcome) otherwise.
 pub fn failure(outcome: &Outcome) -> &TransferError {
     outcome
@@ -78,27 +57,6 @@ pub fn assert_failed(outcome: &Outcome, kind: ErrorKind) -> &TransferError {
     let error = failure(outcome);
     assert_eq!(error.kind(), kind, "wrong error: {error:?}");
     error
-}
-
-/// Every file under `dir`, as paths relative to it, sorted.
-pub fn files(dir: &Path) -> Vec<PathBuf> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() && !path.is_symlink() {
-                walk(root, &path, out);
-            } else {
-                out.push(path.strip_prefix(root).unwrap().to_path_buf());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
 }
 
 /// Assert that a failed download left no file under its final name, and return what is in
