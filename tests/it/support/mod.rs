@@ -2,8 +2,6 @@
 //! slow bodies that record what they sent and whether the client went away, an upload sink and
 //! an echo; and an event recorder with bounded waits.
 
-#![allow(dead_code)]
-
 pub mod hostile;
 pub mod ranged;
 mod recorder;
@@ -78,7 +76,6 @@ pub struct ServerState {
 pub struct Server {
     pub base: String,
     pub state: Arc<ServerState>,
-    handle: actix_web::dev::ServerHandle,
 }
 
 impl Server {
@@ -100,10 +97,6 @@ impl Server {
             assert!(start.elapsed() < LIMIT, "no slow request arrived");
             actix_rt::time::sleep(Duration::from_millis(5)).await;
         }
-    }
-
-    pub async fn stop(self) {
-        self.handle.stop(false).await;
     }
 }
 
@@ -133,14 +126,8 @@ pub fn server() -> Server {
     .bind(("127.0.0.1", 0))
     .expect("bind 127.0.0.1");
     let base = format!("http://{}", srv.addrs()[0]);
-    let srv = srv.run();
-    let handle = srv.handle();
-    actix_rt::spawn(srv);
-    Server {
-        base,
-        state,
-        handle,
-    }
+    actix_rt::spawn(srv.run());
+    Server { base, state }
 }
 
 async fn bytes(n: web::Path<usize>) -> HttpResponse {

@@ -2,8 +2,6 @@
 //! `Range` and `If-Range` like a good server, except where a test scripts a misbehaviour for
 //! the next request(s). It records every request's `Range` and `If-Range` headers.
 
-#![allow(dead_code)]
-
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex},
@@ -43,7 +41,6 @@ pub enum Act {
 pub struct Seen {
     /// The client's port: one per connection.
     pub port: u16,
-    pub method: String,
     pub range: Option<String>,
     pub if_range: Option<String>,
     pub at: Instant,
@@ -147,7 +144,6 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
         let mut st = state.lock().unwrap();
         st.seen.push(Seen {
             port: req.peer_addr().map_or(0, |a| a.port()),
-            method: req.method().to_string(),
             range: range.clone(),
             if_range: if_range.clone(),
             at: Instant::now(),
@@ -269,7 +265,6 @@ async fn upload(
         let mut st = state.lock().unwrap();
         st.seen.push(Seen {
             port: req.peer_addr().map_or(0, |a| a.port()),
-            method: req.method().to_string(),
             range: None,
             if_range: None,
             at: Instant::now(),

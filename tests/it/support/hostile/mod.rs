@@ -1,25 +1,23 @@
 //! Shared by the hostile-server tests: the misbehaving server ([`server`]) and a small rig to run
 //! one transfer against it and look at what it left on disk.
-#![allow(dead_code, unused_imports, unreachable_pub)] // each test file uses a different part of it
 
 pub mod server;
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use actix::{Actor, Addr, Context, Handler, Message};
+use actix::{Addr, Message};
 use actix_transfer::{
-    Engine, EngineBuilder, ErrorKind, EventKind, Outcome, RetryPolicy, Status, Subscribe,
-    TransferError, TransferEvent, TransferId, TransferStatus, Wait,
+    Engine, EngineBuilder, ErrorKind, EventKind, Outcome, RetryPolicy, Status, TransferError,
+    TransferId, TransferStatus,
 };
 
 pub use super::{files, pattern, submit, wait, Events, LIMIT};
 pub use server::{
-    chunk, head, ok, redirect, response, Blurt, Deaf, Gate, Hostile, Request, Script, Step,
-    Throttle, Unconnectable, LAST_CHUNK,
+    chunk, head, ok, redirect, response, Blurt, Deaf, Gate, Hostile, Request, Step, Throttle,
+    Unconnectable, LAST_CHUNK,
 };
 
 /// An engine writing into `dir`, one worker, no retries (each case here is about what one

@@ -198,11 +198,6 @@ impl Hostile {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// The listening address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// Every request read so far, in arrival order.
     pub fn requests(&self) -> Vec<Request> {
         self.requests.lock().unwrap().clone()
