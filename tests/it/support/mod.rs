@@ -236,6 +236,30 @@ pub async fn wait(engine: &Addr<Engine>, id: TransferId) -> Outcome {
         .expect("the id is known")
 }
 
+/// Poll `Status(id)` until `done` holds (every 10 ms, at most [`LIMIT`]); panics otherwise.
+pub async fn poll_status(
+    engine: &Addr<Engine>,
+    id: TransferId,
+    done: impl Fn(&TransferStatus) -> bool,
+) -> TransferStatus {
+    let start = Instant::now();
+    loop {
+        let status = engine
+            .send(Status(id))
+            .await
+            .expect("the engine is alive")
+            .expect("the id is known");
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "status never reached the condition: {status:?}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Every file under `dir`, as paths relative to it, sorted.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {

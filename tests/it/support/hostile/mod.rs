@@ -1,27 +1,25 @@
 //! Shared by the hostile-server tests: the misbehaving server ([`server`]) and a small rig to run
 //! one transfer against it and look at what it left on disk.
+//! It re-exports the shared helpers it builds on (from [`super`]), so `use hostile::*` is
+//! all a hostile-server test needs.
 
 pub mod server;
 
-use std::{
-    path::{Path, PathBuf},
-    time::{Duration, Instant},
-};
+use std::path::{Path, PathBuf};
 
 use actix::{Addr, Message};
 use actix_transfer::{
-    Engine, EngineBuilder, ErrorKind, EventKind, Outcome, RetryPolicy, Status, TransferError,
-    TransferId, TransferStatus,
+    Engine, EngineBuilder, ErrorKind, EventKind, Outcome, RetryPolicy, TransferError, TransferId,
 };
 
-pub use super::{files, pattern, submit, wait, Events, LIMIT};
+pub use super::{files, pattern, poll_status, submit, wait, Events, LIMIT};
 pub use server::{
     chunk, head, ok, redirect, response, Blurt, Deaf, Gate, Hostile, Request, Step, Throttle,
     Unconnectable, LAST_CHUNK,
 };
 
 /// An engine writing into `dir`, one worker, no retries (each case here is about what one
-/// attempt makes of a hostile answer; retries are tests/resilience.rs's), with `tweak` applied
+/// attempt makes of a hostile answer; retries are the resilience tests'), with `tweak` applied
 /// to the builder.
 pub fn engine(dir: &Path, tweak: impl FnOnce(EngineBuilder) -> EngineBuilder) -> Addr<Engine> {
     let builder = Engine::builder()
@@ -84,30 +82,6 @@ pub fn assert_empty(dir: &Path) {
 /// The `.part` file of `name` under `dir`: its bytes, or `None` when there is none.
 pub fn part(dir: &Path, name: &str) -> Option<Vec<u8>> {
     std::fs::read(dir.join(format!("{name}.part"))).ok()
-}
-
-/// Poll `Status(id)` until `done` holds (every 10 ms, at most [`LIMIT`]); panics otherwise.
-pub async fn poll_status(
-    engine: &Addr<Engine>,
-    id: TransferId,
-    done: impl Fn(&TransferStatus) -> bool,
-) -> TransferStatus {
-    let start = Instant::now();
-    loop {
-        let status = engine
-            .send(Status(id))
-            .await
-            .expect("the engine is alive")
-            .expect("the id is known");
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            start.elapsed() < LIMIT,
-            "status never reached the condition: {status:?}"
-        );
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Every `bytes_estimated` announced in `events` (in `Began` and `Progress`).
