@@ -5,8 +5,12 @@
 //! One test in this file: it counts this process's threads, which other tests running beside
 //! it would change.
 
-mod ranged;
+// The shared support tree of tests/it; this binary uses a small part of it.
+#[allow(dead_code, unused_imports)]
+#[path = "it/support/mod.rs"]
 mod support;
+
+use support::ranged;
 
 use actix_transfer::*;
 use support::*;

@@ -4,7 +4,12 @@
 //! thread can miss events, as `tracing` caches whether a call site is of interest process-wide,
 //! from whichever thread of a parallel test reaches it first).
 
-mod hostile;
+// The support tree serves every test binary; this one uses a small part of it.
+#[allow(dead_code, unused_imports)]
+#[path = "it/support/mod.rs"]
+mod support;
+
+use support::hostile;
 
 use actix_transfer::{Download, ErrorKind, Fetch};
 use hostile::*;

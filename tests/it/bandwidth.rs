@@ -2,22 +2,14 @@
 //! transfer reaches: the tests at the end measure the rate over a window in the middle of a
 //! body, from a loopback server far faster than the limit.
 
-mod ranged;
+use crate::ranged;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
 use actix_transfer::*;
 use ranged::content;
-
-const LIMIT: Duration = Duration::from_secs(30);
-
-async fn wait(engine: &actix::Addr<Engine>, id: TransferId) -> Outcome {
-    actix_rt::time::timeout(LIMIT, engine.send(Wait(id)))
-        .await
-        .expect("ended in time")
-        .unwrap()
-        .unwrap()
-}
+use support::{wait, LIMIT};
 
 #[actix_rt::test]
 async fn a_transfer_limit_bounds_its_rate() {

@@ -2,7 +2,7 @@
 //! direction during a body) and an optional total deadline. None of them cuts a slow transfer
 //! that keeps moving.
 
-mod hostile;
+use crate::hostile;
 
 use std::time::Duration;
 
@@ -314,11 +314,11 @@ async fn time_spent_paused_does_not_count_toward_the_total_deadline() {
         .unwrap();
     let start = std::time::Instant::now();
     while !events
-        .of(id)
+        .kinds(id)
         .iter()
         .any(|e| matches!(e, actix_transfer::EventKind::Began { .. }))
     {
-        assert!(start.elapsed() < LIMIT, "no Began: {:?}", events.of(id));
+        assert!(start.elapsed() < LIMIT, "no Began: {:?}", events.kinds(id));
         actix_rt::time::sleep(Duration::from_millis(5)).await;
     }
     engine

@@ -1,6 +1,6 @@
 //! Downloads to files: byte-exact content, naming, conflict policies, refusal at submit.
 
-mod support;
+use crate::support;
 
 use actix_transfer::*;
 use support::*;

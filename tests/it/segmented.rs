@@ -1,8 +1,8 @@
 //! Segmented downloads: K ranges on K connections, written into place, one transfer; fallback
 //! to a single stream; stops that stop every segment; failures that never leave a bad file.
 
-mod ranged;
-mod support;
+use crate::ranged;
+use crate::support;
 
 use std::{
     collections::HashSet,
@@ -103,7 +103,7 @@ async fn without_what_segments_need_it_is_one_stream() {
             Download::new(format!("{}/file", server.url))
                 .to("b")
                 .segments(4)
-                .expect_sha256(ranged::sha256_hex(&body)),
+                .expect_sha256(support::sha256_hex(&body)),
         )
         .await;
     assert_eq!(read(&rig.wait(id).await), body);

@@ -1,7 +1,7 @@
 //! The cancel contract: Ok only after the stream stopped, NotActive once ended, Unknown for
 //! ids never issued; the reply always agrees with the single Ended event.
 
-mod support;
+use crate::support;
 
 use std::{
     sync::atomic::Ordering::SeqCst,
@@ -13,15 +13,7 @@ use support::*;
 
 /// Bounded wait until the transfer reported at least `n` bytes.
 async fn until_bytes(rig: &Rig, id: TransferId, n: u64) {
-    let start = Instant::now();
-    loop {
-        let s = rig.engine.send(Status(id)).await.unwrap().unwrap();
-        if s.bytes_transferred >= n {
-            return;
-        }
-        assert!(start.elapsed() < LIMIT, "no progress: {s:?}");
-        actix_rt::time::sleep(Duration::from_millis(5)).await;
-    }
+    poll_status(&rig.engine, id, |s| s.bytes_transferred >= n).await;
 }
 
 #[actix_rt::test]

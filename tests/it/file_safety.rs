@@ -2,7 +2,7 @@
 //! otherwise), conflict policies, and disk errors (read-only, full) that end as `File` errors
 //! with the OS reason while the engine goes on serving.
 
-mod hostile;
+use crate::hostile;
 
 use std::{
     path::{Path, PathBuf},
@@ -429,7 +429,7 @@ async fn a_part_file_in_use_in_another_process_is_never_shared() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_download_into_a_shared_directory",
+            "file_safety::child_download_into_a_shared_directory",
             "--ignored",
             "--nocapture",
             "--test-threads=1",

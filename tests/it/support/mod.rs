@@ -2,10 +2,14 @@
 //! slow bodies that record what they sent and whether the client went away, an upload sink and
 //! an echo; and an event recorder with bounded waits.
 
-#![allow(dead_code)]
+pub mod hostile;
+pub mod ranged;
+mod recorder;
+
+pub use recorder::{Drained, Events, Recorder};
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst},
         Arc, Mutex,
@@ -21,9 +25,19 @@ use futures::StreamExt;
 /// The longest any test waits for anything.
 pub const LIMIT: Duration = Duration::from_secs(30);
 
-/// Deterministic content: byte `i` of any body is `pattern_byte(i)`.
+/// Deterministic content of `n` bytes, the body every test server serves and every test
+/// recomputes: byte `i` depends on `i` alone (so any range of a body can be recomputed) and the
+/// sequence has no short period (so a body shifted, reordered or cut and joined differs).
 pub fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8 ^ 0x5a).collect()
+    content(n, 0x5a)
+}
+
+/// [`pattern`] under another `salt`: a different body of the same length, as a file that changed
+/// on its server.
+pub fn content(n: usize, salt: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ salt)
+        .collect()
 }
 
 /// One slow response as the server saw it.
@@ -62,7 +76,6 @@ pub struct ServerState {
 pub struct Server {
     pub base: String,
     pub state: Arc<ServerState>,
-    handle: actix_web::dev::ServerHandle,
 }
 
 impl Server {
@@ -84,10 +97,6 @@ impl Server {
             assert!(start.elapsed() < LIMIT, "no slow request arrived");
             actix_rt::time::sleep(Duration::from_millis(5)).await;
         }
-    }
-
-    pub async fn stop(self) {
-        self.handle.stop(false).await;
     }
 }
 
@@ -117,14 +126,8 @@ pub fn server() -> Server {
     .bind(("127.0.0.1", 0))
     .expect("bind 127.0.0.1");
     let base = format!("http://{}", srv.addrs()[0]);
-    let srv = srv.run();
-    let handle = srv.handle();
-    actix_rt::spawn(srv);
-    Server {
-        base,
-        state,
-        handle,
-    }
+    actix_rt::spawn(srv.run());
+    Server { base, state }
 }
 
 async fn bytes(n: web::Path<usize>) -> HttpResponse {
@@ -212,96 +215,70 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
-/// Records every event it receives, in arrival order.
-#[derive(Clone, Default)]
-pub struct Events(Arc<Mutex<Vec<TransferEvent>>>);
-
-pub struct Recorder {
-    events: Events,
+/// Submit `msg` (bounded); the engine's answer.
+pub async fn submit<M>(engine: &Addr<Engine>, msg: M) -> Result<TransferId, TransferError>
+where
+    M: Message<Result = Result<TransferId, TransferError>> + Send + 'static,
+    Engine: actix::Handler<M>,
+{
+    actix_rt::time::timeout(LIMIT, engine.send(msg))
+        .await
+        .unwrap_or_else(|_| panic!("the engine did not answer within {LIMIT:?}"))
+        .expect("the engine is alive")
 }
 
-impl Actor for Recorder {
-    type Context = Context<Self>;
+/// Wait (bounded) for a transfer's outcome.
+pub async fn wait(engine: &Addr<Engine>, id: TransferId) -> Outcome {
+    actix_rt::time::timeout(LIMIT, engine.send(Wait(id)))
+        .await
+        .unwrap_or_else(|_| panic!("the transfer did not end within {LIMIT:?}"))
+        .expect("the engine is alive")
+        .expect("the id is known")
 }
 
-impl Handler<TransferEvent> for Recorder {
-    type Result = ();
-    fn handle(&mut self, ev: TransferEvent, _: &mut Context<Self>) {
-        self.events.0.lock().unwrap().push(ev);
-    }
-}
-
-/// Answered once the recorder handled every event queued before it in its mailbox.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Drained;
-
-impl Handler<Drained> for Recorder {
-    type Result = ();
-    fn handle(&mut self, _: Drained, _: &mut Context<Self>) {}
-}
-
-impl Events {
-    pub fn recorder(&self) -> Addr<Recorder> {
-        Recorder {
-            events: self.clone(),
+/// Poll `Status(id)` until `done` holds (every 10 ms, at most [`LIMIT`]); panics otherwise.
+pub async fn poll_status(
+    engine: &Addr<Engine>,
+    id: TransferId,
+    done: impl Fn(&TransferStatus) -> bool,
+) -> TransferStatus {
+    let start = Instant::now();
+    loop {
+        let status = engine
+            .send(Status(id))
+            .await
+            .expect("the engine is alive")
+            .expect("the id is known");
+        if done(&status) {
+            return status;
         }
-        .start()
+        assert!(
+            start.elapsed() < LIMIT,
+            "status never reached the condition: {status:?}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
     }
+}
 
-    pub fn all(&self) -> Vec<TransferEvent> {
-        self.0.lock().unwrap().clone()
-    }
-
-    pub fn of(&self, id: TransferId) -> Vec<TransferEvent> {
-        self.all().into_iter().filter(|e| e.id == id).collect()
-    }
-
-    /// The kinds of `id`'s events, in order.
-    pub fn kinds(&self, id: TransferId) -> Vec<EventKind> {
-        self.of(id).into_iter().map(|e| e.kind).collect()
-    }
-
-    /// Bounded wait until one of `id`'s events matches; returns it.
-    pub async fn until_kind(&self, id: TransferId, what: impl Fn(&EventKind) -> bool) -> EventKind {
-        self.until("a matching event", |evs| {
-            evs.iter().any(|e| e.id == id && what(&e.kind))
-        })
-        .await;
-        self.kinds(id).into_iter().find(|k| what(k)).unwrap()
-    }
-
-    pub fn ended(&self, id: TransferId) -> Vec<Outcome> {
-        self.of(id)
-            .into_iter()
-            .filter_map(|e| match e.kind {
-                EventKind::Ended(o) => Some(o),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Bounded wait until `pred` holds for the recorded events.
-    pub async fn until(&self, what: &str, pred: impl Fn(&[TransferEvent]) -> bool) {
-        let start = Instant::now();
-        loop {
-            if pred(&self.all()) {
-                return;
+/// Every file under `dir`, as paths relative to it, sorted.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().to_path_buf());
             }
-            assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
-            actix_rt::time::sleep(Duration::from_millis(2)).await;
         }
     }
-
-    /// Bounded wait for the `Ended` of `id`.
-    pub async fn until_ended(&self, id: TransferId) -> Outcome {
-        self.until("an Ended event", |evs| {
-            evs.iter()
-                .any(|e| e.id == id && matches!(e.kind, EventKind::Ended(_)))
-        })
-        .await;
-        self.ended(id).remove(0)
-    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
 }
 
 /// An engine on a fresh temp dir, with a recorder subscribed to everything.
@@ -346,32 +323,18 @@ impl Rig {
         M: Message<Result = Result<TransferId, TransferError>> + Send + 'static,
         Engine: Handler<M>,
     {
-        self.engine.send(msg).await.unwrap().expect("accepted")
+        submit(&self.engine, msg).await.expect("accepted")
     }
 
     pub async fn wait(&self, id: TransferId) -> Outcome {
-        actix_rt::time::timeout(LIMIT, self.engine.send(Wait(id)))
-            .await
-            .expect("ended in time")
-            .unwrap()
-            .expect("a known id")
+        wait(&self.engine, id).await
     }
 
     /// Files in the download dir (recursively, relative), sorted.
     pub fn files(&self) -> Vec<String> {
-        fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-            for e in std::fs::read_dir(dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    walk(base, &p, out);
-                } else {
-                    out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(self.dir.path(), self.dir.path(), &mut out);
-        out.sort();
-        out
+        files(self.dir.path())
+            .into_iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect()
     }
 }

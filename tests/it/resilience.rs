@@ -1,14 +1,14 @@
 //! Retries, safe resume, pause/resume, integrity checks and cleanup, against a scripted server
 //! on 127.0.0.1 that cuts bodies, ignores ranges, changes its file, or answers 503.
 
-mod ranged;
-mod support;
+use crate::ranged;
+use crate::support;
 
 use std::{path::Path, time::Duration};
 
 use actix_transfer::*;
-use ranged::{content, sha256_hex, Act};
-use support::Rig;
+use ranged::{content, Act};
+use support::{sha256_hex, Rig};
 
 async fn rig(policy: RetryPolicy) -> Rig {
     support::rig_with(|b| b.retry(policy).progress_interval(Duration::from_millis(10))).await

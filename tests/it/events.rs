@@ -1,6 +1,6 @@
 //! Events: order, seq numbers, exactly one Ended, throttling, unknown sizes, subscriptions.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

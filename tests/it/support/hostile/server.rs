@@ -198,7 +198,7 @@ impl Hostile {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// The listening address.
+    /// The `host:port` the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -466,11 +466,6 @@ fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         _ => "Whatever",
     }
-}
-
-/// `n` bytes of a repeating, position-dependent pattern (so a shifted or reordered body differs).
-pub fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
 }
 
 /// A TCP listener whose accept queue is full, so a new connection's SYN is dropped and connecting

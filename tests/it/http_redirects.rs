@@ -2,8 +2,7 @@
 //! credentials and ranges never carried to another origin, upload bodies re-sent on 307/308,
 //! loops ended, and the final URL reported.
 
-mod hostile;
-mod ranged;
+use crate::{hostile, ranged};
 
 use actix_transfer::{Download, ErrorKind, Fetch, Status, TransferError, Upload};
 use hostile::*;
@@ -305,7 +304,8 @@ async fn behind_a_cdn(
         .to(NAME)
         .header("Authorization", "Bearer for-a-only");
     let id = submit(&engine, tweak(download)).await.unwrap();
-    let events = events.until_ended(id).await;
+    events.until_ended(id).await;
+    let events = events.kinds(id);
     let outcome = wait(&engine, id).await;
     if outcome.is_completed() {
         assert!(
@@ -434,7 +434,8 @@ async fn a_redirect_carrying_credentials_is_refused_and_they_are_never_shown() {
             );
             let status = engine.send(Status(id)).await.unwrap().unwrap();
             assert_eq!(status.final_url, None, "{location}");
-            let seen = events.until_ended(id).await;
+            events.until_ended(id).await;
+            let seen = events.kinds(id);
             for text in [
                 error.to_string(),
                 format!("{outcome:?}"),

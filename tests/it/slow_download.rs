@@ -3,7 +3,7 @@
 //! at once. These check that rounds lose no byte, never hold a transfer back once it speeds
 //! up, and leave the watchdog and cancel as they are.
 
-mod hostile;
+use crate::hostile;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Uploads from files and fetches into memory: byte-exact bodies, framing, statuses, caps.
 
-mod support;
+use crate::support;
 
 use actix_transfer::*;
 use support::*;

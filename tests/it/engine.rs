@@ -1,6 +1,6 @@
 //! The Engine's records and lifecycle: Wait, Status, List, ids, Shutdown, and many at once.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

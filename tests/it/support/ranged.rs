@@ -2,8 +2,6 @@
 //! `Range` and `If-Range` like a good server, except where a test scripts a misbehaviour for
 //! the next request(s). It records every request's `Range` and `If-Range` headers.
 
-#![allow(dead_code)]
-
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex},
@@ -15,6 +13,9 @@ use actix_web::{
     web, App, HttpRequest, HttpResponse, HttpServer,
 };
 use futures::StreamExt;
+
+/// The files it serves are the shared test content.
+pub use super::content;
 
 /// What the server does with one request.
 #[derive(Debug, Clone)]
@@ -52,7 +53,6 @@ pub enum Act {
 pub struct Seen {
     /// The client's port: one per connection.
     pub port: u16,
-    pub method: String,
     pub range: Option<String>,
     pub if_range: Option<String>,
     pub authorization: Option<String>,
@@ -81,21 +81,6 @@ pub struct Ranged {
     pub url: String,
     pub state: Arc<Mutex<State>>,
     handle: actix_web::dev::ServerHandle,
-}
-
-/// Deterministic content of `n` bytes.
-pub fn content(n: usize, salt: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ salt)
-        .collect()
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl Ranged {
@@ -187,7 +172,6 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
         let mut st = state.lock().unwrap();
         st.seen.push(Seen {
             port: req.peer_addr().map_or(0, |a| a.port()),
-            method: req.method().to_string(),
             range: range.clone(),
             if_range: if_range.clone(),
             authorization: header_str(&req, header::AUTHORIZATION),
@@ -338,7 +322,6 @@ async fn upload(
         let mut st = state.lock().unwrap();
         st.seen.push(Seen {
             port: req.peer_addr().map_or(0, |a| a.port()),
-            method: req.method().to_string(),
             range: None,
             if_range: None,
             authorization: header_str(&req, header::AUTHORIZATION),

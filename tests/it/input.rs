@@ -1,7 +1,7 @@
 //! Input validation: malformed requests are refused at submit with `InvalidRequest`, before any
 //! I/O and without creating a transfer.
 
-mod hostile;
+use crate::hostile;
 
 use actix_transfer::{Download, Fetch, List, TransferError, Upload};
 use hostile::*;

@@ -1,0 +1,24 @@
+//! The integration tests: one binary (one link of the crate), one module per area, sharing one
+//! support tree (`support`: loopback servers, hostile servers, content, recorders, hashing).
+//! Only a test that needs a process of its own lives beside it (tests/inline.rs counts threads).
+
+mod support;
+use support::{hostile, ranged};
+
+mod bandwidth;
+mod cancel;
+mod download;
+mod engine;
+mod error_taxonomy;
+mod events;
+mod file_safety;
+mod http_encoding;
+mod http_framing;
+mod http_redirects;
+mod http_status;
+mod http_timeouts;
+mod input;
+mod resilience;
+mod segmented;
+mod slow_download;
+mod upload_fetch;
