@@ -698,7 +698,7 @@ impl Handler<Upload> for Engine {
                             "upload source {shown} cannot be read: {e}"
                         )))
                     }
-                    Err(e) => return Err(TransferError::Internal(e.to_string())),
+                    Err(e) => return Err(e.into()),
                 };
                 let job = msg.validate(size)?;
                 act.submit(job, ctx)

@@ -23,6 +23,8 @@ use std::{
 
 use futures::channel::oneshot;
 
+use crate::error::TransferError;
+
 /// File operations that run at once.
 pub(crate) const THREADS: usize = 8;
 
@@ -85,6 +87,13 @@ pub(crate) struct JobLost;
 impl fmt::Display for JobLost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a file I/O job panicked")
+    }
+}
+
+/// A lost file job fails its transfer as [`TransferError::Panicked`].
+impl From<JobLost> for TransferError {
+    fn from(lost: JobLost) -> Self {
+        TransferError::Panicked(lost.to_string())
     }
 }
 

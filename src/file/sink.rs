@@ -323,13 +323,13 @@ impl FileSink {
         if let Some(job) = self.pending.take() {
             let (w, buf, res) = job
                 .await
-                .map_err(|e| TransferError::Internal(format!("file write job failed: {e}")))?;
+                .map_err(|e| TransferError::Panicked(format!("file write job failed: {e}")))?;
             self.writer = Some(w);
             if self.reuse && buf.capacity() >= 2 * GROW_AT {
                 // A sized buffer (see `GROW_AT`) that filled: data flows, keep it.
                 self.spare = buf;
             }
-            res.map_err(|e| TransferError::file("writing", &e))?;
+            res.map_err(|e| TransferError::file("writing", e))?;
         }
         Ok(())
     }
@@ -361,7 +361,7 @@ impl FileSink {
             .ok_or_else(|| TransferError::Internal("file sink used after failure".into()))?
             .file
             .try_clone()
-            .map_err(|e| TransferError::file("opening", &e))
+            .map_err(|e| TransferError::file("opening", e))
     }
 
     /// Bytes on disk (before any write of this sink), and whether a write was ever torn.
@@ -386,9 +386,9 @@ impl FileSink {
             (w, res)
         })
         .await
-        .map_err(|e| TransferError::Internal(format!("file truncate job failed: {e}")))?;
+        .map_err(|e| TransferError::Panicked(format!("file truncate job failed: {e}")))?;
         self.writer = Some(w);
-        res.map_err(|e| TransferError::file("truncating", &e))
+        res.map_err(|e| TransferError::file("truncating", e))
     }
 
     /// Write everything buffered and wait until it landed.
@@ -504,7 +504,7 @@ pub(crate) fn prepare_part(
                 let part = part_path(&cand);
                 // Taken (by a running download or a stale file): never touched, next name.
                 if let Some((f, id)) =
-                    create_owned(&part).map_err(|e| TransferError::file("creating", &e))?
+                    create_owned(&part).map_err(|e| TransferError::file("creating", e))?
                 {
                     return Ok((
                         Placement {
@@ -519,7 +519,7 @@ pub(crate) fn prepare_part(
             Err(TransferError::File {
                 kind: FileErrorKind::AlreadyExists,
                 op: "choosing a unique name",
-                message: format!("{MAX_UNIQUIFY} candidates taken"),
+                cause: format!("{MAX_UNIQUIFY} candidates taken").into(),
             })
         }
         Conflict::Overwrite | Conflict::Fail => {
@@ -530,16 +530,16 @@ pub(crate) fn prepare_part(
             let refuse = |reason| Err(TransferError::unsafe_path(rel.to_string_lossy(), reason));
             for _ in 0..CLAIM_TRIES {
                 if let Some((f, id)) =
-                    create_owned(&part).map_err(|e| TransferError::file("creating", &e))?
+                    create_owned(&part).map_err(|e| TransferError::file("creating", e))?
                 {
                     return Ok((Placement { target, part, id }, f));
                 }
-                match probe(&part).map_err(|e| TransferError::file("checking .part", &e))? {
+                match probe(&part).map_err(|e| TransferError::file("checking .part", e))? {
                     Found::Gone => {}
                     Found::Live => return Err(in_use(&part)),
                     Found::Stale(held, id) => {
                         remove_same(&part, id)
-                            .map_err(|e| TransferError::file("removing a stale .part", &e))?;
+                            .map_err(|e| TransferError::file("removing a stale .part", e))?;
                         drop(held);
                     }
                     Found::Symlink => return refuse("the .part file is a symbolic link"),
@@ -550,7 +550,8 @@ pub(crate) fn prepare_part(
                         return Err(TransferError::File {
                             kind: FileErrorKind::AlreadyExists,
                             op: "creating",
-                            message: format!("{} exists and is not a regular file", part.display()),
+                            cause: format!("{} exists and is not a regular file", part.display())
+                                .into(),
                         })
                     }
                 }
@@ -569,7 +570,7 @@ fn make_dirs(dir: &Path, rel: &Path) -> Result<PathBuf, TransferError> {
     let not_dir = |path: &Path, what: &str| TransferError::File {
         kind: FileErrorKind::NotADirectory,
         op: "creating directories",
-        message: format!("{what} {} is not a directory", path.display()),
+        cause: format!("{what} {} is not a directory", path.display()).into(),
     };
     if let Err(e) = std::fs::create_dir_all(dir) {
         // `create_dir_all` reports a file in the way as "File exists": say what it is.
@@ -584,11 +585,11 @@ fn make_dirs(dir: &Path, rel: &Path) -> Result<PathBuf, TransferError> {
             };
             return Err(not_dir(p, what));
         }
-        return Err(TransferError::file("creating the download directory", &e));
+        return Err(TransferError::file("creating the download directory", e));
     }
     let real_dir = dir
         .canonicalize()
-        .map_err(|e| TransferError::file("resolving the download directory", &e))?;
+        .map_err(|e| TransferError::file("resolving the download directory", e))?;
     let outside = || {
         TransferError::unsafe_path(
             rel.to_string_lossy(),
@@ -603,17 +604,17 @@ fn make_dirs(dir: &Path, rel: &Path) -> Result<PathBuf, TransferError> {
                 match std::fs::create_dir(&next) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(TransferError::file("creating directory", &e)),
+                    Err(e) => return Err(TransferError::file("creating directory", e)),
                 }
                 next.symlink_metadata()
             }
             other => other,
         }
-        .map_err(|e| TransferError::file("resolving the target directory", &e))?;
+        .map_err(|e| TransferError::file("resolving the target directory", e))?;
         at = if meta.file_type().is_symlink() {
             let real = next
                 .canonicalize()
-                .map_err(|e| TransferError::file("resolving the target directory", &e))?;
+                .map_err(|e| TransferError::file("resolving the target directory", e))?;
             if !real.starts_with(&real_dir) {
                 return Err(outside());
             }
@@ -630,7 +631,7 @@ fn make_dirs(dir: &Path, rel: &Path) -> Result<PathBuf, TransferError> {
     // Belt and braces: the whole parent, resolved at once, is inside too.
     let real_parent = at
         .canonicalize()
-        .map_err(|e| TransferError::file("resolving the target directory", &e))?;
+        .map_err(|e| TransferError::file("resolving the target directory", e))?;
     if !real_parent.starts_with(&real_dir) {
         return Err(outside());
     }
@@ -754,7 +755,7 @@ fn in_use(part: &Path) -> TransferError {
     TransferError::File {
         kind: FileErrorKind::InUse,
         op: "creating",
-        message: format!("{} is in use by another download", part.display()),
+        cause: format!("{} is in use by another download", part.display()).into(),
     }
 }
 
@@ -763,11 +764,12 @@ fn replaced(part: &Path) -> TransferError {
     TransferError::File {
         kind: FileErrorKind::InUse,
         op: "placing the file",
-        message: format!(
+        cause: format!(
             "{} is no longer the file this download wrote (replaced or removed by something \
              else); nothing was placed",
             part.display()
-        ),
+        )
+        .into(),
     }
 }
 
@@ -781,7 +783,7 @@ fn exists_error(p: &Path) -> TransferError {
     TransferError::File {
         kind: FileErrorKind::AlreadyExists,
         op: "placing the file",
-        message: format!("{} exists", p.display()),
+        cause: format!("{} exists", p.display()).into(),
     }
 }
 
@@ -811,7 +813,7 @@ fn place(
 ) -> Result<PathBuf, TransferError> {
     let meta = file
         .metadata()
-        .map_err(|e| TransferError::file("checking", &e))?;
+        .map_err(|e| TransferError::file("checking", e))?;
     let len = meta.len();
     if len != expected_len {
         return Err(TransferError::Internal(format!(
@@ -820,7 +822,7 @@ fn place(
     }
     if fsync {
         file.sync_all()
-            .map_err(|e| TransferError::file("syncing", &e))?;
+            .map_err(|e| TransferError::file("syncing", e))?;
     }
     let part = &placement.part;
     let ours = FileId::of(&meta);
@@ -832,7 +834,7 @@ fn place(
             // Replaces the directory entry: a file the old target shared through a hard
             // link (or a symlink's target) is not touched.
             std::fs::rename(part, &placement.target)
-                .map_err(|e| TransferError::file("renaming", &e))?;
+                .map_err(|e| TransferError::file("renaming", e))?;
             placement.target.clone()
         }
         Conflict::Fail => {
@@ -880,13 +882,13 @@ fn place(
 /// system has no hard links.
 fn link_no_clobber(from: &Path, to: &Path) -> Result<(), TransferError> {
     match std::fs::hard_link(from, to) {
-        Ok(()) => std::fs::remove_file(from).map_err(|e| TransferError::file("removing .part", &e)),
+        Ok(()) => std::fs::remove_file(from).map_err(|e| TransferError::file("removing .part", e)),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(exists_error(to)),
         Err(_) => {
             if to.symlink_metadata().is_ok() {
                 return Err(exists_error(to));
             }
-            std::fs::rename(from, to).map_err(|e| TransferError::file("renaming", &e))
+            std::fs::rename(from, to).map_err(|e| TransferError::file("renaming", e))
         }
     }
 }
