@@ -8,7 +8,7 @@
 //! at once; the rest wait in one FIFO queue. A transfer has at most one job in flight (one
 //! write, or one read ahead for an upload), so a queue of jobs is a queue of transfers.
 //!
-//! A job cannot be cancelled once submitted (neither can tokio's): dropping its [`Job`] only
+//! A job cannot be cancelled once submitted (neither can tokio's): dropping its [`Pending`] only
 //! drops the result. A job that panics reports [`JobLost`] and leaves its thread running.
 
 use std::{
@@ -65,20 +65,20 @@ pub(crate) fn job_size(bytes: usize, took: std::time::Duration, min: usize, max:
     ((rate * FILL_TIME.as_secs_f64()) as usize).clamp(min, max)
 }
 
-/// Run `f` on a file-I/O thread; the returned [`Job`] resolves with its result.
-pub(crate) fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Job<T> {
+/// Run `f` on a file-I/O thread; the returned [`Pending`] resolves with its result.
+pub(crate) fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Pending<T> {
     let (tx, rx) = oneshot::channel();
     let task: Task = Box::new(move || {
         let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)).ok());
     });
     // The threads never end (a panicking job is caught), so the queue is always received.
     let _ = queue().send(task);
-    Job(rx)
+    Pending(rx)
 }
 
 /// The result of a file job, as a future.
 #[derive(Debug)]
-pub(crate) struct Job<T>(oneshot::Receiver<Option<T>>);
+pub(crate) struct Pending<T>(oneshot::Receiver<Option<T>>);
 
 /// A file job panicked before it produced its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ impl From<JobLost> for TransferError {
     }
 }
 
-impl<T> Future for Job<T> {
+impl<T> Future for Pending<T> {
     type Output = Result<T, JobLost>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

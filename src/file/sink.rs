@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     error::{FileErrorKind, TransferError},
-    file::blocking::{self, Job},
+    file::blocking::{self, Pending},
     file::path::{part_path, uniquified},
     file::policy::Conflict,
 };
@@ -170,11 +170,11 @@ impl Writer {
     }
 }
 
-type WriteJob = Job<(Writer, Vec<u8>, io::Result<()>)>;
+type WriteJob = Pending<(Writer, Vec<u8>, io::Result<()>)>;
 
 /// What a dropped sink leaves behind: its writer, or the write job holding it, and the bytes
 /// it had buffered but not handed off yet.
-struct Parked {
+struct Abandoned {
     job: Option<WriteJob>,
     writer: Option<Writer>,
     leftover: Vec<u8>,
@@ -184,14 +184,14 @@ struct Parked {
 /// shutdown) or failed drops its sink, and the transfer actor takes the writer back from here
 /// once everything the sink had received landed on disk, to resume from exactly that.
 #[derive(Default, Clone)]
-pub(crate) struct Drain(Rc<RefCell<Option<Parked>>>);
+pub(crate) struct Drain(Rc<RefCell<Option<Abandoned>>>);
 
 impl Drain {
     /// Wait for the abandoned write, land the buffered bytes too when `land` (else drop them:
     /// the file is about to be removed), off-thread, and return the writer.
-    pub(crate) async fn settle(&self, land: bool) -> Option<Writer> {
-        let parked = self.0.borrow_mut().take()?;
-        let mut writer = match (parked.job, parked.writer) {
+    pub(crate) async fn reclaim(&self, land: bool) -> Option<Writer> {
+        let abandoned = self.0.borrow_mut().take()?;
+        let mut writer = match (abandoned.job, abandoned.writer) {
             (Some(job), _) => {
                 let (mut w, _, res) = job.await.ok()?;
                 w.damaged |= res.is_err();
@@ -200,8 +200,8 @@ impl Drain {
             (None, Some(w)) => w,
             (None, None) => return None,
         };
-        if land && !parked.leftover.is_empty() && !writer.damaged {
-            let buf = parked.leftover;
+        if land && !abandoned.leftover.is_empty() && !writer.damaged {
+            let buf = abandoned.leftover;
             let job = blocking::run(move || {
                 // A failed append marks the writer damaged: the next attempt starts over.
                 let _ = writer.append(&buf);
@@ -301,7 +301,7 @@ impl FileSink {
 
     /// Write `buf` (after the write in flight landed); `reuse`: keep it as the spare after.
     async fn hand_off(&mut self, reuse: bool) -> Result<(), TransferError> {
-        self.settle().await?;
+        self.wait_write().await?;
         self.reuse = reuse;
         let mut buf = mem::take(&mut self.buf);
         self.full = None;
@@ -319,7 +319,7 @@ impl FileSink {
     }
 
     /// Wait for the write in flight, if any.
-    async fn settle(&mut self) -> Result<(), TransferError> {
+    async fn wait_write(&mut self) -> Result<(), TransferError> {
         if let Some(job) = self.pending.take() {
             let (w, buf, res) = job
                 .await
@@ -374,7 +374,7 @@ impl FileSink {
     /// Empty the file to start again from zero. Off-thread; the writer stays with the sink
     /// (and so with the transfer) even when this fails.
     pub(crate) async fn truncate(&mut self) -> Result<(), TransferError> {
-        self.settle().await?;
+        self.wait_write().await?;
         self.buf.clear();
         let Some(mut w) = self.writer.take() else {
             return Err(TransferError::Internal(
@@ -396,7 +396,7 @@ impl FileSink {
         if !self.buf.is_empty() {
             self.hand_off(false).await?;
         }
-        self.settle().await
+        self.wait_write().await
     }
 
     /// Write everything buffered and return the writer, all writes landed.
@@ -410,13 +410,13 @@ impl FileSink {
 
 impl Drop for FileSink {
     fn drop(&mut self) {
-        let parked = Parked {
+        let abandoned = Abandoned {
             job: self.pending.take(),
             writer: self.writer.take(),
             leftover: mem::take(&mut self.buf),
         };
-        if parked.job.is_some() || parked.writer.is_some() {
-            *self.drain.0.borrow_mut() = Some(parked);
+        if abandoned.job.is_some() || abandoned.writer.is_some() {
+            *self.drain.0.borrow_mut() = Some(abandoned);
         }
     }
 }

@@ -819,7 +819,7 @@ impl TransferActor {
             for rx in segments {
                 let _ = rx.await;
             }
-            drain.settle(!discarded).await
+            drain.reclaim(!discarded).await
         };
         ctx.spawn(wrap_future(quiet).map(move |writer, act: &mut Self, ctx| {
             if let Some(w) = writer {
