@@ -2,9 +2,9 @@
 //!
 //! A small fixed set of threads, started on first use and shared by every engine of the
 //! process, instead of tokio's blocking pool. That pool grows a thread per job that finds no
-//! idle one, up to 512: 5,000 open downloads landing their first bytes at once had 514
-//! threads, each with its stack and its own malloc arena, and more threads than the disk can
-//! serve only contend for the same directories. Here at most [`THREADS`] file operations run
+//! idle one, up to 512: thousands of open downloads landing their first bytes at once get
+//! hundreds of threads, each with its stack and its own malloc arena, and more threads than
+//! the disk can serve only contend for the same directories. Here at most [`THREADS`] file operations run
 //! at once; the rest wait in one FIFO queue. A transfer has at most one job in flight (one
 //! write, or one read ahead for an upload), so a queue of jobs is a queue of transfers.
 //!
