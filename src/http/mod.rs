@@ -424,8 +424,8 @@ fn debug_as_words(text: &str) -> String {
                     .iter()
                     .all(|c| c.is_ascii_alphanumeric() || *c == b'(' || *c == b')')
                 {
-                    let innermost = inner.split(|c| *c == b'(' || *c == b')');
-                    name = innermost.filter(|w| !w.is_empty()).last().unwrap_or(name);
+                    let mut innermost = inner.split(|c| *c == b'(' || *c == b')');
+                    name = innermost.rfind(|w| !w.is_empty()).unwrap_or(name);
                     next = close;
                 }
             }
