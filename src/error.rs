@@ -1,23 +1,26 @@
 //! Errors: why a transfer was refused or failed, and why a control message was refused.
 
-use std::{fmt, io};
+use std::{fmt, io, sync::Arc};
 
 /// Why a transfer was refused at submit, or why it failed.
 ///
 /// One variant per cause, in the spirit of the WebExtensions `InterruptReason` list. Match on the
 /// variant for details, or on [`TransferError::kind`] for a plain, copyable code. The error is
 /// `Clone + Send + Sync + 'static`: it travels in events to any number of subscribers.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// [`Display`](fmt::Display) is a sentence for people; [`source`](std::error::Error::source)
+/// is the error underneath, when there was one (the `std::io::Error` of a failed file
+/// operation or connection, awc's error of a failed exchange): downcast it to read its
+/// [`io::ErrorKind`] or OS error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransferError {
     /// The request is malformed: bad URL, unsupported scheme, bad header, missing upload file.
     /// Refused at submit, before any I/O.
-    #[error("invalid request: {0}")]
     InvalidRequest(String),
 
     /// The target file name is absolute, contains `..`, an empty or dot-edged component, or
     /// resolves outside the download directory. Refused before any request is sent.
-    #[error("unsafe path {path:?}: {reason}")]
     UnsafePath {
         /// The path as given.
         path: String,
@@ -26,27 +29,22 @@ pub enum TransferError {
     },
 
     /// The TCP (or TLS) connection could not be established.
-    #[error("could not connect: {0}")]
-    Connect(String),
+    Connect(Cause),
 
     /// A deadline passed; the phase says which one.
-    #[error("timed out ({0})")]
     Timeout(TimeoutPhase),
 
     /// The connection failed while the request or the body was in flight.
-    #[error("network error: {0}")]
-    Network(String),
+    Network(Cause),
 
     /// The server answered with a status that is not a success (and the transfer did not opt
     /// to accept any status).
-    #[error("server answered {status}")]
     Server {
         /// The HTTP status code.
         status: u16,
     },
 
-    /// The body ended before (or after) the length the server announced.
-    #[error("body truncated: expected {expected} bytes, received {received}")]
+    /// The body ended before the length the server announced.
     Truncated {
         /// Bytes announced by `Content-Length` / `Content-Range`.
         expected: u64,
@@ -54,12 +52,19 @@ pub enum TransferError {
         received: u64,
     },
 
+    /// The body went on past the length the server announced (retried as
+    /// [`Truncated`](TransferError::Truncated) is: the next answer may be well framed).
+    Overlong {
+        /// Bytes announced by `Content-Length` / `Content-Range`.
+        expected: u64,
+        /// Bytes received when the excess was seen (more than `expected`).
+        received: u64,
+    },
+
     /// The response is malformed: conflicting lengths, an unframed body, a bad `Content-Range`.
-    #[error("bad content: {0}")]
     BadContent(String),
 
     /// More redirects than the configured limit (a loop ends here too).
-    #[error("too many redirects (limit {limit})")]
     TooManyRedirects {
         /// The configured limit.
         limit: u32,
@@ -67,7 +72,6 @@ pub enum TransferError {
 
     /// A redirect that the engine refuses to follow (unsupported scheme, credentials in the
     /// `Location`, missing `Location`, or a body that cannot be re-sent).
-    #[error("redirect to {location:?} refused: {reason}")]
     RedirectRefused {
         /// The `Location` header as sent, without credentials (`***@` in their place), query
         /// or fragment.
@@ -77,28 +81,36 @@ pub enum TransferError {
     },
 
     /// An in-memory body passed its cap.
-    #[error("body larger than the limit of {limit} bytes")]
     BodyTooLarge {
         /// The cap in bytes.
         limit: u64,
     },
 
     /// A file operation failed; `kind` classifies the OS reason.
-    #[error("file error ({kind}) while {op}: {message}")]
     File {
         /// Which class of failure.
         kind: FileErrorKind,
         /// What the engine was doing (`"creating"`, `"writing"`, ...).
         op: &'static str,
-        /// The OS error text.
-        message: String,
+        /// The OS error (its text, and the `io::Error` itself when there was one).
+        cause: Cause,
     },
 
-    /// The downloaded bytes do not match the expected size or SHA-256. The `.part` file is
+    /// The downloaded body does not have the size the download expected
+    /// ([`Download::expect_size`](crate::Download::expect_size)). The `.part` file is removed;
+    /// nothing is renamed into place.
+    SizeMismatch {
+        /// The expected size in bytes.
+        expected: u64,
+        /// The bytes received.
+        actual: u64,
+    },
+
+    /// The downloaded bytes do not match the expected digest
+    /// ([`Download::expect_sha256`](crate::Download::expect_sha256)). The `.part` file is
     /// removed; nothing is renamed into place.
-    #[error("{what} mismatch: expected {expected}, got {actual}")]
     ChecksumMismatch {
-        /// `"size"` or `"sha256"`.
+        /// The digest: `"sha256"`.
         what: &'static str,
         /// The expected value.
         expected: String,
@@ -108,17 +120,77 @@ pub enum TransferError {
 
     /// A retry could only restart from zero, and the download asked to be resumable only
     /// (the server ignored the range, answered with a bad `Content-Range`, or has no validator).
-    #[error("cannot resume: {0}")]
     CannotResume(String),
 
     /// The engine was shut down while the transfer was queued or active. A download's `.part`
     /// file is kept.
-    #[error("the engine shut down")]
     Shutdown,
 
-    /// The transfer's actor stopped without finishing (a panic inside the engine).
-    #[error("internal error: {0}")]
+    /// The engine found one of its own invariants broken (a bug in the engine): a state it
+    /// should never be in, or a request awc refused to build for a reason the engine should
+    /// have ruled out.
     Internal(String),
+
+    /// A part of the engine stopped before it finished its work (a bug in the engine, or in
+    /// code it runs): a file job or a segment panicked, or the transfer's actor stopped
+    /// without ending the transfer. Unlike [`Internal`](TransferError::Internal), nothing was
+    /// found inconsistent; the work was lost.
+    Panicked(String),
+}
+
+impl fmt::Display for TransferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use TransferError as E;
+        match self {
+            E::InvalidRequest(msg) => write!(f, "invalid request: {msg}"),
+            E::UnsafePath { path, reason } => write!(f, "unsafe path {path:?}: {reason}"),
+            E::Connect(cause) => write!(f, "could not connect: {cause}"),
+            E::Timeout(phase) => write!(f, "timed out ({phase})"),
+            E::Network(cause) => write!(f, "network error: {cause}"),
+            E::Server { status } => write!(f, "server answered {status}"),
+            E::Truncated { expected, received } => {
+                write!(
+                    f,
+                    "body truncated: expected {expected} bytes, received {received}"
+                )
+            }
+            E::Overlong { expected, received } => write!(
+                f,
+                "body longer than announced: expected {expected} bytes, received {received}"
+            ),
+            E::BadContent(msg) => write!(f, "bad content: {msg}"),
+            E::TooManyRedirects { limit } => write!(f, "too many redirects (limit {limit})"),
+            E::RedirectRefused { location, reason } => {
+                write!(f, "redirect to {location:?} refused: {reason}")
+            }
+            E::BodyTooLarge { limit } => write!(f, "body larger than the limit of {limit} bytes"),
+            E::File { kind, op, cause } => write!(f, "file error ({kind}) while {op}: {cause}"),
+            E::SizeMismatch { expected, actual } => {
+                write!(f, "size mismatch: expected {expected}, got {actual}")
+            }
+            E::ChecksumMismatch {
+                what,
+                expected,
+                actual,
+            } => write!(f, "{what} mismatch: expected {expected}, got {actual}"),
+            E::CannotResume(msg) => write!(f, "cannot resume: {msg}"),
+            E::Shutdown => f.write_str("the engine shut down"),
+            E::Internal(msg) | E::Panicked(msg) => write!(f, "internal error: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for TransferError {
+    /// The error underneath: the `io::Error` of a file operation or connection, awc's error
+    /// of an exchange. Downcast it (`downcast_ref::<std::io::Error>()`) to read its kind.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TransferError::Connect(cause)
+            | TransferError::Network(cause)
+            | TransferError::File { cause, .. } => cause.error(),
+            _ => None,
+        }
+    }
 }
 
 impl TransferError {
@@ -132,26 +204,31 @@ impl TransferError {
             TransferError::Network(_) => ErrorKind::Network,
             TransferError::Server { .. } => ErrorKind::Server,
             TransferError::Truncated { .. } => ErrorKind::Truncated,
+            TransferError::Overlong { .. } => ErrorKind::Overlong,
             TransferError::BadContent(_) => ErrorKind::BadContent,
             TransferError::TooManyRedirects { .. } => ErrorKind::TooManyRedirects,
             TransferError::RedirectRefused { .. } => ErrorKind::RedirectRefused,
             TransferError::BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
             TransferError::File { .. } => ErrorKind::File,
+            TransferError::SizeMismatch { .. } => ErrorKind::SizeMismatch,
             TransferError::ChecksumMismatch { .. } => ErrorKind::ChecksumMismatch,
             TransferError::CannotResume(_) => ErrorKind::CannotResume,
             TransferError::Shutdown => ErrorKind::Shutdown,
             TransferError::Internal(_) => ErrorKind::Internal,
+            TransferError::Panicked(_) => ErrorKind::Panicked,
         }
     }
 
     /// Whether trying the same transfer again may succeed: connection failures, timeouts,
-    /// truncated bodies and `408`, `429`, `5xx` statuses (except `501`, `505`).
+    /// bodies shorter or longer than announced and `408`, `429`, `5xx` statuses (except `501`,
+    /// `505`).
     pub fn is_retryable(&self) -> bool {
         match self {
             TransferError::Connect(_)
             | TransferError::Timeout(_)
             | TransferError::Network(_)
-            | TransferError::Truncated { .. } => true,
+            | TransferError::Truncated { .. }
+            | TransferError::Overlong { .. } => true,
             TransferError::Server { status } => {
                 matches!(*status, 408 | 429)
                     || ((500..600).contains(status) && !matches!(*status, 501 | 505))
@@ -185,63 +262,191 @@ impl TransferError {
         }
     }
 
-    pub(crate) fn file(op: &'static str, err: &io::Error) -> Self {
+    /// A failed file operation, keeping the `io::Error` as its source.
+    pub(crate) fn file(op: &'static str, err: io::Error) -> Self {
         TransferError::File {
-            kind: FileErrorKind::from_io(err),
+            kind: FileErrorKind::from_io(&err),
             op,
-            message: err.to_string(),
+            cause: Cause::io(err),
         }
+    }
+
+    /// A failed file operation whose `io::Error` must go on elsewhere too: the source is a
+    /// copy that keeps its OS code (so its kind and text), or else its kind and text.
+    pub(crate) fn file_copy(op: &'static str, err: &io::Error) -> Self {
+        let copy = match err.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(err.kind(), err.to_string()),
+        };
+        TransferError::file(op, copy)
     }
 }
 
-/// The plain code of a [`TransferError`]: what to match on or log. With the `serde` feature it
-/// serialises as a snake_case string (`"truncated"`, `"too_many_redirects"`, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
-#[non_exhaustive]
-#[allow(missing_docs)]
-pub enum ErrorKind {
-    InvalidRequest,
-    UnsafePath,
-    Connect,
-    Timeout,
-    Network,
-    Server,
-    Truncated,
-    BadContent,
-    TooManyRedirects,
-    RedirectRefused,
-    BodyTooLarge,
-    File,
-    ChecksumMismatch,
-    CannotResume,
-    Shutdown,
-    Internal,
+/// The error underneath a [`TransferError`]: its text, as the error's message shows it, and
+/// the error itself when there was one (reachable through
+/// [`TransferError`]'s [`source`](std::error::Error::source)).
+///
+/// Cheap to clone (the error is shared). Two causes are equal when their texts are, and so are
+/// the [`io::ErrorKind`]s of their errors, if any: an error from the OS and one built from a
+/// string with the same text are equal only if they have the same kind.
+#[derive(Clone)]
+pub struct Cause {
+    text: String,
+    error: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
-impl ErrorKind {
-    /// The snake_case name, as serialised.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidRequest => "invalid_request",
-            ErrorKind::UnsafePath => "unsafe_path",
-            ErrorKind::Connect => "connect",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Network => "network",
-            ErrorKind::Server => "server",
-            ErrorKind::Truncated => "truncated",
-            ErrorKind::BadContent => "bad_content",
-            ErrorKind::TooManyRedirects => "too_many_redirects",
-            ErrorKind::RedirectRefused => "redirect_refused",
-            ErrorKind::BodyTooLarge => "body_too_large",
-            ErrorKind::File => "file",
-            ErrorKind::ChecksumMismatch => "checksum_mismatch",
-            ErrorKind::CannotResume => "cannot_resume",
-            ErrorKind::Shutdown => "shutdown",
-            ErrorKind::Internal => "internal",
+impl Cause {
+    /// A cause known only by its text (no error underneath).
+    pub fn new(text: impl Into<String>) -> Self {
+        Cause {
+            text: text.into(),
+            error: None,
         }
     }
+
+    /// A cause with `text` for people and `error` underneath.
+    pub(crate) fn with_error(
+        text: impl Into<String>,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Cause {
+            text: text.into(),
+            error: Some(Arc::new(error)),
+        }
+    }
+
+    /// An `io::Error`, with its own text.
+    pub(crate) fn io(err: io::Error) -> Self {
+        Cause::with_error(err.to_string(), err)
+    }
+
+    /// The text, as the error's message shows it.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The error underneath, if there was one.
+    pub fn error(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+
+    /// The `io::Error` underneath, if the error is one.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.error()?.downcast_ref::<io::Error>()
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Cause");
+        d.field("text", &self.text);
+        if let Some(error) = &self.error {
+            d.field("error", error);
+        }
+        d.finish()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        let kind = |c: &Cause| c.io_error().map(io::Error::kind);
+        self.text == other.text && kind(self) == kind(other)
+    }
+}
+
+impl Eq for Cause {}
+
+impl From<String> for Cause {
+    fn from(text: String) -> Self {
+        Cause::new(text)
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(text: &str) -> Self {
+        Cause::new(text)
+    }
+}
+
+/// Declares [`ErrorKind`] and its snake_case names in one list, so that the name `as_str`
+/// gives and the name serde writes and reads cannot drift apart.
+macro_rules! error_kinds {
+    ($($(#[$doc:meta])* $kind:ident => $name:literal,)*) => {
+        /// The plain code of a [`TransferError`]: what to match on or log. With the `serde`
+        /// feature it serialises as its [`as_str`](ErrorKind::as_str) name (`"truncated"`,
+        /// `"too_many_redirects"`, ...).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ErrorKind {
+            $($(#[$doc])* $kind,)*
+        }
+
+        impl ErrorKind {
+            /// Every kind, in declaration order.
+            #[cfg_attr(not(any(test, feature = "serde")), allow(dead_code))]
+            pub(crate) const ALL: &'static [ErrorKind] = &[$(ErrorKind::$kind,)*];
+
+            /// Every name, in declaration order.
+            #[cfg_attr(not(any(test, feature = "serde")), allow(dead_code))]
+            const NAMES: &'static [&'static str] = &[$($name,)*];
+
+            /// The snake_case name, as serialised.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorKind::$kind => $name,)*
+                }
+            }
+        }
+    };
+}
+
+error_kinds! {
+    /// [`TransferError::InvalidRequest`].
+    InvalidRequest => "invalid_request",
+    /// [`TransferError::UnsafePath`].
+    UnsafePath => "unsafe_path",
+    /// [`TransferError::Connect`].
+    Connect => "connect",
+    /// [`TransferError::Timeout`].
+    Timeout => "timeout",
+    /// [`TransferError::Network`].
+    Network => "network",
+    /// [`TransferError::Server`].
+    Server => "server",
+    /// [`TransferError::Truncated`].
+    Truncated => "truncated",
+    /// [`TransferError::BadContent`].
+    BadContent => "bad_content",
+    /// [`TransferError::TooManyRedirects`].
+    TooManyRedirects => "too_many_redirects",
+    /// [`TransferError::RedirectRefused`].
+    RedirectRefused => "redirect_refused",
+    /// [`TransferError::BodyTooLarge`].
+    BodyTooLarge => "body_too_large",
+    /// [`TransferError::File`].
+    File => "file",
+    /// [`TransferError::ChecksumMismatch`].
+    ChecksumMismatch => "checksum_mismatch",
+    /// [`TransferError::CannotResume`].
+    CannotResume => "cannot_resume",
+    /// [`TransferError::Shutdown`].
+    Shutdown => "shutdown",
+    /// [`TransferError::Internal`].
+    Internal => "internal",
+    /// [`TransferError::Overlong`].
+    Overlong => "overlong",
+    /// [`TransferError::SizeMismatch`].
+    SizeMismatch => "size_mismatch",
+    /// [`TransferError::Panicked`].
+    Panicked => "panicked",
 }
 
 impl fmt::Display for ErrorKind {
@@ -396,11 +601,32 @@ pub enum EraseError {
 
 #[cfg(feature = "serde")]
 mod serde_impl {
-    use super::TransferError;
+    use super::{ErrorKind, TransferError};
+    use serde::de::{self, Deserialize, Deserializer};
     use serde::ser::{Serialize, SerializeStruct, Serializer};
 
+    /// As its [`ErrorKind::as_str`] name (a unit variant, as a derive would write it).
+    impl Serialize for ErrorKind {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_unit_variant("ErrorKind", *self as u32, self.as_str())
+        }
+    }
+
+    /// From its [`ErrorKind::as_str`] name.
+    impl<'de> Deserialize<'de> for ErrorKind {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            ErrorKind::ALL
+                .iter()
+                .copied()
+                .find(|k| k.as_str() == name)
+                .ok_or_else(|| de::Error::unknown_variant(&name, ErrorKind::NAMES))
+        }
+    }
+
     /// Serialised as `{"kind": "<snake_case>", "message": "<Display>"}` plus the variant's
-    /// details: `status`; `expected`/`received`; `phase` (`"connect"`, `"headers"`, `"idle"`,
+    /// details: `status`; `expected`/`received` (`Truncated`, `Overlong`); `expected`/`actual`
+    /// (`SizeMismatch`); `phase` (`"connect"`, `"headers"`, `"idle"`,
     /// `"total"`); `file_kind` and `op`; `limit`; `location`; `path`.
     impl Serialize for TransferError {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -409,9 +635,14 @@ mod serde_impl {
             st.serialize_field("message", &self.to_string())?;
             match self {
                 TransferError::Server { status } => st.serialize_field("status", status)?,
-                TransferError::Truncated { expected, received } => {
+                TransferError::Truncated { expected, received }
+                | TransferError::Overlong { expected, received } => {
                     st.serialize_field("expected", expected)?;
                     st.serialize_field("received", received)?;
+                }
+                TransferError::SizeMismatch { expected, actual } => {
+                    st.serialize_field("expected", expected)?;
+                    st.serialize_field("actual", actual)?;
                 }
                 TransferError::Timeout(phase) => st.serialize_field("phase", phase)?,
                 TransferError::File { kind, op, .. } => {
@@ -474,5 +705,104 @@ mod tests {
             class(io::Error::from_raw_os_error(5)),
             FileErrorKind::Failed
         ); // EIO
+    }
+
+    /// Debug fragments a message must never carry.
+    const DEBUG_FRAGMENTS: [&str; 4] = ["Some(", "Os {", "Custom {", "kind:"];
+
+    #[test]
+    fn a_file_error_keeps_its_io_error_as_the_source() {
+        use std::error::Error as _;
+        let error = TransferError::file("writing", io::Error::from_raw_os_error(28));
+        let io = error.source().and_then(|e| e.downcast_ref::<io::Error>());
+        assert_eq!(io.map(io::Error::kind), Some(io::ErrorKind::StorageFull));
+        assert_eq!(io.and_then(io::Error::raw_os_error), Some(28));
+        let message = error.to_string();
+        assert!(
+            message.starts_with("file error (no space) while writing: "),
+            "{message}"
+        );
+        for fragment in DEBUG_FRAGMENTS {
+            assert!(!message.contains(fragment), "{message}");
+        }
+
+        // A copy (for an error that must also go on elsewhere) keeps the OS code too, and an
+        // error without one keeps its kind and text.
+        let copy = TransferError::file_copy("reading", &io::Error::from_raw_os_error(5));
+        let io = copy.source().and_then(|e| e.downcast_ref::<io::Error>());
+        assert_eq!(io.and_then(io::Error::raw_os_error), Some(5));
+        let custom = io::Error::new(io::ErrorKind::TimedOut, "slow disk");
+        let copy = TransferError::file_copy("reading", &custom);
+        let io = copy.source().and_then(|e| e.downcast_ref::<io::Error>());
+        assert_eq!(io.map(io::Error::kind), Some(io::ErrorKind::TimedOut));
+        assert_eq!(
+            copy.to_string(),
+            "file error (transient) while reading: slow disk"
+        );
+    }
+
+    #[test]
+    fn connect_and_network_errors_keep_their_io_error_as_the_source() {
+        use std::error::Error as _;
+        for (error, kind) in [
+            (
+                TransferError::Connect(Cause::io(io::Error::from(
+                    io::ErrorKind::ConnectionRefused,
+                ))),
+                io::ErrorKind::ConnectionRefused,
+            ),
+            (
+                TransferError::Network(Cause::with_error(
+                    "reading the body: connection reset",
+                    io::Error::from(io::ErrorKind::ConnectionReset),
+                )),
+                io::ErrorKind::ConnectionReset,
+            ),
+        ] {
+            let io = error.source().and_then(|e| e.downcast_ref::<io::Error>());
+            assert_eq!(io.map(io::Error::kind), Some(kind), "{error:?}");
+            for fragment in DEBUG_FRAGMENTS {
+                assert!(!error.to_string().contains(fragment), "{error}");
+            }
+        }
+        // Made from text alone: no source, and equal to the same text only.
+        let text = TransferError::Connect("refused".into());
+        assert!(text.source().is_none());
+        assert_eq!(text, TransferError::Connect(Cause::new("refused")));
+        assert_ne!(text, TransferError::Connect(Cause::new("reset")));
+    }
+
+    #[test]
+    fn a_cause_compares_by_text_and_io_kind_and_clones_its_error() {
+        let refused = || Cause::with_error("no", io::Error::from(io::ErrorKind::ConnectionRefused));
+        let reset = Cause::with_error("no", io::Error::from(io::ErrorKind::ConnectionReset));
+        assert_eq!(refused(), refused());
+        assert_ne!(refused(), reset);
+        assert_ne!(refused(), Cause::new("no"));
+        let copy = refused().clone();
+        assert_eq!(
+            copy.io_error().map(io::Error::kind),
+            Some(io::ErrorKind::ConnectionRefused)
+        );
+        fn send_sync_static<T: Clone + Send + Sync + 'static>() {}
+        send_sync_static::<TransferError>();
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn every_kind_serialises_as_its_name_and_back() {
+        for kind in ErrorKind::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, serde_json::json!(kind.as_str()));
+            assert_eq!(serde_json::from_value::<ErrorKind>(json).unwrap(), *kind);
+        }
+        let names: std::collections::HashSet<_> =
+            ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), ErrorKind::ALL.len(), "two kinds share a name");
+        let unknown = serde_json::from_value::<ErrorKind>(serde_json::json!("nope")).unwrap_err();
+        assert!(
+            unknown.to_string().contains("unknown variant `nope`"),
+            "{unknown}"
+        );
     }
 }

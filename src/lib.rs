@@ -146,7 +146,7 @@
 //!   chunked body cannot be told from one that finished. Bodies with a `Content-Length` are
 //!   always checked, over http and https alike, and an expected size or SHA-256
 //!   ([`Download::expect_size`], [`Download::expect_sha256`]) closes the gap for chunked ones.
-//! * **Bytes past `Content-Length`** fail the transfer as `Truncated` when they arrive with the
+//! * **Bytes past `Content-Length`** fail the transfer as `Overlong` when they arrive with the
 //!   end of the body (in the same read). Bytes that arrive later are not attributed to the
 //!   finished transfer, whose file holds exactly the announced length. awc's pool drops a
 //!   connection with unread bytes when it next hands it out, so they do not reach another
@@ -180,7 +180,7 @@ pub use engine::{
     Status, StopAnswer, Subscribe, Unsubscribe, Wait,
 };
 pub use error::{
-    CancelError, EndState, EraseError, ErrorKind, FileErrorKind, TimeoutPhase, TransferError,
+    CancelError, Cause, EndState, EraseError, ErrorKind, FileErrorKind, TimeoutPhase, TransferError,
 };
 pub use event::status::{TransferKind, TransferState, TransferStatus};
 pub use event::subscribers::SubscriptionId;

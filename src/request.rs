@@ -125,7 +125,7 @@ impl Download {
         self
     }
 
-    /// Fail with `ChecksumMismatch` (and remove the `.part`) unless the body has exactly this
+    /// Fail with `SizeMismatch` (and remove the `.part`) unless the body has exactly this
     /// many bytes; checked against the announced length before any byte is written, and
     /// against the bytes received at the end.
     pub fn expect_size(mut self, bytes: u64) -> Self {

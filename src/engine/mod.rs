@@ -98,9 +98,8 @@ impl EngineBuilder {
     ///
     /// `0` starts no threads: transfers run on the arbiter that starts the engine, beside the
     /// Engine itself. Nothing then crosses a thread per transfer, which makes each transfer
-    /// cheaper (in the load bench, about 1.3x the small-fetch throughput of one worker
-    /// thread); choose it when that arbiter has time to spare (it must not run blocking code)
-    /// and one core is enough for the traffic.
+    /// cheaper than with one worker thread; choose it when that arbiter has time to spare (it
+    /// must not run blocking code) and one core is enough for the traffic.
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
         self
@@ -698,7 +697,7 @@ impl Handler<Upload> for Engine {
                             "upload source {shown} cannot be read: {e}"
                         )))
                     }
-                    Err(e) => return Err(TransferError::Internal(e.to_string())),
+                    Err(e) => return Err(e.into()),
                 };
                 let job = msg.validate(size)?;
                 act.submit(job, ctx)
@@ -750,9 +749,9 @@ where
         match self.0 {
             Answer::Now(answer) => {
                 // Sent from a task of its own, as actix sends a `ResponseFuture`'s result: the
-                // answers of a burst (cancelling 100,000 queued transfers) then go out after the
+                // answers of a burst (cancelling many queued transfers) then go out after the
                 // Engine's mailbox turn, and the asker wakes once for many. Sent at once, each
-                // woke it on its own: 700 instead of 380 ms for the bench's 100,000.
+                // would wake it on its own.
                 actix_rt::spawn(async move {
                     if let Some(tx) = tx {
                         let _ = tx.send(answer);

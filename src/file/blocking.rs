@@ -2,13 +2,13 @@
 //!
 //! A small fixed set of threads, started on first use and shared by every engine of the
 //! process, instead of tokio's blocking pool. That pool grows a thread per job that finds no
-//! idle one, up to 512: 5,000 open downloads landing their first bytes at once had 514
-//! threads, each with its stack and its own malloc arena, and more threads than the disk can
-//! serve only contend for the same directories. Here at most [`THREADS`] file operations run
+//! idle one, up to 512: thousands of open downloads landing their first bytes at once get
+//! hundreds of threads, each with its stack and its own malloc arena, and more threads than
+//! the disk can serve only contend for the same directories. Here at most [`THREADS`] file operations run
 //! at once; the rest wait in one FIFO queue. A transfer has at most one job in flight (one
 //! write, or one read ahead for an upload), so a queue of jobs is a queue of transfers.
 //!
-//! A job cannot be cancelled once submitted (neither can tokio's): dropping its [`Job`] only
+//! A job cannot be cancelled once submitted (neither can tokio's): dropping its [`Pending`] only
 //! drops the result. A job that panics reports [`JobLost`] and leaves its thread running.
 
 use std::{
@@ -22,6 +22,8 @@ use std::{
 };
 
 use futures::channel::oneshot;
+
+use crate::error::TransferError;
 
 /// File operations that run at once.
 pub(crate) const THREADS: usize = 8;
@@ -63,20 +65,20 @@ pub(crate) fn job_size(bytes: usize, took: std::time::Duration, min: usize, max:
     ((rate * FILL_TIME.as_secs_f64()) as usize).clamp(min, max)
 }
 
-/// Run `f` on a file-I/O thread; the returned [`Job`] resolves with its result.
-pub(crate) fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Job<T> {
+/// Run `f` on a file-I/O thread; the returned [`Pending`] resolves with its result.
+pub(crate) fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Pending<T> {
     let (tx, rx) = oneshot::channel();
     let task: Task = Box::new(move || {
         let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)).ok());
     });
     // The threads never end (a panicking job is caught), so the queue is always received.
     let _ = queue().send(task);
-    Job(rx)
+    Pending(rx)
 }
 
 /// The result of a file job, as a future.
 #[derive(Debug)]
-pub(crate) struct Job<T>(oneshot::Receiver<Option<T>>);
+pub(crate) struct Pending<T>(oneshot::Receiver<Option<T>>);
 
 /// A file job panicked before it produced its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +90,14 @@ impl fmt::Display for JobLost {
     }
 }
 
-impl<T> Future for Job<T> {
+/// A lost file job fails its transfer as [`TransferError::Panicked`].
+impl From<JobLost> for TransferError {
+    fn from(lost: JobLost) -> Self {
+        TransferError::Panicked(lost.to_string())
+    }
+}
+
+impl<T> Future for Pending<T> {
     type Output = Result<T, JobLost>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     error::{FileErrorKind, TransferError},
-    file::blocking::{self, Job},
+    file::blocking::{self, Pending},
     file::path::{part_path, uniquified},
     file::policy::Conflict,
 };
@@ -170,11 +170,11 @@ impl Writer {
     }
 }
 
-type WriteJob = Job<(Writer, Vec<u8>, io::Result<()>)>;
+type WriteJob = Pending<(Writer, Vec<u8>, io::Result<()>)>;
 
 /// What a dropped sink leaves behind: its writer, or the write job holding it, and the bytes
 /// it had buffered but not handed off yet.
-struct Parked {
+struct Abandoned {
     job: Option<WriteJob>,
     writer: Option<Writer>,
     leftover: Vec<u8>,
@@ -184,14 +184,14 @@ struct Parked {
 /// shutdown) or failed drops its sink, and the transfer actor takes the writer back from here
 /// once everything the sink had received landed on disk, to resume from exactly that.
 #[derive(Default, Clone)]
-pub(crate) struct Drain(Rc<RefCell<Option<Parked>>>);
+pub(crate) struct Drain(Rc<RefCell<Option<Abandoned>>>);
 
 impl Drain {
     /// Wait for the abandoned write, land the buffered bytes too when `land` (else drop them:
     /// the file is about to be removed), off-thread, and return the writer.
-    pub(crate) async fn settle(&self, land: bool) -> Option<Writer> {
-        let parked = self.0.borrow_mut().take()?;
-        let mut writer = match (parked.job, parked.writer) {
+    pub(crate) async fn reclaim(&self, land: bool) -> Option<Writer> {
+        let abandoned = self.0.borrow_mut().take()?;
+        let mut writer = match (abandoned.job, abandoned.writer) {
             (Some(job), _) => {
                 let (mut w, _, res) = job.await.ok()?;
                 w.damaged |= res.is_err();
@@ -200,8 +200,8 @@ impl Drain {
             (None, Some(w)) => w,
             (None, None) => return None,
         };
-        if land && !parked.leftover.is_empty() && !writer.damaged {
-            let buf = parked.leftover;
+        if land && !abandoned.leftover.is_empty() && !writer.damaged {
+            let buf = abandoned.leftover;
             let job = blocking::run(move || {
                 // A failed append marks the writer damaged: the next attempt starts over.
                 let _ = writer.append(&buf);
@@ -301,7 +301,7 @@ impl FileSink {
 
     /// Write `buf` (after the write in flight landed); `reuse`: keep it as the spare after.
     async fn hand_off(&mut self, reuse: bool) -> Result<(), TransferError> {
-        self.settle().await?;
+        self.wait_write().await?;
         self.reuse = reuse;
         let mut buf = mem::take(&mut self.buf);
         self.full = None;
@@ -319,17 +319,17 @@ impl FileSink {
     }
 
     /// Wait for the write in flight, if any.
-    async fn settle(&mut self) -> Result<(), TransferError> {
+    async fn wait_write(&mut self) -> Result<(), TransferError> {
         if let Some(job) = self.pending.take() {
             let (w, buf, res) = job
                 .await
-                .map_err(|e| TransferError::Internal(format!("file write job failed: {e}")))?;
+                .map_err(|e| TransferError::Panicked(format!("file write job failed: {e}")))?;
             self.writer = Some(w);
             if self.reuse && buf.capacity() >= 2 * GROW_AT {
                 // A sized buffer (see `GROW_AT`) that filled: data flows, keep it.
                 self.spare = buf;
             }
-            res.map_err(|e| TransferError::file("writing", &e))?;
+            res.map_err(|e| TransferError::file("writing", e))?;
         }
         Ok(())
     }
@@ -361,7 +361,7 @@ impl FileSink {
             .ok_or_else(|| TransferError::Internal("file sink used after failure".into()))?
             .file
             .try_clone()
-            .map_err(|e| TransferError::file("opening", &e))
+            .map_err(|e| TransferError::file("opening", e))
     }
 
     /// Bytes on disk (before any write of this sink), and whether a write was ever torn.
@@ -374,7 +374,7 @@ impl FileSink {
     /// Empty the file to start again from zero. Off-thread; the writer stays with the sink
     /// (and so with the transfer) even when this fails.
     pub(crate) async fn truncate(&mut self) -> Result<(), TransferError> {
-        self.settle().await?;
+        self.wait_write().await?;
         self.buf.clear();
         let Some(mut w) = self.writer.take() else {
             return Err(TransferError::Internal(
@@ -386,9 +386,9 @@ impl FileSink {
             (w, res)
         })
         .await
-        .map_err(|e| TransferError::Internal(format!("file truncate job failed: {e}")))?;
+        .map_err(|e| TransferError::Panicked(format!("file truncate job failed: {e}")))?;
         self.writer = Some(w);
-        res.map_err(|e| TransferError::file("truncating", &e))
+        res.map_err(|e| TransferError::file("truncating", e))
     }
 
     /// Write everything buffered and wait until it landed.
@@ -396,7 +396,7 @@ impl FileSink {
         if !self.buf.is_empty() {
             self.hand_off(false).await?;
         }
-        self.settle().await
+        self.wait_write().await
     }
 
     /// Write everything buffered and return the writer, all writes landed.
@@ -410,13 +410,13 @@ impl FileSink {
 
 impl Drop for FileSink {
     fn drop(&mut self) {
-        let parked = Parked {
+        let abandoned = Abandoned {
             job: self.pending.take(),
             writer: self.writer.take(),
             leftover: mem::take(&mut self.buf),
         };
-        if parked.job.is_some() || parked.writer.is_some() {
-            *self.drain.0.borrow_mut() = Some(parked);
+        if abandoned.job.is_some() || abandoned.writer.is_some() {
+            *self.drain.0.borrow_mut() = Some(abandoned);
         }
     }
 }
@@ -504,7 +504,7 @@ pub(crate) fn prepare_part(
                 let part = part_path(&cand);
                 // Taken (by a running download or a stale file): never touched, next name.
                 if let Some((f, id)) =
-                    create_owned(&part).map_err(|e| TransferError::file("creating", &e))?
+                    create_owned(&part).map_err(|e| TransferError::file("creating", e))?
                 {
                     return Ok((
                         Placement {
@@ -519,7 +519,7 @@ pub(crate) fn prepare_part(
             Err(TransferError::File {
                 kind: FileErrorKind::AlreadyExists,
                 op: "choosing a unique name",
-                message: format!("{MAX_UNIQUIFY} candidates taken"),
+                cause: format!("{MAX_UNIQUIFY} candidates taken").into(),
             })
         }
         Conflict::Overwrite | Conflict::Fail => {
@@ -530,16 +530,16 @@ pub(crate) fn prepare_part(
             let refuse = |reason| Err(TransferError::unsafe_path(rel.to_string_lossy(), reason));
             for _ in 0..CLAIM_TRIES {
                 if let Some((f, id)) =
-                    create_owned(&part).map_err(|e| TransferError::file("creating", &e))?
+                    create_owned(&part).map_err(|e| TransferError::file("creating", e))?
                 {
                     return Ok((Placement { target, part, id }, f));
                 }
-                match probe(&part).map_err(|e| TransferError::file("checking .part", &e))? {
+                match probe(&part).map_err(|e| TransferError::file("checking .part", e))? {
                     Found::Gone => {}
                     Found::Live => return Err(in_use(&part)),
                     Found::Stale(held, id) => {
                         remove_same(&part, id)
-                            .map_err(|e| TransferError::file("removing a stale .part", &e))?;
+                            .map_err(|e| TransferError::file("removing a stale .part", e))?;
                         drop(held);
                     }
                     Found::Symlink => return refuse("the .part file is a symbolic link"),
@@ -550,7 +550,8 @@ pub(crate) fn prepare_part(
                         return Err(TransferError::File {
                             kind: FileErrorKind::AlreadyExists,
                             op: "creating",
-                            message: format!("{} exists and is not a regular file", part.display()),
+                            cause: format!("{} exists and is not a regular file", part.display())
+                                .into(),
                         })
                     }
                 }
@@ -569,7 +570,7 @@ fn make_dirs(dir: &Path, rel: &Path) -> Result<PathBuf, TransferError> {
     let not_dir = |path: &Path, what: &str| TransferError::File {
         kind: FileErrorKind::NotADirectory,
         op: "creating directories",
-        message: format!("{what} {} is not a directory", path.display()),
+        cause: format!("{what} {} is not a directory", path.display()).into(),
     };
     if let Err(e) = std::fs::create_dir_all(dir) {
         // `create_dir_all` reports a file in the way as "File exists": say what it is.
@@ -584,11 +585,11 @@ fn make_dirs(dir: &Path, rel: &Path) -> Result<PathBuf, TransferError> {
             };
             return Err(not_dir(p, what));
         }
-        return Err(TransferError::file("creating the download directory", &e));
+        return Err(TransferError::file("creating the download directory", e));
     }
     let real_dir = dir
         .canonicalize()
-        .map_err(|e| TransferError::file("resolving the download directory", &e))?;
+        .map_err(|e| TransferError::file("resolving the download directory", e))?;
     let outside = || {
         TransferError::unsafe_path(
             rel.to_string_lossy(),
@@ -603,17 +604,17 @@ fn make_dirs(dir: &Path, rel: &Path) -> Result<PathBuf, TransferError> {
                 match std::fs::create_dir(&next) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(TransferError::file("creating directory", &e)),
+                    Err(e) => return Err(TransferError::file("creating directory", e)),
                 }
                 next.symlink_metadata()
             }
             other => other,
         }
-        .map_err(|e| TransferError::file("resolving the target directory", &e))?;
+        .map_err(|e| TransferError::file("resolving the target directory", e))?;
         at = if meta.file_type().is_symlink() {
             let real = next
                 .canonicalize()
-                .map_err(|e| TransferError::file("resolving the target directory", &e))?;
+                .map_err(|e| TransferError::file("resolving the target directory", e))?;
             if !real.starts_with(&real_dir) {
                 return Err(outside());
             }
@@ -630,7 +631,7 @@ fn make_dirs(dir: &Path, rel: &Path) -> Result<PathBuf, TransferError> {
     // Belt and braces: the whole parent, resolved at once, is inside too.
     let real_parent = at
         .canonicalize()
-        .map_err(|e| TransferError::file("resolving the target directory", &e))?;
+        .map_err(|e| TransferError::file("resolving the target directory", e))?;
     if !real_parent.starts_with(&real_dir) {
         return Err(outside());
     }
@@ -754,7 +755,7 @@ fn in_use(part: &Path) -> TransferError {
     TransferError::File {
         kind: FileErrorKind::InUse,
         op: "creating",
-        message: format!("{} is in use by another download", part.display()),
+        cause: format!("{} is in use by another download", part.display()).into(),
     }
 }
 
@@ -763,11 +764,12 @@ fn replaced(part: &Path) -> TransferError {
     TransferError::File {
         kind: FileErrorKind::InUse,
         op: "placing the file",
-        message: format!(
+        cause: format!(
             "{} is no longer the file this download wrote (replaced or removed by something \
              else); nothing was placed",
             part.display()
-        ),
+        )
+        .into(),
     }
 }
 
@@ -781,7 +783,7 @@ fn exists_error(p: &Path) -> TransferError {
     TransferError::File {
         kind: FileErrorKind::AlreadyExists,
         op: "placing the file",
-        message: format!("{} exists", p.display()),
+        cause: format!("{} exists", p.display()).into(),
     }
 }
 
@@ -811,7 +813,7 @@ fn place(
 ) -> Result<PathBuf, TransferError> {
     let meta = file
         .metadata()
-        .map_err(|e| TransferError::file("checking", &e))?;
+        .map_err(|e| TransferError::file("checking", e))?;
     let len = meta.len();
     if len != expected_len {
         return Err(TransferError::Internal(format!(
@@ -820,7 +822,7 @@ fn place(
     }
     if fsync {
         file.sync_all()
-            .map_err(|e| TransferError::file("syncing", &e))?;
+            .map_err(|e| TransferError::file("syncing", e))?;
     }
     let part = &placement.part;
     let ours = FileId::of(&meta);
@@ -832,7 +834,7 @@ fn place(
             // Replaces the directory entry: a file the old target shared through a hard
             // link (or a symlink's target) is not touched.
             std::fs::rename(part, &placement.target)
-                .map_err(|e| TransferError::file("renaming", &e))?;
+                .map_err(|e| TransferError::file("renaming", e))?;
             placement.target.clone()
         }
         Conflict::Fail => {
@@ -880,13 +882,13 @@ fn place(
 /// system has no hard links.
 fn link_no_clobber(from: &Path, to: &Path) -> Result<(), TransferError> {
     match std::fs::hard_link(from, to) {
-        Ok(()) => std::fs::remove_file(from).map_err(|e| TransferError::file("removing .part", &e)),
+        Ok(()) => std::fs::remove_file(from).map_err(|e| TransferError::file("removing .part", e)),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(exists_error(to)),
         Err(_) => {
             if to.symlink_metadata().is_ok() {
                 return Err(exists_error(to));
             }
-            std::fs::rename(from, to).map_err(|e| TransferError::file("renaming", &e))
+            std::fs::rename(from, to).map_err(|e| TransferError::file("renaming", e))
         }
     }
 }

@@ -10,16 +10,16 @@ use std::{
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::file::blocking::{self, Job};
+use crate::file::blocking::{self, Pending};
 
 /// Reads are sized to the pace the socket takes them (`blocking::job_size`, between `MIN_READ`
 /// and `MAX_READ`, measured from how soon the previous chunk was asked for after it was
-/// handed out): a fast upload reads 1 MiB at a time (fewer, larger writes into awc: ~15%
-/// faster than 256 KiB on loopback), a slow one holds two small buffers.
+/// handed out): a fast upload reads 1 MiB at a time (fewer, larger writes into awc, each of
+/// which has a fixed cost), a slow one holds two small buffers.
 const MIN_READ: usize = 64 * 1024;
 const MAX_READ: usize = 1024 * 1024;
 
-type ReadJob = Job<(File, io::Result<Bytes>)>;
+type ReadJob = Pending<(File, io::Result<Bytes>)>;
 
 /// A stream of exactly `size` bytes of the file at `path`, from `offset`.
 ///

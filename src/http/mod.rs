@@ -25,7 +25,7 @@ use awc::{
 use url::Url;
 
 use crate::{
-    error::{TimeoutPhase, TransferError},
+    error::{Cause, TimeoutPhase, TransferError},
     event::Headers,
     redact,
     request::HttpRequest,
@@ -265,20 +265,34 @@ pub(crate) fn headers_of(response: &ClientResponse) -> Headers {
 
 /// Map awc's request error. A request awc (or h2 under it) refuses to build or send is never
 /// a network error: trying it again cannot help, so it maps to a kind that is not retried.
+/// The error under a connect or network failure stays reachable as the error's source.
 pub(crate) fn send_error(err: SendRequestError) -> TransferError {
     match err {
         SendRequestError::Connect(ConnectError::Timeout) => {
             TransferError::Timeout(TimeoutPhase::Connect)
         }
-        SendRequestError::Connect(e) => TransferError::Connect(e.to_string()),
+        SendRequestError::Connect(ConnectError::Io(e)) => {
+            TransferError::Connect(Cause::with_error(io_text(&e), e))
+        }
+        SendRequestError::Connect(ConnectError::H2(e)) => {
+            TransferError::Connect(Cause::with_error(e.to_string(), e))
+        }
+        // The others hold no error that can travel (the resolver's is not `Send`).
+        SendRequestError::Connect(e) => TransferError::Connect(e.to_string().into()),
         SendRequestError::Timeout => TransferError::Timeout(TimeoutPhase::Headers),
         SendRequestError::Url(e) => TransferError::InvalidRequest(e.to_string()),
         SendRequestError::Http(e) => TransferError::InvalidRequest(e.to_string()),
-        SendRequestError::Send(e) => TransferError::Network(format!("sending the request: {e}")),
+        SendRequestError::Send(e) => TransferError::Network(Cause::with_error(
+            format!("sending the request: {}", io_text(&e)),
+            e,
+        )),
         SendRequestError::Response(e) => {
             use actix_http::error::ParseError;
             match e {
-                ParseError::Io(e) => TransferError::Network(format!("reading the response: {e}")),
+                ParseError::Io(e) => TransferError::Network(Cause::with_error(
+                    format!("reading the response: {}", io_text(&e)),
+                    e,
+                )),
                 ParseError::Incomplete => TransferError::Network(
                     "the connection closed before a complete response".into(),
                 ),
@@ -293,15 +307,23 @@ pub(crate) fn send_error(err: SendRequestError) -> TransferError {
         SendRequestError::H2(e) if e.reason().is_none() && !e.is_io() => {
             TransferError::InvalidRequest(format!("HTTP/2 refused the request: {e}"))
         }
-        SendRequestError::H2(e) => TransferError::Network(format!("HTTP/2: {e}")),
-        SendRequestError::TunnelNotSupported | SendRequestError::Custom(..) => {
+        SendRequestError::H2(e) => {
+            TransferError::Network(Cause::with_error(format!("HTTP/2: {e}"), e))
+        }
+        SendRequestError::TunnelNotSupported => {
             TransferError::Internal(format!("awc refused the request: {err}"))
         }
-        other => TransferError::Network(other.to_string()),
+        // awc's own text for this one puts a Debug dump first.
+        SendRequestError::Custom(e, _) => {
+            TransferError::Internal(format!("awc refused the request: {e}"))
+        }
+        other => TransferError::Network(other.to_string().into()),
     }
 }
 
-/// Map awc's body error. `expected`/`received` turn a premature end into `Truncated`.
+/// Map awc's body error. `expected`/`received` turn a premature end into `Truncated`, bytes
+/// past the announced length into `Overlong`. The error underneath stays reachable as the
+/// error's source.
 pub(crate) fn payload_error(
     err: PayloadError,
     expected: Option<u64>,
@@ -309,22 +331,128 @@ pub(crate) fn payload_error(
 ) -> TransferError {
     match (Fault::of(&err), expected) {
         (Some(Fault::Excess { received }), Some(expected)) => {
-            return TransferError::Truncated { expected, received }
+            return TransferError::Overlong { expected, received }
         }
-        (Some(fault), _) => return TransferError::Network(fault.to_string()),
+        (Some(fault), _) => {
+            return TransferError::Network(Cause::with_error(fault.to_string(), fault))
+        }
         (None, _) => {}
     }
     match (err, expected) {
         (PayloadError::Incomplete(_), Some(expected)) => {
             TransferError::Truncated { expected, received }
         }
-        (PayloadError::Incomplete(e), None) => TransferError::Network(format!(
-            "the connection closed mid-body{}",
-            e.map(|e| format!(": {e}")).unwrap_or_default()
+        (PayloadError::Incomplete(None), None) => {
+            TransferError::Network("the connection closed mid-body".into())
+        }
+        (PayloadError::Incomplete(Some(e)), None) => TransferError::Network(Cause::with_error(
+            format!("the connection closed mid-body: {}", io_text(&e)),
+            e,
         )),
         (PayloadError::Overflow, _) => TransferError::BadContent("payload overflow".into()),
-        (e, _) => TransferError::Network(format!("reading the body: {e}")),
+        (PayloadError::Io(e), _) => TransferError::Network(Cause::with_error(
+            format!("reading the body: {}", io_text(&e)),
+            e,
+        )),
+        (e, _) => TransferError::Network(Cause::with_error(format!("reading the body: {e}"), e)),
     }
+}
+
+/// The text of an I/O error under an exchange, as a sentence. rustls writes some of its
+/// errors with Debug (`invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))`,
+/// `received fatal alert: HandshakeFailure`): those read as words here.
+fn io_text(e: &std::io::Error) -> String {
+    #[cfg(feature = "rustls")]
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return debug_as_words(&tls.to_string());
+    }
+    e.to_string()
+}
+
+/// `text` with its Debug names as lower-case words: a CamelCase name (`InvalidContentType`:
+/// "invalid content type"), nested tuple variants by their innermost name
+/// (`Other(OtherError(CaUsedAsEndEntity))`: "ca used as end entity"), a struct variant by its
+/// name alone (`NameContext { .. }`: "name context"). Other text is kept.
+#[cfg_attr(not(feature = "rustls"), allow(dead_code))]
+fn debug_as_words(text: &str) -> String {
+    let b = text.as_bytes();
+    let ident_end = |i: usize| {
+        (i..b.len())
+            .find(|&j| !b[j].is_ascii_alphanumeric())
+            .unwrap_or(b.len())
+    };
+    // The end of the balanced group that opens at `i` with `open`, if it closes.
+    let group_end = |i: usize, open: u8, close: u8| {
+        let mut depth = 0usize;
+        for (j, &c) in b.iter().enumerate().skip(i) {
+            if c == open {
+                depth += 1;
+            } else if c == close {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(j + 1);
+                }
+            }
+        }
+        None
+    };
+    let camel = |w: &[u8]| {
+        w.windows(2)
+            .any(|p| p[0].is_ascii_lowercase() && p[1].is_ascii_uppercase())
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < b.len() {
+        let starts_word =
+            b[i].is_ascii_uppercase() && (i == 0 || !b[i - 1].is_ascii_alphanumeric());
+        if !starts_word {
+            let next = (i + 1..=b.len())
+                .find(|&j| text.is_char_boundary(j))
+                .unwrap_or(b.len());
+            out.push_str(&text[i..next]);
+            i = next;
+            continue;
+        }
+        let end = ident_end(i);
+        let mut name = &b[i..end];
+        let mut next = end;
+        if b.get(end) == Some(&b'(') {
+            // Tuple variants: `A(B(C))`, when nothing but names and parentheses is inside.
+            if let Some(close) = group_end(end, b'(', b')') {
+                let inner = &b[end..close];
+                if inner
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || *c == b'(' || *c == b')')
+                {
+                    let mut innermost = inner.split(|c| *c == b'(' || *c == b')');
+                    name = innermost.rfind(|w| !w.is_empty()).unwrap_or(name);
+                    next = close;
+                }
+            }
+        } else if b[end..].starts_with(b" {") && camel(name) {
+            if let Some(close) = group_end(end + 1, b'{', b'}') {
+                next = close;
+            }
+        }
+        if next == end && !camel(name) {
+            out.push_str(&text[i..end]);
+        } else {
+            for (k, &c) in name.iter().enumerate() {
+                let upper_after_lower =
+                    k > 0 && c.is_ascii_uppercase() && name[k - 1].is_ascii_lowercase();
+                let acronym_end = k > 0
+                    && c.is_ascii_uppercase()
+                    && name[k - 1].is_ascii_uppercase()
+                    && name.get(k + 1).is_some_and(u8::is_ascii_lowercase);
+                if upper_after_lower || acronym_end {
+                    out.push(' ');
+                }
+                out.push(c.to_ascii_lowercase() as char);
+            }
+        }
+        i = next;
+    }
+    out
 }
 
 /// The validator to pin a resume with (`If-Range`), if the response has a strong one: a range
@@ -572,6 +700,77 @@ mod tests {
                 let (a, b) = (Url::parse(a).unwrap(), Url::parse(b).unwrap());
                 assert_eq!(same_origin(&a, &b), a.origin() == b.origin(), "{a} vs {b}");
             }
+        }
+    }
+
+    #[test]
+    fn debug_names_in_a_message_read_as_words() {
+        for (text, words) in [
+            (
+                "invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))",
+                "invalid peer certificate: ca used as end entity",
+            ),
+            (
+                "received corrupt message of type InvalidContentType",
+                "received corrupt message of type invalid content type",
+            ),
+            (
+                "received fatal alert: HandshakeFailure",
+                "received fatal alert: handshake failure",
+            ),
+            (
+                "invalid peer certificate: UnsupportedSignatureAlgorithmContext { id: [1, 2] }",
+                "invalid peer certificate: unsupported signature algorithm context",
+            ),
+            (
+                "peer is incompatible: NoTLSVersion",
+                "peer is incompatible: no tls version",
+            ),
+            // Plain text, acronyms and capitalised words are kept.
+            (
+                "HTTP/2: Connection refused (os error 111) é",
+                "HTTP/2: Connection refused (os error 111) é",
+            ),
+            ("Expired", "Expired"),
+        ] {
+            assert_eq!(debug_as_words(text), words, "{text}");
+        }
+    }
+
+    /// A rustls failure under a connection reads as a sentence, and stays the source.
+    #[cfg(feature = "rustls")]
+    #[test]
+    fn a_tls_failure_reads_as_a_sentence_and_keeps_its_source() {
+        #[derive(Debug)]
+        struct CaUsedAsEndEntity;
+        impl std::fmt::Display for CaUsedAsEndEntity {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{self:?}") // as webpki writes its errors
+            }
+        }
+        impl std::error::Error for CaUsedAsEndEntity {}
+        let other = rustls::OtherError(std::sync::Arc::new(CaUsedAsEndEntity));
+        for (tls, text) in [
+            (
+                rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)),
+                "could not connect: invalid peer certificate: ca used as end entity",
+            ),
+            (
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+                "could not connect: invalid peer certificate: unknown issuer",
+            ),
+        ] {
+            let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+            let error = send_error(SendRequestError::Connect(ConnectError::Io(io)));
+            assert_eq!(error.to_string(), text);
+            let source =
+                std::error::Error::source(&error).and_then(|e| e.downcast_ref::<std::io::Error>());
+            assert!(
+                source
+                    .and_then(|e| e.get_ref())
+                    .is_some_and(|e| e.is::<rustls::Error>()),
+                "{error:?}"
+            );
         }
     }
 }

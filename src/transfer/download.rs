@@ -330,10 +330,9 @@ fn segments(
 }
 
 fn size_mismatch(want: u64, got: u64) -> TransferError {
-    TransferError::ChecksumMismatch {
-        what: "size",
-        expected: want.to_string(),
-        actual: got.to_string(),
+    TransferError::SizeMismatch {
+        expected: want,
+        actual: got,
     }
 }
 

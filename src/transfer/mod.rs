@@ -22,7 +22,7 @@
 //!
 //! *Finishing* is not abortable: a cancel arriving then is answered `NotActive` with the real
 //! end once it is known. Exactly one `Ended`: [`TransferActor::finish`] is the only place that
-//! publishes it, it runs at most once, and `stopped()` calls it with an `Internal` error if the
+//! publishes it, it runs at most once, and `stopped()` calls it with a `Panicked` error if the
 //! actor stops any other way (a panic in the actor).
 
 mod download;
@@ -485,7 +485,8 @@ pub(crate) struct BodyReader {
     /// Bytes this response announced.
     expected: Option<u64>,
     received: u64,
-    /// Bytes already on disk before this response (a resume): reported in `Truncated`.
+    /// Bytes already on disk before this response (a resume): reported in `Truncated` and
+    /// `Overlong`.
     base: u64,
     counted: bool,
     yields: ChunkYield,
@@ -517,10 +518,15 @@ impl BodyReader {
         })
     }
 
-    /// An error of this body in terms of the whole file: `Truncated` counts the bytes before it.
+    /// An error of this body in terms of the whole file: `Truncated` and `Overlong` count the
+    /// bytes before it.
     fn rebased(&self, error: TransferError) -> TransferError {
         match error {
             TransferError::Truncated { expected, received } => TransferError::Truncated {
+                expected: self.base + expected,
+                received: self.base + received,
+            },
+            TransferError::Overlong { expected, received } => TransferError::Overlong {
                 expected: self.base + expected,
                 received: self.base + received,
             },
@@ -554,7 +560,10 @@ impl BodyReader {
             Some(Ok(chunk)) => {
                 self.received += chunk.len() as u64;
                 if let Some(expected) = self.expected.filter(|e| self.received > *e) {
-                    return Err(self.truncated(expected));
+                    return Err(self.rebased(TransferError::Overlong {
+                        expected,
+                        received: self.received,
+                    }));
                 }
                 if self.counted {
                     ctx.moved(chunk.len());
@@ -729,7 +738,7 @@ impl TransferActor {
                 .map(|(p, f)| (p, Writer::new(f, hashed).write_behind(fsync)))
         });
         ctx.spawn(wrap_future(job).map(|res, act: &mut Self, ctx| {
-            match res.unwrap_or_else(|e| Err(TransferError::Internal(e.to_string()))) {
+            match res.unwrap_or_else(|e| Err(e.into())) {
                 Ok((placement, writer)) => {
                     *act.ctx.placement.borrow_mut() = Some(placement);
                     *act.ctx.writer.borrow_mut() = Some(writer);
@@ -810,7 +819,7 @@ impl TransferActor {
             for rx in segments {
                 let _ = rx.await;
             }
-            drain.settle(!discarded).await
+            drain.reclaim(!discarded).await
         };
         ctx.spawn(wrap_future(quiet).map(move |writer, act: &mut Self, ctx| {
             if let Some(w) = writer {
@@ -835,7 +844,10 @@ impl TransferActor {
     fn retry_or_fail(&mut self, error: TransferError, ctx: &mut Context<Self>) {
         let policy = &self.ctx.cfg.retry;
         let max = self.ctx.job.max_attempts.unwrap_or(policy.max_attempts);
-        let checksum = matches!(error, TransferError::ChecksumMismatch { .. });
+        let checksum = matches!(
+            error,
+            TransferError::ChecksumMismatch { .. } | TransferError::SizeMismatch { .. }
+        );
         let fallback = self.ctx.segment_fallback.replace(false);
         // The total deadline ends the transfer, however many attempts are left.
         let out_of_time = matches!(error, TransferError::Timeout(TimeoutPhase::Total));
@@ -921,7 +933,7 @@ impl TransferActor {
                     *act.ctx.writer.borrow_mut() = Some(writer);
                     act.end_failed(error, false, ctx)
                 }
-                Err(e) => act.end_failed(TransferError::Internal(e.to_string()), false, ctx),
+                Err(e) => act.end_failed(e.into(), false, ctx),
             }),
         );
     }
@@ -1140,7 +1152,7 @@ impl Actor for TransferActor {
         if !matches!(self.phase, Phase::Ended(_)) {
             self.finish(Outcome::Failed {
                 bytes: self.ctx.bytes(),
-                error: TransferError::Internal("the transfer actor stopped unexpectedly".into()),
+                error: TransferError::Panicked("the transfer actor stopped unexpectedly".into()),
                 attempts: self.attempts,
             });
         }

@@ -139,8 +139,8 @@ pub(super) async fn run(
     let sizing = Arc::clone(&file);
     crate::file::blocking::run(move || sizing.file.set_len(total))
         .await
-        .map_err(|e| TransferError::Internal(e.to_string()))?
-        .map_err(|e| TransferError::file("sizing", &e))?;
+        .map_err(TransferError::from)?
+        .map_err(|e| TransferError::file("sizing", e))?;
 
     let bounds: Vec<(u64, u64)> = (0..k)
         .map(|i| (total * i / k, total * (i + 1) / k - 1))
@@ -212,7 +212,7 @@ pub(super) async fn run(
         segments.push(Box::pin(async move {
             done_rx
                 .await
-                .unwrap_or_else(|_| Err(TransferError::Internal("segment lost".into())))
+                .unwrap_or_else(|_| Err(TransferError::Panicked("segment lost".into())))
         }));
     }
 
@@ -354,8 +354,8 @@ async fn read_range(
                 Ok(b)
             })
             .await
-            .map_err(|e| TransferError::Internal(e.to_string()))?
-            .map_err(|e| TransferError::file("writing", &e))?;
+            .map_err(TransferError::from)?
+            .map_err(|e| TransferError::file("writing", e))?;
         }
         yields.before_read().await;
     }
@@ -371,7 +371,7 @@ async fn read_range(
         match resp.next().await {
             None => {}
             Some(Ok(more)) => {
-                return Err(TransferError::Truncated {
+                return Err(TransferError::Overlong {
                     expected: want,
                     received: want + more.len() as u64,
                 })

@@ -32,7 +32,9 @@ pub(super) async fn run(ctx: &Rc<Ctx>, file: &Path, size: u64) -> Result<Done, T
                             c.await_headers();
                         }
                     }
-                    Err(e) => c.set_body_error(TransferError::file("reading the upload file", e)),
+                    Err(e) => {
+                        c.set_body_error(TransferError::file_copy("reading the upload file", e))
+                    }
                 }
                 chunk
             }

@@ -39,6 +39,14 @@ fn one_of_each() -> Vec<(TransferError, ErrorKind, &'static str)> {
             "truncated",
         ),
         (
+            E::Overlong {
+                expected: 10,
+                received: 11,
+            },
+            ErrorKind::Overlong,
+            "overlong",
+        ),
+        (
             E::BadContent("x".into()),
             ErrorKind::BadContent,
             "bad_content",
@@ -65,13 +73,36 @@ fn one_of_each() -> Vec<(TransferError, ErrorKind, &'static str)> {
             E::File {
                 kind: FileErrorKind::NoSpace,
                 op: "writing",
-                message: "No space left on device (os error 28)".into(),
+                cause: "No space left on device (os error 28)".into(),
             },
             ErrorKind::File,
             "file",
         ),
+        (
+            E::SizeMismatch {
+                expected: 10,
+                actual: 5,
+            },
+            ErrorKind::SizeMismatch,
+            "size_mismatch",
+        ),
+        (
+            E::ChecksumMismatch {
+                what: "sha256",
+                expected: "ab".into(),
+                actual: "cd".into(),
+            },
+            ErrorKind::ChecksumMismatch,
+            "checksum_mismatch",
+        ),
+        (
+            E::CannotResume("x".into()),
+            ErrorKind::CannotResume,
+            "cannot_resume",
+        ),
         (E::Shutdown, ErrorKind::Shutdown, "shutdown"),
         (E::Internal("x".into()), ErrorKind::Internal, "internal"),
+        (E::Panicked("x".into()), ErrorKind::Panicked, "panicked"),
     ]
 }
 
@@ -119,7 +150,7 @@ fn details_are_serialised_for_machines() {
     let v = detail(TransferError::File {
         kind: FileErrorKind::AccessDenied,
         op: "creating",
-        message: "Read-only file system (os error 30)".into(),
+        cause: "Read-only file system (os error 30)".into(),
     });
     assert_eq!(v["file_kind"], "access_denied");
     assert_eq!(v["op"], "creating");
@@ -149,6 +180,10 @@ fn retryable_means_trying_again_may_work() {
             expected: 2,
             received: 1,
         },
+        E::Overlong {
+            expected: 1,
+            received: 2,
+        },
         E::Server { status: 408 },
         E::Server { status: 429 },
         E::Server { status: 500 },
@@ -158,7 +193,7 @@ fn retryable_means_trying_again_may_work() {
         E::File {
             kind: FileErrorKind::Transient,
             op: "writing",
-            message: "interrupted".into(),
+            cause: "interrupted".into(),
         },
     ];
     let final_ = [
@@ -172,9 +207,20 @@ fn retryable_means_trying_again_may_work() {
         E::File {
             kind: FileErrorKind::NoSpace,
             op: "writing",
-            message: "full".into(),
+            cause: "full".into(),
+        },
+        E::SizeMismatch {
+            expected: 2,
+            actual: 1,
+        },
+        E::ChecksumMismatch {
+            what: "sha256",
+            expected: "ab".into(),
+            actual: "cd".into(),
         },
         E::Shutdown,
+        E::Internal("x".into()),
+        E::Panicked("x".into()),
     ];
     for e in retryable {
         assert!(e.is_retryable(), "{e:?}");

@@ -203,11 +203,19 @@ async fn a_read_only_directory_is_a_file_error_and_the_engine_goes_on() {
     let (_, outcome) = run(&engine, Download::new(server.url("/x")).to("ro/f.bin")).await;
 
     let error = assert_failed(&outcome, ErrorKind::File);
-    let TransferError::File { kind, message, .. } = error else {
+    let TransferError::File { kind, cause, .. } = error else {
         unreachable!()
     };
+    let message = cause.to_string();
     assert_eq!(*kind, FileErrorKind::AccessDenied, "{error:?}");
     assert!(message.contains("Read-only file system"), "{message}");
+    // The OS error itself stays reachable, as the error's source.
+    let source = std::error::Error::source(error).and_then(|e| e.downcast_ref::<std::io::Error>());
+    assert_eq!(
+        source.and_then(std::io::Error::raw_os_error),
+        Some(30),
+        "{error:?}"
+    );
     assert_eq!(server.connections(), 0, "a request was made");
     assert_eq!(files(&dir.path().join("ro")), Vec::<PathBuf>::new());
 
@@ -233,11 +241,18 @@ async fn a_full_disk_is_a_file_error_and_the_engine_goes_on() {
     let (_, outcome) = run(&engine, Download::new(server.url("/x")).to("small/big.bin")).await;
 
     let error = assert_failed(&outcome, ErrorKind::File);
-    let TransferError::File { kind, message, .. } = error else {
+    let TransferError::File { kind, cause, .. } = error else {
         unreachable!()
     };
+    let message = cause.to_string();
     assert_eq!(*kind, FileErrorKind::NoSpace, "{error:?}");
     assert!(message.contains("No space left on device"), "{message}");
+    let source = std::error::Error::source(error).and_then(|e| e.downcast_ref::<std::io::Error>());
+    assert_eq!(
+        source.map(std::io::Error::kind),
+        Some(std::io::ErrorKind::StorageFull),
+        "{error:?}"
+    );
     assert!(!error.is_retryable());
     assert!(!dir.path().join("small/big.bin").exists());
     // A `.part` left behind holds only a correct prefix (a write that failed part-way leaves
@@ -622,9 +637,10 @@ async fn a_directory_that_is_a_file_is_reported_as_not_a_directory() {
         let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(target)).await;
 
         let error = assert_failed(&outcome, ErrorKind::File);
-        let TransferError::File { kind, message, .. } = error else {
+        let TransferError::File { kind, cause, .. } = error else {
             unreachable!()
         };
+        let message = cause.to_string();
         assert_eq!(*kind, FileErrorKind::NotADirectory, "{error:?}");
         assert!(message.contains("is not a directory"), "{message}");
     }

@@ -106,7 +106,7 @@ async fn headers_then_reset_before_any_body_byte_is_truncated() {
 }
 
 #[actix_rt::test]
-async fn long_body_is_truncated_and_the_connection_is_not_reused() {
+async fn long_body_is_overlong_and_the_connection_is_not_reused() {
     // The first answer says 500 bytes and sends 1000; the second is honest.
     let body = pattern(1000);
     let mut lying = head(200, &[("Content-Length", "500")]);
@@ -125,7 +125,7 @@ async fn long_body_is_truncated_and_the_connection_is_not_reused() {
     let (_, outcome) = run(&engine, download(&server)).await;
     let error = failure(&outcome);
     assert!(
-        matches!(error, TransferError::Truncated { expected: 500, received } if *received > 500),
+        matches!(error, TransferError::Overlong { expected: 500, received } if *received > 500),
         "{error:?}"
     );
     assert_nothing_completed(dir.path(), NAME);

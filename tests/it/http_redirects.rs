@@ -451,3 +451,34 @@ async fn a_redirect_carrying_credentials_is_refused_and_they_are_never_shown() {
     assert_eq!(target.connections(), 0, "the redirect was followed");
     assert_empty(dir.path());
 }
+
+#[cfg(feature = "rustls")]
+#[actix_rt::test]
+async fn a_failed_tls_handshake_reads_as_a_sentence() {
+    // https to a server that answers in plain HTTP: rustls fails the handshake, and writes
+    // that failure with a Debug name (`InvalidContentType`); the error reads as words, and
+    // the `io::Error` underneath stays reachable.
+    let plain = Blurt::start(ok(b"not tls"));
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+
+    let (_, outcome) = run(&engine, Download::new(plain.url("https", "/s")).to(NAME)).await;
+
+    let error = assert_failed(&outcome, ErrorKind::Connect);
+    let message = error.to_string();
+    let camel = message
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .find(|w| {
+            w.chars()
+                .zip(w.chars().skip(1))
+                .any(|(a, b)| a.is_ascii_lowercase() && b.is_ascii_uppercase())
+        });
+    assert_eq!(camel, None, "a Debug name in {message:?} {error:?}");
+    for fragment in ["Some(", "Os {", "Custom {", "(Other"] {
+        assert!(!message.contains(fragment), "{message}");
+    }
+    assert!(
+        std::error::Error::source(error).is_some_and(|e| e.is::<std::io::Error>()),
+        "{error:?}"
+    );
+}

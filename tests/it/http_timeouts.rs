@@ -426,3 +426,29 @@ async fn huge_durations_saturate() {
     let (_, outcome) = run(&engine, Download::new(busy.url("/x")).to(NAME)).await;
     assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Total));
 }
+
+#[actix_rt::test]
+async fn a_refused_connection_keeps_its_io_error_as_the_source() {
+    // A port with no listener: the OS refuses the connection, and that `io::Error` (its kind)
+    // is reachable from the transfer's error; the message reads as a sentence.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b.connect_timeout(LONG));
+
+    let (_, outcome) = run(&engine, Download::new(format!("http://{addr}/x")).to(NAME)).await;
+
+    let error = assert_failed(&outcome, actix_transfer::ErrorKind::Connect);
+    let source = std::error::Error::source(error).and_then(|e| e.downcast_ref::<std::io::Error>());
+    assert_eq!(
+        source.map(std::io::Error::kind),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    for fragment in ["Some(", "Os {", "Custom {", "kind:"] {
+        assert!(!message.contains(fragment), "{message}");
+    }
+}

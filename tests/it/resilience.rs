@@ -360,7 +360,7 @@ async fn checksum_mismatch_fails_and_removes_the_part() {
     assert!(
         matches!(
             outcome.error(),
-            Some(TransferError::ChecksumMismatch { what: "size", .. })
+            Some(TransferError::SizeMismatch { expected: 5, .. })
         ),
         "{outcome:?}"
     );
