@@ -168,6 +168,8 @@ mod error;
 mod event;
 mod file;
 mod http;
+#[cfg(feature = "journal")]
+mod journal;
 mod redact;
 mod request;
 mod retry;
