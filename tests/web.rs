@@ -911,3 +911,355 @@ async fn the_server_and_engine_stop_within_two_seconds_with_event_clients_connec
     }
     server.stop().await;
 }
+
+/// The dashboard in a real browser: headless Chromium driven over the DevTools protocol.
+mod browser {
+    use super::*;
+    use actix_web::web::Bytes;
+    use awc::ws;
+    use futures::SinkExt;
+
+    fn find_chromium() -> Option<std::path::PathBuf> {
+        if let Some(p) = std::env::var_os("CHROMIUM") {
+            return Some(p.into());
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        for name in ["chromium", "chromium-browser", "google-chrome"] {
+            for dir in std::env::split_paths(&path) {
+                let p = dir.join(name);
+                if p.is_file() {
+                    return Some(p);
+                }
+            }
+        }
+        None
+    }
+
+    /// A DevTools session on one page.
+    struct Cdp<C> {
+        conn: C,
+        next: u64,
+    }
+
+    impl<C> Cdp<C>
+    where
+        C: futures::Stream<Item = Result<ws::Frame, actix_http::ws::ProtocolError>>
+            + futures::Sink<ws::Message, Error = actix_http::ws::ProtocolError>
+            + Unpin,
+    {
+        async fn call(&mut self, method: &str, params: Value) -> Value {
+            self.next += 1;
+            let id = self.next;
+            let msg = json!({"id": id, "method": method, "params": params}).to_string();
+            self.conn.send(ws::Message::Text(msg.into())).await.unwrap();
+            let start = Instant::now();
+            let mut partial: Vec<u8> = Vec::new();
+            loop {
+                assert!(start.elapsed() < LIMIT, "no answer to {method}");
+                let frame = actix_rt::time::timeout(LIMIT, self.conn.next())
+                    .await
+                    .expect("the browser answers")
+                    .expect("the connection is open")
+                    .unwrap();
+                let text: Bytes = match frame {
+                    ws::Frame::Text(t) => t,
+                    ws::Frame::Continuation(actix_http::ws::Item::FirstText(t)) => {
+                        partial = t.to_vec();
+                        continue;
+                    }
+                    ws::Frame::Continuation(actix_http::ws::Item::Continue(t)) => {
+                        partial.extend_from_slice(&t);
+                        continue;
+                    }
+                    ws::Frame::Continuation(actix_http::ws::Item::Last(t)) => {
+                        partial.extend_from_slice(&t);
+                        Bytes::from(std::mem::take(&mut partial))
+                    }
+                    _ => continue,
+                };
+                let v: Value = serde_json::from_slice(&text).unwrap();
+                if v["id"] == id {
+                    assert!(v.get("error").is_none(), "{method}: {v}");
+                    return v["result"].clone();
+                }
+            }
+        }
+
+        /// Evaluate JavaScript in the page; its value.
+        async fn eval(&mut self, js: &str) -> Value {
+            let r = self
+                .call(
+                    "Runtime.evaluate",
+                    json!({"expression": js, "returnByValue": true, "awaitPromise": true}),
+                )
+                .await;
+            assert!(r.get("exceptionDetails").is_none(), "{js}: {r}");
+            r["result"]["value"].clone()
+        }
+
+        /// Polls `js` until it is `true` (bounded).
+        async fn until(&mut self, what: &str, js: &str) {
+            let start = Instant::now();
+            while self.eval(js).await != json!(true) {
+                assert!(start.elapsed() < LIMIT, "{what}: never true: {js}");
+                actix_rt::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        async fn type_text(&mut self, selector: &str, text: &str) {
+            self.eval(&format!("document.querySelector({selector:?}).focus()"))
+                .await;
+            self.call("Input.insertText", json!({ "text": text })).await;
+        }
+
+        async fn press_enter(&mut self) {
+            for kind in ["keyDown", "keyUp"] {
+                self.call(
+                    "Input.dispatchKeyEvent",
+                    json!({"type": kind, "key": "Enter", "code": "Enter",
+                           "windowsVirtualKeyCode": 13, "text": "\r"}),
+                )
+                .await;
+            }
+        }
+
+        async fn screenshot(&mut self, width: u32, height: u32, mobile: bool, name: &str) {
+            use base64::Engine as _;
+            self.call(
+                "Emulation.setDeviceMetricsOverride",
+                json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+            )
+            .await;
+            actix_rt::time::sleep(Duration::from_millis(300)).await; // a relayout
+            let shot = self
+                .call("Page.captureScreenshot", json!({"format": "png"}))
+                .await;
+            let png = base64::engine::general_purpose::STANDARD
+                .decode(shot["data"].as_str().unwrap())
+                .unwrap();
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(name);
+            std::fs::write(&path, png).unwrap();
+            eprintln!("screenshot: {}", path.display());
+        }
+    }
+
+    /// Kills the browser when the test ends, however it ends.
+    struct Browser(std::process::Child);
+
+    impl Drop for Browser {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[actix_rt::test]
+    async fn the_dashboard_works_in_a_real_browser() {
+        let Some(chromium) = find_chromium() else {
+            let msg = "\n\n!!! NO CHROMIUM FOUND: the dashboard's browser test did NOT run.\n\
+                       !!! Install it (`apt-get install -y chromium`) or set CHROMIUM=/path.\n";
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("{msg}");
+            }
+            eprintln!("{msg}");
+            return;
+        };
+        let server = server();
+        let p = panel().await;
+        let profile = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+                "--window-size=1280,800",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium.display()));
+        let _browser = Browser(child);
+
+        // The DevTools port, from the file Chromium writes into its profile.
+        let start = Instant::now();
+        let port = loop {
+            let f = profile.path().join("DevToolsActivePort");
+            if let Some(port) = std::fs::read_to_string(&f)
+                .ok()
+                .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<u16>().ok()))
+            {
+                break port;
+            }
+            assert!(
+                start.elapsed() < LIMIT,
+                "Chromium did not open its DevTools port"
+            );
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        };
+        let ws_url = loop {
+            let list: Value = client()
+                .get(format!("http://127.0.0.1:{port}/json/list"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let page = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["type"] == "page")
+                .map(|t| t["webSocketDebuggerUrl"].as_str().unwrap().to_owned());
+            if let Some(u) = page {
+                break u;
+            }
+            assert!(start.elapsed() < LIMIT, "no page target");
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        };
+        let (_, conn) = awc::Client::new()
+            .ws(ws_url)
+            .max_frame_size(64 << 20)
+            .connect()
+            .await
+            .unwrap();
+        let mut cdp = Cdp { conn, next: 0 };
+        cdp.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false}),
+        )
+        .await;
+
+        // A slow transfer that is already running when the page opens.
+        let slow = create(
+            &p,
+            json!({"url": server.url("/slow/40000000"), "path": "slow.bin"}),
+        )
+        .await;
+
+        cdp.call("Page.navigate", json!({"url": format!("{}/", p.base)}))
+            .await;
+        cdp.until(
+            "the login form shows",
+            "!!document.getElementById('token') && !document.getElementById('login').hidden",
+        )
+        .await;
+        // The token, typed and submitted with the keyboard.
+        cdp.type_text("#token", TOKEN).await;
+        cdp.press_enter().await;
+        cdp.until(
+            "the app shows, the login form does not",
+            "getComputedStyle(document.getElementById('app')).display !== 'none' \
+             && getComputedStyle(document.getElementById('login')).display === 'none'",
+        )
+        .await;
+        cdp.until(
+            "the slow transfer is listed and live",
+            &format!("(document.querySelector('tr[data-id=\"{slow}\"]')||{{}}).dataset?.state === 'active' && document.getElementById('conn').textContent === 'live'"),
+        )
+        .await;
+
+        // Add a URL through the form (with a signed-looking query that must never show).
+        let url = server.url("/slow/400000?sig=SECRETSIG");
+        cdp.type_text("#url", &url).await;
+        cdp.type_text("#path", "added.bin").await;
+        cdp.press_enter().await;
+        let added = loop {
+            let id = cdp
+                .eval("[...document.querySelectorAll('#rows tr')].map(r => +r.dataset.id).filter(id => id !== SLOW)[0] || null".replace("SLOW", &slow.to_string()).as_str())
+                .await;
+            if let Some(id) = id.as_u64() {
+                break id;
+            }
+            assert!(start.elapsed() < LIMIT, "the added transfer never showed");
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        };
+        let row = format!("document.querySelector('tr[data-id=\"{added}\"]')");
+        cdp.until(
+            "the added transfer's bar reaches 100 %",
+            &format!("{row}.querySelector('.bar').dataset.pct === '100' && {row}.querySelector('.state').textContent === 'completed'"),
+        )
+        .await;
+        assert_eq!(
+            cdp.eval(&format!("{row}.querySelector('.bar > span').style.width"))
+                .await,
+            "100%"
+        );
+        assert_eq!(
+            cdp.eval(&format!("{row}.querySelector('.name').textContent"))
+                .await,
+            "added.bin"
+        );
+        assert_eq!(
+            std::fs::read(p.dir.path().join("added.bin")).unwrap(),
+            pattern(400000)
+        );
+
+        // Cancel the slow one with its button.
+        let slow_row = format!("document.querySelector('tr[data-id=\"{slow}\"]')");
+        cdp.eval(&format!(
+            "{slow_row}.querySelector('[data-act=cancel]').click()"
+        ))
+        .await;
+        cdp.until(
+            "the slow transfer shows cancelled",
+            &format!("{slow_row}.querySelector('.state').textContent === 'cancelled'"),
+        )
+        .await;
+        let (_, v) = call("GET", &format!("{}/api/transfers/{slow}", p.base), None).await;
+        assert_eq!(v["outcome"], "cancelled");
+        // The DOM: buttons follow the state, no query string or token anywhere on screen.
+        assert_eq!(
+            cdp.eval(&format!(
+                "[...{slow_row}.querySelectorAll('button')].map(b => b.disabled)"
+            ))
+            .await,
+            json!([true, true, true, false]),
+            "pause, resume, cancel disabled; erase enabled"
+        );
+        let text = cdp.eval("document.body.innerText").await;
+        let text = text.as_str().unwrap();
+        assert!(
+            !text.contains("SECRETSIG") && !text.contains(TOKEN),
+            "{text}"
+        );
+        assert!(!cdp
+            .eval("location.href")
+            .await
+            .as_str()
+            .unwrap()
+            .contains(TOKEN));
+        assert_eq!(
+            cdp.eval("document.querySelectorAll('#rows tr').length")
+                .await,
+            2
+        );
+        cdp.until(
+            "the figures count both ended",
+            "document.getElementById('stats').textContent.includes('2 ended')",
+        )
+        .await;
+
+        cdp.screenshot(1280, 800, false, "web-dashboard-1280x800.png")
+            .await;
+        cdp.screenshot(390, 844, true, "web-dashboard-390.png")
+            .await;
+        assert_eq!(
+            cdp.eval("document.documentElement.scrollWidth <= 390")
+                .await,
+            true,
+            "no horizontal scrolling at phone width"
+        );
+        server.stop().await;
+    }
+}
