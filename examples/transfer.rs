@@ -3,10 +3,16 @@
 //! ```text
 //! cargo run --release --example transfer -- [--dir DIR] [--json] URL...
 //! cargo run --release --example transfer            # a demo against a loopback server
+//! cargo run --release --example transfer -- --serve 127.0.0.1:8080 [--token T] [--dir DIR]
 //! ```
 //!
 //! - `--dir DIR`: where files go (default: the current directory; the demo uses a temp dir).
 //! - `--json`: no bars; one JSON object per event per line on stdout.
+//! - `--serve ADDR`: a download manager: run the engine and serve its control plane (REST API,
+//!   live events, metrics, the dashboard page) on `ADDR` until Ctrl-C or SIGTERM. Prints the
+//!   URL to open; without `--token` it makes a random token and prints it.
+//!
+//! `RUST_LOG` sets what is logged (`RUST_LOG=actix_transfer=debug`).
 //!
 //! Exit code: 0 when every transfer completed (in the demo: when every transfer ended as the
 //! demo expects, including the one it cancels and the one that gets a 404), 1 otherwise, 130
@@ -26,6 +32,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 struct Args {
     dir: Option<PathBuf>,
     json: bool,
+    serve: Option<String>,
+    token: Option<String>,
     urls: Vec<String>,
 }
 
@@ -33,6 +41,8 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         dir: None,
         json: false,
+        serve: None,
+        token: None,
         urls: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -40,8 +50,11 @@ fn parse_args() -> Result<Args, String> {
         match a.as_str() {
             "--json" => args.json = true,
             "--dir" => args.dir = Some(it.next().ok_or("--dir needs a directory")?.into()),
+            "--serve" => args.serve = Some(it.next().ok_or("--serve needs an address")?),
+            "--token" => args.token = Some(it.next().ok_or("--token needs a token")?),
             "-h" | "--help" => {
                 return Err("usage: transfer [--dir DIR] [--json] URL...\n\
+                            \x20      transfer --serve ADDR [--token T] [--dir DIR]\n\
                             (no URL: a demo against a loopback server)"
                     .into())
             }
@@ -60,7 +73,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = actix_rt::System::new().block_on(run(args));
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    if args.token.is_some() && args.serve.is_none() {
+        eprintln!("--token goes with --serve");
+        return ExitCode::from(2);
+    }
+    let code = match args.serve.clone() {
+        Some(addr) if args.urls.is_empty() && !args.json => {
+            actix_rt::System::new().block_on(serve::run(addr, args.token, args.dir))
+        }
+        Some(_) => {
+            eprintln!("--serve takes no URL and no --json: add transfers on the page or the API");
+            2
+        }
+        None => actix_rt::System::new().block_on(run(args)),
+    };
     ExitCode::from(code)
 }
 
@@ -472,5 +502,87 @@ mod demo {
             Ok::<_, std::io::Error>(web::Bytes::from(pattern(32 * 1024)))
         });
         HttpResponse::Ok().no_chunking(16 << 20).streaming(chunks)
+    }
+}
+
+/// `--serve`: the engine and its control plane until Ctrl-C or SIGTERM.
+mod serve {
+    use std::path::PathBuf;
+
+    use actix_transfer::{
+        web::{ControlPanel, WebConfig},
+        Engine, Shutdown,
+    };
+    use actix_web::{App, HttpServer};
+
+    /// 128 random bits, hex.
+    fn random_token() -> Result<String, String> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| format!("no random token: {e}"))?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    pub(super) async fn run(addr: String, token: Option<String>, dir: Option<PathBuf>) -> u8 {
+        let token = match token.map_or_else(random_token, Ok) {
+            Ok(t) if !t.is_empty() => t,
+            Ok(_) => {
+                eprintln!("--token must not be empty");
+                return 2;
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return 1;
+            }
+        };
+        let dir = dir.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| ".".into()));
+        let engine = Engine::builder().download_dir(&dir).start();
+        let panel = ControlPanel::start(engine.clone(), WebConfig::with_token(token.clone()));
+        let p = panel.clone();
+        let server = match HttpServer::new(move || App::new().configure(p.routes()))
+            .disable_signals()
+            .bind(&addr)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot listen on {addr}: {e}");
+                return 1;
+            }
+        };
+        for a in server.addrs() {
+            println!("open http://{a}/ (token: {token})");
+        }
+        println!("downloads go to {}; Ctrl-C stops", dir.display());
+        let server = server.run();
+        let handle = server.handle();
+        actix_rt::spawn(async move {
+            stop_signal().await;
+            // End the event streams first: a graceful stop would otherwise wait for them.
+            panel.close().await;
+            handle.stop(true).await;
+        });
+        let served = server.await;
+        engine.send(Shutdown).await.ok();
+        match served {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("server failed: {e}");
+                1
+            }
+        }
+    }
+
+    /// Ctrl-C, or SIGTERM on unix.
+    async fn stop_signal() {
+        #[cfg(unix)]
+        {
+            use actix_rt::signal::unix::{signal, SignalKind};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                let ctrl_c = Box::pin(actix_rt::signal::ctrl_c());
+                let term = Box::pin(term.recv());
+                futures::future::select(ctrl_c, term).await;
+                return;
+            }
+        }
+        let _ = actix_rt::signal::ctrl_c().await;
     }
 }

@@ -175,6 +175,8 @@ mod request;
 mod retry;
 mod throttle;
 mod transfer;
+#[cfg(feature = "web")]
+pub mod web;
 mod worker;
 
 pub use engine::{

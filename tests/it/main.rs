@@ -22,3 +22,4 @@ mod resilience;
 mod segmented;
 mod slow_download;
 mod upload_fetch;
+mod web;

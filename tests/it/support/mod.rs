@@ -76,9 +76,15 @@ pub struct ServerState {
 pub struct Server {
     pub base: String,
     pub state: Arc<ServerState>,
+    handle: actix_web::dev::ServerHandle,
 }
 
 impl Server {
+    /// Stop the server and wait until its connections are closed.
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -126,8 +132,14 @@ pub fn server() -> Server {
     .bind(("127.0.0.1", 0))
     .expect("bind 127.0.0.1");
     let base = format!("http://{}", srv.addrs()[0]);
-    actix_rt::spawn(srv.run());
-    Server { base, state }
+    let srv = srv.run();
+    let handle = srv.handle();
+    actix_rt::spawn(srv);
+    Server {
+        base,
+        state,
+        handle,
+    }
 }
 
 async fn bytes(n: web::Path<usize>) -> HttpResponse {
