@@ -35,9 +35,9 @@ use crate::{
 pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, TransferError> {
     // The sink owns the `.part` from here on; if this attempt fails or is aborted, dropping
     // the sink hands the file back to the transfer for the next attempt.
-    let mut sink = FileSink::new(ctx.take_writer()?, ctx.drain());
+    let mut sink = FileSink::new(ctx.download.take_writer()?, ctx.download.drain());
     let (written, damaged) = sink.landed();
-    let validator = ctx.validator.borrow().clone();
+    let validator = ctx.download.validator.borrow().clone();
     // A range of the caller's own: the file is that part of the resource, fetched whole on
     // each attempt (the engine's own ranges cannot be combined with it).
     let caller_range = ctx
@@ -46,7 +46,8 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
         .headers
         .iter()
         .any(|(n, _)| n == header::RANGE);
-    let resumable = validator.is_some() && !damaged && !ctx.no_ranges.get() && !caller_range;
+    let resumable =
+        validator.is_some() && !damaged && !ctx.download.no_ranges.get() && !caller_range;
     let mut offset = if resumable { written } else { 0 };
     if offset == 0 && written > 0 {
         restart(
@@ -58,7 +59,7 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
     }
     let previous_total = ctx.estimated_total();
     // Where a resume is asked; a request from zero always starts at the caller's URL.
-    let resume_url = ctx.resume_url.borrow().clone();
+    let resume_url = ctx.download.resume_url.borrow().clone();
 
     // At most two requests: a range request, then (if the server botched it) a plain one.
     let (sent, total) = loop {
@@ -112,7 +113,7 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
                     break (sent, total);
                 }
                 tracing::debug!(?range, offset, "refusing a bad 206; restarting from zero");
-                ctx.no_ranges.set(true);
+                ctx.download.no_ranges.set(true);
                 drop(sent);
                 restart(&mut sink, opts, "the server answered with a wrong range").await?;
                 offset = 0;
@@ -136,8 +137,8 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
                     restart(&mut sink, opts, "the server sent the whole file again").await?;
                     offset = 0;
                 }
-                *ctx.validator.borrow_mut() = http::validator(&sent.response);
-                *ctx.resume_url.borrow_mut() =
+                *ctx.download.validator.borrow_mut() = http::validator(&sent.response);
+                *ctx.download.resume_url.borrow_mut() =
                     Some(sent.url.clone()).filter(|url| *url != ctx.job.request.url);
                 let total = length()?;
                 break (sent, total);
@@ -179,7 +180,10 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
     ctx.await_body();
 
     if let Some(k) = segments(ctx, opts, &sent.response, offset, total) {
-        let (total, validator) = (total.unwrap_or_default(), ctx.validator.borrow().clone());
+        let (total, validator) = (
+            total.unwrap_or_default(),
+            ctx.download.validator.borrow().clone(),
+        );
         let url = sent.url.clone();
         let result = segmented::run(
             ctx,
@@ -193,8 +197,8 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
         .await;
         if let Err(error) = result {
             // The file now has holes: the retry is one stream from zero.
-            ctx.no_segments.set(true);
-            ctx.segment_fallback.set(true);
+            ctx.download.no_segments.set(true);
+            ctx.download.segment_fallback.set(true);
             return Err(error);
         }
         let writer = sink.finish().await?;
@@ -244,8 +248,8 @@ const ROUND: Duration = Duration::from_millis(250);
 
 /// Read a trickling body in rounds: wait a `ROUND` (at most a quarter of the idle timeout),
 /// take every chunk the connection has by then, write them out as one buffer. The bytes wait
-/// in the kernel's socket buffer (at `SLOW_RATE`, ~34 KB a round) instead of a write buffer
-/// of ours, and the transfer wakes 4 times a second instead of once a chunk. Everything
+/// in the kernel's socket buffer (at `SLOW_RATE`, a round's worth fits there) instead of a
+/// write buffer of ours, and the transfer wakes once a round instead of once a chunk. Everything
 /// waiting is read each round, so this never slows the transfer down. Returns `true` when the
 /// body ended, `false` once the data flows faster than `SLOW_RATE` again.
 async fn read_slowly(
@@ -323,9 +327,9 @@ fn segments(
         && response.status() == StatusCode::OK
         && accepts_ranges
         && opts.expect_sha256.is_none()
-        && !ctx.no_segments.get()
-        && !ctx.no_ranges.get()
-        && ctx.validator.borrow().is_some();
+        && !ctx.download.no_segments.get()
+        && !ctx.download.no_ranges.get()
+        && ctx.download.validator.borrow().is_some();
     qualifies.then_some(k)
 }
 

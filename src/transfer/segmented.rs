@@ -161,7 +161,7 @@ pub(super) async fn run(
     for (i, (start, end)) in bounds.iter().enumerate().skip(1) {
         let (done_tx, done_rx) = oneshot::channel();
         let (quiet_tx, quiet_rx) = oneshot::channel();
-        ctx.watch_quiescence(quiet_rx);
+        ctx.download.watch_quiescence(quiet_rx);
         let (abort, registration) = AbortHandle::new_pair();
         aborts.0.push(abort);
         let headers: Vec<(HeaderName, HeaderValue)> = ctx
@@ -220,7 +220,7 @@ pub(super) async fn run(
     let (_, end0) = bounds[0];
     let local_quiet = {
         let (tx, rx) = oneshot::channel();
-        ctx.watch_quiescence(rx);
+        ctx.download.watch_quiescence(rx);
         Arc::new(Quiesce(Some(tx)))
     };
     let local = read_range(
