@@ -12,11 +12,11 @@ use crate::{
     transfer::{Reply, TransferActor},
 };
 
-/// The Engine's answer to [`Cancel`] and [`Pause`]: given at once, or by the transfer's actor,
-/// which gets the asker's reply channel and answers once the stop took effect (one thread hop
-/// fewer than answering through the Engine). What a `send` of either message resolves to is
-/// `Result<(), CancelError>`; this type only appears as the handlers' `Result` (public for
-/// that, and not exported: no one names it).
+/// The Engine's answer to [`Cancel`](crate::Cancel) and [`Pause`](crate::Pause): given at
+/// once, or by the transfer's actor, which gets the asker's reply channel and answers once the
+/// stop took effect (one thread hop fewer than answering through the Engine). What a `send` of
+/// either message resolves to is `Result<(), CancelError>`; this type only appears as the
+/// handlers' `Result` (public for that, and not exported: no one names it).
 pub struct StopAnswer(Answer);
 
 enum Answer {
