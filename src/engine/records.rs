@@ -887,7 +887,7 @@ mod tests {
     /// The answer given at once, if it was.
     fn now(answer: &ControlAnswer<u32>) -> Option<Result<(), CancelError>> {
         match answer {
-            ControlAnswer::Now(result) => Some(result.clone()),
+            ControlAnswer::Now(result) => Some(*result),
             ControlAnswer::Forward(..) => None,
         }
     }
