@@ -181,7 +181,7 @@ mod worker;
 
 pub use engine::{
     Cancel, Engine, EngineBuilder, Erase, List, Pause, Resume, SetLimits, SetRate, Shutdown,
-    Status, StopAnswer, Subscribe, Unsubscribe, Wait,
+    StartError, Status, Subscribe, Unsubscribe, Wait,
 };
 pub use error::{
     CancelError, Cause, EndState, EraseError, ErrorKind, FileErrorKind, TimeoutPhase, TransferError,

@@ -346,3 +346,38 @@ async fn control_messages_sent_on_the_ended_event_answer_as_ended() {
         assert_eq!(rig.engine.send(Status(id)).await.unwrap(), None, "erased");
     }
 }
+
+#[actix_rt::test]
+async fn try_start_refuses_a_user_agent_with_a_line_break() {
+    for workers in [0, 2] {
+        let refused = Engine::builder()
+            .workers(workers)
+            .user_agent("a\r\nX-Injected: 1")
+            .try_start()
+            .expect_err("a header value cannot hold a line break");
+        let StartError::InvalidOption { option, reason } = &refused else {
+            panic!("{refused:?}")
+        };
+        assert_eq!(*option, "user_agent");
+        assert!(reason.contains("control character"), "{reason}");
+        assert!(
+            refused
+                .to_string()
+                .starts_with("invalid option user_agent: "),
+            "{refused}"
+        );
+    }
+    // Bytes past ASCII are fine in a header value.
+    let engine = Engine::builder()
+        .workers(0)
+        .user_agent("agent/1.0 (tést)")
+        .try_start()
+        .expect("a valid user agent");
+    engine.send(Shutdown).await.unwrap();
+}
+
+#[actix_rt::test]
+#[should_panic(expected = "the engine cannot start: invalid option user_agent")]
+async fn start_panics_with_the_reason_when_try_start_would_fail() {
+    let _ = Engine::builder().workers(0).user_agent("a\nb").start();
+}

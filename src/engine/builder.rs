@@ -1,0 +1,317 @@
+//! [`EngineBuilder`]: the engine's options, their defaults, and starting it.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use actix::prelude::*;
+use awc::http::header::HeaderValue;
+
+use super::{records::Records, Engine};
+use crate::{
+    config::Config, engine::admission::Admission, event::subscribers::Subscribers,
+    retry::RetryPolicy, throttle::Bucket, worker::Workers,
+};
+#[cfg(doc)]
+use crate::{Download, Erase, List, Pause, Resume, SetLimits, Status, Wait};
+
+/// Builds and starts an [`Engine`]. Every option has a documented default.
+///
+/// Zero and huge values: a zero duration means "no limit" for every timeout and limit
+/// (like curl's `--max-time 0`), and a huge one (up to `Duration::MAX`) saturates to a
+/// deadline that never comes. Counts say what `0` does on each option.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use actix_transfer::Engine;
+///
+/// # #[actix_rt::main] async fn main() {
+/// let engine = Engine::builder()
+///     .workers(4)
+///     .download_dir("/var/lib/myapp/downloads")
+///     .max_active(64)
+///     .max_per_host(8)
+///     .idle_timeout(Duration::from_secs(20))
+///     .start();
+/// # let _ = engine; }
+/// ```
+#[derive(Debug, Clone)]
+pub struct EngineBuilder {
+    cfg: Config,
+    workers: usize,
+    max_active: usize,
+    max_per_host: Option<usize>,
+    max_rate: Option<u64>,
+    keep_ended: usize,
+    keep_ended_bytes: u64,
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        EngineBuilder {
+            cfg: Config {
+                download_dir: PathBuf::new(),
+                connect_timeout: Duration::from_secs(10),
+                headers_timeout: Duration::from_secs(30),
+                idle_timeout: Duration::from_secs(30),
+                total_timeout: None,
+                progress_interval: Duration::from_millis(100),
+                max_redirects: 10,
+                max_body: 16 * 1024 * 1024,
+                user_agent: concat!("actix-transfer/", env!("CARGO_PKG_VERSION")).into(),
+                keep_alive: Duration::from_secs(15),
+                retry: RetryPolicy::default(),
+                segments: 1,
+                segment_threshold: 64 << 20,
+                fsync: true,
+                events_at_turn_end: true,
+            },
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_active: 256,
+            max_per_host: None,
+            max_rate: None,
+            keep_ended: DEFAULT_KEEP_ENDED,
+            keep_ended_bytes: DEFAULT_KEEP_ENDED_BYTES,
+        }
+    }
+}
+
+impl EngineBuilder {
+    /// Worker threads (arbiters) that run transfers. Default: the number of available cores.
+    ///
+    /// `0` starts no threads: transfers run on the arbiter that starts the engine, beside the
+    /// Engine itself. Nothing then crosses a thread per transfer, which makes each transfer
+    /// cheaper than with one worker thread; choose it when that arbiter has time to spare (it
+    /// must not run blocking code) and one core is enough for the traffic.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Where downloads are written; targets are relative to it. Created if missing.
+    /// Default: the current directory when the engine starts.
+    pub fn download_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cfg.download_dir = dir.into();
+        self
+    }
+
+    /// Transfers running at once; more wait in a queue (FIFO within priority). `0` counts as
+    /// 1. Default 256.
+    pub fn max_active(mut self, n: usize) -> Self {
+        self.max_active = n.max(1);
+        self
+    }
+
+    /// Transfers running at once against one `host:port` (`0` counts as 1). Default: no
+    /// per-host limit.
+    pub fn max_per_host(mut self, n: usize) -> Self {
+        self.max_per_host = Some(n.max(1));
+        self
+    }
+
+    /// Limit all transfers together to `bytes_per_sec` (token bucket; change it at run time
+    /// with [`SetLimits`]). Each transfer may have its own limit too. `0`: no limit. Default:
+    /// unlimited.
+    pub fn max_rate(mut self, bytes_per_sec: u64) -> Self {
+        self.max_rate = Some(bytes_per_sec);
+        self
+    }
+
+    /// Bound on establishing a TCP (and TLS) connection. Zero: no limit. Default 10 s.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.cfg.connect_timeout = d;
+        self
+    }
+
+    /// Bound on waiting for response headers once connected: for downloads and fetches the
+    /// deadline is the attempt's start plus the connect timeout plus this; for uploads, the last
+    /// byte of the body plus this (with either timeout zero, downloads and fetches have no
+    /// such deadline). Zero: no limit. Default 30 s.
+    pub fn headers_timeout(mut self, d: Duration) -> Self {
+        self.cfg.headers_timeout = d;
+        self
+    }
+
+    /// Bound on a body making no progress: fails when no byte moves, in either direction, for
+    /// this long. A slow but moving transfer is never cut. Zero: no limit. Default 30 s.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.cfg.idle_timeout = d;
+        self
+    }
+
+    /// An overall deadline for each transfer, counted from its start (when it leaves the
+    /// queue): every attempt, and the backoff between them, included. The attempt running at
+    /// the deadline is stopped and the transfer fails with
+    /// [`Timeout(Total)`](crate::TimeoutPhase::Total), never retried; a backoff that would end
+    /// past the deadline is not slept, the transfer ends at the deadline. Time spent paused
+    /// does not count: the clock stops at [`Pause`] and goes on at [`Resume`]. Zero: no limit.
+    /// Default: none.
+    pub fn total_timeout(mut self, d: Duration) -> Self {
+        self.cfg.total_timeout = Some(d).filter(|d| !d.is_zero());
+        self
+    }
+
+    /// Least time between two `Progress` events of one transfer (one more is always sent when
+    /// the body is done). Zero: no minimum, an event for every chunk. Default 100 ms.
+    pub fn progress_interval(mut self, d: Duration) -> Self {
+        self.cfg.progress_interval = d;
+        self
+    }
+
+    /// Redirects followed before failing with `TooManyRedirects`. Default 10; 0 follows none;
+    /// at most 100 (more is cut to 100, so a redirect loop always ends).
+    pub fn max_redirects(mut self, n: u32) -> Self {
+        self.cfg.max_redirects = n.min(MAX_REDIRECTS);
+        self
+    }
+
+    /// Cap on a response body kept in memory (fetches, upload replies). Default 16 MiB.
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.cfg.max_body = bytes;
+        self
+    }
+
+    /// How failed attempts are retried (downloads resume from the bytes on disk). Default:
+    /// [`RetryPolicy::default`], 5 attempts with exponential backoff from 1 s.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.cfg.retry = policy;
+        self
+    }
+
+    /// Segmented downloads by default: files of at least `threshold` bytes are fetched as `k`
+    /// ranges in parallel when the server allows it (see [`Download::segments`]; `0` counts
+    /// as 1, more than 16 as 16). Default: off (`k` = 1).
+    pub fn segments(mut self, k: u32, threshold: u64) -> Self {
+        self.cfg.segments = k.max(1);
+        self.cfg.segment_threshold = threshold;
+        self
+    }
+
+    /// Whether finished downloads are flushed to the disk before they are complete, unless a
+    /// download says otherwise (see [`Download::fsync`]). Default: on.
+    pub fn fsync(mut self, on: bool) -> Self {
+        self.cfg.fsync = on;
+        self
+    }
+
+    /// Ended transfers whose record (status, outcome, remembered `Ended` event, and a fetch's
+    /// body) the engine keeps for [`Status`], [`Wait`], [`List`] and late subscribers. Past
+    /// this many, the oldest ended one is forgotten as if [`Erase`]d (its files stay): an
+    /// engine that runs for months, or a load test of millions of requests, stays bounded.
+    /// Default 10,000; `usize::MAX` keeps everything until erased; `0` keeps only the one that
+    /// ended last (a record is never forgotten as it ends). See also
+    /// [`keep_ended_bytes`](Self::keep_ended_bytes).
+    pub fn keep_ended(mut self, n: usize) -> Self {
+        self.keep_ended = n;
+        self
+    }
+
+    /// Bytes of response bodies (of fetches and upload replies) the ended records may hold
+    /// together. Past this, the oldest ended records are forgotten as with
+    /// [`keep_ended`](Self::keep_ended), though never the one that just ended: 10,000 records
+    /// of 1 MiB bodies would otherwise hold 10 GiB after every subscriber and waiter has had
+    /// its copy. Default 256 MiB; `u64::MAX` bounds them by count alone.
+    pub fn keep_ended_bytes(mut self, bytes: u64) -> Self {
+        self.keep_ended_bytes = bytes;
+        self
+    }
+
+    /// The `User-Agent` header. Default `actix-transfer/<version>`. A header value: no control
+    /// characters such as a line break ([`try_start`](Self::try_start) refuses them).
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.cfg.user_agent = ua.into();
+        self
+    }
+
+    /// Start the engine (and its worker threads) on the current arbiter, or say which option
+    /// keeps it from starting (checked before any thread starts).
+    ///
+    /// Must be called inside a running actix `System` (`#[actix_web::main]`,
+    /// `#[actix_rt::main]`, `System::new().block_on(..)`).
+    pub fn try_start(mut self) -> Result<Addr<Engine>, StartError> {
+        if HeaderValue::from_str(&self.cfg.user_agent).is_err() {
+            return Err(StartError::InvalidOption {
+                option: "user_agent",
+                reason: format!(
+                    "{:?} holds a control character (such as a line break), which a header \
+                     value cannot",
+                    self.cfg.user_agent
+                ),
+            });
+        }
+        if self.cfg.download_dir.as_os_str().is_empty() {
+            self.cfg.download_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        }
+        self.cfg.events_at_turn_end = self.workers > 0;
+        let cfg = Arc::new(self.cfg);
+        let workers = Workers::start(self.workers, &cfg);
+        let peers = workers.handles();
+        Ok(Engine {
+            records: Records::new(
+                Admission::new(self.max_active, self.max_per_host),
+                cfg.download_dir.clone(),
+                self.keep_ended,
+                self.keep_ended_bytes,
+            ),
+            cfg,
+            workers,
+            subs: Arc::new(Subscribers::default()),
+            global_rate: Arc::new(Bucket::new(self.max_rate)),
+            shared_addr: std::sync::Weak::new(),
+            peers,
+            live: 0,
+            shutdown: None,
+        }
+        .start())
+    }
+
+    /// Start the engine (and its worker threads) on the current arbiter.
+    ///
+    /// Must be called inside a running actix `System` (`#[actix_web::main]`,
+    /// `#[actix_rt::main]`, `System::new().block_on(..)`).
+    ///
+    /// # Panics
+    ///
+    /// When [`try_start`](Self::try_start) would fail: an option the engine cannot run with
+    /// (such as a [`user_agent`](Self::user_agent) with a line break). Options that come from
+    /// outside the program are better started with `try_start`.
+    pub fn start(self) -> Addr<Engine> {
+        match self.try_start() {
+            Ok(engine) => engine,
+            Err(e) => panic!("the engine cannot start: {e}"),
+        }
+    }
+}
+
+/// Why [`EngineBuilder::try_start`] did not start the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StartError {
+    /// An option has a value the engine cannot run with.
+    InvalidOption {
+        /// The builder method that set it.
+        option: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::InvalidOption { option, reason } => {
+                write!(f, "invalid option {option}: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The most redirects a transfer follows, whatever [`EngineBuilder::max_redirects`] says:
+/// twice curl's default (50), five times Chrome's (20).
+const MAX_REDIRECTS: u32 = 100;
+
+/// Ended records kept by default (see [`EngineBuilder::keep_ended`]).
+const DEFAULT_KEEP_ENDED: usize = 10_000;
+
+/// Bytes of bodies ended records hold by default (see [`EngineBuilder::keep_ended_bytes`]).
+const DEFAULT_KEEP_ENDED_BYTES: u64 = 256 << 20;
