@@ -261,9 +261,12 @@ fn job_of(row: &Row) -> Result<Job, TransferError> {
 
 /// A stand-in request for a row that cannot be read back (it fails at once when it runs).
 fn failing_job(row: &Row) -> Job {
-    Upload::new("http://127.0.0.1/", PathBuf::from(format!("journal-row-{}", row.id)))
-        .validate(0)
-        .expect("a fixed valid URL")
+    Upload::new(
+        "http://127.0.0.1/",
+        PathBuf::from(format!("journal-row-{}", row.id)),
+    )
+    .validate(0)
+    .expect("a fixed valid URL")
 }
 
 /// A file's modification time, in nanoseconds since the epoch.

@@ -220,10 +220,34 @@ impl Engine {
         if self.live == 0 {
             if let Some(replies) = self.shutdown.as_mut() {
                 self.workers.stop();
-                for r in replies.drain(..) {
+                let replies = std::mem::take(replies);
+                ctx.stop();
+                #[cfg(feature = "journal")]
+                if let Some(j) = self.journal.take() {
+                    // The journal is closed (its file unlocked, for the next engine) before
+                    // the shutdown is answered; the transfers' last handles go as they stop.
+                    let closed = crate::file::blocking::run(move || {
+                        let mut journal = j.journal;
+                        for _ in 0..500 {
+                            match Arc::try_unwrap(journal) {
+                                Ok(only) => return only.close(),
+                                Err(shared) => journal = shared,
+                            }
+                            std::thread::sleep(std::time::Duration::from_millis(10));
+                        }
+                        tracing::warn!("the journal is still in use at shutdown");
+                    });
+                    actix_rt::spawn(async move {
+                        let _ = closed.await;
+                        for r in replies {
+                            let _ = r.send(());
+                        }
+                    });
+                    return;
+                }
+                for r in replies {
                     let _ = r.send(());
                 }
-                ctx.stop();
             }
         }
     }
@@ -252,6 +276,11 @@ fn carry_out(subs: &Subscribers, effects: Effects) {
 
 impl Actor for Engine {
     type Context = Context<Self>;
+
+    /// Transfers restored from a journal start (nothing waits otherwise).
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.admit(ctx);
+    }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.workers.stop();
@@ -308,23 +337,21 @@ impl SubmitAnswer {
 
     /// The answer, once it is known. A row the journal refused cancels its transfer: the
     /// caller never learns its id, and it must not run unrecorded.
-    fn resolve(
+    async fn resolve(
         self,
         #[allow(unused_variables)] engine: Addr<Engine>,
-    ) -> impl std::future::Future<Output = Result<TransferId, TransferError>> {
-        async move {
-            match self.0 {
-                Submitted::Now(answer) => answer,
-                #[cfg(feature = "journal")]
-                Submitted::Journaled(id, ack) => match ack.await {
-                    Ok(()) => Ok(id),
-                    Err(e) => {
-                        tracing::error!(%e, "the journal refused a transfer");
-                        engine.do_send(Cancel(id));
-                        Err(journaled::refused(&e))
-                    }
-                },
-            }
+    ) -> Result<TransferId, TransferError> {
+        match self.0 {
+            Submitted::Now(answer) => answer,
+            #[cfg(feature = "journal")]
+            Submitted::Journaled(id, ack) => match ack.await {
+                Ok(()) => Ok(id),
+                Err(e) => {
+                    tracing::error!(%e, "the journal refused a transfer");
+                    engine.do_send(Cancel(id));
+                    Err(journaled::refused(&e))
+                }
+            },
         }
     }
 }

@@ -767,6 +767,9 @@ pub(crate) fn adopt_part(target: &Path) -> Result<Option<(Placement, File, u64)>
     if FileId::at(&part).ok() != Some(id) {
         return Ok(None);
     }
+    // Writes append: they go on from the end of what is kept.
+    let mut file = file;
+    file.seek(SeekFrom::End(0)).map_err(err)?;
     let placement = Placement {
         target: target.to_owned(),
         part,

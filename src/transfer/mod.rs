@@ -176,7 +176,9 @@ impl TransferActor {
                 .filter(|u| *u != self.shared.job.request.url);
             let kept = restore.path.clone();
             let job = crate::file::blocking::run(move || {
-                if let Some((p, f, len)) = kept.as_deref().map(sink::adopt_part).transpose()?.flatten() {
+                if let Some((p, f, len)) =
+                    kept.as_deref().map(sink::adopt_part).transpose()?.flatten()
+                {
                     let mut writer = Writer::new(f, hashed).write_behind(fsync);
                     writer.written = len;
                     return Ok((p, writer));
