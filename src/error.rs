@@ -126,6 +126,11 @@ pub enum TransferError {
     /// file is kept.
     Shutdown,
 
+    /// The journal (see [`EngineBuilder::journal`](crate::EngineBuilder::journal)) failed
+    /// (disk full, I/O error) and the engine refuses new transfers: it could not promise to
+    /// remember them. Transfers already running go on.
+    Journal(Cause),
+
     /// The engine found one of its own invariants broken (a bug in the engine): a state it
     /// should never be in, or a request awc refused to build for a reason the engine should
     /// have ruled out.
@@ -175,6 +180,7 @@ impl fmt::Display for TransferError {
             } => write!(f, "{what} mismatch: expected {expected}, got {actual}"),
             E::CannotResume(msg) => write!(f, "cannot resume: {msg}"),
             E::Shutdown => f.write_str("the engine shut down"),
+            E::Journal(cause) => write!(f, "the journal refused the transfer: {cause}"),
             E::Internal(msg) | E::Panicked(msg) => write!(f, "internal error: {msg}"),
         }
     }
@@ -187,7 +193,8 @@ impl std::error::Error for TransferError {
         match self {
             TransferError::Connect(cause)
             | TransferError::Network(cause)
-            | TransferError::File { cause, .. } => cause.error(),
+            | TransferError::File { cause, .. }
+            | TransferError::Journal(cause) => cause.error(),
             _ => None,
         }
     }
@@ -214,6 +221,7 @@ impl TransferError {
             TransferError::ChecksumMismatch { .. } => ErrorKind::ChecksumMismatch,
             TransferError::CannotResume(_) => ErrorKind::CannotResume,
             TransferError::Shutdown => ErrorKind::Shutdown,
+            TransferError::Journal(_) => ErrorKind::Journal,
             TransferError::Internal(_) => ErrorKind::Internal,
             TransferError::Panicked(_) => ErrorKind::Panicked,
         }
@@ -447,6 +455,8 @@ error_kinds! {
     SizeMismatch => "size_mismatch",
     /// [`TransferError::Panicked`].
     Panicked => "panicked",
+    /// [`TransferError::Journal`].
+    Journal => "journal",
 }
 
 impl fmt::Display for ErrorKind {

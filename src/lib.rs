@@ -179,6 +179,8 @@ mod transfer;
 pub mod web;
 mod worker;
 
+#[cfg(feature = "journal")]
+pub use engine::JournalError;
 pub use engine::{
     Cancel, Engine, EngineBuilder, Erase, List, Pause, Resume, SetLimits, SetRate, Shutdown,
     StartError, Status, Subscribe, Unsubscribe, Wait,

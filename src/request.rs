@@ -394,6 +394,9 @@ pub(crate) struct Job {
     pub(crate) max_attempts: Option<u32>,
     /// Bytes per second, this transfer alone.
     pub(crate) max_rate: Option<u64>,
+    /// A transfer restored from the journal: where it was when the last process ended.
+    #[cfg(feature = "journal")]
+    pub(crate) restore: Option<Box<crate::journal::Restore>>,
 }
 
 /// Parse and check an absolute http(s) URL.
@@ -540,6 +543,8 @@ impl Download {
             priority: self.priority,
             max_attempts: self.max_attempts,
             max_rate: self.max_rate,
+            #[cfg(feature = "journal")]
+            restore: None,
         })
     }
 }
@@ -560,6 +565,8 @@ impl Upload {
             priority: self.priority,
             max_attempts: None,
             max_rate: self.max_rate,
+            #[cfg(feature = "journal")]
+            restore: None,
         })
     }
 }
@@ -584,6 +591,8 @@ impl Fetch {
             priority: self.priority,
             max_attempts: None,
             max_rate: self.max_rate,
+            #[cfg(feature = "journal")]
+            restore: None,
         })
     }
 }

@@ -42,6 +42,19 @@ pub struct EngineBuilder {
     max_rate: Option<u64>,
     keep_ended: usize,
     keep_ended_bytes: u64,
+    #[cfg(feature = "journal")]
+    journal: Option<JournalOptions>,
+    /// Subscriptions in place before the engine starts (they see the `Restored` events).
+    early_subscribers: Vec<actix::Recipient<crate::TransferEvent>>,
+}
+
+/// Where the journal is and how it is kept (see [`EngineBuilder::journal`]).
+#[cfg(feature = "journal")]
+#[derive(Debug, Clone)]
+struct JournalOptions {
+    path: PathBuf,
+    sync: bool,
+    keep: crate::journal::Keep,
 }
 
 impl Default for EngineBuilder {
@@ -70,6 +83,9 @@ impl Default for EngineBuilder {
             max_rate: None,
             keep_ended: DEFAULT_KEEP_ENDED,
             keep_ended_bytes: DEFAULT_KEEP_ENDED_BYTES,
+            #[cfg(feature = "journal")]
+            journal: None,
+            early_subscribers: Vec::new(),
         }
     }
 }
@@ -221,6 +237,57 @@ impl EngineBuilder {
         self
     }
 
+    /// Receive the events of every transfer from the moment the engine starts, as
+    /// [`Subscribe::all`](crate::Subscribe::all) would, but in place before the first event:
+    /// with a [`journal`](Self::journal), it sees the `Restored` event of every transfer the
+    /// start restores (a `Subscribe` sent after the start may come too late for them).
+    pub fn subscriber(mut self, recipient: actix::Recipient<crate::TransferEvent>) -> Self {
+        self.early_subscribers.push(recipient);
+        self
+    }
+
+    /// Keep every accepted [`Download`] and [`Upload`](crate::Upload) in a journal, an SQLite
+    /// file at `path` (created with mode 0600: request headers may hold credentials), so that
+    /// transfers survive a restart or a crash: ids are never reused, an accepted transfer is
+    /// in the journal before its id is answered, an `Ended` is in it before anyone hears of
+    /// it, and the next start restores every transfer that had not ended (queued ones queue
+    /// again, running ones resume from their `.part`, paused ones stay paused), each
+    /// announcing itself with a `Restored` event. [`Fetch`](crate::Fetch)es are not journaled:
+    /// their bodies live in memory. [`try_start`](Self::try_start) opens it, and refuses a
+    /// file it cannot read (never deleting or changing it). Feature `journal`. Default: none.
+    #[cfg(feature = "journal")]
+    pub fn journal(mut self, path: impl Into<PathBuf>) -> Self {
+        let keep = self.journal.as_ref().map(|j| (j.sync, j.keep));
+        let (sync, keep) = keep.unwrap_or((false, crate::journal::Keep::default()));
+        self.journal = Some(JournalOptions {
+            path: path.into(),
+            sync,
+            keep,
+        });
+        self
+    }
+
+    /// Fsync every journal commit (durable across a power cut, not only a crash of the
+    /// process). Default: off (WAL with `synchronous=NORMAL`). Needs [`journal`](Self::journal).
+    #[cfg(feature = "journal")]
+    pub fn journal_sync(mut self, on: bool) -> Self {
+        if let Some(j) = self.journal.as_mut() {
+            j.sync = on;
+        }
+        self
+    }
+
+    /// How many ended transfers the journal keeps, and for how long: the oldest past `count`
+    /// and those that ended more than `age` ago are deleted from it (their files stay).
+    /// Default: 10,000 and 90 days. Needs [`journal`](Self::journal).
+    #[cfg(feature = "journal")]
+    pub fn journal_keep(mut self, count: u64, age: Duration) -> Self {
+        if let Some(j) = self.journal.as_mut() {
+            j.keep = crate::journal::Keep { count, age };
+        }
+        self
+    }
+
     /// Start the engine (and its worker threads) on the current arbiter, or say which option
     /// keeps it from starting (checked before any thread starts).
     ///
@@ -241,24 +308,41 @@ impl EngineBuilder {
             self.cfg.download_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         }
         self.cfg.events_at_turn_end = self.workers > 0;
+        // The journal opens (and is read) before any thread starts: a journal the engine
+        // cannot read stops the start with nothing else done.
+        #[cfg(feature = "journal")]
+        let journal = match &self.journal {
+            Some(j) => Some(super::journaled::open(&j.path, j.sync, j.keep)?),
+            None => None,
+        };
         let cfg = Arc::new(self.cfg);
+        let subs = Arc::new(Subscribers::default());
+        for recipient in self.early_subscribers {
+            subs.subscribe(recipient, None);
+        }
+        #[allow(unused_mut)]
+        let mut records = Records::new(
+            Admission::new(self.max_active, self.max_per_host),
+            cfg.download_dir.clone(),
+            self.keep_ended,
+            self.keep_ended_bytes,
+        );
+        #[cfg(feature = "journal")]
+        let journal = journal.map(|opened| opened.restore(&mut records, &subs));
         let workers = Workers::start(self.workers, &cfg);
         let peers = workers.handles();
         Ok(Engine {
-            records: Records::new(
-                Admission::new(self.max_active, self.max_per_host),
-                cfg.download_dir.clone(),
-                self.keep_ended,
-                self.keep_ended_bytes,
-            ),
+            records,
             cfg,
             workers,
-            subs: Arc::new(Subscribers::default()),
+            subs,
             global_rate: Arc::new(Bucket::new(self.max_rate)),
             shared_addr: std::sync::Weak::new(),
             peers,
             live: 0,
             shutdown: None,
+            #[cfg(feature = "journal")]
+            journal,
         }
         .start())
     }
@@ -292,6 +376,41 @@ pub enum StartError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The journal could not be opened or read (see [`EngineBuilder::journal`]); it was left
+    /// as it was, and so was the download directory.
+    #[cfg(feature = "journal")]
+    Journal(JournalError),
+}
+
+/// Why the journal could not be opened, read or written: its message says which file and
+/// what went wrong; [`source`](std::error::Error::source) is the error underneath (I/O or
+/// SQLite), when there is one.
+#[cfg(feature = "journal")]
+#[derive(Debug, Clone)]
+pub struct JournalError(pub(crate) crate::journal::JournalError);
+
+#[cfg(feature = "journal")]
+impl PartialEq for JournalError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+#[cfg(feature = "journal")]
+impl Eq for JournalError {}
+
+#[cfg(feature = "journal")]
+impl std::fmt::Display for JournalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(feature = "journal")]
+impl std::error::Error for JournalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 impl std::fmt::Display for StartError {
@@ -300,11 +419,22 @@ impl std::fmt::Display for StartError {
             StartError::InvalidOption { option, reason } => {
                 write!(f, "invalid option {option}: {reason}")
             }
+            #[cfg(feature = "journal")]
+            StartError::Journal(e) => e.fmt(f),
         }
     }
 }
 
-impl std::error::Error for StartError {}
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            #[cfg(feature = "journal")]
+            // Its message is this one's: the cause underneath is the I/O or SQLite error.
+            StartError::Journal(e) => e.0.source(),
+            _ => None,
+        }
+    }
+}
 
 /// The most redirects a transfer follows, whatever [`EngineBuilder::max_redirects`] says:
 /// twice curl's default (50), five times Chrome's (20).

@@ -15,6 +15,8 @@
 mod admission;
 mod builder;
 mod control;
+#[cfg(feature = "journal")]
+pub(crate) mod journaled;
 mod records;
 mod reply;
 
@@ -36,6 +38,8 @@ use crate::{
 };
 #[cfg(doc)]
 use crate::{CancelError, EraseError, Outcome, SubscriptionId, TransferStatus};
+#[cfg(feature = "journal")]
+pub use builder::JournalError;
 pub use builder::{EngineBuilder, StartError};
 pub use control::{
     Cancel, Erase, List, Pause, Resume, SetLimits, SetRate, Shutdown, Status, Subscribe,
@@ -72,6 +76,9 @@ pub struct Engine {
     shared_addr: std::sync::Weak<Reporter>,
     /// Every worker, for transfers that spread over several (segmented downloads).
     peers: Arc<[ArbiterHandle]>,
+    /// The journal, when the engine keeps one.
+    #[cfg(feature = "journal")]
+    journal: Option<journaled::EngineJournal>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -90,38 +97,68 @@ impl Engine {
         EngineBuilder::default()
     }
 
-    /// Record a validated job, publish `Queued`, and admit what can run.
-    fn submit(&mut self, job: Job, ctx: &mut Context<Self>) -> Result<TransferId, TransferError> {
+    /// Record a validated job, publish `Queued`, and admit what can run. With a journal, a
+    /// download or upload is answered once its row is committed (`source_mtime_ns`: an
+    /// upload's source file, recorded to tell whether it changed before a restart).
+    fn submit(
+        &mut self,
+        job: Job,
+        #[allow(unused_variables)] source_mtime_ns: Option<i64>,
+        ctx: &mut Context<Self>,
+    ) -> SubmitAnswer {
         if self.shutdown.is_some() {
-            return Err(TransferError::Shutdown);
+            return SubmitAnswer::now(Err(TransferError::Shutdown));
         }
+        #[cfg(feature = "journal")]
+        let row = match &self.journal {
+            Some(j) => {
+                if let Some(first) = j.journal.failure() {
+                    let e = crate::journal::JournalError::Failed(first);
+                    return SubmitAnswer::now(Err(journaled::refused(&e)));
+                }
+                journaled::row_of(self.records.next_id(), &job, source_mtime_ns)
+            }
+            None => None,
+        };
         let (id, effects) = self.records.submit(job);
+        // The insert is queued before the transfer's actor exists: the journal's one queue
+        // keeps every later write of this transfer behind it.
+        #[cfg(feature = "journal")]
+        let ack = row.and_then(|row| Some(self.journal.as_ref()?.journal.insert(row)));
         self.apply(effects);
         self.admit(ctx);
-        Ok(id)
+        #[cfg(feature = "journal")]
+        if let Some(ack) = ack {
+            return SubmitAnswer(Submitted::Journaled(id, ack));
+        }
+        SubmitAnswer::now(Ok(id))
     }
 
     /// Carry out what a transition of the record table asks for, in its order: answer the
     /// waiters, publish the event (of a transfer with no actor publishing its events), forget
     /// the subscriptions of the records dropped.
     fn apply(&mut self, effects: Effects) {
-        if let Some((waiters, outcome)) = effects.answer {
-            for w in waiters {
-                let _ = w.send(outcome.clone());
+        #[cfg(feature = "journal")]
+        if let Some(j) = &self.journal {
+            if let Some(changes) = effects.event.as_ref().and_then(journaled::table_changes) {
+                let id = effects.event.as_ref().map_or(0, |e| e.id.get());
+                let ack = j.journal.update(id, changes);
+                if let Some(EventKind::Ended(_)) = effects.event.as_ref().map(|e| &e.kind) {
+                    // An `Ended` is in the journal before anyone hears of it.
+                    let subs = Arc::clone(&self.subs);
+                    actix_rt::spawn(async move {
+                        if let Err(error) = ack.await {
+                            tracing::error!(%error, "the journal did not record an end");
+                        }
+                        carry_out(&subs, effects);
+                    });
+                    return;
+                }
+                drop(ack);
             }
         }
-        if let Some(event) = effects.event {
-            if let EventKind::Ended(_) = event.kind {
-                self.subs.publish_ended(event, Delivery::Now);
-            } else {
-                self.subs.publish(event, Delivery::Now);
-            }
-        }
-        for id in effects.forgotten {
-            self.subs.forget(id);
-        }
+        carry_out(&self.subs, effects);
     }
-
     /// Start waiting transfers while slots are free (see `admission`): a new actor on a worker
     /// for a transfer that never ran, or its actor resumed.
     fn admit(&mut self, ctx: &mut Context<Self>) {
@@ -131,6 +168,12 @@ impl Engine {
         loop {
             let started = self.records.start_next(|id, launch| {
                 self.live += 1;
+                #[cfg(feature = "journal")]
+                let journal = self
+                    .journal
+                    .as_ref()
+                    .filter(|_| !matches!(launch.job.kind, crate::request::JobKind::Fetch { .. }))
+                    .map(|j| Arc::clone(&j.journal));
                 self.workers.spawn(|worker| Setup {
                     id,
                     job: launch.job,
@@ -143,6 +186,8 @@ impl Engine {
                     engine: Self::shared_address(&mut self.shared_addr, ctx),
                     worker,
                     next_seq: launch.next_seq,
+                    #[cfg(feature = "journal")]
+                    journal,
                 })
             });
             match started {
@@ -175,17 +220,67 @@ impl Engine {
         if self.live == 0 {
             if let Some(replies) = self.shutdown.as_mut() {
                 self.workers.stop();
-                for r in replies.drain(..) {
+                let replies = std::mem::take(replies);
+                ctx.stop();
+                #[cfg(feature = "journal")]
+                if let Some(j) = self.journal.take() {
+                    // The journal is closed (its file unlocked, for the next engine) before
+                    // the shutdown is answered; the transfers' last handles go as they stop.
+                    let closed = crate::file::blocking::run(move || {
+                        let mut journal = j.journal;
+                        for _ in 0..500 {
+                            match Arc::try_unwrap(journal) {
+                                Ok(only) => return only.close(),
+                                Err(shared) => journal = shared,
+                            }
+                            std::thread::sleep(std::time::Duration::from_millis(10));
+                        }
+                        tracing::warn!("the journal is still in use at shutdown");
+                    });
+                    actix_rt::spawn(async move {
+                        let _ = closed.await;
+                        for r in replies {
+                            let _ = r.send(());
+                        }
+                    });
+                    return;
+                }
+                for r in replies {
                     let _ = r.send(());
                 }
-                ctx.stop();
             }
         }
     }
 }
 
+/// Carry out a transition's effects, in their order: answer the waiters, publish the event (of
+/// a transfer with no actor publishing its events), forget the subscriptions of the records
+/// dropped.
+fn carry_out(subs: &Subscribers, effects: Effects) {
+    if let Some((waiters, outcome)) = effects.answer {
+        for w in waiters {
+            let _ = w.send(outcome.clone());
+        }
+    }
+    if let Some(event) = effects.event {
+        if let EventKind::Ended(_) = event.kind {
+            subs.publish_ended(event, Delivery::Now);
+        } else {
+            subs.publish(event, Delivery::Now);
+        }
+    }
+    for id in effects.forgotten {
+        subs.forget(id);
+    }
+}
+
 impl Actor for Engine {
     type Context = Context<Self>;
+
+    /// Transfers restored from a journal start (nothing waits otherwise).
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.admit(ctx);
+    }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.workers.stop();
@@ -193,20 +288,100 @@ impl Actor for Engine {
 }
 
 impl Handler<Download> for Engine {
-    type Result = Result<TransferId, TransferError>;
+    type Result = SubmitAnswer;
 
     fn handle(&mut self, msg: Download, ctx: &mut Self::Context) -> Self::Result {
-        let job = msg.validate()?;
-        self.submit(job, ctx)
+        match msg.validate() {
+            Ok(job) => self.submit(job, None, ctx),
+            Err(e) => SubmitAnswer::now(Err(e)),
+        }
     }
 }
 
 impl Handler<Fetch> for Engine {
-    type Result = Result<TransferId, TransferError>;
+    type Result = SubmitAnswer;
 
     fn handle(&mut self, msg: Fetch, ctx: &mut Self::Context) -> Self::Result {
-        let job = msg.validate()?;
-        self.submit(job, ctx)
+        match msg.validate() {
+            Ok(job) => self.submit(job, None, ctx),
+            Err(e) => SubmitAnswer::now(Err(e)),
+        }
+    }
+}
+
+/// The Engine's answer to [`Download`], [`Upload`] and [`Fetch`]: given at once, or (with a
+/// journal) once the transfer's row is committed. What a `send` resolves to is
+/// `Result<TransferId, TransferError>`; this type only appears as the handlers' `Result`.
+pub struct SubmitAnswer(Submitted);
+
+enum Submitted {
+    Now(Result<TransferId, TransferError>),
+    #[cfg(feature = "journal")]
+    Journaled(TransferId, crate::journal::Reply<()>),
+}
+
+impl std::fmt::Debug for SubmitAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Submitted::Now(answer) => f.debug_tuple("SubmitAnswer").field(answer).finish(),
+            #[cfg(feature = "journal")]
+            Submitted::Journaled(id, _) => write!(f, "SubmitAnswer(journaling {id})"),
+        }
+    }
+}
+
+impl SubmitAnswer {
+    fn now(answer: Result<TransferId, TransferError>) -> Self {
+        SubmitAnswer(Submitted::Now(answer))
+    }
+
+    /// The answer, once it is known. A row the journal refused cancels its transfer: the
+    /// caller never learns its id, and it must not run unrecorded.
+    async fn resolve(
+        self,
+        #[allow(unused_variables)] engine: Addr<Engine>,
+    ) -> Result<TransferId, TransferError> {
+        match self.0 {
+            Submitted::Now(answer) => answer,
+            #[cfg(feature = "journal")]
+            Submitted::Journaled(id, ack) => match ack.await {
+                Ok(()) => Ok(id),
+                Err(e) => {
+                    tracing::error!(%e, "the journal refused a transfer");
+                    engine.do_send(Cancel(id));
+                    Err(journaled::refused(&e))
+                }
+            },
+        }
+    }
+}
+
+impl<M> actix::dev::MessageResponse<Engine, M> for SubmitAnswer
+where
+    M: Message<Result = Result<TransferId, TransferError>>,
+{
+    fn handle(
+        self,
+        #[allow(unused_variables)] ctx: &mut Context<Engine>,
+        tx: Option<actix::dev::OneshotSender<Result<TransferId, TransferError>>>,
+    ) {
+        match self.0 {
+            Submitted::Now(answer) => {
+                if let Some(tx) = tx {
+                    let _ = tx.send(answer);
+                }
+            }
+            #[cfg(feature = "journal")]
+            journaled @ Submitted::Journaled(..) => {
+                let answer = SubmitAnswer(journaled).resolve(ctx.address());
+                actix_rt::spawn(async move {
+                    let answer = answer.await;
+                    if let Some(tx) = tx {
+                        let _ = tx.send(answer);
+                    }
+                });
+            }
+        }
     }
 }
 
@@ -218,27 +393,41 @@ impl Handler<Upload> for Engine {
         let path = msg.file.clone();
         let stat = crate::file::blocking::run(move || std::fs::metadata(path));
         Box::pin(
-            actix::fut::wrap_future(stat).map(move |meta, act: &mut Self, ctx| {
-                let shown = msg.file.display();
-                let size = match meta {
-                    Ok(Ok(m)) if m.is_file() => m.len(),
-                    Ok(Ok(_)) => {
-                        return Err(TransferError::invalid(format!(
-                            "upload source {shown} is not a regular file"
-                        )))
+            actix::fut::wrap_future(stat)
+                .map(move |meta, act: &mut Self, ctx| {
+                    let shown = msg.file.display();
+                    let (size, mtime) = match meta {
+                        Ok(Ok(m)) if m.is_file() => (m.len(), mtime_ns(&m)),
+                        Ok(Ok(_)) => {
+                            return SubmitAnswer::now(Err(TransferError::invalid(format!(
+                                "upload source {shown} is not a regular file"
+                            ))))
+                        }
+                        Ok(Err(e)) => {
+                            return SubmitAnswer::now(Err(TransferError::invalid(format!(
+                                "upload source {shown} cannot be read: {e}"
+                            ))))
+                        }
+                        Err(e) => return SubmitAnswer::now(Err(e.into())),
+                    };
+                    match msg.validate(size) {
+                        Ok(job) => act.submit(job, mtime, ctx),
+                        Err(e) => SubmitAnswer::now(Err(e)),
                     }
-                    Ok(Err(e)) => {
-                        return Err(TransferError::invalid(format!(
-                            "upload source {shown} cannot be read: {e}"
-                        )))
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let job = msg.validate(size)?;
-                act.submit(job, ctx)
-            }),
+                })
+                .then(|answer, _act: &mut Self, ctx| {
+                    actix::fut::wrap_future(answer.resolve(ctx.address()))
+                }),
         )
     }
+}
+
+/// A file's modification time (recorded for an upload with a journal).
+fn mtime_ns(#[allow(unused_variables)] meta: &std::fs::Metadata) -> Option<i64> {
+    #[cfg(feature = "journal")]
+    return journaled::mtime_ns(meta);
+    #[cfg(not(feature = "journal"))]
+    None
 }
 
 impl Handler<Parked> for Engine {
@@ -259,6 +448,10 @@ impl Handler<FinishedBatch> for Engine {
             self.live -= 1;
             let effects = self.records.finished(msg.id, msg.outcome, msg.kept_part);
             self.apply(effects);
+        }
+        #[cfg(feature = "journal")]
+        if let Some(j) = &self.journal {
+            drop(j.journal.keep(j.keep, crate::journal::now_ms()));
         }
         self.admit(ctx);
         self.maybe_finish_shutdown(ctx);

@@ -252,6 +252,74 @@ impl<A: Clone> Records<A> {
         )
     }
 
+    /// The id of the next [`submit`](Self::submit).
+    #[cfg_attr(not(feature = "journal"), allow(dead_code))]
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id + 1
+    }
+
+    /// Transition: a transfer restored from the journal becomes a record under its own id,
+    /// `Queued` (or `Paused` when `paused`), its events numbered from `seq` (publishes
+    /// `Restored`). Ids issued later continue past `max_id`.
+    #[cfg(feature = "journal")]
+    pub(crate) fn restore(
+        &mut self,
+        id: TransferId,
+        job: Job,
+        paused: bool,
+        seq: u64,
+        restored: EventKind,
+    ) -> Effects {
+        self.next_id = self.next_id.max(id.get());
+        let (kind, path) = match &job.kind {
+            JobKind::Download(opts) => (
+                TransferKind::Download,
+                Some(self.download_dir.join(&opts.target)),
+            ),
+            JobKind::Upload { file, .. } => (TransferKind::Upload, Some(file.clone())),
+            JobKind::Fetch { .. } => (TransferKind::Fetch, None),
+        };
+        let key = Admission::key(job.priority, id);
+        let host = self.admission.host(&job.request.url);
+        let (url, priority, rate) = (
+            job.request.url.as_str().to_owned(),
+            job.priority,
+            Arc::new(Bucket::new(job.max_rate)),
+        );
+        let runner = Runner::New(Box::new(job));
+        let slot = if paused {
+            Slot::Paused(runner)
+        } else {
+            self.admission.enqueue(&host, key, id);
+            Slot::Queued { key, runner }
+        };
+        let mut record = Record {
+            kind,
+            url,
+            path,
+            host,
+            priority,
+            progress: Arc::new(Progress::new()),
+            rate,
+            slot,
+            waiters: Vec::new(),
+            seq: Some(seq),
+            kept_part: None,
+        };
+        let event = record.event(id, restored);
+        self.map.insert(id, record);
+        Effects {
+            event,
+            ..Effects::default()
+        }
+    }
+
+    /// Ids issued from now on are past `max_id`.
+    #[cfg(feature = "journal")]
+    pub(crate) fn skip_ids(&mut self, max_id: u64) {
+        self.next_id = self.next_id.max(max_id);
+    }
+
     /// Transition: admit the next waiting transfer if a slot is free, `Queued` → `Active`. A
     /// transfer that never ran gets its actor from `launch`, and the table hands it the
     /// record's event counter: from then on it publishes none of the transfer's events.

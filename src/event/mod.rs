@@ -293,6 +293,18 @@ pub enum EventKind {
     },
     /// A paused transfer was admitted again and continues (a download with a range request).
     Resumed,
+    /// The engine restored this transfer from its journal at start (see
+    /// [`EngineBuilder::journal`](crate::EngineBuilder::journal)): the first event of a
+    /// transfer after a restart. Its `seq` jumps past every number the transfer's events had
+    /// before the restart; the next ones follow on from it.
+    Restored {
+        /// Where it was when the last process ended: `Queued`, `Active` (it continues) or
+        /// `Paused` (it stays paused until resumed).
+        state: crate::TransferState,
+        /// Bytes of its `.part` file the journal recorded (a download continues from the
+        /// `.part`'s length when it has a validator to resume with).
+        bytes_on_disk: u64,
+    },
     /// The transfer ended. Always the last event, exactly once.
     Ended(Outcome),
 }

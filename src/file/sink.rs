@@ -735,6 +735,49 @@ fn remove_same(path: &Path, id: FileId) -> io::Result<()> {
     }
 }
 
+/// Re-adopt the `.part` of a transfer restored from the journal, whose file was to be named
+/// `target`: open it without following a symbolic link, check that it is a regular file with
+/// no other hard links, and lock it as its owner (`flock`, exclusive). `Ok(None)` when there is
+/// no such file to adopt (gone, or not a plain file of ours: the download then starts afresh
+/// through [`prepare_part`], whose rules apply to whatever is there); `InUse` when another
+/// running download holds it. Returns the file and its length.
+#[cfg(feature = "journal")]
+pub(crate) fn adopt_part(target: &Path) -> Result<Option<(Placement, File, u64)>, TransferError> {
+    let part = part_path(target);
+    let err = |e| TransferError::file("reopening the kept .part", e);
+    let file = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&part)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
+        Err(e) => return Err(err(e)),
+    };
+    let meta = file.metadata().map_err(err)?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Ok(None);
+    }
+    if !try_lock(&file, libc::LOCK_EX).map_err(err)? {
+        return Err(in_use(&part));
+    }
+    let id = FileId::of(&meta);
+    if FileId::at(&part).ok() != Some(id) {
+        return Ok(None);
+    }
+    // Writes append: they go on from the end of what is kept.
+    let mut file = file;
+    file.seek(SeekFrom::End(0)).map_err(err)?;
+    let placement = Placement {
+        target: target.to_owned(),
+        part,
+        id,
+    };
+    Ok(Some((placement, file, meta.len())))
+}
+
 /// `flock(op | LOCK_NB)`: `Ok(false)` when another open file holds a conflicting lock.
 fn try_lock(file: &File, op: libc::c_int) -> io::Result<bool> {
     // SAFETY: the descriptor is open for as long as `file` is borrowed; the call reads no

@@ -102,6 +102,26 @@ use crate::event::status::TransferState;
 #[cfg_attr(not(test), allow(unused_imports))]
 pub(crate) use row::{Changes, Options, Row};
 
+/// What a transfer restored from the journal continues from (see `engine::journaled`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Restore {
+    /// Downloads: the file name chosen before the restart (its `.part` is re-adopted).
+    pub(crate) path: Option<PathBuf>,
+    /// The `If-Range` validator of the `.part`, as `http::validator` gives it.
+    pub(crate) validator: Option<String>,
+    /// The URL that gave it, after redirects.
+    pub(crate) final_url: Option<String>,
+    /// Uploads whose source file changed since the submit: fail with this at once.
+    pub(crate) fail: Option<crate::error::TransferError>,
+}
+
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Why the journal could not be opened, or refused a write or a read.
 // Wired by the engine in the next step (`StartError`, and the `Journal` submit error).
 #[cfg_attr(not(test), allow(dead_code))]

@@ -72,6 +72,9 @@ pub(crate) struct Ctx {
     body_error: RefCell<Option<TransferError>>,
     /// What only a download has: its file and what the server taught about resuming it.
     pub(crate) download: DownloadState,
+    /// The journal, for a download or upload of an engine that keeps one.
+    #[cfg(feature = "journal")]
+    pub(crate) journal: Option<Arc<crate::journal::Journal>>,
 }
 
 /// A download's state across attempts: the `.part` file and how the server's ranges behave.
@@ -149,7 +152,58 @@ impl Ctx {
             retry_after: Cell::new(None),
             body_error: RefCell::new(None),
             download: DownloadState::default(),
+            #[cfg(feature = "journal")]
+            journal: setup.journal,
         }
+    }
+
+    /// Record a transition in the journal, if the engine keeps one (nothing waits for it).
+    #[cfg(feature = "journal")]
+    pub(crate) fn journal(&self, changes: impl FnOnce() -> crate::journal::Changes) {
+        if let Some(journal) = &self.journal {
+            drop(journal.update(self.id.get(), changes()));
+        }
+    }
+
+    /// A download's response was accepted: record what a resume after a restart needs (the
+    /// file's name, the validator and the URL that gave it). A segmented file has holes: no
+    /// validator is recorded for it, so a restart fetches it from zero.
+    #[cfg(feature = "journal")]
+    pub(crate) fn journal_began(&self, segmented: bool, total: Option<u64>) {
+        self.journal(|| {
+            let validator = self
+                .download
+                .validator
+                .borrow()
+                .clone()
+                .filter(|_| !segmented);
+            let is_etag = validator.as_deref().is_some_and(|v| v.starts_with('"'));
+            let (etag, modified) = match validator {
+                Some(v) if is_etag => (Some(v), None),
+                Some(v) => (None, Some(v)),
+                None => (None, None),
+            };
+            crate::journal::Changes {
+                final_url: Some(
+                    self.download
+                        .resume_url
+                        .borrow()
+                        .as_ref()
+                        .map(|u| u.as_str().to_owned()),
+                ),
+                path: Some(
+                    self.download
+                        .placement
+                        .borrow()
+                        .as_ref()
+                        .map(|p| p.target.clone()),
+                ),
+                etag: Some(etag),
+                last_modified: Some(modified),
+                expected_len: Some(total),
+                ..Default::default()
+            }
+        });
     }
 
     pub(super) fn delivery(&self) -> Delivery {

@@ -179,7 +179,10 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
     );
     ctx.await_body();
 
-    if let Some(k) = segments(ctx, opts, &sent.response, offset, total) {
+    let segmented = segments(ctx, opts, &sent.response, offset, total);
+    #[cfg(feature = "journal")]
+    ctx.journal_began(segmented.is_some(), total);
+    if let Some(k) = segmented {
         let (total, validator) = (
             total.unwrap_or_default(),
             ctx.download.validator.borrow().clone(),

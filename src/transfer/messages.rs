@@ -27,6 +27,9 @@ pub(crate) struct Setup {
     pub(crate) worker: usize,
     /// The seq of the first event this actor publishes (the Engine published `Queued`).
     pub(crate) next_seq: u64,
+    /// The journal, for a download or upload of an engine that keeps one.
+    #[cfg(feature = "journal")]
+    pub(crate) journal: Option<Arc<crate::journal::Journal>>,
 }
 
 /// Engine → transfer: cancel (the Engine forwards [`Cancel`](crate::Cancel)), and answer with

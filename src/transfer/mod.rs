@@ -101,6 +101,10 @@ pub(crate) struct TransferActor {
     pause_replies: Vec<Reply>,
     kept_part: Option<std::path::PathBuf>,
     span: tracing::Span,
+    /// With a journal: the end is decided, its record is being committed, and `Ended` goes
+    /// out once it is (requests arriving meanwhile are answered with it).
+    #[cfg(feature = "journal")]
+    ending: Option<Outcome>,
 }
 
 impl TransferActor {
@@ -130,11 +134,27 @@ impl TransferActor {
             pause_replies: Vec::new(),
             kept_part: None,
             span,
+            #[cfg(feature = "journal")]
+            ending: None,
         }
     }
 
-    /// Downloads: create the `.part` file off-thread, then start.
+    /// Downloads: create the `.part` file off-thread (or, restored from the journal, re-adopt
+    /// the one it kept), then start.
     fn prepare(&mut self, ctx: &mut Context<Self>) {
+        #[cfg(feature = "journal")]
+        let restore = self.shared.job.restore.clone();
+        #[cfg(feature = "journal")]
+        {
+            self.shared.journal(|| crate::journal::Changes {
+                state: Some(TransferState::Active),
+                started_ms: Some(Some(crate::journal::now_ms())),
+                ..Default::default()
+            });
+            if let Some(error) = restore.as_ref().and_then(|r| r.fail.clone()) {
+                return self.end_failed(error, false, ctx);
+            }
+        }
         let JobKind::Download(opts) = &self.shared.job.kind else {
             return self.start_attempt(ctx);
         };
@@ -142,14 +162,58 @@ impl TransferActor {
         let (target, conflict) = (opts.target.clone(), opts.conflict);
         let hashed = opts.expect_sha256.is_some();
         let fsync = opts.fsync.unwrap_or(self.shared.cfg.fsync);
+        #[cfg(feature = "journal")]
+        if let Some(restore) = restore {
+            // The validator pins the bytes kept to one version of the resource; a hashed
+            // download cannot continue its digest from a file, so it starts from zero.
+            if !hashed {
+                *self.shared.download.validator.borrow_mut() = restore.validator.clone();
+            }
+            *self.shared.download.resume_url.borrow_mut() = restore
+                .final_url
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .filter(|u| *u != self.shared.job.request.url);
+            let kept = restore.path.clone();
+            let job = crate::file::blocking::run(move || {
+                if let Some((p, f, len)) =
+                    kept.as_deref().map(sink::adopt_part).transpose()?.flatten()
+                {
+                    let mut writer = Writer::new(f, hashed).write_behind(fsync);
+                    writer.written = len;
+                    return Ok((p, writer));
+                }
+                sink::prepare_part(&dir, &target, conflict)
+                    .map(|(p, f)| (p, Writer::new(f, hashed).write_behind(fsync)))
+            });
+            return self.prepared(job, ctx);
+        }
         let job = crate::file::blocking::run(move || {
             sink::prepare_part(&dir, &target, conflict)
                 .map(|(p, f)| (p, Writer::new(f, hashed).write_behind(fsync)))
         });
+        self.prepared(job, ctx);
+    }
+
+    /// The `.part` is ready (or could not be): start, or fail.
+    fn prepared(
+        &mut self,
+        job: crate::file::blocking::Pending<Result<(sink::Placement, Writer), TransferError>>,
+        ctx: &mut Context<Self>,
+    ) {
         ctx.spawn(wrap_future(job).map(|res, act: &mut Self, ctx| {
             match res.unwrap_or_else(|e| Err(e.into())) {
                 Ok((placement, writer)) => {
                     let download = &act.shared.download;
+                    act.shared.set_bytes(writer.written);
+                    #[cfg(feature = "journal")]
+                    {
+                        let target = placement.target.clone();
+                        act.shared.journal(|| crate::journal::Changes {
+                            path: Some(Some(target)),
+                            ..Default::default()
+                        });
+                    }
                     *download.placement.borrow_mut() = Some(placement);
                     *download.writer.borrow_mut() = Some(writer);
                     act.stop_point(None, ctx);
@@ -274,6 +338,14 @@ impl TransferActor {
                 self.carry_out(next, ctx);
             }
             Next::Backoff { delay, error } => {
+                #[cfg(feature = "journal")]
+                {
+                    let attempts = self.life.attempts();
+                    self.shared.journal(|| crate::journal::Changes {
+                        attempts: Some(attempts),
+                        ..Default::default()
+                    });
+                }
                 self.shared.publish(EventKind::Retrying {
                     attempt: self.life.attempts(),
                     delay,
@@ -406,6 +478,12 @@ impl TransferActor {
             self.shared.set_bytes(if w.damaged { 0 } else { w.written });
         }
         let bytes = self.shared.bytes();
+        #[cfg(feature = "journal")]
+        self.shared.journal(|| crate::journal::Changes {
+            state: Some(TransferState::Paused),
+            bytes_on_disk: Some(bytes),
+            ..Default::default()
+        });
         self.shared.progress.set_state(TransferState::Paused);
         self.shared.progress.set_can_resume(self.can_resume());
         self.shared.publish(EventKind::Paused {
@@ -431,16 +509,42 @@ impl TransferActor {
     }
 
     fn end(&mut self, outcome: Outcome, ctx: &mut Context<Self>) {
+        #[cfg(feature = "journal")]
+        if let Some(journal) = self.shared.journal.clone() {
+            // The end is decided now, and announced once the journal holds it.
+            if !self.life.end(outcome.end_state()) {
+                return;
+            }
+            let kept = self.kept_part.as_ref().map(|_| self.shared.bytes());
+            let changes = crate::engine::journaled::ended_changes(&outcome, kept);
+            let ack = journal.update(self.shared.id.get(), changes);
+            self.ending = Some(outcome);
+            ctx.spawn(wrap_future(ack).map(|res, act: &mut Self, ctx| {
+                if let Err(error) = res {
+                    tracing::error!(parent: &act.span, %error, "the journal did not record the end");
+                }
+                if let Some(outcome) = act.ending.take() {
+                    act.announce(outcome);
+                }
+                ctx.stop();
+            }));
+            return;
+        }
         self.finish(outcome);
         ctx.stop();
     }
 
-    /// Publish `Ended`, answer pending requests, tell the Engine. Runs at most once.
+    /// Decide the end and announce it. Runs at most once.
     fn finish(&mut self, outcome: Outcome) {
-        let end = outcome.end_state();
-        if !self.life.end(end) {
+        if !self.life.end(outcome.end_state()) {
             return;
         }
+        self.announce(outcome);
+    }
+
+    /// Publish `Ended`, answer pending requests, tell the Engine.
+    fn announce(&mut self, outcome: Outcome) {
+        let end = outcome.end_state();
         let c = &self.shared;
         c.progress.set_transferred(outcome.bytes());
         c.progress.set_state(TransferState::from(end));
@@ -509,6 +613,15 @@ impl TransferActor {
     /// Request a cancel or a pause, and reply once it took effect (or with how the transfer
     /// ended instead).
     fn stop_with_reply(&mut self, stop: Stop, reply: Reply, ctx: &mut Context<Self>) {
+        #[cfg(feature = "journal")]
+        if self.ending.is_some() {
+            // Answered with the end once it is announced, never before.
+            match stop {
+                Stop::Pause => self.pause_replies.push(reply),
+                _ => self.cancel_replies.push(reply),
+            }
+            return;
+        }
         if let Some(end) = self.life.ended() {
             reply.send(Err(CancelError::NotActive(end)));
             return;
@@ -530,6 +643,11 @@ impl Actor for TransferActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        #[cfg(feature = "journal")]
+        if let Some(outcome) = self.ending.take() {
+            // Stopped before the journal answered: the end is announced all the same.
+            self.announce(outcome);
+        }
         if self.life.ended().is_none() {
             self.finish(Outcome::Failed {
                 bytes: self.shared.bytes(),
@@ -561,6 +679,11 @@ impl Handler<ResumeTransfer> for TransferActor {
 
     fn handle(&mut self, _: ResumeTransfer, ctx: &mut Self::Context) {
         if self.life.resume(Instant::now()) {
+            #[cfg(feature = "journal")]
+            self.shared.journal(|| crate::journal::Changes {
+                state: Some(TransferState::Active),
+                ..Default::default()
+            });
             self.shared.progress.set_state(TransferState::Active);
             self.shared.publish(EventKind::Resumed);
             self.start_attempt(ctx);

@@ -18,6 +18,7 @@ mod http_redirects;
 mod http_status;
 mod http_timeouts;
 mod input;
+mod journal;
 mod resilience;
 mod segmented;
 mod slow_download;
