@@ -4,11 +4,13 @@
 //! buffer is written by one job on the file-I/O threads (`blocking`), one job in flight at a
 //! time, while the next buffer fills: the arbiter thread never touches the disk. Buffers grow
 //! with the data and get their size (about 250 ms of the transfer's data, 64 KiB to 1 MiB) only
-//! once data flows fast; bytes never wait more than 500 ms in memory, and a slow transfer's
-//! buffer is released after each write; once the sink calls a download slow, its reader lets
-//! the bytes gather in the socket and hands them over in rounds (`download::read_slowly`), each
-//! written at once. Queued, stalled and slow transfers so cost little memory; fast ones reuse
-//! two sized buffers.
+//! once data flows fast; while data arrives, bytes wait at most `MAX_HOLD` in memory (the
+//! check runs as each chunk lands: a stream that stops holds its last bytes until the next
+//! chunk, the end, or a stop, whose drain lands them). A trickling transfer's buffer is
+//! released after each write; once the sink calls a download slow (its data comes at less
+//! than `SLOW_RATE`), its reader lets the bytes gather in the socket and hands them over in
+//! rounds (`download::read_slowly`), each written at once. Queued, stalled and slow transfers
+//! so cost little memory; fast ones reuse two sized buffers.
 //!
 //! Completion is atomic: the `.part` length is checked against the bytes received, the file is
 //! `sync_all`ed, moved into place (no-clobber unless the policy is `Overwrite`) and the directory
