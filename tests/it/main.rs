@@ -21,5 +21,7 @@ mod input;
 mod resilience;
 mod segmented;
 mod slow_download;
+#[cfg(feature = "rustls")]
+mod tls;
 mod upload_fetch;
 mod web;
