@@ -235,8 +235,9 @@ impl EngineBuilder {
     /// option. Not with [`tls_config`](Self::tls_config), whose roots are its own (`try_start`
     /// refuses the two together).
     ///
-    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured only with the `native-roots` feature
-    /// (on Unix, where `rustls-native-certs` reads them in place of the system's store).
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured only with the `native-roots` feature:
+    /// when either is set, `rustls-native-certs` reads the roots from there in place of the
+    /// operating system's store (the bundled roots and the added ones still count).
     #[cfg(feature = "rustls")]
     pub fn add_root_certificate(mut self, pem: &[u8]) -> Self {
         self.tls.add_root_pem(pem);
