@@ -1,13 +1,15 @@
 //! Download URLs concurrently with a progress bar each; Ctrl-C cancels everything cleanly.
 //!
 //! ```text
-//! cargo run --release --example transfer -- [--dir DIR] [--json] URL...
+//! cargo run --release --example transfer -- [--dir DIR] [--json] [--ca-cert FILE] URL...
 //! cargo run --release --example transfer            # a demo against a loopback server
 //! cargo run --release --example transfer -- --serve 127.0.0.1:8080 [--token T] [--dir DIR]
 //! ```
 //!
 //! - `--dir DIR`: where files go (default: the current directory; the demo uses a temp dir).
 //! - `--json`: no bars; one JSON object per event per line on stdout.
+//! - `--ca-cert FILE`: trust the certificates of this PEM file too (a private CA, a
+//!   self-signed server), beside the bundled roots.
 //! - `--serve ADDR`: a download manager: run the engine and serve its control plane (REST API,
 //!   live events, metrics, the dashboard page) on `ADDR` until Ctrl-C or SIGTERM. Prints the
 //!   URL to open; without `--token` it makes a random token and prints it.
@@ -22,52 +24,61 @@ use std::{collections::HashMap, path::PathBuf, process::ExitCode, time::Duration
 
 use actix::prelude::*;
 use actix_transfer::{
-    Cancel, Download, EndState, Engine, EventKind, Outcome, Subscribe, TransferError,
-    TransferEvent, TransferId,
+    Cancel, Download, EndState, Engine, EngineBuilder, EventKind, Outcome, Subscribe,
+    TransferError, TransferEvent, TransferId,
 };
+use clap::Parser;
 use futures::{channel::oneshot, future::Either};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-/// Command-line options.
+/// Download URLs concurrently with a progress bar each; Ctrl-C cancels everything cleanly.
+///
+/// Without a URL (and without --serve): a demo against a loopback server.
+#[derive(Parser, Debug)]
+#[command(
+    name = "transfer",
+    after_help = "RUST_LOG sets what is logged (RUST_LOG=actix_transfer=debug).\n\
+                  Exit code: 0 when every transfer completed, 1 otherwise, 2 for bad options, \
+                  130 on Ctrl-C."
+)]
 struct Args {
+    /// Where files go (default: the current directory; the demo uses a temp dir).
+    #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// No bars; one JSON object per event per line on stdout.
+    #[arg(long, conflicts_with = "serve")]
     json: bool,
+    /// Run the engine and serve its control plane (REST API, live events, metrics, the
+    /// dashboard page) on ADDR until Ctrl-C or SIGTERM.
+    #[arg(long, value_name = "ADDR", conflicts_with = "urls")]
     serve: Option<String>,
+    /// The control plane's token (default: a random one, printed).
+    #[arg(long, value_name = "T", requires = "serve")]
     token: Option<String>,
+    /// Trust the certificates of this PEM file too (a private CA, a self-signed server),
+    /// beside the bundled roots.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// The URLs to download.
+    #[arg(value_name = "URL")]
     urls: Vec<String>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        dir: None,
-        json: false,
-        serve: None,
-        token: None,
-        urls: Vec::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--json" => args.json = true,
-            "--dir" => args.dir = Some(it.next().ok_or("--dir needs a directory")?.into()),
-            "--serve" => args.serve = Some(it.next().ok_or("--serve needs an address")?),
-            "--token" => args.token = Some(it.next().ok_or("--token needs a token")?),
-            "-h" | "--help" => {
-                return Err("usage: transfer [--dir DIR] [--json] URL...\n\
-                            \x20      transfer --serve ADDR [--token T] [--dir DIR]\n\
-                            (no URL: a demo against a loopback server)"
-                    .into())
-            }
-            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
-            url => args.urls.push(url.to_owned()),
-        }
+/// The engine's options that come from the command line (`--ca-cert`), or why they are wrong.
+fn engine_builder(args: &Args) -> Result<EngineBuilder, String> {
+    let mut builder = Engine::builder();
+    if let Some(path) = &args.ca_cert {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("--ca-cert: cannot read {}: {e}", path.display()))?;
+        builder = builder.add_root_certificate(&pem);
     }
-    Ok(args)
+    Ok(builder)
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
+    let args = Args::parse();
+    let builder = match engine_builder(&args) {
+        Ok(b) => b,
         Err(msg) => {
             eprintln!("{msg}");
             return ExitCode::from(2);
@@ -77,19 +88,11 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    if args.token.is_some() && args.serve.is_none() {
-        eprintln!("--token goes with --serve");
-        return ExitCode::from(2);
-    }
     let code = match args.serve.clone() {
-        Some(addr) if args.urls.is_empty() && !args.json => {
-            actix_rt::System::new().block_on(serve::run(addr, args.token, args.dir))
+        Some(addr) => {
+            actix_rt::System::new().block_on(serve::run(addr, args.token, args.dir, builder))
         }
-        Some(_) => {
-            eprintln!("--serve takes no URL and no --json: add transfers on the page or the API");
-            2
-        }
-        None => actix_rt::System::new().block_on(run(args)),
+        None => actix_rt::System::new().block_on(run(args, builder)),
     };
     ExitCode::from(code)
 }
@@ -254,7 +257,15 @@ impl Handler<TransferEvent> for Display {
     }
 }
 
-async fn run(args: Args) -> u8 {
+/// Start the engine from `builder`, or say (exit code 2) which option keeps it from starting.
+fn start(builder: EngineBuilder, dir: &std::path::Path) -> Result<Addr<Engine>, u8> {
+    builder.download_dir(dir).try_start().map_err(|e| {
+        eprintln!("{e}");
+        2
+    })
+}
+
+async fn run(args: Args, builder: EngineBuilder) -> u8 {
     let demo = args.urls.is_empty();
     // The demo's server and its temp dir live until the end of `run`.
     let mut _server = None;
@@ -288,7 +299,10 @@ async fn run(args: Args) -> u8 {
             .collect()
     };
 
-    let engine = Engine::builder().download_dir(&dir).start();
+    let engine = match start(builder, &dir) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
     let (all_tx, all_rx) = oneshot::channel();
     let display = Display {
         engine: engine.clone(),
@@ -511,7 +525,7 @@ mod serve {
 
     use actix_transfer::{
         web::{ControlPanel, WebConfig},
-        Engine, Shutdown,
+        EngineBuilder, Shutdown,
     };
     use actix_web::{App, HttpServer};
 
@@ -522,7 +536,12 @@ mod serve {
         Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
     }
 
-    pub(super) async fn run(addr: String, token: Option<String>, dir: Option<PathBuf>) -> u8 {
+    pub(super) async fn run(
+        addr: String,
+        token: Option<String>,
+        dir: Option<PathBuf>,
+        builder: EngineBuilder,
+    ) -> u8 {
         let token = match token.map_or_else(random_token, Ok) {
             Ok(t) if !t.is_empty() => t,
             Ok(_) => {
@@ -535,7 +554,10 @@ mod serve {
             }
         };
         let dir = dir.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| ".".into()));
-        let engine = Engine::builder().download_dir(&dir).start();
+        let engine = match super::start(builder, &dir) {
+            Ok(e) => e,
+            Err(code) => return code,
+        };
         let panel = ControlPanel::start(engine.clone(), WebConfig::with_token(token.clone()));
         let p = panel.clone();
         let server = match HttpServer::new(move || App::new().configure(p.routes()))

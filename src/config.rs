@@ -25,4 +25,7 @@ pub(crate) struct Config {
     /// Transfers run on worker threads (not `workers(0)`): their events go out at the end of
     /// each turn of their thread (see `subscribers::Delivery`).
     pub(crate) events_at_turn_end: bool,
+    /// The TLS config of every worker's connector, built at start (`http::tls`).
+    #[cfg(feature = "rustls")]
+    pub(crate) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }

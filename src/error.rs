@@ -28,7 +28,8 @@ pub enum TransferError {
         reason: String,
     },
 
-    /// The TCP (or TLS) connection could not be established.
+    /// The TCP connection could not be established (refused, unreachable, reset while
+    /// connecting).
     Connect(Cause),
 
     /// A deadline passed; the phase says which one.
@@ -141,6 +142,25 @@ pub enum TransferError {
     /// without ending the transfer. Unlike [`Internal`](TransferError::Internal), nothing was
     /// found inconsistent; the work was lost.
     Panicked(String),
+
+    /// The TLS handshake failed: the server's certificate is not trusted (unknown issuer,
+    /// expired, not valid for the host name), or client and server share no protocol version
+    /// or cipher suite. Never retried by default: the same server gives the same answer until
+    /// someone changes its certificate or the engine's
+    /// [roots](crate::EngineBuilder::add_root_certificate). The source is the `io::Error`
+    /// holding the `rustls::Error`.
+    Tls(Cause),
+
+    /// The host name could not be resolved to an address.
+    Dns {
+        /// The resolver's error (its `io::Error`, kind and text, when it gave one).
+        cause: Cause,
+        /// Whether the resolver called the failure temporary (`EAI_AGAIN`: no answer from a
+        /// name server): retried. A name that does not exist or has no address (`NXDOMAIN`,
+        /// `EAI_NONAME`, `EAI_NODATA`), or a failure of a kind the resolver did not say, is
+        /// not: asking again at once gets the same answer.
+        temporary: bool,
+    },
 }
 
 impl fmt::Display for TransferError {
@@ -182,6 +202,8 @@ impl fmt::Display for TransferError {
             E::Shutdown => f.write_str("the engine shut down"),
             E::Journal(cause) => write!(f, "the journal refused the transfer: {cause}"),
             E::Internal(msg) | E::Panicked(msg) => write!(f, "internal error: {msg}"),
+            E::Tls(cause) => write!(f, "TLS handshake failed: {cause}"),
+            E::Dns { cause, .. } => write!(f, "could not resolve the host name: {cause}"),
         }
     }
 }
@@ -194,7 +216,9 @@ impl std::error::Error for TransferError {
             TransferError::Connect(cause)
             | TransferError::Network(cause)
             | TransferError::File { cause, .. }
-            | TransferError::Journal(cause) => cause.error(),
+            | TransferError::Journal(cause)
+            | TransferError::Tls(cause)
+            | TransferError::Dns { cause, .. } => cause.error(),
             _ => None,
         }
     }
@@ -224,14 +248,18 @@ impl TransferError {
             TransferError::Journal(_) => ErrorKind::Journal,
             TransferError::Internal(_) => ErrorKind::Internal,
             TransferError::Panicked(_) => ErrorKind::Panicked,
+            TransferError::Tls(_) => ErrorKind::Tls,
+            TransferError::Dns { .. } => ErrorKind::Dns,
         }
     }
 
     /// Whether trying the same transfer again may succeed: connection failures, timeouts,
-    /// bodies shorter or longer than announced and `408`, `429`, `5xx` statuses (except `501`,
-    /// `505`).
+    /// temporary DNS failures, bodies shorter or longer than announced and `408`, `429`, `5xx`
+    /// statuses (except `501`, `505`). Never a TLS failure (an untrusted certificate, a name
+    /// it does not cover) nor a host name that does not exist.
     pub fn is_retryable(&self) -> bool {
         match self {
+            TransferError::Dns { temporary, .. } => *temporary,
             TransferError::Connect(_)
             | TransferError::Timeout(_)
             | TransferError::Network(_)
@@ -457,6 +485,10 @@ error_kinds! {
     Panicked => "panicked",
     /// [`TransferError::Journal`].
     Journal => "journal",
+    /// [`TransferError::Tls`].
+    Tls => "tls",
+    /// [`TransferError::Dns`].
+    Dns => "dns",
 }
 
 impl fmt::Display for ErrorKind {
@@ -637,7 +669,7 @@ mod serde_impl {
     /// Serialised as `{"kind": "<snake_case>", "message": "<Display>"}` plus the variant's
     /// details: `status`; `expected`/`received` (`Truncated`, `Overlong`); `expected`/`actual`
     /// (`SizeMismatch`); `phase` (`"connect"`, `"headers"`, `"idle"`,
-    /// `"total"`); `file_kind` and `op`; `limit`; `location`; `path`.
+    /// `"total"`); `file_kind` and `op`; `limit`; `location`; `path`; `temporary` (`Dns`).
     impl Serialize for TransferError {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let mut st = s.serialize_struct("TransferError", 4)?;
@@ -665,6 +697,9 @@ mod serde_impl {
                     st.serialize_field("location", location)?
                 }
                 TransferError::UnsafePath { path, .. } => st.serialize_field("path", path)?,
+                TransferError::Dns { temporary, .. } => {
+                    st.serialize_field("temporary", temporary)?
+                }
                 _ => {}
             }
             st.end()

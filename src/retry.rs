@@ -24,7 +24,8 @@ use crate::error::{ErrorKind, TimeoutPhase, TransferError};
 /// engine; a zero `initial_delay` retries at once. Huge durations saturate.
 ///
 /// Requests whose method is not idempotent (POST, PATCH) are retried only after failures that
-/// happened before the request could reach the server (connect errors and connect timeouts).
+/// happened before the request could reach the server (DNS, connect and TLS errors, connect
+/// timeouts).
 ///
 /// ```
 /// use std::time::Duration;
@@ -109,7 +110,10 @@ impl RetryPolicy {
             && (idempotent
                 || matches!(
                     error,
-                    TransferError::Connect(_) | TransferError::Timeout(TimeoutPhase::Connect)
+                    TransferError::Dns { .. }
+                        | TransferError::Connect(_)
+                        | TransferError::Tls(_)
+                        | TransferError::Timeout(TimeoutPhase::Connect)
                 ))
     }
 

@@ -46,6 +46,8 @@ pub struct EngineBuilder {
     journal: Option<JournalOptions>,
     /// Subscriptions in place before the engine starts (they see the `Restored` events).
     early_subscribers: Vec<actix::Recipient<crate::TransferEvent>>,
+    #[cfg(feature = "rustls")]
+    tls: crate::http::tls::TlsOptions,
 }
 
 /// Where the journal is and how it is kept (see [`EngineBuilder::journal`]).
@@ -76,6 +78,8 @@ impl Default for EngineBuilder {
                 segment_threshold: 64 << 20,
                 fsync: true,
                 events_at_turn_end: true,
+                #[cfg(feature = "rustls")]
+                tls: None,
             },
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_active: 256,
@@ -86,6 +90,8 @@ impl Default for EngineBuilder {
             #[cfg(feature = "journal")]
             journal: None,
             early_subscribers: Vec::new(),
+            #[cfg(feature = "rustls")]
+            tls: Default::default(),
         }
     }
 }
@@ -288,6 +294,39 @@ impl EngineBuilder {
         self
     }
 
+    /// Trust `pem`'s certificates as roots, beside the bundled Mozilla roots (and the
+    /// operating system's, with the `native-roots` feature): a company's private CA, a
+    /// self-signed test server. `pem` holds one or more `CERTIFICATE` sections (other sections
+    /// are skipped); call it again to add more. Text that holds no readable certificate makes
+    /// [`try_start`](Self::try_start) fail with [`StartError::InvalidOption`], naming this
+    /// option. Not with [`tls_config`](Self::tls_config), whose roots are its own (`try_start`
+    /// refuses the two together).
+    ///
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured only with the `native-roots` feature:
+    /// when either is set, `rustls-native-certs` reads the roots from there in place of the
+    /// operating system's store (the bundled roots and the added ones still count).
+    #[cfg(feature = "rustls")]
+    pub fn add_root_certificate(mut self, pem: &[u8]) -> Self {
+        self.tls.add_root_pem(pem);
+        self
+    }
+
+    /// Use this rustls config for every https connection, instead of the engine's own: to
+    /// present a client certificate, pin a server's key with a custom verifier, or choose the
+    /// roots, versions and cipher suites. When its `alpn_protocols` is empty the engine offers
+    /// `h2` and `http/1.1` (HTTP/2 when the server speaks it); a list of its own is kept as it
+    /// is. Build it on the crypto provider your program uses (the engine's own config uses
+    /// `ring`): rustls cannot pick one when two are linked in and none is given.
+    ///
+    /// Default: the engine's own config, which trusts the bundled Mozilla roots, the
+    /// operating system's (feature `native-roots`), and those given to
+    /// [`add_root_certificate`](Self::add_root_certificate).
+    #[cfg(feature = "rustls")]
+    pub fn tls_config(mut self, config: rustls::ClientConfig) -> Self {
+        self.tls.set_config(config);
+        self
+    }
+
     /// Start the engine (and its worker threads) on the current arbiter, or say which option
     /// keeps it from starting (checked before any thread starts).
     ///
@@ -303,6 +342,12 @@ impl EngineBuilder {
                     self.cfg.user_agent
                 ),
             });
+        }
+        #[cfg(feature = "rustls")]
+        {
+            let tls = std::mem::take(&mut self.tls).build();
+            self.cfg.tls =
+                Some(tls.map_err(|(option, reason)| StartError::InvalidOption { option, reason })?);
         }
         if self.cfg.download_dir.as_os_str().is_empty() {
             self.cfg.download_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));

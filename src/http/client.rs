@@ -28,7 +28,13 @@ pub(crate) fn client() -> Client {
 /// off; the engine does each of those itself. Its connections are `wire::WireIo`s, which let a
 /// transfer check a body's end against the bytes on the socket.
 pub(crate) fn build_client(cfg: &Config) -> Client {
-    let connector = Connector::new()
+    let connector = Connector::new();
+    #[cfg(feature = "rustls")]
+    let connector = match &cfg.tls {
+        Some(tls) => connector.rustls_0_23(std::sync::Arc::clone(tls)),
+        None => connector,
+    };
+    let connector = connector
         .connector(wire::Connector::default())
         .limit(0)
         .timeout(cfg.connect_timeout)

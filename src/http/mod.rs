@@ -9,6 +9,9 @@
 
 pub(crate) mod client;
 
+#[cfg(feature = "rustls")]
+pub(crate) mod tls;
+
 pub(crate) mod wire;
 
 use std::time::{Duration, SystemTime};
@@ -271,13 +274,21 @@ pub(crate) fn send_error(err: SendRequestError) -> TransferError {
         SendRequestError::Connect(ConnectError::Timeout) => {
             TransferError::Timeout(TimeoutPhase::Connect)
         }
+        SendRequestError::Connect(ConnectError::Io(e)) if is_tls(&e) => {
+            TransferError::Tls(Cause::with_error(io_text(&e), e))
+        }
         SendRequestError::Connect(ConnectError::Io(e)) => {
             TransferError::Connect(Cause::with_error(io_text(&e), e))
         }
+        SendRequestError::Connect(ConnectError::Resolver(e)) => dns_error(&*e),
+        SendRequestError::Connect(ConnectError::NoRecords) => TransferError::Dns {
+            cause: "the name has no address".into(),
+            temporary: false,
+        },
         SendRequestError::Connect(ConnectError::H2(e)) => {
             TransferError::Connect(Cause::with_error(e.to_string(), e))
         }
-        // The others hold no error that can travel (the resolver's is not `Send`).
+        // The others hold no error to keep.
         SendRequestError::Connect(e) => TransferError::Connect(e.to_string().into()),
         SendRequestError::Timeout => TransferError::Timeout(TimeoutPhase::Headers),
         SendRequestError::Url(e) => TransferError::InvalidRequest(e.to_string()),
@@ -355,6 +366,49 @@ pub(crate) fn payload_error(
             e,
         )),
         (e, _) => TransferError::Network(Cause::with_error(format!("reading the body: {e}"), e)),
+    }
+}
+
+/// Whether a connect error is the TLS handshake's: rustls's error, as tokio-rustls wraps it.
+fn is_tls(e: &std::io::Error) -> bool {
+    #[cfg(feature = "rustls")]
+    if e.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
+        return true;
+    }
+    let _ = e;
+    false
+}
+
+/// A resolver's failure. The system resolver (`getaddrinfo`, through std) reports a temporary
+/// failure (`EAI_AGAIN`) only in its text, which std does not classify: its wording on glibc,
+/// musl and macOS ("Temporary failure in name resolution", "Try again"), and
+/// `WSATRY_AGAIN` on Windows, count as temporary, as does an OS error under the lookup
+/// (`EAI_SYSTEM`: out of descriptors, say). The error is not `Send`: its copy (OS code, or kind
+/// and text) is the source.
+fn dns_error(e: &(dyn std::error::Error + 'static)) -> TransferError {
+    let text = e.to_string();
+    let Some(io) = e.downcast_ref::<std::io::Error>() else {
+        return TransferError::Dns {
+            cause: text.into(),
+            temporary: false,
+        };
+    };
+    let lower = text.to_ascii_lowercase();
+    let temporary = lower.contains("temporary failure")
+        || lower.contains("try again")
+        || match io.raw_os_error() {
+            // WSATRY_AGAIN; other WSA codes name a host that does not exist or has no address.
+            Some(code) if cfg!(windows) => code == 11002,
+            Some(_) => true,
+            None => false,
+        };
+    let copy = match io.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(io.kind(), text.clone()),
+    };
+    TransferError::Dns {
+        cause: Cause::with_error(text, copy),
+        temporary,
     }
 }
 
@@ -753,16 +807,18 @@ mod tests {
         for (tls, text) in [
             (
                 rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)),
-                "could not connect: invalid peer certificate: ca used as end entity",
+                "TLS handshake failed: invalid peer certificate: ca used as end entity",
             ),
             (
                 rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-                "could not connect: invalid peer certificate: unknown issuer",
+                "TLS handshake failed: invalid peer certificate: unknown issuer",
             ),
         ] {
             let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
             let error = send_error(SendRequestError::Connect(ConnectError::Io(io)));
             assert_eq!(error.to_string(), text);
+            assert_eq!(error.kind(), crate::ErrorKind::Tls);
+            assert!(!error.is_retryable(), "{error:?}");
             let source =
                 std::error::Error::source(&error).and_then(|e| e.downcast_ref::<std::io::Error>());
             assert!(
@@ -772,5 +828,52 @@ mod tests {
                 "{error:?}"
             );
         }
+    }
+
+    /// A name that does not exist is never retried; a resolver that got no answer is.
+    #[test]
+    fn dns_failures_are_retried_only_when_temporary() {
+        use std::io;
+        let gai = |text: &str| {
+            let e: Box<dyn std::error::Error> = Box::new(io::Error::other(format!(
+                "failed to lookup address information: {text}"
+            )));
+            send_error(SendRequestError::Connect(ConnectError::Resolver(e)))
+        };
+        for (text, temporary) in [
+            ("Name or service not known", false),
+            ("No address associated with hostname", false),
+            ("nodename nor servname provided, or not known", false),
+            ("Name does not resolve", false),
+            ("Temporary failure in name resolution", true),
+            ("Try again", true),
+        ] {
+            let error = gai(text);
+            assert_eq!(error.kind(), crate::ErrorKind::Dns, "{text}");
+            assert_eq!(error.is_retryable(), temporary, "{text}");
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "could not resolve the host name: failed to lookup address information: {text}"
+                )
+            );
+            let source = std::error::Error::source(&error)
+                .and_then(|e| e.downcast_ref::<io::Error>())
+                .map(io::Error::kind);
+            assert_eq!(source, Some(io::ErrorKind::Other), "{text}");
+        }
+        let none = send_error(SendRequestError::Connect(ConnectError::NoRecords));
+        assert_eq!(none.kind(), crate::ErrorKind::Dns);
+        assert!(!none.is_retryable());
+        assert_eq!(
+            none.to_string(),
+            "could not resolve the host name: the name has no address"
+        );
+        // A refused connection stays a connect error, retried.
+        let refused = send_error(SendRequestError::Connect(ConnectError::Io(
+            io::ErrorKind::ConnectionRefused.into(),
+        )));
+        assert_eq!(refused.kind(), crate::ErrorKind::Connect);
+        assert!(refused.is_retryable());
     }
 }

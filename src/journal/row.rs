@@ -565,26 +565,7 @@ fn partial_from(s: &str) -> Option<Partial> {
         .find(|p| partial_name(*p) == s)
 }
 
-/// Every [`ErrorKind`], for reading their names back.
-pub(super) const ERROR_KINDS: [ErrorKind; 16] = [
-    ErrorKind::InvalidRequest,
-    ErrorKind::UnsafePath,
-    ErrorKind::Connect,
-    ErrorKind::Timeout,
-    ErrorKind::Network,
-    ErrorKind::Server,
-    ErrorKind::Truncated,
-    ErrorKind::BadContent,
-    ErrorKind::TooManyRedirects,
-    ErrorKind::RedirectRefused,
-    ErrorKind::BodyTooLarge,
-    ErrorKind::File,
-    ErrorKind::ChecksumMismatch,
-    ErrorKind::CannotResume,
-    ErrorKind::Shutdown,
-    ErrorKind::Internal,
-];
-
 fn kind_of(s: &str) -> Option<ErrorKind> {
-    ERROR_KINDS.into_iter().find(|k| k.as_str() == s)
+    // One list of kinds for the whole crate: a kind added there reads back here too.
+    ErrorKind::ALL.iter().copied().find(|k| k.as_str() == s)
 }

@@ -169,7 +169,7 @@ fn every_column_round_trips_through_a_reopen() {
 fn every_error_kind_and_state_name_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let (_, journal) = journal_in(&dir);
-    for (i, kind) in row::ERROR_KINDS.into_iter().enumerate() {
+    for (i, kind) in ErrorKind::ALL.iter().copied().enumerate() {
         let mut r = queued(i as u64 + 1);
         r.state = row::STATES[i % row::STATES.len()];
         r.error = Some((kind, kind.to_string()));

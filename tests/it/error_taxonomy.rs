@@ -103,6 +103,15 @@ fn one_of_each() -> Vec<(TransferError, ErrorKind, &'static str)> {
         (E::Shutdown, ErrorKind::Shutdown, "shutdown"),
         (E::Internal("x".into()), ErrorKind::Internal, "internal"),
         (E::Panicked("x".into()), ErrorKind::Panicked, "panicked"),
+        (E::Tls("unknown issuer".into()), ErrorKind::Tls, "tls"),
+        (
+            E::Dns {
+                cause: "no such name".into(),
+                temporary: false,
+            },
+            ErrorKind::Dns,
+            "dns",
+        ),
     ]
 }
 
@@ -167,6 +176,11 @@ fn details_are_serialised_for_machines() {
         reason: "scheme".into(),
     });
     assert_eq!(v["location"], "ftp://h/f");
+    let v = detail(TransferError::Dns {
+        cause: "Try again".into(),
+        temporary: true,
+    });
+    assert_eq!(v["temporary"], true);
 }
 
 #[test]
@@ -195,6 +209,10 @@ fn retryable_means_trying_again_may_work() {
             op: "writing",
             cause: "interrupted".into(),
         },
+        E::Dns {
+            cause: "temporary failure in name resolution".into(),
+            temporary: true,
+        },
     ];
     let final_ = [
         E::InvalidRequest("x".into()),
@@ -221,6 +239,11 @@ fn retryable_means_trying_again_may_work() {
         E::Shutdown,
         E::Internal("x".into()),
         E::Panicked("x".into()),
+        E::Tls("invalid peer certificate: unknown issuer".into()),
+        E::Dns {
+            cause: "name or service not known".into(),
+            temporary: false,
+        },
     ];
     for e in retryable {
         assert!(e.is_retryable(), "{e:?}");

@@ -263,7 +263,7 @@ async fn a_fetch_post_redirected_by_302_becomes_a_get() {
 #[cfg(feature = "rustls")]
 #[actix_rt::test]
 async fn a_redirect_to_https_is_followed() {
-    // The target speaks plain HTTP: the TLS handshake fails, so the redirect was followed
+    // The target speaks plain HTTP: the TLS handshake fails (`Tls`), so the redirect was followed
     // (not refused) and the https connection went through the engine's connector.
     let plain = Blurt::start(ok(b"not tls"));
     let origin = Hostile::always(vec![Step::Write(redirect(302, &plain.url("https", "/s")))]);
@@ -272,7 +272,7 @@ async fn a_redirect_to_https_is_followed() {
 
     let (id, outcome) = run(&engine, Download::new(origin.url("/x")).to(NAME)).await;
 
-    assert_failed(&outcome, ErrorKind::Connect);
+    assert_failed(&outcome, ErrorKind::Tls);
     let status = engine.send(Status(id)).await.unwrap().unwrap();
     assert_eq!(status.final_url, Some(plain.url("https", "/s")));
     assert_empty(dir.path());
@@ -464,7 +464,7 @@ async fn a_failed_tls_handshake_reads_as_a_sentence() {
 
     let (_, outcome) = run(&engine, Download::new(plain.url("https", "/s")).to(NAME)).await;
 
-    let error = assert_failed(&outcome, ErrorKind::Connect);
+    let error = assert_failed(&outcome, ErrorKind::Tls);
     let message = error.to_string();
     let camel = message
         .split(|c: char| !c.is_ascii_alphanumeric())

@@ -22,5 +22,7 @@ mod journal;
 mod resilience;
 mod segmented;
 mod slow_download;
+#[cfg(feature = "rustls")]
+mod tls;
 mod upload_fetch;
 mod web;

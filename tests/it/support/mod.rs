@@ -71,6 +71,10 @@ pub struct ServerState {
     pub count: AtomicUsize,
     pub slow: Mutex<Vec<Arc<SlowConn>>>,
     pub uploads: Mutex<Vec<Uploaded>>,
+    /// The HTTP version of every request, in arrival order.
+    pub versions: Mutex<Vec<actix_web::http::Version>>,
+    /// Connections accepted (after the TLS handshake, over TLS).
+    pub connections: AtomicUsize,
 }
 
 pub struct Server {
@@ -108,8 +112,25 @@ impl Server {
 
 /// Start the test server in the current actix System.
 pub fn server() -> Server {
+    serve(None)
+}
+
+/// [`server`] over TLS with `config` (`https://127.0.0.1:port`), offering h2 and http/1.1 by
+/// ALPN.
+#[cfg(feature = "rustls")]
+pub fn tls_server(config: rustls::ServerConfig) -> Server {
+    serve(Some(config))
+}
+
+#[cfg(not(feature = "rustls"))]
+type ServerConfig = std::convert::Infallible;
+#[cfg(feature = "rustls")]
+type ServerConfig = rustls::ServerConfig;
+
+fn serve(tls: Option<ServerConfig>) -> Server {
     let state = Arc::new(ServerState::default());
     let data = web::Data::from(Arc::clone(&state));
+    let on_connect = Arc::clone(&state);
     let srv = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -117,6 +138,7 @@ pub fn server() -> Server {
                 let state = req.app_data::<web::Data<ServerState>>().unwrap().clone();
                 state.count.fetch_add(1, SeqCst);
                 state.requests.lock().unwrap().push(req.path().to_owned());
+                state.versions.lock().unwrap().push(req.version());
                 actix_web::dev::Service::call(srv, req)
             })
             .route("/bytes/{n}", web::get().to(bytes))
@@ -128,10 +150,19 @@ pub fn server() -> Server {
             .route("/echo", web::to(echo))
     })
     .workers(1)
-    .disable_signals()
-    .bind(("127.0.0.1", 0))
-    .expect("bind 127.0.0.1");
-    let base = format!("http://{}", srv.addrs()[0]);
+    .on_connect(move |_, _| {
+        on_connect.connections.fetch_add(1, SeqCst);
+    })
+    .disable_signals();
+    let (srv, scheme) = match tls {
+        None => (srv.bind(("127.0.0.1", 0)), "http"),
+        #[cfg(feature = "rustls")]
+        Some(config) => (srv.bind_rustls_0_23(("127.0.0.1", 0), config), "https"),
+        #[cfg(not(feature = "rustls"))]
+        Some(never) => match never {},
+    };
+    let srv = srv.expect("bind 127.0.0.1");
+    let base = format!("{scheme}://{}", srv.addrs()[0]);
     let srv = srv.run();
     let handle = srv.handle();
     actix_rt::spawn(srv);
