@@ -292,6 +292,9 @@ pub enum StartError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The thread of an engine started with
+    /// [`EngineHandle::spawn`](crate::EngineHandle::spawn) could not be started.
+    Thread(crate::Cause),
 }
 
 impl std::fmt::Display for StartError {
@@ -300,11 +303,21 @@ impl std::fmt::Display for StartError {
             StartError::InvalidOption { option, reason } => {
                 write!(f, "invalid option {option}: {reason}")
             }
+            StartError::Thread(cause) => {
+                write!(f, "the engine's thread could not be started: {cause}")
+            }
         }
     }
 }
 
-impl std::error::Error for StartError {}
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::InvalidOption { .. } => None,
+            StartError::Thread(cause) => cause.error(),
+        }
+    }
+}
 
 /// The most redirects a transfer follows, whatever [`EngineBuilder::max_redirects`] says:
 /// twice curl's default (50), five times Chrome's (20).
