@@ -732,6 +732,7 @@ mod tests {
             EndState::Completed => Outcome::Completed {
                 bytes: body as u64,
                 status: 200,
+                headers: Default::default(),
                 url: "http://h.test/x".into(),
                 output: Output::Body(vec![7; body].into()),
             },

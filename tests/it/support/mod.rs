@@ -126,6 +126,7 @@ pub fn server() -> Server {
             .route("/upload", web::put().to(upload))
             .route("/upload", web::post().to(upload))
             .route("/echo", web::to(echo))
+            .route("/created", web::put().to(created))
     })
     .workers(1)
     .disable_signals()
@@ -349,4 +350,13 @@ impl Rig {
             .map(|p| p.to_string_lossy().into_owned())
             .collect()
     }
+}
+
+/// An upload that creates a resource, as storage servers answer: `201 Created` with its
+/// `Location` and an `ETag` of the body (its SHA-256).
+async fn created(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Created()
+        .insert_header((header::LOCATION, "/files/1"))
+        .insert_header((header::ETAG, format!("\"{}\"", sha256_hex(&body))))
+        .finish()
 }
