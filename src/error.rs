@@ -626,6 +626,9 @@ pub enum CancelError {
     /// ended longer ago than the last [`keep_ended`](crate::EngineBuilder::keep_ended) endings.
     #[error("unknown transfer id")]
     Unknown,
+    /// The engine has stopped (answered by an [`EngineHandle`](crate::EngineHandle)).
+    #[error("the engine has stopped")]
+    Stopped,
 }
 
 /// Why [`Erase`](crate::Erase) was refused.
@@ -639,6 +642,9 @@ pub enum EraseError {
     /// This engine never issued that id (or it was erased already).
     #[error("unknown transfer id")]
     Unknown,
+    /// The engine has stopped (answered by an [`EngineHandle`](crate::EngineHandle)).
+    #[error("the engine has stopped")]
+    Stopped,
 }
 
 #[cfg(feature = "serde")]

@@ -167,6 +167,7 @@ mod engine;
 mod error;
 mod event;
 mod file;
+mod handle;
 mod http;
 #[cfg(feature = "journal")]
 mod journal;
@@ -192,6 +193,7 @@ pub use event::status::{TransferKind, TransferState, TransferStatus};
 pub use event::subscribers::SubscriptionId;
 pub use event::{EventKind, HeaderIter, Headers, Outcome, Output, TransferEvent, TransferId};
 pub use file::policy::{Conflict, Partial};
+pub use handle::{EngineHandle, EventStream, EVENT_BUFFER};
 pub use request::{Download, Fetch, Upload};
 pub use retry::RetryPolicy;
 

@@ -425,6 +425,9 @@ pub enum StartError {
     /// as it was, and so was the download directory.
     #[cfg(feature = "journal")]
     Journal(JournalError),
+    /// The thread of an engine started with
+    /// [`EngineHandle::spawn`](crate::EngineHandle::spawn) could not be started.
+    Thread(crate::Cause),
 }
 
 /// Why the journal could not be opened, read or written: its message says which file and
@@ -466,6 +469,9 @@ impl std::fmt::Display for StartError {
             }
             #[cfg(feature = "journal")]
             StartError::Journal(e) => e.fmt(f),
+            StartError::Thread(cause) => {
+                write!(f, "the engine's thread could not be started: {cause}")
+            }
         }
     }
 }
@@ -476,7 +482,8 @@ impl std::error::Error for StartError {
             #[cfg(feature = "journal")]
             // Its message is this one's: the cause underneath is the I/O or SQLite error.
             StartError::Journal(e) => e.0.source(),
-            _ => None,
+            StartError::InvalidOption { .. } => None,
+            StartError::Thread(cause) => cause.error(),
         }
     }
 }

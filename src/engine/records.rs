@@ -800,6 +800,7 @@ mod tests {
             EndState::Completed => Outcome::Completed {
                 bytes: body as u64,
                 status: 200,
+                headers: Default::default(),
                 url: "http://h.test/x".into(),
                 output: Output::Body(vec![7; body].into()),
             },

@@ -319,6 +319,9 @@ pub enum Outcome {
         bytes: u64,
         /// The final response status.
         status: u16,
+        /// The final response's headers (an upload's `ETag` or `Location`, for instance); of a
+        /// resumed download, those of the response that brought its last bytes.
+        headers: Headers,
         /// The final URL, after redirects.
         url: String,
         /// Where the result is.
@@ -415,8 +418,9 @@ mod serde_impl {
     use super::{Outcome, Output};
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    /// `{"outcome": "completed"|"failed"|"cancelled", "bytes": n, ...}` with `status`, `url` and
-    /// `path` (or `body_len`) when completed, `error` when failed.
+    /// `{"outcome": "completed"|"failed"|"cancelled", "bytes": n, ...}` with `status`, `headers`
+    /// (`[name, value]` pairs), `url` and `path` (or `body_len`) when completed, `error` when
+    /// failed.
     impl Serialize for Outcome {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let mut m = s.serialize_map(None)?;
@@ -425,11 +429,13 @@ mod serde_impl {
             match self {
                 Outcome::Completed {
                     status,
+                    headers,
                     url,
                     output,
                     ..
                 } => {
                     m.serialize_entry("status", status)?;
+                    m.serialize_entry("headers", headers)?;
                     m.serialize_entry("url", url)?;
                     match output {
                         Output::File(p) => m.serialize_entry("path", p)?,

@@ -171,10 +171,11 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
     }
     let status = sent.response.status().as_u16();
     let remaining = http::body_length(&sent.response, &Method::GET)?;
+    let headers = http::headers_of(&sent.response);
     ctx.set_bytes(offset);
     ctx.began(
         Some(status),
-        || http::headers_of(&sent.response),
+        || headers.clone(),
         total.or(remaining.map(|n| n + offset)),
     );
     ctx.await_body();
@@ -209,6 +210,7 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
             bytes: writer.written,
             file: writer.file,
             status,
+            headers,
             url: url.into(),
         });
     }
@@ -242,6 +244,7 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
         bytes: writer.written,
         file: writer.file,
         status,
+        headers,
         url: sent.url.into(),
     })
 }

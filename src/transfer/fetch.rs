@@ -38,11 +38,8 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Done, TransferError> {
     if expected.is_some_and(|n| n > limit) {
         return Err(TransferError::BodyTooLarge { limit });
     }
-    ctx.began(
-        Some(status.as_u16()),
-        || http::headers_of(&sent.response),
-        expected,
-    );
+    let headers = http::headers_of(&sent.response);
+    ctx.began(Some(status.as_u16()), || headers.clone(), expected);
     ctx.await_body();
     let body = BodyReader::new(sent.response, expected, true)
         .collect(ctx, limit)
@@ -51,6 +48,7 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Done, TransferError> {
         bytes: body.len() as u64,
         body,
         status: status.as_u16(),
+        headers,
         url: sent.url.into(),
     })
 }

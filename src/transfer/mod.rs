@@ -53,17 +53,18 @@ use crate::{
     error::{CancelError, EndState, TimeoutPhase, TransferError},
     event::outbox,
     event::status::TransferState,
-    event::{EventKind, Outcome, Output, TransferEvent},
+    event::{EventKind, Headers, Outcome, Output, TransferEvent},
     file::policy::Partial,
     file::sink::{self, Writer},
     request::JobKind,
 };
 
 /// The outcome of a transfer whose result is `output`.
-fn completed(bytes: u64, status: u16, url: String, output: Output) -> Outcome {
+fn completed(bytes: u64, status: u16, headers: Headers, url: String, output: Output) -> Outcome {
     Outcome::Completed {
         bytes,
         status,
+        headers,
         url,
         output,
     }
@@ -76,6 +77,7 @@ pub(crate) enum Done {
         file: File,
         bytes: u64,
         status: u16,
+        headers: Headers,
         url: String,
     },
     /// A fetch or upload: the response body.
@@ -83,6 +85,7 @@ pub(crate) enum Done {
         body: Bytes,
         bytes: u64,
         status: u16,
+        headers: Headers,
         url: String,
     },
 }
@@ -369,22 +372,24 @@ impl TransferActor {
     /// The body is complete: downloads are moved into place (not abortable), the rest end now.
     fn complete(&mut self, done: Done, ctx: &mut Context<Self>) {
         self.life.body_complete();
-        let (file, bytes, status, url) = match done {
+        let (file, bytes, status, headers, url) = match done {
             Done::Memory {
                 body,
                 bytes,
                 status,
+                headers,
                 url,
             } => {
                 let output = Output::Body(body);
-                return self.end(completed(bytes, status, url, output), ctx);
+                return self.end(completed(bytes, status, headers, url, output), ctx);
             }
             Done::File {
                 file,
                 bytes,
                 status,
+                headers,
                 url,
-            } => (file, bytes, status, url),
+            } => (file, bytes, status, headers, url),
         };
         let placement = self.shared.download.placement.borrow().clone();
         let (Some(placement), JobKind::Download(opts)) = (placement, &self.shared.job.kind) else {
@@ -397,7 +402,10 @@ impl TransferActor {
         });
         ctx.spawn(
             wrap_future(job).map(move |res, act: &mut Self, ctx| match res {
-                Ok(Ok(path)) => act.end(completed(bytes, status, url, Output::File(path)), ctx),
+                Ok(Ok(path)) => {
+                    let output = Output::File(path);
+                    act.end(completed(bytes, status, headers, url, output), ctx)
+                }
                 Ok(Err((error, file))) => {
                     // The file comes back so that its removal happens while it is still held.
                     let mut writer = Writer::new(file, false);

@@ -60,6 +60,7 @@ pub(super) async fn run(ctx: &Rc<Ctx>, file: &Path, size: u64) -> Result<Done, T
         });
     }
     let expected = http::body_length(&sent.response, &ctx.job.request.method)?;
+    let headers = http::headers_of(&sent.response);
     ctx.await_body();
     let reply = BodyReader::new(sent.response, expected, false)
         .collect(ctx, ctx.cfg.max_body)
@@ -68,6 +69,7 @@ pub(super) async fn run(ctx: &Rc<Ctx>, file: &Path, size: u64) -> Result<Done, T
         body: reply,
         bytes: ctx.bytes(),
         status: status.as_u16(),
+        headers,
         url: sent.url.into(),
     })
 }

@@ -75,6 +75,7 @@ impl From<CancelError> for ApiError {
     fn from(e: CancelError) -> Self {
         match e {
             CancelError::Unknown => ApiError::unknown(),
+            CancelError::Stopped => ApiError::unavailable(e.to_string()),
             CancelError::NotActive(end) => ApiError {
                 ended: Some(end),
                 ..ApiError::new(StatusCode::CONFLICT, "not_active", e.to_string())
@@ -87,6 +88,7 @@ impl From<EraseError> for ApiError {
     fn from(e: EraseError) -> Self {
         match e {
             EraseError::Unknown => ApiError::unknown(),
+            EraseError::Stopped => ApiError::unavailable(e.to_string()),
             EraseError::Active => ApiError::new(
                 StatusCode::CONFLICT,
                 "active",

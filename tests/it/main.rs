@@ -12,6 +12,7 @@ mod engine;
 mod error_taxonomy;
 mod events;
 mod file_safety;
+mod handle;
 mod http_encoding;
 mod http_framing;
 mod http_redirects;

@@ -154,3 +154,39 @@ async fn bodies_over_the_cap_fail_with_body_too_large() {
     let id = rig.submit(Fetch::get(server.url("/bytes/10000"))).await;
     assert!(rig.wait(id).await.is_completed());
 }
+
+#[actix_rt::test]
+async fn every_completed_outcome_carries_the_final_response_headers() {
+    let server = server();
+    let rig = rig().await;
+    let data = pattern(100_000);
+    let src = rig.dir.path().join("src.bin");
+    std::fs::write(&src, &data).unwrap();
+    let header = |outcome: &Outcome, name: &str| match outcome {
+        Outcome::Completed { headers, .. } => headers.get(name).map(str::to_owned),
+        other => panic!("{other:?}"),
+    };
+
+    let id = rig.submit(Upload::new(server.url("/created"), &src)).await;
+    let outcome = rig.wait(id).await;
+    assert!(
+        matches!(outcome, Outcome::Completed { status: 201, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(header(&outcome, "location").as_deref(), Some("/files/1"));
+    let etag = format!("\"{}\"", sha256_hex(&data));
+    assert_eq!(header(&outcome, "ETag"), Some(etag));
+
+    let id = rig
+        .submit(Download::new(server.url("/bytes/5000")).to("d.bin"))
+        .await;
+    assert_eq!(
+        header(&rig.wait(id).await, "content-length").as_deref(),
+        Some("5000")
+    );
+    let id = rig.submit(Fetch::get(server.url("/bytes/7000"))).await;
+    assert_eq!(
+        header(&rig.wait(id).await, "content-length").as_deref(),
+        Some("7000")
+    );
+}

@@ -148,6 +148,7 @@ fn serve(tls: Option<ServerConfig>) -> Server {
             .route("/upload", web::put().to(upload))
             .route("/upload", web::post().to(upload))
             .route("/echo", web::to(echo))
+            .route("/created", web::put().to(created))
     })
     .workers(1)
     .on_connect(move |_, _| {
@@ -380,4 +381,13 @@ impl Rig {
             .map(|p| p.to_string_lossy().into_owned())
             .collect()
     }
+}
+
+/// An upload that creates a resource, as storage servers answer: `201 Created` with its
+/// `Location` and an `ETag` of the body (its SHA-256).
+async fn created(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Created()
+        .insert_header((header::LOCATION, "/files/1"))
+        .insert_header((header::ETAG, format!("\"{}\"", sha256_hex(&body))))
+        .finish()
 }
