@@ -79,7 +79,7 @@ use std::{
 
 use actix::prelude::*;
 use actix_transfer::{
-    Engine, EventKind, Fetch, Outcome, RetryPolicy, Shutdown, Subscribe, TransferError,
+    Engine, EventKind, EventKinds, Fetch, Outcome, RetryPolicy, Shutdown, Subscribe, TransferError,
     TransferEvent, TransferId,
 };
 use bytes::Bytes;
@@ -905,8 +905,9 @@ async fn run(plan: &Plan, interrupt: impl Future<Output = ()> + 'static) -> (Vec
         done: Some(done_tx),
     }
     .start();
-    let subscribed = engine.send(Subscribe::all(load.clone().recipient())).await;
-    if subscribed.is_ok() {
+    // Only `Ended` counts here: no other event is built for this run.
+    let endings = Subscribe::all(load.clone().recipient()).kinds(EventKinds::ENDED);
+    if let Ok(Ok(_)) = engine.send(endings).await {
         load.do_send(Begin);
     } else {
         load.do_send(Finish(Stop::EngineGone));

@@ -316,7 +316,8 @@ async fn run(args: Args, builder: EngineBuilder) -> u8 {
     engine
         .send(Subscribe::all(display.clone().recipient()))
         .await
-        .expect("engine is running");
+        .expect("engine is running")
+        .expect("the display is running");
 
     let bars = MultiProgress::new();
     if args.json {

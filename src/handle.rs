@@ -368,8 +368,13 @@ impl EngineHandle {
             one: only.is_some(),
         });
         let recipient = forwarder.clone().recipient();
-        let msg = Subscribe { recipient, only };
-        let Ok(subscription) = self.engine.send(msg).await else {
+        let msg = match only {
+            Some(id) => Subscribe::one(recipient, id),
+            None => Subscribe::all(recipient),
+        };
+        // The forwarder was started just now: a refusal means the engine (or its arbiter) is
+        // gone, like a mailbox error.
+        let Ok(Ok(subscription)) = self.engine.send(msg).await else {
             forwarder.do_send(Close);
             return Err(CancelError::Stopped);
         };

@@ -66,7 +66,11 @@
 //! let (tx, rx) = futures::channel::oneshot::channel();
 //! let fetcher = Fetcher { engine: engine.clone(), done: Some(tx) }.start();
 //! // Subscriptions are weak: keep `fetcher` (its Addr) alive for as long as it should listen.
-//! engine.send(Subscribe::all(fetcher.clone().recipient())).await.unwrap();
+//! engine
+//!     .send(Subscribe::all(fetcher.clone().recipient()))
+//!     .await
+//!     .unwrap() // the mailbox answered
+//!     .expect("the fetcher is running");
 //!
 //! let id = engine
 //!     .send(Download::new(format!("http://{addr}/small.txt")))
@@ -190,8 +194,10 @@ pub use error::{
     CancelError, Cause, EndState, EraseError, ErrorKind, FileErrorKind, TimeoutPhase, TransferError,
 };
 pub use event::status::{TransferKind, TransferState, TransferStatus};
-pub use event::subscribers::SubscriptionId;
-pub use event::{EventKind, HeaderIter, Headers, Outcome, Output, TransferEvent, TransferId};
+pub use event::subscribers::{SubscribeError, SubscriptionId};
+pub use event::{
+    EventKind, EventKinds, HeaderIter, Headers, Outcome, Output, TransferEvent, TransferId,
+};
 pub use file::policy::{Conflict, Partial};
 pub use handle::{EngineHandle, EventStream, EVENT_BUFFER};
 pub use request::{Download, Fetch, Upload};

@@ -31,6 +31,7 @@ pub async fn engine_on(
     engine
         .send(Subscribe::all(actor.clone().recipient()))
         .await
+        .unwrap()
         .unwrap();
     (engine, ends, actor)
 }

@@ -363,7 +363,11 @@ impl EngineBuilder {
         let cfg = Arc::new(self.cfg);
         let subs = Arc::new(Subscribers::default());
         for recipient in self.early_subscribers {
-            subs.subscribe(recipient, None);
+            subs.subscribe(recipient, None, crate::EventKinds::ALL)
+                .map_err(|e| StartError::InvalidOption {
+                    option: "subscriber",
+                    reason: e.to_string(),
+                })?;
         }
         #[allow(unused_mut)]
         let mut records = Records::new(

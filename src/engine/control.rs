@@ -13,8 +13,8 @@ use crate::EngineBuilder;
 use crate::{
     error::{CancelError, EraseError, TransferError},
     event::status::{TransferState, TransferStatus},
-    event::subscribers::SubscriptionId,
-    event::{Outcome, TransferEvent, TransferId},
+    event::subscribers::{SubscribeError, SubscriptionId},
+    event::{EventKinds, Outcome, TransferEvent, TransferId},
     file::sink,
     transfer::{AbortTransfer, CancelTransfer, PauseTransfer},
 };
@@ -185,25 +185,42 @@ impl Handler<Wait> for Engine {
 }
 
 /// Receive [`TransferEvent`]s: of every transfer (`only: None`), or of one transfer
-/// (`only: Some(id)`).
+/// (`only: Some(id)`); of every kind, or of the [`kinds`](Subscribe::kinds) asked for.
 ///
 /// A subscription receives every event published after the Engine handled `Subscribe`, and
 /// none published before. Added while a transfer runs, it receives that transfer's events from
 /// the middle of its stream (the first one it gets is not `Queued` and its `seq` is above 0),
 /// up to and including its `Ended`. To see a transfer from its `Queued`, subscribe to all
 /// and await the reply before submitting it. One exception: a subscriber to one id that
-/// arrives after that transfer ended still receives its `Ended` event.
+/// arrives after that transfer ended still receives its `Ended` event (if it asked for `Ended`).
 ///
-/// The recipient is held weakly and sent to with `do_send`: a subscription never keeps an actor
-/// alive (keep its `Addr` somewhere, or it stops and receives nothing), and a slow or stopped
-/// subscriber never stalls a transfer.
+/// Events of a kind no subscription asked for are not built at all: a subscriber that only
+/// counts endings should ask for [`EventKinds::ENDED`] alone.
+///
+/// Replies `Err(RecipientGone)` when the recipient's actor has already stopped.
+///
+/// The recipient is held weakly: a subscription never keeps an actor alive (keep its `Addr`
+/// somewhere, or it stops and receives nothing: `Subscribe::all(Printer.start().recipient())`
+/// subscribes an actor that stops as soon as the Engine lets go of the message).
+///
+/// # A slow subscriber
+///
+/// Sending never waits, so a slow or stopped subscriber never stalls a transfer, and its
+/// mailbox holds a bounded number of `Progress` events: while 16 of them (actix's default
+/// mailbox capacity) wait unhandled, newer ones coalesce, the latest per transfer is kept
+/// aside and goes out once there is room, at the next `Progress` to this subscriber, unless
+/// another event of that transfer went out first (it says where the transfer is). Every other
+/// event (`Queued`, `Began`, `Retrying`, `Paused`, `Resumed`, `Ended`) is always delivered, in
+/// order; a subscriber slower than the transfers it follows should ask for fewer kinds.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "SubscriptionId")]
+#[rtype(result = "Result<SubscriptionId, SubscribeError>")]
 pub struct Subscribe {
     /// Who receives the events.
     pub recipient: Recipient<TransferEvent>,
     /// One transfer, or all.
     pub only: Option<TransferId>,
+    /// The kinds of events it receives.
+    pub kinds: EventKinds,
 }
 
 impl Subscribe {
@@ -214,6 +231,7 @@ impl Subscribe {
         Subscribe {
             recipient,
             only: None,
+            kinds: EventKinds::ALL,
         }
     }
 
@@ -222,15 +240,30 @@ impl Subscribe {
         Subscribe {
             recipient,
             only: Some(id),
+            kinds: EventKinds::ALL,
         }
+    }
+
+    /// Only events of these kinds (every kind by default).
+    ///
+    /// ```no_run
+    /// # use actix::Recipient;
+    /// # use actix_transfer::{EventKinds, Subscribe, TransferEvent};
+    /// # fn endings(r: Recipient<TransferEvent>) -> Subscribe {
+    /// Subscribe::all(r).kinds(EventKinds::ENDED)
+    /// # }
+    /// ```
+    pub fn kinds(mut self, kinds: EventKinds) -> Self {
+        self.kinds = kinds;
+        self
     }
 }
 
 impl Handler<Subscribe> for Engine {
-    type Result = MessageResult<Subscribe>;
+    type Result = Result<SubscriptionId, SubscribeError>;
 
     fn handle(&mut self, msg: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.subs.subscribe(msg.recipient, msg.only))
+        self.subs.subscribe(msg.recipient, msg.only, msg.kinds)
     }
 }
 

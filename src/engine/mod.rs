@@ -58,7 +58,7 @@ use records::{Effects, Records, Started};
 /// | [`List`] | `Vec<TransferStatus>` |
 /// | [`Wait`] | `Option<Outcome>`, when the transfer ends |
 /// | [`Erase`] | `Result<(), EraseError>` |
-/// | [`Subscribe`] / [`Unsubscribe`] | `SubscriptionId` / `bool` |
+/// | [`Subscribe`] / [`Unsubscribe`] | `Result<SubscriptionId, SubscribeError>` / `bool` |
 /// | [`SetLimits`] | `()` |
 /// | [`Shutdown`] | `()`, once every transfer ended and the workers stopped |
 pub struct Engine {

@@ -230,8 +230,10 @@ impl serde::Serialize for Headers {
 
 /// One event of one transfer, delivered to every matching subscriber.
 ///
-/// For each transfer, `seq` counts from 0 with no gaps, `kind` runs
-/// `Queued` → `Began` → `Progress`* → `Ended`, and exactly one `Ended` is sent, last.
+/// For each transfer, `seq` counts its events from 0, `kind` runs
+/// `Queued` → `Began` → `Progress`* → `Ended`, and exactly one `Ended` is sent, last. A
+/// subscriber sees gaps in `seq` where it asked for some kinds only, and where its `Progress`
+/// events coalesced (see [`Subscribe`](crate::Subscribe)); otherwise none.
 #[derive(Debug, Clone, PartialEq, actix::Message)]
 #[rtype(result = "()")]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -307,6 +309,127 @@ pub enum EventKind {
     },
     /// The transfer ended. Always the last event, exactly once.
     Ended(Outcome),
+}
+
+/// A set of event kinds, to subscribe to some of them only (see
+/// [`Subscribe::kinds`](crate::Subscribe::kinds)).
+///
+/// ```
+/// use actix_transfer::EventKinds;
+///
+/// let wanted = EventKinds::BEGAN | EventKinds::ENDED;
+/// assert!(wanted.contains(EventKinds::ENDED));
+/// assert!(!wanted.contains(EventKinds::PROGRESS));
+/// assert!(EventKinds::ALL.contains(wanted));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventKinds(u8);
+
+impl EventKinds {
+    /// No kind at all.
+    pub const NONE: Self = EventKinds(0);
+    /// [`EventKind::Queued`].
+    pub const QUEUED: Self = EventKinds(1);
+    /// [`EventKind::Began`].
+    pub const BEGAN: Self = EventKinds(1 << 1);
+    /// [`EventKind::Progress`].
+    pub const PROGRESS: Self = EventKinds(1 << 2);
+    /// [`EventKind::Retrying`].
+    pub const RETRYING: Self = EventKinds(1 << 3);
+    /// [`EventKind::Paused`].
+    pub const PAUSED: Self = EventKinds(1 << 4);
+    /// [`EventKind::Resumed`].
+    pub const RESUMED: Self = EventKinds(1 << 5);
+    /// [`EventKind::Ended`].
+    pub const ENDED: Self = EventKinds(1 << 6);
+    /// [`EventKind::Restored`].
+    pub const RESTORED: Self = EventKinds(1 << 7);
+    /// Every kind (the default of a subscription).
+    pub const ALL: Self = EventKinds(u8::MAX);
+    /// How many kinds there are (one bit each).
+    pub(crate) const COUNT: usize = 8;
+
+    /// The kind of `kind`, as a set of one.
+    pub fn of(kind: &EventKind) -> Self {
+        match kind {
+            EventKind::Queued => Self::QUEUED,
+            EventKind::Began { .. } => Self::BEGAN,
+            EventKind::Progress { .. } => Self::PROGRESS,
+            EventKind::Retrying { .. } => Self::RETRYING,
+            EventKind::Paused { .. } => Self::PAUSED,
+            EventKind::Resumed => Self::RESUMED,
+            EventKind::Ended(_) => Self::ENDED,
+            EventKind::Restored { .. } => Self::RESTORED,
+        }
+    }
+
+    /// Every kind in `other` is in `self`.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Some kind is in both.
+    pub const fn intersects(self, other: Self) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// The kinds in either.
+    pub const fn union(self, other: Self) -> Self {
+        EventKinds(self.0 | other.0)
+    }
+
+    /// No kind at all.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub(crate) const fn bits(self) -> u8 {
+        self.0
+    }
+
+    pub(crate) const fn from_bits(bits: u8) -> Self {
+        EventKinds(bits & Self::ALL.0)
+    }
+}
+
+impl Default for EventKinds {
+    /// [`EventKinds::ALL`].
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl std::ops::BitOr for EventKinds {
+    type Output = Self;
+
+    fn bitor(self, other: Self) -> Self {
+        self.union(other)
+    }
+}
+
+impl std::ops::BitOrAssign for EventKinds {
+    fn bitor_assign(&mut self, other: Self) {
+        *self = self.union(other);
+    }
+}
+
+impl fmt::Debug for EventKinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [&str; EventKinds::COUNT] = [
+            "QUEUED", "BEGAN", "PROGRESS", "RETRYING", "PAUSED", "RESUMED", "ENDED", "RESTORED",
+        ];
+        let names = (0..EventKinds::COUNT)
+            .filter(|i| self.0 & (1 << i) != 0)
+            .map(|i| NAMES[i]);
+        f.write_str("EventKinds(")?;
+        for (n, name) in names.enumerate() {
+            if n > 0 {
+                f.write_str(" | ")?;
+            }
+            f.write_str(name)?;
+        }
+        f.write_str(")")
+    }
 }
 
 /// How a transfer ended: the payload of the `Ended` event and of [`Wait`](crate::Wait).

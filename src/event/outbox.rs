@@ -10,20 +10,152 @@
 //! Engine never hears of an end before that transfer's `Ended` has gone to its subscribers. An
 //! answer to an asker (`Cancel`, `Pause`) goes after [`send_events`], so that the asker, too,
 //! learns of an end after the subscribers.
+//!
+//! Sending itself never waits, for any event. `Progress` events go through the subscriber's
+//! [`Window`], which keeps how many of them wait in its mailbox bounded; every other event is
+//! queued whatever the mailbox holds.
 
 use std::{cell::RefCell, sync::Arc};
+use std::{
+    collections::VecDeque,
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex,
+    },
+    task::{Context, Poll},
+};
 
-use actix::Recipient;
+use actix::{dev::RecipientRequest, Recipient};
 
 use crate::{
     event::report::{Finished, FinishedBatch, Reporter},
-    event::TransferEvent,
+    event::{EventKind, IdMap, TransferEvent, TransferId},
 };
+
+/// Where one event goes: a subscriber (`to`), or only its window (`to: None`, an `Ended` as a
+/// notice to a subscriber that wants `Progress` but not `Ended`).
+pub(crate) struct Target {
+    pub(crate) to: Option<Recipient<TransferEvent>>,
+    pub(crate) window: Arc<Window>,
+}
+
+/// How many of a subscriber's `Progress` events may wait in its mailbox (actix's default
+/// mailbox capacity). Beyond that they coalesce.
+const ROOM: usize = 16;
+
+/// A subscriber's `Progress` events not handled yet, and those kept aside while it has no room.
+///
+/// A mailbox has no length anyone can read, and actix's `try_send` refuses a message only
+/// to the very sender whose earlier message filled the mailbox (a sender upgraded afresh from
+/// the weak recipient, as every publish does, is never refused). So each `Progress` goes with
+/// `send`, whose reply tells when it was handled, and the window counts the unhandled ones.
+/// While `ROOM` of them wait, a new one is kept aside instead, the latest per transfer
+/// (a newer one replaces it), and goes out when there is room again, at the next `Progress`
+/// to this subscriber. Any other event of the same transfer drops it: that event says where
+/// the transfer is (and an `Ended` is last). No other event is ever held or dropped.
+#[derive(Default)]
+pub(crate) struct Window {
+    inner: Mutex<WindowState>,
+    /// Some `Progress` is kept aside (read without the lock by every other event).
+    aside: AtomicBool,
+}
+
+#[derive(Default)]
+struct WindowState {
+    unhandled: VecDeque<Pin<Box<RecipientRequest<TransferEvent>>>>,
+    aside: IdMap<TransferEvent>,
+}
+
+impl WindowState {
+    /// Forget the requests handled (a mailbox is first in, first out).
+    fn settle(&mut self) {
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        while let Some(front) = self.unhandled.front_mut() {
+            match front.as_mut().poll(&mut cx) {
+                Poll::Ready(_) => drop(self.unhandled.pop_front()),
+                Poll::Pending => break,
+            }
+        }
+    }
+
+    fn room(&self) -> bool {
+        self.unhandled.len() < ROOM
+    }
+}
+
+impl Window {
+    fn progress(&self, to: &Recipient<TransferEvent>, event: TransferEvent) {
+        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        w.settle();
+        w.aside.remove(&event.id);
+        while w.room() {
+            let Some(&id) = w.aside.keys().next() else {
+                break;
+            };
+            if let Some(older) = w.aside.remove(&id) {
+                let request = Box::pin(to.send(older));
+                w.unhandled.push_back(request);
+            }
+        }
+        if w.room() {
+            let request = Box::pin(to.send(event));
+            w.unhandled.push_back(request);
+        } else {
+            w.aside.insert(event.id, event);
+        }
+        self.aside.store(!w.aside.is_empty(), Ordering::Relaxed);
+    }
+
+    /// Another event of transfer `id` goes out: its `Progress` kept aside is dropped.
+    fn supersede(&self, id: TransferId) {
+        if self.aside.load(Ordering::Relaxed) {
+            let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            w.aside.remove(&id);
+            self.aside.store(!w.aside.is_empty(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Window {
+    /// A dropped request withdraws its message (actix skips a message whose asker is gone):
+    /// the `Progress` events still in the mailbox are awaited to the end instead.
+    fn drop(&mut self) {
+        let w = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        w.settle();
+        if w.unhandled.is_empty() {
+            return;
+        }
+        let unhandled = std::mem::take(&mut w.unhandled);
+        if let Some(arbiter) = actix_rt::Arbiter::try_current() {
+            arbiter.spawn(async move {
+                for request in unhandled {
+                    let _ = request.await;
+                }
+            });
+        }
+    }
+}
+
+/// Send `event` to `to` now: a `Progress` through its window, any other at once.
+pub(crate) fn dispatch(to: Target, event: TransferEvent) {
+    if let EventKind::Progress { .. } = event.kind {
+        if let Some(r) = &to.to {
+            to.window.progress(r, event);
+        }
+        return;
+    }
+    to.window.supersede(event.id);
+    if let Some(r) = to.to {
+        r.do_send(event);
+    }
+}
 
 #[derive(Default)]
 struct Outbox {
     /// Events held back, in publishing order.
-    events: Vec<(Recipient<TransferEvent>, TransferEvent)>,
+    events: Vec<(Target, TransferEvent)>,
     /// Finished transfers, per engine. An engine's transfers all share one `Arc` of its
     /// [`Reporter`] (a new one is made only once none is left), so the `Arc` tells engines apart.
     finished: Vec<(Arc<Reporter>, Vec<Finished>)>,
@@ -36,7 +168,7 @@ thread_local! {
 }
 
 /// Send `event` to `to` at the end of this turn.
-pub(crate) fn event(to: Recipient<TransferEvent>, event: TransferEvent) {
+pub(crate) fn event(to: Target, event: TransferEvent) {
     OUTBOX.with(|o| {
         let mut o = o.borrow_mut();
         o.events.push((to, event));
@@ -61,7 +193,7 @@ pub(crate) fn finished(engine: &Arc<Reporter>, done: Finished) {
 pub(crate) fn send_events() {
     let mut events = OUTBOX.with(|o| std::mem::take(&mut o.borrow_mut().events));
     for (to, event) in events.drain(..) {
-        to.do_send(event);
+        dispatch(to, event);
     }
     // Give the list back, so that its room serves the next turn.
     OUTBOX.with(|o| {

@@ -21,7 +21,7 @@ use crate::{
     error::{TimeoutPhase, TransferError},
     event::status::Progress,
     event::subscribers::{Delivery, Subscribers},
-    event::{EventKind, Headers, TransferEvent, TransferId},
+    event::{EventKind, EventKinds, Headers, TransferEvent, TransferId},
     file::sink::{Drain, Placement, Writer},
     request::Job,
     throttle::Bucket,
@@ -214,7 +214,12 @@ impl Ctx {
         }
     }
 
+    /// Publish a non-final event, if some subscription wants its kind (else it is not
+    /// counted in `seq` either).
     pub(super) fn publish(&self, kind: EventKind) {
+        if !self.subs.wants(EventKinds::of(&kind)) {
+            return;
+        }
         let seq = self.seq.get();
         self.seq.set(seq + 1);
         self.subs.publish(
@@ -240,7 +245,7 @@ impl Ctx {
         self.progress.set_estimated(estimated);
         if self.began.replace(true) {
             self.emit_progress();
-        } else {
+        } else if self.subs.wants(EventKinds::BEGAN) {
             self.publish(EventKind::Began {
                 status,
                 headers: headers(),

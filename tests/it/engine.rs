@@ -310,6 +310,7 @@ async fn control_messages_sent_on_the_ended_event_answer_as_ended() {
     rig.engine
         .send(Subscribe::all(eraser.clone().recipient()))
         .await
+        .unwrap()
         .unwrap();
     let n = 200;
     let mut ids = Vec::new();

@@ -132,6 +132,7 @@ async fn per_id_subscriptions_late_subscribers_and_unsubscribe() {
     rig.engine
         .send(Subscribe::one(only_a_actor.clone().recipient(), a))
         .await
+        .unwrap()
         .unwrap();
     rig.wait(b).await;
     rig.wait(a).await;
@@ -144,6 +145,7 @@ async fn per_id_subscriptions_late_subscribers_and_unsubscribe() {
     rig.engine
         .send(Subscribe::one(late_actor.clone().recipient(), b))
         .await
+        .unwrap()
         .unwrap();
     late.until_ended(b).await;
     let original = rig.events.of(b).pop().unwrap();
@@ -156,6 +158,7 @@ async fn per_id_subscriptions_late_subscribers_and_unsubscribe() {
         .engine
         .send(Subscribe::all(gone_actor.clone().recipient()))
         .await
+        .unwrap()
         .unwrap();
     assert!(rig.engine.send(Unsubscribe(sub)).await.unwrap());
     assert!(!rig.engine.send(Unsubscribe(sub)).await.unwrap());
@@ -201,7 +204,8 @@ async fn panicking_and_dead_subscribers_do_not_disturb_anything() {
     let panicker = Panicker::start_in_arbiter(&arbiter.handle(), |_| Panicker);
     let quitter = Quitter::start_in_arbiter(&arbiter.handle(), |_| Quitter);
     for r in [panicker.clone().recipient(), quitter.clone().recipient()] {
-        rig.engine.send(Subscribe::all(r)).await.unwrap();
+        // The quitter may be gone already (then the subscription is refused).
+        let _ = rig.engine.send(Subscribe::all(r)).await.unwrap();
     }
     let mut ids = Vec::new();
     for i in 0..20 {
@@ -289,6 +293,7 @@ async fn a_subscriber_added_mid_transfer_gets_the_rest_of_the_stream() {
     rig.engine
         .send(Subscribe::all(late_actor.clone().recipient()))
         .await
+        .unwrap()
         .unwrap();
     assert!(rig.wait(id).await.is_completed());
     late.until_ended(id).await;
@@ -344,4 +349,213 @@ async fn do_send_cancels_and_a_dropped_send_future_does_not() {
         std::fs::read(rig.dir.path().join("dropped")).unwrap(),
         pattern(400_000)
     );
+}
+
+/// A subscriber that stops itself when told, its `Addr` still held.
+struct Stopper;
+impl Actor for Stopper {
+    type Context = Context<Self>;
+}
+impl Handler<TransferEvent> for Stopper {
+    type Result = ();
+    fn handle(&mut self, _: TransferEvent, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// Subscribing an actor that has stopped is refused: it could never receive an event.
+#[actix_rt::test]
+async fn subscribing_a_stopped_recipient_is_refused() {
+    let rig = rig().await;
+    let stopper = Stopper.start();
+    // Its first event stops it (sent directly: the test's own doing, not the engine's).
+    stopper.do_send(TransferEvent {
+        id: TransferId::new(1).unwrap(),
+        seq: 0,
+        kind: EventKind::Queued,
+    });
+    let deadline = std::time::Instant::now() + LIMIT;
+    while stopper.connected() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the actor never stopped"
+        );
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let answer = rig
+        .engine
+        .send(Subscribe::all(stopper.clone().recipient()))
+        .await
+        .unwrap();
+    assert_eq!(answer, Err(SubscribeError::RecipientGone));
+    assert_eq!(
+        answer.unwrap_err().to_string(),
+        "the subscriber is gone: its actor has stopped"
+    );
+    let one = rig
+        .engine
+        .send(Subscribe::one(
+            stopper.recipient(),
+            TransferId::new(1).unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(one, Err(SubscribeError::RecipientGone));
+}
+
+/// A subscription to some kinds receives those only; when no subscription wants a kind, a
+/// transfer builds no event of it (not even a `seq` number is spent on it).
+#[actix_rt::test]
+async fn subscriptions_receive_only_the_kinds_they_ask_for() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::builder()
+        .workers(1)
+        .download_dir(dir.path())
+        .progress_interval(Duration::from_millis(1))
+        .retry(RetryPolicy::never())
+        .start();
+    let endings = Events::default();
+    let end_rec = endings.recorder();
+    engine
+        .send(Subscribe::all(end_rec.clone().recipient()).kinds(EventKinds::ENDED))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let d = Download::new(server.url("/bytes/300000")).to(format!("k{i}"));
+        ids.push(submit(&engine, d).await.unwrap());
+    }
+    for &id in &ids {
+        assert!(wait(&engine, id).await.is_completed());
+        endings.until_ended(id).await;
+    }
+    let all = endings.all();
+    assert_eq!(
+        all.len(),
+        ids.len(),
+        "one Ended each, nothing else: {all:?}"
+    );
+    for e in &all {
+        assert!(matches!(e.kind, EventKind::Ended(_)), "{e:?}");
+        // Queued (numbered by the Engine) and nothing else before it: no Began, no Progress.
+        assert!(e.seq < 2, "events nobody wanted were counted: {e:?}");
+    }
+
+    // Another subscriber asking for Began and Progress gets those (and no Ended).
+    let moving = Events::default();
+    let move_rec = moving.recorder();
+    engine
+        .send(
+            Subscribe::all(move_rec.clone().recipient())
+                .kinds(EventKinds::BEGAN | EventKinds::PROGRESS),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let id = submit(&engine, Download::new(server.url("/bytes/300000")).to("m"))
+        .await
+        .unwrap();
+    assert!(wait(&engine, id).await.is_completed());
+    endings.until_ended(id).await;
+    let deadline = std::time::Instant::now() + LIMIT;
+    let done = |e: &TransferEvent| matches!(e.kind, EventKind::Progress { bytes_transferred, .. } if bytes_transferred == 300000);
+    while !moving.of(id).iter().any(done) {
+        assert!(std::time::Instant::now() < deadline, "no final Progress");
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seen = moving.of(id);
+    assert!(matches!(seen[0].kind, EventKind::Began { .. }), "{seen:?}");
+    assert!(seen[1..]
+        .iter()
+        .all(|e| matches!(e.kind, EventKind::Progress { .. })));
+    let last = endings.of(id).pop().unwrap();
+    assert!(last.seq > seen.last().unwrap().seq, "Ended is still last");
+    drop((end_rec, move_rec));
+}
+
+/// Counts what a slow subscriber receives, by kind; sleeps 1 s per event (blocking its own
+/// thread) while `slow` is set.
+struct Sleeper {
+    slow: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<&'static str, u64>>>,
+}
+impl Actor for Sleeper {
+    type Context = Context<Self>;
+}
+impl Handler<TransferEvent> for Sleeper {
+    type Result = ();
+    fn handle(&mut self, e: TransferEvent, _: &mut Context<Self>) {
+        if self.slow.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let kind = match e.kind {
+            EventKind::Queued => "queued",
+            EventKind::Began { .. } => "began",
+            EventKind::Progress { .. } => "progress",
+            EventKind::Ended(_) => "ended",
+            _ => "other",
+        };
+        *self.seen.lock().unwrap().entry(kind).or_default() += 1;
+    }
+}
+
+/// A subscriber that takes 1 s per event while 10,000 fast transfers run receives every
+/// `Queued`, `Began` and `Ended`, and its `Progress` events coalesce: at most a mailbox's
+/// worth wait for it, plus one per event it handled meanwhile.
+#[actix_rt::test]
+async fn a_slow_subscriber_gets_every_ending_and_a_bounded_number_of_progress_events() {
+    use std::sync::{atomic::AtomicBool, atomic::Ordering::SeqCst, Arc, Mutex};
+    const N: usize = 10_000;
+    let server = server();
+    let engine = Engine::builder()
+        .workers(0)
+        .retry(RetryPolicy::never())
+        .start();
+    let slow = Arc::new(AtomicBool::new(true));
+    let seen = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    let arbiter = actix_rt::Arbiter::new();
+    let sleeper = {
+        let (slow, seen) = (Arc::clone(&slow), Arc::clone(&seen));
+        Sleeper::start_in_arbiter(&arbiter.handle(), move |_| Sleeper { slow, seen })
+    };
+    engine
+        .send(Subscribe::all(sleeper.clone().recipient()))
+        .await
+        .unwrap()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let url = server.url("/bytes/64");
+    let mut ids = Vec::with_capacity(N);
+    for _ in 0..N {
+        ids.push(submit(&engine, Fetch::new("GET", &url)).await.unwrap());
+    }
+    for &id in &ids {
+        assert!(wait(&engine, id).await.is_completed());
+    }
+    slow.store(false, SeqCst);
+    let slow_for = started.elapsed();
+    let count = |k: &str| seen.lock().unwrap().get(k).copied().unwrap_or(0);
+    let deadline = std::time::Instant::now() + LIMIT;
+    while count("ended") < N as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} Ended arrived",
+            count("ended")
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count("queued"), N as u64);
+    assert_eq!(count("began"), N as u64);
+    assert_eq!(count("ended"), N as u64);
+    // While slow it handled at most one event per second; each freed room for one Progress.
+    let bound = 16 + slow_for.as_secs() + 2;
+    assert!(
+        count("progress") <= bound,
+        "{} Progress events reached a subscriber that handled about {} events meanwhile",
+        count("progress"),
+        slow_for.as_secs()
+    );
+    arbiter.stop();
 }

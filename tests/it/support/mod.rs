@@ -348,6 +348,7 @@ pub async fn rig_with(builder: impl FnOnce(EngineBuilder) -> EngineBuilder) -> R
     engine
         .send(Subscribe::all(recorder.clone().recipient()))
         .await
+        .unwrap()
         .unwrap();
     Rig {
         engine,

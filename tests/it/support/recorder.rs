@@ -65,7 +65,8 @@ impl Events {
         )
         .await
         .unwrap_or_else(|_| panic!("no subscription within {LIMIT:?}"))
-        .expect("the engine is alive");
+        .expect("the engine is alive")
+        .expect("the recorder is alive");
         events._recorder = Some(recorder);
         events
     }
