@@ -590,7 +590,7 @@ impl fmt::Display for FileErrorKind {
     }
 }
 
-/// How a transfer ended: the payload of [`CancelError::NotActive`].
+/// How a transfer ended: the payload of [`ControlError::NotActive`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
@@ -614,11 +614,14 @@ impl fmt::Display for EndState {
 }
 
 /// Why a control message ([`Cancel`](crate::Cancel), [`Pause`](crate::Pause),
-/// [`Resume`](crate::Resume)) was refused.
+/// [`Resume`](crate::Resume), [`SetRate`](crate::SetRate), and the [`EngineHandle`]'s control
+/// methods) was refused. (Named `CancelError` before it served every control message.)
+///
+/// [`EngineHandle`]: crate::EngineHandle
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
-pub enum CancelError {
+pub enum ControlError {
     /// The transfer already ended, in the given way; nothing was changed.
     #[error("transfer is not active: already {0}")]
     NotActive(EndState),

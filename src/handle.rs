@@ -21,7 +21,7 @@ use futures::{channel::mpsc, channel::oneshot, SinkExt, Stream};
 #[cfg(doc)]
 use crate::{Cancel, Cause};
 use crate::{
-    CancelError, Download, Engine, EngineBuilder, Erase, EraseError, EventKind, Fetch, List,
+    ControlError, Download, Engine, EngineBuilder, Erase, EraseError, EventKind, Fetch, List,
     Outcome, Pause, Resume, SetLimits, SetRate, Shutdown, StartError, Status, Subscribe,
     SubscriptionId, TransferError, TransferEvent, TransferId, TransferState, TransferStatus,
     Unsubscribe, Upload, Wait,
@@ -45,7 +45,7 @@ const LIVENESS: Duration = Duration::from_millis(100);
 /// Each method answers as its message does, with one more case: when the engine has stopped
 /// (after [`shutdown`](Self::shutdown), or its `System` stopped), submissions fail with
 /// [`TransferError::Shutdown`], [`erase`](Self::erase) with [`EraseError::Stopped`], and every
-/// other method with [`CancelError::Stopped`].
+/// other method with [`ControlError::Stopped`].
 ///
 /// # Dropping a future
 ///
@@ -60,7 +60,7 @@ const LIVENESS: Duration = Duration::from_millis(100);
 /// # Example: inside an actix program
 ///
 /// ```
-/// use actix_transfer::{CancelError, Engine, EngineHandle, Fetch, TransferError};
+/// use actix_transfer::{ControlError, Engine, EngineHandle, Fetch, TransferError};
 ///
 /// # #[actix_rt::main]
 /// # async fn main() {
@@ -75,7 +75,7 @@ const LIVENESS: Duration = Duration::from_millis(100);
 /// // A stopped engine says so.
 /// let gone = engine.fetch(Fetch::get("http://127.0.0.1:9/")).await;
 /// assert_eq!(gone, Err(TransferError::Shutdown));
-/// assert_eq!(engine.list(None).await, Err(CancelError::Stopped));
+/// assert_eq!(engine.list(None).await, Err(ControlError::Stopped));
 /// # }
 /// ```
 #[derive(Clone)]
@@ -224,27 +224,27 @@ impl EngineHandle {
     pub fn cancel(
         &self,
         id: TransferId,
-    ) -> impl Future<Output = Result<(), CancelError>> + Send + 'static {
+    ) -> impl Future<Output = Result<(), ControlError>> + Send + 'static {
         let answer = self.act(crate::Cancel(id));
-        async move { answer.await.unwrap_or(Err(CancelError::Stopped)) }
+        async move { answer.await.unwrap_or(Err(ControlError::Stopped)) }
     }
 
     /// Pause a transfer (see [`Pause`]); acts even if the future is dropped.
     pub fn pause(
         &self,
         id: TransferId,
-    ) -> impl Future<Output = Result<(), CancelError>> + Send + 'static {
+    ) -> impl Future<Output = Result<(), ControlError>> + Send + 'static {
         let answer = self.act(Pause(id));
-        async move { answer.await.unwrap_or(Err(CancelError::Stopped)) }
+        async move { answer.await.unwrap_or(Err(ControlError::Stopped)) }
     }
 
     /// Resume a paused transfer (see [`Resume`]); acts even if the future is dropped.
     pub fn resume(
         &self,
         id: TransferId,
-    ) -> impl Future<Output = Result<(), CancelError>> + Send + 'static {
+    ) -> impl Future<Output = Result<(), ControlError>> + Send + 'static {
         let answer = self.act(Resume(id));
-        async move { answer.await.unwrap_or(Err(CancelError::Stopped)) }
+        async move { answer.await.unwrap_or(Err(ControlError::Stopped)) }
     }
 
     /// Change one transfer's bandwidth limit (see [`SetRate`]); acts even if the future is
@@ -253,18 +253,18 @@ impl EngineHandle {
         &self,
         id: TransferId,
         bytes_per_sec: Option<u64>,
-    ) -> impl Future<Output = Result<(), CancelError>> + Send + 'static {
+    ) -> impl Future<Output = Result<(), ControlError>> + Send + 'static {
         let answer = self.act(SetRate { id, bytes_per_sec });
-        async move { answer.await.unwrap_or(Err(CancelError::Stopped)) }
+        async move { answer.await.unwrap_or(Err(ControlError::Stopped)) }
     }
 
     /// Change the admission limits (see [`SetLimits`]); acts even if the future is dropped.
     pub fn set_limits(
         &self,
         limits: SetLimits,
-    ) -> impl Future<Output = Result<(), CancelError>> + Send + 'static {
+    ) -> impl Future<Output = Result<(), ControlError>> + Send + 'static {
         let answer = self.act(limits);
-        async move { answer.await.ok_or(CancelError::Stopped) }
+        async move { answer.await.ok_or(ControlError::Stopped) }
     }
 
     /// Shut the engine down gracefully (see [`Shutdown`]) and wait until it has; at once when
@@ -278,11 +278,11 @@ impl EngineHandle {
 
     /// A snapshot of one transfer (see [`Status`]); `Err(Unknown)` for an id the engine never
     /// issued or no longer remembers.
-    pub async fn status(&self, id: TransferId) -> Result<TransferStatus, CancelError> {
+    pub async fn status(&self, id: TransferId) -> Result<TransferStatus, ControlError> {
         match self.engine.send(Status(id)).await {
             Ok(Some(status)) => Ok(status),
-            Ok(None) => Err(CancelError::Unknown),
-            Err(_) => Err(CancelError::Stopped),
+            Ok(None) => Err(ControlError::Unknown),
+            Err(_) => Err(ControlError::Stopped),
         }
     }
 
@@ -290,20 +290,20 @@ impl EngineHandle {
     pub async fn list(
         &self,
         state: Option<TransferState>,
-    ) -> Result<Vec<TransferStatus>, CancelError> {
+    ) -> Result<Vec<TransferStatus>, ControlError> {
         self.engine
             .send(List(state))
             .await
-            .map_err(|_| CancelError::Stopped)
+            .map_err(|_| ControlError::Stopped)
     }
 
     /// The transfer's outcome, once it ends (at once if it has; see [`Wait`]). `Err(Unknown)`
     /// for an id the engine never issued or no longer remembers.
-    pub async fn wait(&self, id: TransferId) -> Result<Outcome, CancelError> {
+    pub async fn wait(&self, id: TransferId) -> Result<Outcome, ControlError> {
         match self.engine.send(Wait(id)).await {
             Ok(Some(outcome)) => Ok(outcome),
-            Ok(None) => Err(CancelError::Unknown),
-            Err(_) => Err(CancelError::Stopped),
+            Ok(None) => Err(ControlError::Unknown),
+            Err(_) => Err(ControlError::Stopped),
         }
     }
 
@@ -343,14 +343,14 @@ impl EngineHandle {
     /// assert!(matches!(kinds.last(), Some(EventKind::Ended(_))));
     /// # }
     /// ```
-    pub async fn events(&self) -> Result<EventStream, CancelError> {
+    pub async fn events(&self) -> Result<EventStream, ControlError> {
         self.subscribe(None).await
     }
 
     /// The events of one transfer, from now on (or its `Ended`, when it has ended), as a
     /// stream that ends after that transfer's `Ended`. `Err(Unknown)` for an id the engine
     /// never issued or no longer remembers.
-    pub async fn events_of(&self, id: TransferId) -> Result<EventStream, CancelError> {
+    pub async fn events_of(&self, id: TransferId) -> Result<EventStream, ControlError> {
         let stream = self.subscribe(Some(id)).await?;
         // Asked after subscribing: a transfer the engine knows now either has ended (and the
         // subscription got its remembered `Ended`) or will send its `Ended` to it.
@@ -358,7 +358,7 @@ impl EngineHandle {
         Ok(stream)
     }
 
-    async fn subscribe(&self, only: Option<TransferId>) -> Result<EventStream, CancelError> {
+    async fn subscribe(&self, only: Option<TransferId>) -> Result<EventStream, ControlError> {
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let weak = self.engine.downgrade();
         let forwarder = Forwarder::start_in_arbiter(&self.arbiter, move |_| Forwarder {
@@ -376,7 +376,7 @@ impl EngineHandle {
         // gone, like a mailbox error.
         let Ok(Ok(subscription)) = self.engine.send(msg).await else {
             forwarder.do_send(Close);
-            return Err(CancelError::Stopped);
+            return Err(ControlError::Stopped);
         };
         forwarder.do_send(Subscribed(subscription));
         Ok(EventStream {

@@ -11,8 +11,8 @@
 //!   with [`EngineBuilder::workers`]`(0)`, on the engine's own arbiter).
 //! * [`Cancel`] routes to the transfer's actor, which aborts its stream (no byte is read or
 //!   written after the reply), closes the connection, removes the `.part` file and replies
-//!   `Ok(())`; or `Err(CancelError::NotActive(end))` when the transfer had already ended, or
-//!   `Err(CancelError::Unknown)` for an id the engine never issued.
+//!   `Ok(())`; or `Err(ControlError::NotActive(end))` when the transfer had already ended, or
+//!   `Err(ControlError::Unknown)` for an id the engine never issued.
 //! * [`Subscribe`] an actor to receive [`TransferEvent`]s: `Queued`, `Began`, throttled
 //!   `Progress`, and **exactly one** `Ended` with the [`Outcome`], last, for every transfer.
 //! * [`Status`], [`List`] and [`Wait`] answer from the Engine's records; [`Shutdown`] stops
@@ -191,7 +191,8 @@ pub use engine::{
     StartError, Status, Subscribe, Unsubscribe, Wait,
 };
 pub use error::{
-    CancelError, Cause, EndState, EraseError, ErrorKind, FileErrorKind, TimeoutPhase, TransferError,
+    Cause, ControlError, EndState, EraseError, ErrorKind, FileErrorKind, TimeoutPhase,
+    TransferError,
 };
 pub use event::status::{TransferKind, TransferState, TransferStatus};
 pub use event::subscribers::{SubscribeError, SubscriptionId};
@@ -211,7 +212,7 @@ mod assert_send {
     #[test]
     fn public_types_cross_threads() {
         is_send_sync::<super::TransferError>();
-        is_send_sync::<super::CancelError>();
+        is_send_sync::<super::ControlError>();
         is_send_sync::<super::TransferEvent>();
         is_send_sync::<super::Outcome>();
         is_send_sync::<super::TransferStatus>();

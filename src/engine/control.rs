@@ -11,7 +11,7 @@ use super::{
 #[cfg(doc)]
 use crate::EngineBuilder;
 use crate::{
-    error::{CancelError, EraseError, TransferError},
+    error::{ControlError, EraseError, TransferError},
     event::status::{TransferState, TransferStatus},
     event::subscribers::{SubscribeError, SubscriptionId},
     event::{EventKinds, Outcome, TransferEvent, TransferId},
@@ -46,7 +46,7 @@ use crate::{
 ///
 /// The same holds for [`Pause`], [`Resume`] and [`SetRate`].
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Result<(), CancelError>")]
+#[rtype(result = "Result<(), ControlError>")]
 pub struct Cancel(pub TransferId);
 
 impl Handler<Cancel> for Engine {
@@ -66,7 +66,7 @@ impl Handler<Cancel> for Engine {
 /// A `send` future dropped before the Engine handled the message pauses nothing; `do_send`
 /// does not wait (see [`Cancel`]).
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Result<(), CancelError>")]
+#[rtype(result = "Result<(), ControlError>")]
 pub struct Pause(pub TransferId);
 
 impl Handler<Pause> for Engine {
@@ -86,11 +86,11 @@ impl Handler<Pause> for Engine {
 /// A `send` future dropped before the Engine handled the message resumes nothing; `do_send`
 /// does not wait (see [`Cancel`]).
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Result<(), CancelError>")]
+#[rtype(result = "Result<(), ControlError>")]
 pub struct Resume(pub TransferId);
 
 impl Handler<Resume> for Engine {
-    type Result = Result<(), CancelError>;
+    type Result = Result<(), ControlError>;
 
     fn handle(&mut self, Resume(id): Resume, ctx: &mut Self::Context) -> Self::Result {
         let effects = self.records.resume(id)?;
@@ -311,7 +311,7 @@ impl Handler<SetLimits> for Engine {
 /// A `send` future dropped before the Engine handled the message changes nothing; `do_send`
 /// does not wait (see [`Cancel`]).
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Result<(), CancelError>")]
+#[rtype(result = "Result<(), ControlError>")]
 pub struct SetRate {
     /// The transfer.
     pub id: TransferId,
@@ -320,7 +320,7 @@ pub struct SetRate {
 }
 
 impl Handler<SetRate> for Engine {
-    type Result = Result<(), CancelError>;
+    type Result = Result<(), ControlError>;
 
     fn handle(&mut self, msg: SetRate, _ctx: &mut Self::Context) -> Self::Result {
         self.records.set_rate(msg.id, msg.bytes_per_sec)

@@ -37,7 +37,7 @@ use crate::{
     worker::Workers,
 };
 #[cfg(doc)]
-use crate::{CancelError, EraseError, Outcome, SubscriptionId, TransferStatus};
+use crate::{ControlError, EraseError, Outcome, SubscriptionId, TransferStatus};
 #[cfg(feature = "journal")]
 pub use builder::JournalError;
 pub use builder::{EngineBuilder, StartError};
@@ -52,8 +52,8 @@ use records::{Effects, Records, Started};
 /// | message | reply |
 /// |---|---|
 /// | [`Download`], [`Upload`], [`Fetch`] | `Result<TransferId, TransferError>`, at once |
-/// | [`Cancel`] | `Result<(), CancelError>`, after the stream stopped |
-/// | [`Pause`] / [`Resume`] | `Result<(), CancelError>` |
+/// | [`Cancel`] | `Result<(), ControlError>`, after the stream stopped |
+/// | [`Pause`] / [`Resume`] | `Result<(), ControlError>` |
 /// | [`Status`] | `Option<TransferStatus>` |
 /// | [`List`] | `Vec<TransferStatus>` |
 /// | [`Wait`] | `Option<Outcome>`, when the transfer ends |

@@ -42,7 +42,7 @@ use futures::channel::oneshot;
 
 use super::admission::{Admission, Host, QueueKey};
 use crate::{
-    error::CancelError,
+    error::ControlError,
     event::status::{Progress, TransferKind, TransferState, TransferStatus},
     event::{EventKind, IdMap, Outcome, Output, TransferEvent, TransferId},
     request::{Job, JobKind},
@@ -145,7 +145,7 @@ pub(crate) enum Started<A> {
 #[derive(Debug)]
 pub(crate) enum ControlAnswer<A> {
     /// Answer the asker now.
-    Now(Result<(), CancelError>),
+    Now(Result<(), ControlError>),
     /// Pass the request to the transfer's actor, which answers once it took effect; the
     /// progress says how the transfer ended if the actor went away without answering.
     Forward(A, Arc<Progress>),
@@ -375,13 +375,13 @@ impl<A: Clone> Records<A> {
     pub(crate) fn cancel(&mut self, id: TransferId) -> (ControlAnswer<A>, Effects) {
         let Some(record) = self.map.get(&id) else {
             return (
-                ControlAnswer::Now(Err(CancelError::Unknown)),
+                ControlAnswer::Now(Err(ControlError::Unknown)),
                 Effects::default(),
             );
         };
         if let Some(end) = record.state().end_state() {
             return (
-                ControlAnswer::Now(Err(CancelError::NotActive(end))),
+                ControlAnswer::Now(Err(ControlError::NotActive(end))),
                 Effects::default(),
             );
         }
@@ -402,13 +402,13 @@ impl<A: Clone> Records<A> {
     pub(crate) fn pause(&mut self, id: TransferId) -> (ControlAnswer<A>, Effects) {
         let Some(mut record) = self.map.remove(&id) else {
             return (
-                ControlAnswer::Now(Err(CancelError::Unknown)),
+                ControlAnswer::Now(Err(ControlError::Unknown)),
                 Effects::default(),
             );
         };
         let mut effects = Effects::default();
         let control = match record.state().end_state() {
-            Some(end) => ControlAnswer::Now(Err(CancelError::NotActive(end))),
+            Some(end) => ControlAnswer::Now(Err(ControlError::NotActive(end))),
             None => match record.slot {
                 Slot::Queued { key, runner } => {
                     self.admission.remove(&record.host, key);
@@ -444,10 +444,10 @@ impl<A: Clone> Records<A> {
     }
 
     /// Transition: resume, `Paused` → `Queued` (nothing to do for a queued or active one).
-    pub(crate) fn resume(&mut self, id: TransferId) -> Result<Effects, CancelError> {
-        let mut record = self.map.remove(&id).ok_or(CancelError::Unknown)?;
+    pub(crate) fn resume(&mut self, id: TransferId) -> Result<Effects, ControlError> {
+        let mut record = self.map.remove(&id).ok_or(ControlError::Unknown)?;
         let result = match record.state().end_state() {
-            Some(end) => Err(CancelError::NotActive(end)),
+            Some(end) => Err(ControlError::NotActive(end)),
             None => match record.slot {
                 Slot::Paused(runner) => {
                     let key = Admission::key(record.priority, id);
@@ -596,10 +596,10 @@ impl<A: Clone> Records<A> {
         &self,
         id: TransferId,
         bytes_per_sec: Option<u64>,
-    ) -> Result<(), CancelError> {
-        let record = self.map.get(&id).ok_or(CancelError::Unknown)?;
+    ) -> Result<(), ControlError> {
+        let record = self.map.get(&id).ok_or(ControlError::Unknown)?;
         if let Some(end) = record.state().end_state() {
-            return Err(CancelError::NotActive(end));
+            return Err(ControlError::NotActive(end));
         }
         record.rate.set_rate(bytes_per_sec);
         Ok(())
@@ -734,6 +734,11 @@ impl<A> Record<A> {
                 o.error().cloned(),
                 o.path().map(PathBuf::from).or_else(|| self.path.clone()),
             ),
+            // Ended, its report still on the way here: what the transfer kept of its end.
+            _ if state.is_ended() => match self.progress.end() {
+                Some((error, path)) => (error.clone(), path.clone().or_else(|| self.path.clone())),
+                None => (None, self.path.clone()),
+            },
             _ => (None, self.path.clone()),
         };
         TransferStatus {
@@ -954,7 +959,7 @@ mod tests {
     }
 
     /// The answer given at once, if it was.
-    fn now(answer: &ControlAnswer<u32>) -> Option<Result<(), CancelError>> {
+    fn now(answer: &ControlAnswer<u32>) -> Option<Result<(), ControlError>> {
         match answer {
             ControlAnswer::Now(result) => Some(*result),
             ControlAnswer::Forward(..) => None,
@@ -983,6 +988,21 @@ mod tests {
         assert!(Fx::new().t.status(TransferId::new(9).unwrap()).is_none());
     }
 
+    /// A failure announced by its actor, its report not yet here: `Status` already says how it
+    /// failed and where its file is, not `Failed` without an error.
+    #[test]
+    fn status_of_a_failure_not_yet_reported_shows_its_error_and_path() {
+        let (fx, a) = Fx::in_state(S::Active);
+        let progress = fx.progress(a);
+        let error = TransferError::Server { status: 404 };
+        progress.ended_with(Some(error.clone()), Some(PathBuf::from("/d/kept.bin")));
+        progress.set_state(TransferState::Failed);
+        let status = fx.t.status(a).unwrap();
+        assert_eq!(status.state, TransferState::Failed);
+        assert_eq!(status.error, Some(error));
+        assert_eq!(status.path, Some(PathBuf::from("/d/kept.bin")));
+    }
+
     #[test]
     fn cancel_in_every_state() {
         for s in ALL {
@@ -992,7 +1012,7 @@ mod tests {
                 (Some(end), _) => {
                     assert_eq!(
                         now(&answer),
-                        Some(Err(CancelError::NotActive(end))),
+                        Some(Err(ControlError::NotActive(end))),
                         "{s:?}"
                     );
                     assert!(effects.event.is_none(), "{s:?}");
@@ -1023,7 +1043,7 @@ mod tests {
         let (answer, _) = Fx::new().t.cancel(TransferId::new(9).unwrap());
         assert!(matches!(
             answer,
-            ControlAnswer::Now(Err(CancelError::Unknown))
+            ControlAnswer::Now(Err(ControlError::Unknown))
         ));
     }
 
@@ -1038,7 +1058,7 @@ mod tests {
                     let end = ended(s).unwrap();
                     assert_eq!(
                         now(&answer),
-                        Some(Err(CancelError::NotActive(end))),
+                        Some(Err(ControlError::NotActive(end))),
                         "{s:?}"
                     );
                     assert_eq!(fx.state(id), expected_state(s), "{s:?}");
@@ -1077,7 +1097,7 @@ mod tests {
         let (answer, _) = Fx::new().t.pause(TransferId::new(9).unwrap());
         assert!(matches!(
             answer,
-            ControlAnswer::Now(Err(CancelError::Unknown))
+            ControlAnswer::Now(Err(ControlError::Unknown))
         ));
     }
 
@@ -1091,7 +1111,7 @@ mod tests {
                 _ if ended(s).is_some() => {
                     let end = ended(s).unwrap();
                     assert!(
-                        matches!(result, Err(CancelError::NotActive(e)) if e == end),
+                        matches!(result, Err(ControlError::NotActive(e)) if e == end),
                         "{s:?}: {result:?}"
                     );
                 }
@@ -1119,7 +1139,7 @@ mod tests {
             }
         }
         let result = Fx::new().t.resume(TransferId::new(9).unwrap());
-        assert!(matches!(result, Err(CancelError::Unknown)));
+        assert!(matches!(result, Err(ControlError::Unknown)));
     }
 
     #[test]
@@ -1204,13 +1224,13 @@ mod tests {
             let (fx, id) = Fx::in_state(s);
             let result = fx.t.set_rate(id, Some(1000));
             match ended(s) {
-                Some(end) => assert_eq!(result, Err(CancelError::NotActive(end)), "{s:?}"),
+                Some(end) => assert_eq!(result, Err(ControlError::NotActive(end)), "{s:?}"),
                 None => assert_eq!(result, Ok(()), "{s:?}"),
             }
         }
         let fx = Fx::new();
         let result = fx.t.set_rate(TransferId::new(9).unwrap(), None);
-        assert_eq!(result, Err(CancelError::Unknown));
+        assert_eq!(result, Err(ControlError::Unknown));
     }
 
     #[test]

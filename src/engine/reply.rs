@@ -7,7 +7,7 @@ use actix::prelude::*;
 
 use super::{records::ControlAnswer, Engine};
 use crate::{
-    error::CancelError,
+    error::ControlError,
     event::status::Progress,
     transfer::{Reply, TransferActor},
 };
@@ -15,12 +15,12 @@ use crate::{
 /// The Engine's answer to [`Cancel`](crate::Cancel) and [`Pause`](crate::Pause): given at
 /// once, or by the transfer's actor, which gets the asker's reply channel and answers once the
 /// stop took effect (one thread hop fewer than answering through the Engine). What a `send` of
-/// either message resolves to is `Result<(), CancelError>`; this type only appears as the
+/// either message resolves to is `Result<(), ControlError>`; this type only appears as the
 /// handlers' `Result` (public for that, and not exported: no one names it).
 pub struct StopAnswer(Answer);
 
 enum Answer {
-    Now(Result<(), CancelError>),
+    Now(Result<(), ControlError>),
     Forward {
         /// Sends the transfer its message, carrying the reply.
         send: Box<dyn FnOnce(Reply)>,
@@ -40,12 +40,12 @@ impl std::fmt::Debug for StopAnswer {
 
 impl<M> actix::dev::MessageResponse<Engine, M> for StopAnswer
 where
-    M: Message<Result = Result<(), CancelError>>,
+    M: Message<Result = Result<(), ControlError>>,
 {
     fn handle(
         self,
         _ctx: &mut Context<Engine>,
-        tx: Option<actix::dev::OneshotSender<Result<(), CancelError>>>,
+        tx: Option<actix::dev::OneshotSender<Result<(), ControlError>>>,
     ) {
         match self.0 {
             Answer::Now(answer) => {

@@ -5,8 +5,11 @@
 use std::{
     path::PathBuf,
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed},
-        Mutex,
+        atomic::{
+            AtomicBool, AtomicU64, AtomicU8,
+            Ordering::{Acquire, Relaxed, Release},
+        },
+        Mutex, OnceLock,
     },
 };
 
@@ -133,6 +136,9 @@ pub(crate) struct Progress {
     state: AtomicU8,
     can_resume: AtomicBool,
     final_url: Mutex<Option<String>>,
+    /// What a `Status` shows of an end its record has not heard of yet: the error of a
+    /// failure, the path a download was placed at. Set once, before the end state.
+    end: OnceLock<(Option<TransferError>, Option<PathBuf>)>,
 }
 
 const UNKNOWN: u64 = u64::MAX;
@@ -164,12 +170,25 @@ impl Progress {
         }
     }
 
+    /// Release: a reader that sees an end state also sees the [`ended_with`](Self::ended_with)
+    /// set before it.
     pub(crate) fn set_state(&self, s: TransferState) {
-        self.state.store(s.to_u8(), Relaxed);
+        self.state.store(s.to_u8(), Release);
     }
 
     pub(crate) fn state(&self) -> TransferState {
-        TransferState::from_u8(self.state.load(Relaxed))
+        TransferState::from_u8(self.state.load(Acquire))
+    }
+
+    /// Keep what a `Status` must show of the end (called once, before the end state is set;
+    /// only when there is something to show: a fetch that completed has neither).
+    pub(crate) fn ended_with(&self, error: Option<TransferError>, path: Option<PathBuf>) {
+        let _ = self.end.set((error, path));
+    }
+
+    /// What [`ended_with`](Self::ended_with) kept.
+    pub(crate) fn end(&self) -> Option<&(Option<TransferError>, Option<PathBuf>)> {
+        self.end.get()
     }
 
     pub(crate) fn set_can_resume(&self, v: bool) {

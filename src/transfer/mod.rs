@@ -50,7 +50,7 @@ pub(crate) use reply::Reply;
 
 use crate::event::report::{Finished, Parked, Reporter};
 use crate::{
-    error::{CancelError, EndState, TimeoutPhase, TransferError},
+    error::{ControlError, EndState, TimeoutPhase, TransferError},
     event::outbox,
     event::status::TransferState,
     event::{EventKind, Headers, Outcome, Output, TransferEvent},
@@ -555,6 +555,12 @@ impl TransferActor {
         let end = outcome.end_state();
         let c = &self.shared;
         c.progress.set_transferred(outcome.bytes());
+        let (error, path) = (outcome.error(), outcome.path());
+        if error.is_some() || path.is_some() {
+            // A `Status` answered before the Engine hears of this end shows it whole.
+            c.progress
+                .ended_with(error.cloned(), path.map(std::path::PathBuf::from));
+        }
         c.progress.set_state(TransferState::from(end));
         let seq = c.seq.get();
         c.seq.set(seq + 1);
@@ -575,12 +581,12 @@ impl TransferActor {
             let reply = if i == 0 && end == EndState::Cancelled {
                 Ok(())
             } else {
-                Err(CancelError::NotActive(end))
+                Err(ControlError::NotActive(end))
             };
             tx.send(reply);
         }
         for tx in self.pause_replies.drain(..) {
-            tx.send(Err(CancelError::NotActive(end)));
+            tx.send(Err(ControlError::NotActive(end)));
         }
         outbox::finished(
             &self.engine,
@@ -631,7 +637,7 @@ impl TransferActor {
             return;
         }
         if let Some(end) = self.life.ended() {
-            reply.send(Err(CancelError::NotActive(end)));
+            reply.send(Err(ControlError::NotActive(end)));
             return;
         }
         match stop {

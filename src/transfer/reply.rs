@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::{
-    error::{CancelError, EndState},
+    error::{ControlError, EndState},
     event::status::Progress,
 };
 
@@ -12,19 +12,19 @@ use crate::{
 /// no thread hop and no task turn stands between the stop and the asker. An answer dropped
 /// unsent (the actor went away) says how the transfer ended.
 pub(crate) struct Reply {
-    tx: Option<actix::dev::OneshotSender<Result<(), CancelError>>>,
+    tx: Option<actix::dev::OneshotSender<Result<(), ControlError>>>,
     progress: Arc<Progress>,
 }
 
 impl Reply {
     pub(crate) fn new(
-        tx: Option<actix::dev::OneshotSender<Result<(), CancelError>>>,
+        tx: Option<actix::dev::OneshotSender<Result<(), ControlError>>>,
         progress: Arc<Progress>,
     ) -> Self {
         Reply { tx, progress }
     }
 
-    pub(crate) fn send(mut self, answer: Result<(), CancelError>) {
+    pub(crate) fn send(mut self, answer: Result<(), ControlError>) {
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(answer);
         }
@@ -39,7 +39,7 @@ impl Drop for Reply {
                 .state()
                 .end_state()
                 .unwrap_or(EndState::Failed);
-            let _ = tx.send(Err(CancelError::NotActive(end)));
+            let _ = tx.send(Err(ControlError::NotActive(end)));
         }
     }
 }

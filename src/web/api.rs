@@ -416,7 +416,7 @@ async fn status(shared: Data, id: web::Path<String>) -> Result<HttpResponse, Api
 }
 
 fn done(
-    r: Result<Result<(), crate::CancelError>, actix::MailboxError>,
+    r: Result<Result<(), crate::ControlError>, actix::MailboxError>,
 ) -> Result<HttpResponse, ApiError> {
     r.map_err(ApiError::mailbox)??;
     Ok(HttpResponse::NoContent().finish())

@@ -8,7 +8,7 @@ use actix_web::{
     HttpResponse, ResponseError,
 };
 
-use crate::{CancelError, EndState, EraseError, TransferError};
+use crate::{ControlError, EndState, EraseError, TransferError};
 
 /// An API error: a status, a kind, a sentence, and an optional extra field.
 #[derive(Debug)]
@@ -71,12 +71,12 @@ impl ApiError {
     }
 }
 
-impl From<CancelError> for ApiError {
-    fn from(e: CancelError) -> Self {
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
         match e {
-            CancelError::Unknown => ApiError::unknown(),
-            CancelError::Stopped => ApiError::unavailable(e.to_string()),
-            CancelError::NotActive(end) => ApiError {
+            ControlError::Unknown => ApiError::unknown(),
+            ControlError::Stopped => ApiError::unavailable(e.to_string()),
+            ControlError::NotActive(end) => ApiError {
                 ended: Some(end),
                 ..ApiError::new(StatusCode::CONFLICT, "not_active", e.to_string())
             },

@@ -91,7 +91,7 @@ async fn limits_change_at_run_time() {
     assert!(start.elapsed() < LIMIT);
     assert_eq!(
         engine.send(lift).await.unwrap(),
-        Err(CancelError::NotActive(EndState::Completed))
+        Err(ControlError::NotActive(EndState::Completed))
     );
 }
 

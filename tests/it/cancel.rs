@@ -99,18 +99,18 @@ async fn cancel_after_the_end_is_not_active_and_unknown_ids_are_unknown() {
     assert!(rig.wait(done).await.is_completed());
     assert_eq!(
         rig.engine.send(Cancel(done)).await.unwrap(),
-        Err(CancelError::NotActive(EndState::Completed))
+        Err(ControlError::NotActive(EndState::Completed))
     );
     let failed = rig.submit(Download::new(server.url("/status/404"))).await;
     rig.wait(failed).await;
     assert_eq!(
         rig.engine.send(Cancel(failed)).await.unwrap(),
-        Err(CancelError::NotActive(EndState::Failed))
+        Err(ControlError::NotActive(EndState::Failed))
     );
     let unknown = TransferId::new(9999).unwrap();
     assert_eq!(
         rig.engine.send(Cancel(unknown)).await.unwrap(),
-        Err(CancelError::Unknown)
+        Err(ControlError::Unknown)
     );
     // The completed file is untouched by the late cancel.
     assert_eq!(rig.files(), vec!["10"]);
@@ -127,12 +127,12 @@ async fn cancel_twice() {
     replies.sort_by_key(|r| r.is_err());
     assert_eq!(
         replies,
-        vec![Ok(()), Err(CancelError::NotActive(EndState::Cancelled))],
+        vec![Ok(()), Err(ControlError::NotActive(EndState::Cancelled))],
         "exactly one cancel wins"
     );
     assert_eq!(
         rig.engine.send(Cancel(id)).await.unwrap(),
-        Err(CancelError::NotActive(EndState::Cancelled))
+        Err(ControlError::NotActive(EndState::Cancelled))
     );
     assert_eq!(rig.events.ended(id).len(), 1);
 }
@@ -171,7 +171,7 @@ async fn a_storm_of_cancels_racing_completions_always_agrees_with_ended() {
         let outcome = rig.wait(id).await;
         let expected = match outcome.end_state() {
             EndState::Cancelled => Ok(()),
-            end => Err(CancelError::NotActive(end)),
+            end => Err(ControlError::NotActive(end)),
         };
         assert_eq!(
             reply, expected,
@@ -228,7 +228,7 @@ async fn every_message_agrees_with_a_cancel_that_answered() {
             .unwrap();
         let listed = active.iter().any(|s| s.id == id);
         let waited = rig.wait(id).await;
-        if set != Err(CancelError::NotActive(EndState::Cancelled))
+        if set != Err(ControlError::NotActive(EndState::Cancelled))
             || status != TransferState::Cancelled
             || listed
             || !matches!(waited, Outcome::Cancelled { .. })

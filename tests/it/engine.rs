@@ -172,7 +172,7 @@ async fn only_the_last_keep_ended_endings_are_remembered() {
         assert_eq!(rig.engine.send(Wait(id)).await.unwrap(), None);
         assert_eq!(
             rig.engine.send(Cancel(id)).await.unwrap(),
-            Err(CancelError::Unknown)
+            Err(ControlError::Unknown)
         );
     }
     for &id in kept {
@@ -180,7 +180,7 @@ async fn only_the_last_keep_ended_endings_are_remembered() {
         assert_eq!(status.state, TransferState::Completed);
         assert_eq!(
             rig.engine.send(Cancel(id)).await.unwrap(),
-            Err(CancelError::NotActive(EndState::Completed))
+            Err(ControlError::NotActive(EndState::Completed))
         );
     }
     let listed = rig.engine.send(List(None)).await.unwrap();
@@ -258,7 +258,7 @@ async fn ended_bodies_are_kept_up_to_keep_ended_bytes_but_the_newest_always() {
 struct EraseOnEnd {
     engine: actix::Addr<Engine>,
     answers: std::sync::Arc<std::sync::Mutex<Vec<Result<(), EraseError>>>>,
-    resumed: std::sync::Arc<std::sync::Mutex<Vec<Result<(), CancelError>>>>,
+    resumed: std::sync::Arc<std::sync::Mutex<Vec<Result<(), ControlError>>>>,
 }
 
 impl actix::Actor for EraseOnEnd {
@@ -340,7 +340,7 @@ async fn control_messages_sent_on_the_ended_event_answer_as_ended() {
     assert!(
         resumed
             .iter()
-            .all(|r| *r == Err(CancelError::NotActive(EndState::Completed))),
+            .all(|r| *r == Err(ControlError::NotActive(EndState::Completed))),
         "{resumed:?}"
     );
     for id in ids {

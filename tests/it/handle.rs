@@ -94,15 +94,15 @@ async fn a_handle_downloads_waits_cancels_and_answers_for_unknown_ids() {
     ));
     assert_eq!(
         engine.cancel(slow).await,
-        Err(CancelError::NotActive(EndState::Cancelled))
+        Err(ControlError::NotActive(EndState::Cancelled))
     );
     assert_eq!(engine.list(None).await.map(|l| l.len()), Ok(2));
 
     let unknown = TransferId::new(999).unwrap();
-    assert_eq!(engine.wait(unknown).await, Err(CancelError::Unknown));
+    assert_eq!(engine.wait(unknown).await, Err(ControlError::Unknown));
     assert_eq!(
         engine.status(unknown).await.err(),
-        Some(CancelError::Unknown)
+        Some(ControlError::Unknown)
     );
     assert_eq!(engine.erase(unknown, false).await, Err(EraseError::Unknown));
     assert_eq!(engine.erase(id, true).await, Ok(()));
@@ -120,14 +120,14 @@ async fn a_stopped_engine_answers_stopped_through_the_handle() {
         engine.download(Download::new("http://127.0.0.1:9/x")).await,
         Err(TransferError::Shutdown)
     );
-    assert_eq!(engine.cancel(id).await, Err(CancelError::Stopped));
-    assert_eq!(engine.wait(id).await, Err(CancelError::Stopped));
+    assert_eq!(engine.cancel(id).await, Err(ControlError::Stopped));
+    assert_eq!(engine.wait(id).await, Err(ControlError::Stopped));
     assert_eq!(engine.erase(id, false).await, Err(EraseError::Stopped));
     assert_eq!(
         engine.set_limits(SetLimits::default()).await,
-        Err(CancelError::Stopped)
+        Err(ControlError::Stopped)
     );
-    assert!(matches!(engine.events().await, Err(CancelError::Stopped)));
+    assert!(matches!(engine.events().await, Err(ControlError::Stopped)));
     // Shutting down a stopped engine is done at once.
     tokio::time::timeout(LIMIT, engine.shutdown())
         .await
@@ -213,7 +213,7 @@ async fn events_of_sees_only_its_transfer_and_ends_after_its_ended() {
     assert_eq!(next(&mut late).await, None);
     assert!(matches!(
         engine.events_of(TransferId::new(999).unwrap()).await,
-        Err(CancelError::Unknown)
+        Err(ControlError::Unknown)
     ));
     engine.cancel(slow).await.unwrap();
     server.stop().await;
@@ -320,7 +320,7 @@ async fn a_spawned_engine_works_from_a_plain_tokio_program() {
     while let Some(ev) = next(&mut events).await {
         assert!(ev.id == slow, "{ev:?}");
     }
-    assert_eq!(engine.list(None).await, Err(CancelError::Stopped));
+    assert_eq!(engine.list(None).await, Err(ControlError::Stopped));
     drop(stop_server);
 }
 

@@ -295,7 +295,7 @@ async fn pause_and_resume_mid_body_is_byte_exact() {
     assert!(paused.is_some() && resumed > paused, "{kinds:?}");
     assert_eq!(
         rig.engine.send(Pause(id)).await.unwrap(),
-        Err(CancelError::NotActive(EndState::Completed))
+        Err(ControlError::NotActive(EndState::Completed))
     );
 }
 
@@ -468,7 +468,7 @@ async fn cleanup_policies_and_erase() {
     assert_eq!(rig.engine.send(Status(id)).await.unwrap(), None);
     assert_eq!(
         rig.engine.send(Cancel(id)).await.unwrap(),
-        Err(CancelError::Unknown)
+        Err(ControlError::Unknown)
     );
 
     // Delete the .part on failure when asked.
