@@ -357,7 +357,10 @@ impl EngineBuilder {
         // cannot read stops the start with nothing else done.
         #[cfg(feature = "journal")]
         let journal = match &self.journal {
-            Some(j) => Some(super::journaled::open(&j.path, j.sync, j.keep)?),
+            Some(j) => Some(
+                super::journaled::open(&j.path, j.sync, j.keep)
+                    .map_err(|e| StartError::Journal(JournalError(e)))?,
+            ),
             None => None,
         };
         let cfg = Arc::new(self.cfg);

@@ -6,12 +6,12 @@
 
 use std::{path::PathBuf, sync::Arc};
 
-use super::{builder::JournalError as PubJournalError, records::Records, StartError};
+use super::records::Records;
 use crate::{
-    error::{Cause, EndState, TransferError},
+    error::{Cause, TransferError},
     event::status::{TransferKind, TransferState},
     event::subscribers::{Delivery, Subscribers},
-    event::{EventKind, Outcome, Output, TransferId},
+    event::{EventKind, Outcome, TransferId},
     journal::{Changes, Journal, JournalError, Keep, Options, Restore, Row},
     request::{Download, Job, JobKind, Upload},
 };
@@ -37,15 +37,13 @@ pub(crate) struct EngineJournal {
 }
 
 /// Open the journal and read what the start needs (blocks: called before the engine starts).
-pub(super) fn open(path: &std::path::Path, sync: bool, keep: Keep) -> Result<Opened, StartError> {
-    let fail = |e: JournalError| StartError::Journal(PubJournalError(e));
-    let journal = Journal::open(path, sync).map_err(fail)?;
-    let max_id = journal.max_id().wait().map_err(fail)?;
-    let unfinished = journal.load_unfinished().wait().map_err(fail)?;
+pub(super) fn open(path: &std::path::Path, sync: bool, keep: Keep) -> Result<Opened, JournalError> {
+    let journal = Journal::open(path, sync)?;
+    let max_id = journal.max_id().wait()?;
+    let unfinished = journal.load_unfinished().wait()?;
     let starts: u64 = journal
         .meta("starts")
-        .wait()
-        .map_err(fail)?
+        .wait()?
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let epoch = starts + 1;
@@ -54,8 +52,7 @@ pub(super) fn open(path: &std::path::Path, sync: bool, keep: Keep) -> Result<Ope
             key: "starts".into(),
             value: Some(epoch.to_string()),
         }])
-        .wait()
-        .map_err(fail)?;
+        .wait()?;
     Ok(Opened {
         journal,
         keep,
@@ -275,46 +272,6 @@ pub(super) fn mtime_ns(meta: &std::fs::Metadata) -> Option<i64> {
     Some(meta.mtime().checked_mul(1_000_000_000)? + meta.mtime_nsec())
 }
 
-/// What an end writes. A download stopped by a shutdown stays `active` in the journal, with
-/// its `.part`: the next start resumes it.
-pub(crate) fn ended_changes(outcome: &Outcome, part_bytes: Option<u64>) -> Changes {
-    let end = outcome.end_state();
-    if let Outcome::Failed {
-        error: TransferError::Shutdown,
-        ..
-    } = outcome
-    {
-        return Changes {
-            state: Some(TransferState::Active),
-            bytes_on_disk: part_bytes,
-            ..Changes::default()
-        };
-    }
-    let (status, path) = match outcome {
-        Outcome::Completed { status, output, .. } => (
-            Some(*status),
-            match output {
-                Output::File(p) => Some(p.clone()),
-                _ => None,
-            },
-        ),
-        _ => (None, None),
-    };
-    Changes {
-        state: Some(end.into()),
-        outcome: Some(Some(end)),
-        status: Some(status),
-        error: Some(outcome.error().map(|e| (e.kind(), e.to_string()))),
-        bytes_on_disk: Some(match end {
-            EndState::Completed => outcome.bytes(),
-            _ => part_bytes.unwrap_or(0),
-        }),
-        path: path.map(Some),
-        ended_ms: Some(Some(crate::journal::now_ms())),
-        ..Changes::default()
-    }
-}
-
 /// The error a submit is refused with when the journal cannot take it.
 pub(crate) fn refused(e: &JournalError) -> TransferError {
     TransferError::Journal(Cause::with_error(e.to_string(), e.clone()))
@@ -337,7 +294,7 @@ pub(super) fn table_changes(event: &crate::event::TransferEvent) -> Option<Chang
             error: TransferError::Shutdown,
             ..
         }) => None,
-        EventKind::Ended(outcome) => Some(ended_changes(outcome, None)),
+        EventKind::Ended(outcome) => Some(crate::journal::ended_changes(outcome, None)),
         _ => None,
     }
 }

@@ -100,7 +100,7 @@ use rusqlite::Connection;
 use crate::event::status::TransferState;
 
 #[cfg_attr(not(test), allow(unused_imports))]
-pub(crate) use row::{Changes, Options, Row};
+pub(crate) use row::{ended_changes, Changes, Options, Row};
 
 /// What a transfer restored from the journal continues from (see `engine::journaled`).
 #[derive(Debug, Clone, Default)]

@@ -8,8 +8,9 @@ use rusqlite::types::{Value, ValueRef};
 
 use super::JournalError;
 use crate::{
-    error::{EndState, ErrorKind},
+    error::{EndState, ErrorKind, TransferError},
     event::status::{TransferKind, TransferState},
+    event::{Outcome, Output},
     file::policy::{Conflict, Partial},
     retry::RetryPolicy,
 };
@@ -568,4 +569,44 @@ fn partial_from(s: &str) -> Option<Partial> {
 fn kind_of(s: &str) -> Option<ErrorKind> {
     // One list of kinds for the whole crate: a kind added there reads back here too.
     ErrorKind::ALL.iter().copied().find(|k| k.as_str() == s)
+}
+
+/// What an end writes. A download stopped by a shutdown stays `active` in the journal, with
+/// its `.part`: the next start resumes it.
+pub(crate) fn ended_changes(outcome: &Outcome, part_bytes: Option<u64>) -> Changes {
+    let end = outcome.end_state();
+    if let Outcome::Failed {
+        error: TransferError::Shutdown,
+        ..
+    } = outcome
+    {
+        return Changes {
+            state: Some(TransferState::Active),
+            bytes_on_disk: part_bytes,
+            ..Changes::default()
+        };
+    }
+    let (status, path) = match outcome {
+        Outcome::Completed { status, output, .. } => (
+            Some(*status),
+            match output {
+                Output::File(p) => Some(p.clone()),
+                _ => None,
+            },
+        ),
+        _ => (None, None),
+    };
+    Changes {
+        state: Some(end.into()),
+        outcome: Some(Some(end)),
+        status: Some(status),
+        error: Some(outcome.error().map(|e| (e.kind(), e.to_string()))),
+        bytes_on_disk: Some(match end {
+            EndState::Completed => outcome.bytes(),
+            _ => part_bytes.unwrap_or(0),
+        }),
+        path: path.map(Some),
+        ended_ms: Some(Some(crate::journal::now_ms())),
+        ..Changes::default()
+    }
 }

@@ -524,7 +524,7 @@ impl TransferActor {
                 return;
             }
             let kept = self.kept_part.as_ref().map(|_| self.shared.bytes());
-            let changes = crate::engine::journaled::ended_changes(&outcome, kept);
+            let changes = crate::journal::ended_changes(&outcome, kept);
             let ack = journal.update(self.shared.id.get(), changes);
             self.ending = Some(outcome);
             ctx.spawn(wrap_future(ack).map(|res, act: &mut Self, ctx| {
