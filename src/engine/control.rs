@@ -130,8 +130,11 @@ impl Handler<Erase> for Engine {
                 })
             }
             EraseAnswer::Done(files) => Box::pin(async move {
-                for f in files {
-                    sink::remove_left(f).await;
+                for (f, placed) in files {
+                    match placed {
+                        Some(id) => sink::remove_placed(f, id).await,
+                        None => sink::remove_left(f).await,
+                    }
                 }
                 Ok(())
             }),

@@ -446,7 +446,7 @@ impl Handler<FinishedBatch> for Engine {
         for msg in batch {
             self.workers.release(msg.worker);
             self.live -= 1;
-            let effects = self.records.finished(msg.id, msg.outcome, msg.kept_part);
+            let effects = self.records.finished(msg.id, msg.outcome, msg.left);
             self.apply(effects);
         }
         #[cfg(feature = "journal")]

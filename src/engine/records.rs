@@ -43,8 +43,10 @@ use futures::channel::oneshot;
 use super::admission::{Admission, Host, QueueKey};
 use crate::{
     error::ControlError,
+    event::report::Left,
     event::status::{Progress, TransferKind, TransferState, TransferStatus},
     event::{EventKind, IdMap, Outcome, Output, TransferEvent, TransferId},
+    file::sink::FileId,
     request::{Job, JobKind},
     throttle::Bucket,
 };
@@ -82,7 +84,7 @@ struct Record<A> {
     /// actor took the counter over.
     seq: Option<u64>,
     /// A `.part` file the transfer left behind (kept on failure or shutdown).
-    kept_part: Option<PathBuf>,
+    left: Option<Left>,
 }
 
 /// Where a transfer is, as the table knows it.
@@ -161,7 +163,7 @@ pub(crate) enum EraseAnswer {
     /// `Active` after `Ended`).
     AfterEnd(oneshot::Receiver<Outcome>),
     /// Forgotten; the files to remove, if asked to.
-    Done(Vec<PathBuf>),
+    Done(Vec<(PathBuf, Option<FileId>)>),
 }
 
 /// The answer to a wait.
@@ -238,7 +240,7 @@ impl<A: Clone> Records<A> {
             },
             waiters: Vec::new(),
             seq: Some(0),
-            kept_part: None,
+            left: None,
         };
         let event = record.event(id, EventKind::Queued);
         self.map.insert(id, record);
@@ -304,7 +306,7 @@ impl<A: Clone> Records<A> {
             slot,
             waiters: Vec::new(),
             seq: Some(seq),
-            kept_part: None,
+            left: None,
         };
         let event = record.event(id, restored);
         self.map.insert(id, record);
@@ -473,7 +475,7 @@ impl<A: Clone> Records<A> {
         &mut self,
         id: TransferId,
         outcome: Outcome,
-        kept_part: Option<PathBuf>,
+        left: Option<Left>,
     ) -> Effects {
         let Some(record) = self.map.get_mut(&id) else {
             return Effects::default();
@@ -483,7 +485,7 @@ impl<A: Clone> Records<A> {
             return Effects::default();
         }
         let answer = record.answer(&outcome);
-        record.kept_part = kept_part;
+        record.left = left;
         match std::mem::replace(&mut record.slot, Slot::Ended(outcome)) {
             Slot::Active(_) => self.admission.release(&record.host),
             Slot::Queued { key, .. } => self.admission.remove(&record.host, key),
@@ -555,15 +557,15 @@ impl<A: Clone> Records<A> {
             }
             return (EraseAnswer::Active, Effects::default());
         };
-        let files: Vec<PathBuf> = if delete_files {
-            outcome
-                .path()
-                .map(PathBuf::from)
-                .into_iter()
-                .chain(record.kept_part.clone())
-                .collect()
-        } else {
+        let files: Vec<(PathBuf, Option<FileId>)> = if !delete_files {
             Vec::new()
+        } else {
+            match (outcome.path(), &record.left) {
+                (Some(path), Some(Left::Placed(id))) => vec![(PathBuf::from(path), Some(*id))],
+                (Some(path), _) => vec![(PathBuf::from(path), None)],
+                (None, Some(Left::Part(part))) => vec![(part.clone(), None)],
+                (None, _) => Vec::new(),
+            }
         };
         self.forget(id);
         if self.ended.len() > 2 * self.ended_count + 1024 {
@@ -1276,9 +1278,9 @@ mod tests {
         let (mut fx, id) = Fx::in_state(S::Active);
         let kept = PathBuf::from("/dl/x.part");
         let failed = outcome(EndState::Failed, 0);
-        let _ = fx.t.finished(id, failed, Some(kept.clone()));
+        let _ = fx.t.finished(id, failed, Some(Left::Part(kept.clone())));
         let (answer, _) = fx.t.erase(id, true);
-        assert!(matches!(answer, EraseAnswer::Done(files) if files == vec![kept]));
+        assert!(matches!(answer, EraseAnswer::Done(files) if files == vec![(kept, None)]));
     }
 
     #[test]

@@ -14,8 +14,18 @@ pub(crate) struct Finished {
     pub(crate) id: TransferId,
     pub(crate) outcome: Outcome,
     pub(crate) worker: usize,
-    /// The `.part` file left on disk (kept on failure or shutdown), for `Erase`.
-    pub(crate) kept_part: Option<std::path::PathBuf>,
+    /// What it left on disk, for `Erase`.
+    pub(crate) left: Option<Left>,
+}
+
+/// What an ended download left on disk, for `Erase { delete_files }` to remove: only ever the
+/// file this transfer wrote, never one another download put under the same name since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Left {
+    /// The `.part` file, kept on failure or shutdown.
+    Part(std::path::PathBuf),
+    /// The completed file (its path is the outcome's): the file it was when placed.
+    Placed(crate::file::sink::FileId),
 }
 
 /// Transfer → Engine: the transfers of one worker that ended during one turn of its event

@@ -842,11 +842,26 @@ pub(crate) fn finalize(
     conflict: Conflict,
     expected_len: u64,
     fsync: bool,
-) -> Result<PathBuf, (TransferError, File)> {
+) -> Result<(PathBuf, FileId), (TransferError, File)> {
     match place(&file, placement, conflict, expected_len, fsync) {
-        Ok(path) => Ok(path),
+        // The open handle's identity is the placed file's: the name moved, the file did not.
+        Ok(path) => match file.metadata() {
+            Ok(meta) => Ok((path, FileId::of(&meta))),
+            Err(e) => Err((TransferError::file("checking", e), file)),
+        },
         Err(e) => Err((e, file)),
     }
+}
+
+/// Remove the completed file at `path` if it is still the file `id` (an `Erase` never removes
+/// what another download placed under the same name since), off-thread.
+pub(crate) async fn remove_placed(path: PathBuf, id: FileId) {
+    let _ = blocking::run(move || {
+        if let Err(e) = remove_same(&path, id) {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove file");
+        }
+    })
+    .await;
 }
 
 fn place(

@@ -48,7 +48,7 @@ use lifecycle::{Failure, Lifecycle, Next, OnStop, Rules, Stop};
 pub(crate) use messages::{AbortTransfer, CancelTransfer, PauseTransfer, ResumeTransfer, Setup};
 pub(crate) use reply::Reply;
 
-use crate::event::report::{Finished, Parked, Reporter};
+use crate::event::report::{Finished, Left, Parked, Reporter};
 use crate::{
     error::{ControlError, EndState, TimeoutPhase, TransferError},
     event::outbox,
@@ -103,6 +103,8 @@ pub(crate) struct TransferActor {
     cancel_replies: Vec<Reply>,
     pause_replies: Vec<Reply>,
     kept_part: Option<std::path::PathBuf>,
+    /// The completed file's identity, once placed.
+    placed: Option<crate::file::sink::FileId>,
     span: tracing::Span,
     /// With a journal: the end is decided, its record is being committed, and `Ended` goes
     /// out once it is (requests arriving meanwhile are answered with it).
@@ -136,6 +138,7 @@ impl TransferActor {
             cancel_replies: Vec::new(),
             pause_replies: Vec::new(),
             kept_part: None,
+            placed: None,
             span,
             #[cfg(feature = "journal")]
             ending: None,
@@ -402,7 +405,8 @@ impl TransferActor {
         });
         ctx.spawn(
             wrap_future(job).map(move |res, act: &mut Self, ctx| match res {
-                Ok(Ok(path)) => {
+                Ok(Ok((path, id))) => {
+                    act.placed = Some(id);
                     let output = Output::File(path);
                     act.end(completed(bytes, status, headers, url, output), ctx)
                 }
@@ -594,7 +598,11 @@ impl TransferActor {
                 id: c.id,
                 outcome,
                 worker: self.worker,
-                kept_part: self.kept_part.take(),
+                left: match (self.kept_part.take(), self.placed.take()) {
+                    (Some(part), _) => Some(Left::Part(part)),
+                    (None, Some(id)) => Some(Left::Placed(id)),
+                    (None, None) => None,
+                },
             },
         );
     }

@@ -725,3 +725,40 @@ async fn no_directory_is_created_through_a_symlink_leading_outside() {
         "a directory was created outside"
     );
 }
+
+/// `Erase { delete_files }` removes only the file this transfer wrote: a later download that
+/// replaced it under the same name (`Overwrite`) keeps its file; erasing that one removes it.
+#[actix_rt::test]
+async fn erase_never_deletes_a_file_another_download_placed_under_its_name() {
+    let first = Hostile::always(vec![Step::Write(ok(b"the first version"))]);
+    let second = Hostile::always(vec![Step::Write(ok(b"the second version, longer"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let target = dir.path().join("t");
+
+    let download = |url: String| Download::new(url).to("t").conflict(Conflict::Overwrite);
+    let (a, outcome) = run(&engine, download(first.url("/a"))).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    let (b, outcome) = run(&engine, download(second.url("/b"))).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        b"the second version, longer"
+    );
+
+    let erase = |id| actix_transfer::Erase {
+        id,
+        delete_files: true,
+    };
+    engine.send(erase(a)).await.unwrap().unwrap();
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        b"the second version, longer",
+        "erasing the first download removed the second one's file"
+    );
+    engine.send(erase(b)).await.unwrap().unwrap();
+    assert!(
+        !target.exists(),
+        "erasing the second download keeps its own file"
+    );
+}
