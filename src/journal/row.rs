@@ -16,8 +16,6 @@ use crate::{
 };
 
 /// One journaled transfer: its request, every option, and where it is in its life.
-// Wired by the engine in the next step (the record table's transitions build rows).
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Row {
     /// The transfer id, never reused (see `meta.next_id`).
@@ -64,7 +62,6 @@ pub(crate) struct Row {
 }
 
 /// Every option of a transfer; `None`: the engine's setting at the time it runs.
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Options {
     pub(crate) priority: i32,
@@ -84,7 +81,6 @@ pub(crate) struct Options {
     pub(crate) fsync: Option<bool>,
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 impl Row {
     /// A queued transfer with no options set.
     pub(crate) fn new(
@@ -125,7 +121,6 @@ impl Row {
 
 /// What a transition changes in a row: `None` leaves a column as it is; `Some(None)` clears a
 /// nullable one (a changed validator, for instance).
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Changes {
     pub(crate) state: Option<TransferState>,
