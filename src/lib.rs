@@ -170,6 +170,8 @@ mod config;
 mod engine;
 mod error;
 mod event;
+#[cfg(feature = "journal")]
+mod fault;
 mod file;
 mod handle;
 mod http;

@@ -350,7 +350,13 @@ impl Handler<Shutdown> for Engine {
                 error: TransferError::Shutdown,
                 attempts: 0,
             };
-            let (ended, actors) = self.records.shutdown(&outcome);
+            // With a journal, a download or upload stops resumable: no `Ended` now.
+            #[cfg(feature = "journal")]
+            let journaled = self.journal.is_some();
+            #[cfg(not(feature = "journal"))]
+            let journaled = false;
+            let kept = |kind| journaled && kind != crate::event::status::TransferKind::Fetch;
+            let (ended, actors) = self.records.shutdown(&outcome, kept);
             for effects in ended {
                 self.apply(effects);
             }

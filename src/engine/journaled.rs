@@ -251,6 +251,8 @@ fn job_of(row: &Row) -> Result<Job, TransferError> {
         path: row.path.clone(),
         validator: row.etag.clone().or_else(|| row.last_modified.clone()),
         final_url: row.final_url.clone(),
+        part_file: row.part_file,
+        expected_len: row.expected_len,
         fail: None,
     }));
     Ok(job)

@@ -446,7 +446,10 @@ impl Handler<FinishedBatch> for Engine {
         for msg in batch {
             self.workers.release(msg.worker);
             self.live -= 1;
-            let effects = self.records.finished(msg.id, msg.outcome, msg.left);
+            let mut effects = self.records.finished(msg.id, msg.outcome, msg.left);
+            if msg.resumable {
+                effects.answer = None;
+            }
             self.apply(effects);
         }
         #[cfg(feature = "journal")]

@@ -523,8 +523,14 @@ impl<A: Clone> Records<A> {
     }
 
     /// Transition: shut down. Every transfer with no actor ends here as `outcome` (one
-    /// [`Effects`] each); returns them and the actors to abort.
-    pub(crate) fn shutdown(&mut self, outcome: &Outcome) -> (Vec<Effects>, Vec<A>) {
+    /// [`Effects`] each); returns them and the actors to abort. One of a kind that `kept`
+    /// names stops without an end: the journal keeps it for the next start, which publishes
+    /// its one `Ended`; its waiters are let go unanswered.
+    pub(crate) fn shutdown(
+        &mut self,
+        outcome: &Outcome,
+        kept: impl Fn(TransferKind) -> bool,
+    ) -> (Vec<Effects>, Vec<A>) {
         let unstarted = self.admission.waiting().into_iter().chain(
             self.map
                 .iter()
@@ -533,7 +539,15 @@ impl<A: Clone> Records<A> {
                 .collect::<Vec<_>>(),
         );
         let ended = unstarted
-            .map(|id| self.end_without_actor(id, outcome.clone()))
+            .map(|id| {
+                let keep = self.map.get(&id).is_some_and(|r| kept(r.kind));
+                let mut effects = self.end_without_actor(id, outcome.clone());
+                if keep {
+                    effects.event = None;
+                    effects.answer = None;
+                }
+                effects
+            })
             .collect();
         let actors = self
             .map
@@ -1322,7 +1336,7 @@ mod tests {
         for s in ALL {
             let (mut fx, id) = Fx::in_state(s);
             let failed = outcome(EndState::Failed, 0);
-            let (ended, actors) = fx.t.shutdown(&failed);
+            let (ended, actors) = fx.t.shutdown(&failed, |_| false);
             let mine = ended
                 .iter()
                 .filter_map(|e| e.event.as_ref())

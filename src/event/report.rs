@@ -8,7 +8,7 @@ use actix::prelude::*;
 
 use crate::event::{Outcome, TransferId};
 
-/// A transfer ended; its `Ended` event was published. Reported to the Engine in a
+/// A transfer ended; its `Ended` event was published (unless `resumable`). Reported to the Engine in a
 /// [`FinishedBatch`].
 pub(crate) struct Finished {
     pub(crate) id: TransferId,
@@ -16,6 +16,9 @@ pub(crate) struct Finished {
     pub(crate) worker: usize,
     /// What it left on disk, for `Erase`.
     pub(crate) left: Option<Left>,
+    /// Stopped by a shutdown and kept resumable by the journal: no `Ended` was published
+    /// (the next start publishes it), and waiters are let go unanswered.
+    pub(crate) resumable: bool,
 }
 
 /// What an ended download left on disk, for `Erase { delete_files }` to remove: only ever the

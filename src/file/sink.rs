@@ -443,6 +443,18 @@ impl FileId {
     fn at(path: &Path) -> io::Result<Self> {
         path.symlink_metadata().map(|m| FileId::of(&m))
     }
+
+    /// `(device, inode)`, as the journal records it.
+    #[cfg(feature = "journal")]
+    pub(crate) fn raw(self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+
+    /// The identity the journal recorded as [`FileId::raw`].
+    #[cfg(feature = "journal")]
+    pub(crate) fn from_raw((dev, ino): (u64, u64)) -> Self {
+        FileId { dev, ino }
+    }
 }
 
 /// The resolved places of one download.
@@ -778,6 +790,33 @@ pub(crate) fn adopt_part(target: &Path) -> Result<Option<(Placement, File, u64)>
         id,
     };
     Ok(Some((placement, file, meta.len())))
+}
+
+/// The file a download restored from the journal already placed: it was moved into place
+/// (the rename keeps the inode) but the process stopped before the journal recorded the end.
+/// Found when `target`'s `.part` is gone and `target`, or one of its `Uniquify` names up to
+/// the first free one, is a regular file with the identity `id` recorded for the `.part` (and
+/// `len` bytes when the length is known). Returns its path and length. Blocking.
+#[cfg(feature = "journal")]
+pub(crate) fn find_placed(target: &Path, id: FileId, len: Option<u64>) -> Option<(PathBuf, u64)> {
+    if part_path(target).symlink_metadata().is_ok() {
+        return None;
+    }
+    for k in 0..MAX_UNIQUIFY {
+        let cand = if k == 0 {
+            target.to_owned()
+        } else {
+            uniquified(target, k)
+        };
+        let Ok(meta) = cand.symlink_metadata() else {
+            // `place` takes the first free name: none past a free one is ours.
+            return None;
+        };
+        if meta.is_file() && FileId::of(&meta) == id && len.is_none_or(|n| n == meta.len()) {
+            return Some((cand, meta.len()));
+        }
+    }
+    None
 }
 
 /// `flock(op | LOCK_NB)`: `Ok(false)` when another open file holds a conflicting lock.

@@ -99,7 +99,7 @@ use rusqlite::Connection;
 
 use crate::event::status::TransferState;
 
-pub(crate) use row::{ended_changes, Changes, Options, Row};
+pub(crate) use row::{ended_changes, kept_resumable, Changes, Options, Row};
 
 /// What a transfer restored from the journal continues from (see `engine::journaled`).
 #[derive(Debug, Clone, Default)]
@@ -110,6 +110,10 @@ pub(crate) struct Restore {
     pub(crate) validator: Option<String>,
     /// The URL that gave it, after redirects.
     pub(crate) final_url: Option<String>,
+    /// Downloads: the identity of the `.part` created for `path`, and the length the
+    /// response announced: a file with that identity under its final name was placed.
+    pub(crate) part_file: Option<(u64, u64)>,
+    pub(crate) expected_len: Option<u64>,
     /// Uploads whose source file changed since the submit: fail with this at once.
     pub(crate) fail: Option<crate::error::TransferError>,
 }
@@ -236,7 +240,7 @@ pub(crate) enum Op {
     /// A new transfer.
     Insert(Box<Row>),
     /// A transition of a transfer.
-    Update(u64, Changes),
+    Update(u64, Box<Changes>),
     /// Forget a transfer.
     #[cfg_attr(not(test), allow(dead_code))] // `Erase` does not reach the journal yet.
     Erase(u64),
@@ -281,7 +285,7 @@ pub(crate) struct Filter {
 }
 
 /// The answer of the journal to one call: a future (await it on an arbiter), or
-/// [`Reply::wait`] (block on it, at start only).
+/// [`Reply::wait`] (block on it: at start, and in a transfer actor torn down mid-end).
 #[must_use = "a write is acknowledged only through its reply"]
 #[derive(Debug)]
 pub(crate) struct Reply<T> {
@@ -320,7 +324,8 @@ impl<T> Reply<T> {
     }
 
     /// Blocks the calling thread until the answer arrives: for the engine's start, never on
-    /// an arbiter.
+    /// an arbiter that still runs futures (a transfer actor's `stopped` is the exception: its
+    /// context runs none any more).
     pub(crate) fn wait(mut self) -> Result<T, JournalError> {
         struct Unpark(std::thread::Thread);
         impl std::task::Wake for Unpark {
@@ -401,7 +406,7 @@ impl Journal {
 
     /// Records a transition of transfer `id`.
     pub(crate) fn update(&self, id: u64, changes: Changes) -> Reply<()> {
-        self.write(vec![Op::Update(id, changes)])
+        self.write(vec![Op::Update(id, Box::new(changes))])
     }
 
     /// Forgets transfer `id`.

@@ -33,6 +33,8 @@ pub(crate) struct Row {
     pub(crate) target: Option<PathBuf>,
     /// Downloads: the path chosen for the file (a `Uniquify` name), once chosen.
     pub(crate) path: Option<PathBuf>,
+    /// Downloads: the identity (device, inode) of the `.part` file created for `path`.
+    pub(crate) part_file: Option<(u64, u64)>,
     /// Uploads: the source file's size and modification time at submit, so that a restart can
     /// tell whether it changed.
     pub(crate) source_len: Option<u64>,
@@ -99,6 +101,7 @@ impl Row {
             headers: Vec::new(),
             target: None,
             path: None,
+            part_file: None,
             source_len: None,
             source_mtime_ns: None,
             options: Options::default(),
@@ -126,6 +129,7 @@ pub(crate) struct Changes {
     pub(crate) state: Option<TransferState>,
     pub(crate) final_url: Option<Option<String>>,
     pub(crate) path: Option<Option<PathBuf>>,
+    pub(crate) part_file: Option<Option<(u64, u64)>>,
     pub(crate) bytes_on_disk: Option<u64>,
     pub(crate) etag: Option<Option<String>>,
     pub(crate) last_modified: Option<Option<String>>,
@@ -181,6 +185,8 @@ pub(super) const COLUMNS: &[&str] = &[
     "created_ms",
     "started_ms",
     "ended_ms",
+    "part_dev",
+    "part_ino",
 ];
 
 /// `SELECT <every column> FROM transfers`.
@@ -254,6 +260,8 @@ impl Row {
             Value::Integer(self.created_ms),
             self.started_ms.map_or(Value::Null, Value::Integer),
             self.ended_ms.map_or(Value::Null, Value::Integer),
+            opt_int(self.part_file.map(|(dev, _)| dev)),
+            opt_int(self.part_file.map(|(_, ino)| ino)),
         ]
     }
 
@@ -292,6 +300,8 @@ impl Row {
         };
         let error_kind: Option<ErrorKind> = col!(35, nullable(|v| as_str(v).and_then(kind_of)));
         let error_message: Option<String> = col!(36, nullable(as_string));
+        let part_dev: Option<u64> = col!(40, nullable(as_u64));
+        let part_ino: Option<u64> = col!(41, nullable(as_u64));
         Ok(Row {
             id,
             kind: col!(1, |v| as_str(v).and_then(kind_from)),
@@ -301,6 +311,7 @@ impl Row {
             headers: col!(5, |v| as_str(v).and_then(|s| serde_json::from_str(s).ok())),
             target: col!(6, nullable(as_path)),
             path: col!(7, nullable(as_path)),
+            part_file: part_dev.zip(part_ino),
             source_len: col!(8, nullable(as_u64)),
             source_mtime_ns: col!(9, nullable(as_i64)),
             options: Options {
@@ -352,6 +363,10 @@ impl Changes {
             self.final_url.as_ref().map(|u| opt_text(u.as_deref())),
         );
         put("path", self.path.as_ref().map(|p| opt_path(p.as_ref())));
+        if let Some(file) = self.part_file {
+            put("part_dev", Some(opt_int(file.map(|(dev, _)| dev))));
+            put("part_ino", Some(opt_int(file.map(|(_, ino)| ino))));
+        }
         put("bytes_on_disk", self.bytes_on_disk.map(int));
         put("etag", self.etag.as_ref().map(|v| opt_text(v.as_deref())));
         put(
@@ -566,17 +581,26 @@ fn kind_of(s: &str) -> Option<ErrorKind> {
     ErrorKind::ALL.iter().copied().find(|k| k.as_str() == s)
 }
 
-/// What an end writes. A download stopped by a shutdown stays `active` in the journal, with
-/// its `.part`: the next start resumes it.
+/// Whether `outcome` is a stop that the journal keeps resumable rather than an end: a
+/// shutdown. Such a transfer has not ended: it is restored by the next start, which is the
+/// one that publishes its `Ended`.
+pub(crate) fn kept_resumable(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Failed {
+            error: TransferError::Shutdown,
+            ..
+        }
+    )
+}
+
+/// What an end writes. A transfer stopped by a shutdown keeps the state it had in the
+/// journal (active, or paused), with its `.part`: the next start resumes it (see
+/// [`kept_resumable`]).
 pub(crate) fn ended_changes(outcome: &Outcome, part_bytes: Option<u64>) -> Changes {
     let end = outcome.end_state();
-    if let Outcome::Failed {
-        error: TransferError::Shutdown,
-        ..
-    } = outcome
-    {
+    if kept_resumable(outcome) {
         return Changes {
-            state: Some(TransferState::Active),
             bytes_on_disk: part_bytes,
             ..Changes::default()
         };

@@ -76,6 +76,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     END;
     CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
     INSERT INTO meta (key, value) VALUES ('next_id', 1);",
+    // v2: the identity (device, inode) of the `.part` file a download created, recorded
+    // before anything is written into it: a file found under its final name after a crash
+    // is known to be this download's (the rename keeps the inode).
+    "ALTER TABLE transfers ADD COLUMN part_dev INTEGER;
+    ALTER TABLE transfers ADD COLUMN part_ino INTEGER;",
 ];
 
 /// The schema version this build writes and reads.

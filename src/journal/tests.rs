@@ -58,6 +58,7 @@ fn full_row() -> Row {
             b"dir/not-utf8-\xff.bin",
         ))),
         path: Some(PathBuf::from("/downloads/dir/file (1).bin")),
+        part_file: Some((u64::MAX, 1 << 40)),
         source_len: Some(1 << 40),
         source_mtime_ns: Some(-5),
         options: Options {
@@ -133,6 +134,7 @@ fn every_column_round_trips_through_a_reopen() {
         state: Some(TransferState::Active),
         final_url: Some(None),
         path: Some(Some(PathBuf::from("/d/x"))),
+        part_file: Some(Some((3, 4))),
         bytes_on_disk: Some(1),
         etag: Some(None),
         last_modified: Some(Some("Tue, 08 Nov 1994 08:49:37 GMT".into())),
@@ -150,6 +152,7 @@ fn every_column_round_trips_through_a_reopen() {
     want.state = TransferState::Active;
     want.final_url = None;
     want.path = Some(PathBuf::from("/d/x"));
+    want.part_file = Some((3, 4));
     want.bytes_on_disk = 1;
     want.etag = None;
     want.last_modified = Some("Tue, 08 Nov 1994 08:49:37 GMT".into());
@@ -361,7 +364,7 @@ fn a_batch_is_applied_whole_or_not_at_all() {
     let refused = journal
         .write(vec![
             Op::Insert(Box::new(queued(1))),
-            Op::Update(99, Changes::default()),
+            Op::Update(99, Box::default()),
         ])
         .wait()
         .unwrap_err();

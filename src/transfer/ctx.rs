@@ -165,12 +165,34 @@ impl Ctx {
         }
     }
 
-    /// A download's response was accepted: record what a resume after a restart needs (the
-    /// file's name, the validator and the URL that gave it). A segmented file has holes: no
-    /// validator is recorded for it, so a restart fetches it from zero.
+    /// The `.part` this download writes into: its final name and its identity, to be
+    /// committed before any byte is written into it, so that no crash leaves a `.part` with
+    /// data the next start does not know, and a file found under its final name after a
+    /// crash is known to be this one (see `sink::find_placed`). `None` without a journal.
     #[cfg(feature = "journal")]
-    pub(crate) fn journal_began(&self, segmented: bool, total: Option<u64>) {
-        self.journal(|| {
+    pub(crate) fn record_part(
+        &self,
+        placement: &crate::file::sink::Placement,
+    ) -> Option<crate::journal::Reply<()>> {
+        let changes = crate::journal::Changes {
+            path: Some(Some(placement.target.clone())),
+            part_file: Some(Some(placement.id.raw())),
+            ..Default::default()
+        };
+        Some(self.journal.as_ref()?.update(self.id.get(), changes))
+    }
+
+    /// A download's response was accepted: record what a resume after a restart needs (the
+    /// file's name, the validator and the URL that gave it), committed before the body is
+    /// written: a `.part` holding bytes always has its validator in the journal, and a
+    /// restart continues it with `If-Range`. A segmented file has holes: no validator is
+    /// recorded for it, so a restart fetches it from zero.
+    #[cfg(feature = "journal")]
+    pub(crate) async fn journal_began(&self, segmented: bool, total: Option<u64>) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let changes = {
             let validator = self
                 .download
                 .validator
@@ -203,7 +225,11 @@ impl Ctx {
                 expected_len: Some(total),
                 ..Default::default()
             }
-        });
+        };
+        if let Err(error) = journal.update(self.id.get(), changes).await {
+            // The journal fails alone: the transfer goes on (a restart then starts it over).
+            tracing::warn!(id = self.id.get(), %error, "the journal did not record a response");
+        }
     }
 
     pub(super) fn delivery(&self) -> Delivery {

@@ -182,7 +182,7 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
 
     let segmented = segments(ctx, opts, &sent.response, offset, total);
     #[cfg(feature = "journal")]
-    ctx.journal_began(segmented.is_some(), total);
+    ctx.journal_began(segmented.is_some(), total).await;
     if let Some(k) = segmented {
         let (total, validator) = (
             total.unwrap_or_default(),

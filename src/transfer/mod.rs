@@ -161,6 +161,37 @@ impl TransferActor {
                 return self.end_failed(error, false, ctx);
             }
         }
+        let JobKind::Download(_) = &self.shared.job.kind else {
+            return self.start_attempt(ctx);
+        };
+        #[cfg(feature = "journal")]
+        if let Some((target, id)) = restore
+            .as_ref()
+            .and_then(|r| r.path.clone().zip(r.part_file))
+        {
+            // The file may already be in place: moved there by a process that stopped
+            // before the journal recorded the end.
+            let (id, len) = (
+                sink::FileId::from_raw(id),
+                restore.and_then(|r| r.expected_len),
+            );
+            let found = crate::file::blocking::run(move || sink::find_placed(&target, id, len));
+            ctx.spawn(wrap_future(found).map(move |found, act: &mut Self, ctx| {
+                match found.ok().flatten() {
+                    Some((path, bytes)) => act.placed_before(path, bytes, id, ctx),
+                    None => act.open_part(ctx),
+                }
+            }));
+            return;
+        }
+        self.open_part(ctx);
+    }
+
+    /// Downloads: create the `.part` file off-thread (or re-adopt the one a restored
+    /// transfer kept), then start.
+    fn open_part(&mut self, ctx: &mut Context<Self>) {
+        #[cfg(feature = "journal")]
+        let restore = self.shared.job.restore.clone();
         let JobKind::Download(opts) = &self.shared.job.kind else {
             return self.start_attempt(ctx);
         };
@@ -201,6 +232,27 @@ impl TransferActor {
         self.prepared(job, ctx);
     }
 
+    /// A restored download whose file a previous process already moved into place: it
+    /// completes without a request (its `Ended` committed before it is published, once).
+    #[cfg(feature = "journal")]
+    fn placed_before(
+        &mut self,
+        path: std::path::PathBuf,
+        bytes: u64,
+        id: sink::FileId,
+        ctx: &mut Context<Self>,
+    ) {
+        tracing::debug!(parent: &self.span, path = %path.display(), "found in place after a restart");
+        self.shared.set_bytes(bytes);
+        self.life.body_complete();
+        self.placed = Some(id);
+        let job = &self.shared.job;
+        let url = (job.restore.as_ref().and_then(|r| r.final_url.clone()))
+            .unwrap_or_else(|| job.request.url.to_string());
+        let outcome = completed(bytes, 200, Headers::default(), url, Output::File(path));
+        self.end(outcome, ctx);
+    }
+
     /// The `.part` is ready (or could not be): start, or fail.
     fn prepared(
         &mut self,
@@ -213,15 +265,21 @@ impl TransferActor {
                     let download = &act.shared.download;
                     act.shared.set_bytes(writer.written);
                     #[cfg(feature = "journal")]
-                    {
-                        let target = placement.target.clone();
-                        act.shared.journal(|| crate::journal::Changes {
-                            path: Some(Some(target)),
-                            ..Default::default()
-                        });
-                    }
+                    let recorded = act.shared.record_part(&placement);
                     *download.placement.borrow_mut() = Some(placement);
                     *download.writer.borrow_mut() = Some(writer);
+                    #[cfg(feature = "journal")]
+                    if let Some(recorded) = recorded {
+                        // Nothing is written into the `.part` before the journal knows it.
+                        ctx.spawn(wrap_future(recorded).map(|res, act: &mut Self, ctx| {
+                            if let Err(error) = res {
+                                tracing::warn!(parent: &act.span, %error, "the journal did not record the .part");
+                            }
+                            crate::fault::point(crate::fault::Point::PartRecorded);
+                            act.stop_point(None, ctx);
+                        }));
+                        return;
+                    }
                     act.stop_point(None, ctx);
                 }
                 Err(error) => act.stop_point(Some(error), ctx),
@@ -406,6 +464,8 @@ impl TransferActor {
         ctx.spawn(
             wrap_future(job).map(move |res, act: &mut Self, ctx| match res {
                 Ok(Ok((path, id))) => {
+                    #[cfg(feature = "journal")]
+                    crate::fault::point(crate::fault::Point::Placed);
                     act.placed = Some(id);
                     let output = Output::File(path);
                     act.end(completed(bytes, status, headers, url, output), ctx)
@@ -566,17 +626,25 @@ impl TransferActor {
                 .ended_with(error.cloned(), path.map(std::path::PathBuf::from));
         }
         c.progress.set_state(TransferState::from(end));
-        let seq = c.seq.get();
-        c.seq.set(seq + 1);
-        c.subs.publish_ended(
-            TransferEvent {
-                id: c.id,
-                seq,
-                kind: EventKind::Ended(outcome.clone()),
-            },
-            c.delivery(),
-        );
-        tracing::debug!(parent: &self.span, outcome = %end, bytes = outcome.bytes(), "ended");
+        // A shutdown that the journal keeps resumable is no end: the next start publishes
+        // the one `Ended` of this transfer.
+        #[cfg(feature = "journal")]
+        let suspended = c.journal.is_some() && crate::journal::kept_resumable(&outcome);
+        #[cfg(not(feature = "journal"))]
+        let suspended = false;
+        if !suspended {
+            let seq = c.seq.get();
+            c.seq.set(seq + 1);
+            c.subs.publish_ended(
+                TransferEvent {
+                    id: c.id,
+                    seq,
+                    kind: EventKind::Ended(outcome.clone()),
+                },
+                c.delivery(),
+            );
+        }
+        tracing::debug!(parent: &self.span, outcome = %end, bytes = outcome.bytes(), suspended, "ended");
         if !self.cancel_replies.is_empty() || !self.pause_replies.is_empty() {
             // The asker learns of the end after the subscribers do.
             outbox::send_events();
@@ -603,8 +671,18 @@ impl TransferActor {
                     (None, Some(id)) => Some(Left::Placed(id)),
                     (None, None) => None,
                 },
+                resumable: suspended,
             },
         );
+    }
+
+    /// The end of a transfer whose actor stopped any other way than through [`Self::end`].
+    fn unexpected_end(&self) -> Outcome {
+        Outcome::Failed {
+            bytes: self.shared.bytes(),
+            error: TransferError::Panicked("the transfer actor stopped unexpectedly".into()),
+            attempts: self.life.attempts(),
+        }
     }
 
     /// Ask the transfer to stop: at once where no I/O runs, else by aborting the attempt (the
@@ -666,16 +744,31 @@ impl Actor for TransferActor {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         #[cfg(feature = "journal")]
-        if let Some(outcome) = self.ending.take() {
-            // Stopped before the journal answered: the end is announced all the same.
-            self.announce(outcome);
+        if let Some(journal) = self.shared.journal.clone() {
+            // Torn down (a panic, its arbiter stopped) before the end was announced: the
+            // context runs no more futures, so the commit is awaited here, on this dying
+            // thread, and the end is announced only once the journal holds it.
+            let id = self.shared.id.get();
+            if let Some(outcome) = self.ending.take() {
+                // Its write is queued: an empty write behind it commits after it.
+                if let Err(error) = journal.write(Vec::new()).wait() {
+                    tracing::error!(parent: &self.span, %error, "the journal did not record the end");
+                }
+                self.announce(outcome);
+            } else if self.life.ended().is_none() {
+                let outcome = self.unexpected_end();
+                let kept = self.kept_part.as_ref().map(|_| self.shared.bytes());
+                let changes = crate::journal::ended_changes(&outcome, kept);
+                if let Err(error) = journal.update(id, changes).wait() {
+                    tracing::error!(parent: &self.span, %error, "the journal did not record the end");
+                }
+                self.finish(outcome);
+            }
+            return;
         }
         if self.life.ended().is_none() {
-            self.finish(Outcome::Failed {
-                bytes: self.shared.bytes(),
-                error: TransferError::Panicked("the transfer actor stopped unexpectedly".into()),
-                attempts: self.life.attempts(),
-            });
+            let outcome = self.unexpected_end();
+            self.finish(outcome);
         }
     }
 }

@@ -153,3 +153,120 @@ async fn an_unreadable_journal_refuses_the_start_and_touches_nothing() {
         );
     }
 }
+
+/// Exactly one `Ended` per transfer across a graceful shutdown and a restart: a shutdown with
+/// a journal ends nothing the journal keeps (a running download, a paused one, a queued one),
+/// so the stopping process publishes no `Ended` for them and its `Wait`s get no outcome; the
+/// next process publishes `Restored` first (seq past every earlier one), keeps the paused one
+/// paused, and publishes the one `Ended` of each.
+#[actix_rt::test]
+async fn a_shutdown_with_a_journal_publishes_no_end_and_the_next_start_publishes_one() {
+    use actix_transfer::{Pause, Resume, Wait};
+    let content = support::content(1 << 20, 11);
+    let server = ranged::start(content.clone());
+    server.script((0..32).map(|_| Act::Slow {
+        chunk: 16 << 10,
+        every: Duration::from_millis(5),
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.db");
+    let downloads = dir.path().join("dl");
+    let url = format!("{}/file", server.url);
+
+    let engine = Engine::builder()
+        .download_dir(&downloads)
+        .journal(&journal)
+        .max_active(1)
+        .try_start()
+        .unwrap();
+    let first = Events::subscribe(&engine).await;
+    // `paused`: ran, then paused (its actor holds the `.part`); `running`: mid-body at the
+    // shutdown; `queued`: never started.
+    let paused = support::submit(&engine, Download::new(&url).to("paused.bin"))
+        .await
+        .unwrap();
+    support::poll_status(&engine, paused, |s| s.bytes_transferred >= 32 << 10).await;
+    engine.send(Pause(paused)).await.unwrap().unwrap();
+    let running = support::submit(&engine, Download::new(&url).to("running.bin"))
+        .await
+        .unwrap();
+    let queued = support::submit(&engine, Download::new(&url).to("queued.bin"))
+        .await
+        .unwrap();
+    support::poll_status(&engine, running, |s| s.bytes_transferred >= 32 << 10).await;
+    let waiting = actix_rt::spawn(engine.send(Wait(running)));
+    actix_rt::time::timeout(LIMIT, engine.send(Shutdown))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = actix_rt::time::timeout(LIMIT, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !matches!(answer, Ok(Some(_))),
+        "a Wait in the stopping process got an outcome: {answer:?}"
+    );
+    let ids = [paused, running, queued];
+    let mut seen_before = Vec::new();
+    for id in ids {
+        assert_eq!(first.ended(id), [], "{id}: an Ended at the shutdown");
+        seen_before.push(first.of(id).iter().map(|e| e.seq).max().unwrap());
+    }
+
+    let second = Events::default();
+    let recorder = second.recorder();
+    let engine = Engine::builder()
+        .download_dir(&downloads)
+        .journal(&journal)
+        .subscriber(recorder.clone().recipient())
+        .try_start()
+        .unwrap();
+    for (id, want) in [
+        (paused, TransferState::Paused),
+        (running, TransferState::Active),
+        (queued, TransferState::Queued),
+    ] {
+        second
+            .until_kind(id, |k| matches!(k, EventKind::Restored { .. }))
+            .await;
+        match &second.of(id)[0].kind {
+            EventKind::Restored { state, .. } => assert_eq!(state, &want, "{id}"),
+            other => panic!("{id}: the first event after the restart is {other:?}"),
+        }
+    }
+    for id in [running, queued] {
+        let outcome = second.until_ended(id).await;
+        assert!(outcome.is_completed(), "{id}: {outcome:?}");
+    }
+    let status = support::poll_status(&engine, paused, |_| true).await;
+    assert_eq!(
+        status.state,
+        TransferState::Paused,
+        "the paused one stays paused"
+    );
+    engine.send(Resume(paused)).await.unwrap().unwrap();
+    let outcome = second.until_ended(paused).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    for (id, before) in ids.into_iter().zip(seen_before) {
+        let events = second.of(id);
+        assert!(
+            events[0].seq > before,
+            "{id}: seq reused across the restart"
+        );
+        assert!(events.windows(2).all(|w| w[1].seq == w[0].seq + 1), "{id}");
+        assert_eq!(
+            second.ended(id).len(),
+            1,
+            "{id}: one Ended over both processes"
+        );
+    }
+    for name in ["paused.bin", "running.bin", "queued.bin"] {
+        assert_eq!(
+            std::fs::read(downloads.join(name)).unwrap(),
+            content,
+            "{name}"
+        );
+    }
+    drop(recorder);
+}

@@ -56,6 +56,9 @@ pub struct Seen {
     pub range: Option<String>,
     pub if_range: Option<String>,
     pub authorization: Option<String>,
+    /// The client's `User-Agent` (a test can tell its processes apart by it).
+    #[cfg_attr(not(feature = "journal"), allow(dead_code))]
+    pub user_agent: Option<String>,
     pub at: Instant,
     pub body_len: usize,
 }
@@ -175,6 +178,7 @@ async fn serve(req: HttpRequest, state: web::Data<Mutex<State>>) -> HttpResponse
             range: range.clone(),
             if_range: if_range.clone(),
             authorization: header_str(&req, header::AUTHORIZATION),
+            user_agent: header_str(&req, header::USER_AGENT),
             at: Instant::now(),
             body_len: 0,
         });
@@ -325,6 +329,7 @@ async fn upload(
             range: None,
             if_range: None,
             authorization: header_str(&req, header::AUTHORIZATION),
+            user_agent: header_str(&req, header::USER_AGENT),
             at: Instant::now(),
             body_len: n,
         });
