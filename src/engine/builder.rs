@@ -261,6 +261,15 @@ impl EngineBuilder {
     /// announcing itself with a `Restored` event. [`Fetch`](crate::Fetch)es are not journaled:
     /// their bodies live in memory. [`try_start`](Self::try_start) opens it, and refuses a
     /// file it cannot read (never deleting or changing it). Feature `journal`. Default: none.
+    ///
+    /// Exactly one `Ended` per transfer, across restarts: a [`Shutdown`](crate::Shutdown)
+    /// publishes no `Ended` for the transfers the journal keeps (the next start does; see
+    /// there what subscribers and waiters of the stopping process see), and a crash anywhere
+    /// (killed mid-body, between the rename into place and the journal's commit, before the
+    /// first byte of a new `.part`) neither downloads a finished file again nor places it
+    /// twice: a `.part`'s name and identity are in the journal before a byte is written into
+    /// it, and a file found under its final name with that identity is recorded as completed
+    /// without a request.
     #[cfg(feature = "journal")]
     pub fn journal(mut self, path: impl Into<PathBuf>) -> Self {
         let keep = self.journal.as_ref().map(|j| (j.sync, j.keep));

@@ -333,6 +333,14 @@ impl Handler<SetRate> for Engine {
 /// Stop gracefully: refuse new transfers (`Shutdown`), end queued ones and abort active ones
 /// as `Failed(Shutdown)` (a download's `.part` file is kept), wait for every `Ended`, stop the
 /// workers and the Engine, then reply.
+///
+/// With a [journal](crate::EngineBuilder::journal), downloads and uploads do not end: each
+/// stops where it is (a running download's write in flight lands, its `.part` is kept) and
+/// stays in the journal as it was (queued, active or paused), for the next start to restore.
+/// Their `Ended` belongs to that next start, so this process publishes none for them: a
+/// subscriber hears nothing more of them, and a [`Wait`] for one answers no outcome (`None`,
+/// or a mailbox error once the Engine has stopped), as for an engine that no longer runs.
+/// Fetches are not journaled: they end as `Failed(Shutdown)` as without a journal.
 #[derive(Debug, Clone, Copy, Default, Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;

@@ -61,12 +61,14 @@
 //! |---|---|---|
 //! | submit (`Download`, `Upload`) accepted | `Insert(row)` (state `queued`, `created_ms`), every submit of one Engine turn in one [`Journal::write`] | replying `Ok(id)` |
 //! | admitted, actor started | `Update(state: active, started_ms)` | nothing |
-//! | `Began` (response accepted) | `Update(final_url, path, etag, last_modified, date, expected_len)` | nothing |
+//! | download: `.part` created (or re-adopted) | `Update(path, part_dev, part_ino)` | writing into it |
+//! | `Began` (response accepted) | `Update(final_url, path, etag, last_modified, date, expected_len)` | writing the body |
 //! | retry | `Update(attempts, bytes_on_disk)`; a restart from zero also clears the validators | nothing |
 //! | paused | `Update(state: paused, bytes_on_disk)` | nothing |
 //! | resumed | `Update(state: active)` | nothing |
 //! | ended | `Update(state, outcome, status, error, bytes_on_disk, path, ended_ms)` | publishing `Ended`, answering `Wait` |
-//! | shutdown with a journal | `Update(state: active, bytes_on_disk)` for each running download (left resumable) | stopping |
+//! | shutdown with a journal | `Update(bytes_on_disk)` for each running or paused download or upload (its state stays: left resumable; no `Ended` is published) | stopping |
+//! | actor torn down (panic, arbiter stopped) | the end, as `ended` | publishing `Ended` (blocking the dying thread) |
 //! | `Erase` | `Erase(id)` | replying |
 //! | after each end, or on a timer | `Keep` ([`Keep::default`]: 10,000 ended or 90 days) | nothing |
 //!
@@ -74,6 +76,11 @@
 //! [`Journal::load_unfinished`] (queued, active, paused rows, by id). `Status`, `List` and
 //! `Wait` for an id the records no longer hold ask [`Journal::get`] and [`Journal::list`].
 //! [`Journal::failure`] is the engine state to show once writes are refused.
+//!
+//! A restored download whose `.part` is gone, but whose final name (or one of its `Uniquify`
+//! names) holds a regular file with the recorded `part_dev`/`part_ino` (a rename keeps the
+//! inode) and the recorded `expected_len`, was placed by a process that died before its end
+//! was committed: it ends `Completed` (committed, then published once) without a request.
 
 mod row;
 mod schema;

@@ -794,3 +794,46 @@ fn throughput() {
         }
     }
 }
+
+/// A journal written by schema version 1 (before the `.part` identity) migrates in place:
+/// its rows read back, with no identity recorded.
+#[test]
+fn a_version_1_journal_migrates_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "application_id", schema::APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO transfers (id, kind, method, url, headers, priority, resumable_only,
+                 state, bytes_on_disk, attempts, created_ms)
+             VALUES (5, 'download', 'GET', 'http://127.0.0.1/a', '[]', 0, 0, 'active', 7, 0, 1)",
+            [],
+        )
+        .unwrap();
+    }
+    let journal = Journal::open(&path, false).unwrap();
+    let row = journal.get(5).wait().unwrap().unwrap();
+    assert_eq!(
+        (row.state, row.bytes_on_disk, row.part_file),
+        (TransferState::Active, 7, None)
+    );
+    journal
+        .update(
+            5,
+            Changes {
+                part_file: Some(Some((1, 2))),
+                ..Changes::default()
+            },
+        )
+        .wait()
+        .unwrap();
+    assert_eq!(
+        journal.get(5).wait().unwrap().unwrap().part_file,
+        Some((1, 2))
+    );
+    journal.close();
+}
