@@ -145,8 +145,9 @@ impl TransferActor {
         }
     }
 
-    /// Downloads: create the `.part` file off-thread (or, restored from the journal, re-adopt
-    /// the one it kept), then start.
+    /// Record the start; then a download restored from the journal whose file is already in
+    /// place completes, any other download opens its `.part` ([`Self::open_part`]), and the
+    /// rest start.
     fn prepare(&mut self, ctx: &mut Context<Self>) {
         #[cfg(feature = "journal")]
         let restore = self.shared.job.restore.clone();
