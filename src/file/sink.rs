@@ -1189,4 +1189,36 @@ mod tests {
         let writer = slow.finish().await.unwrap();
         assert_eq!(writer.written, (SLOW_BUF + chunk.len()) as u64);
     }
+
+    /// A file is found in place only when its `.part` is gone and it is the very file the
+    /// `.part` was (same identity, and length when known), under the target or a `Uniquify`
+    /// name of it up to the first free one; a file another download placed there is not.
+    #[cfg(feature = "journal")]
+    #[test]
+    fn a_placed_file_is_found_by_the_identity_of_its_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("f.bin");
+        let (placement, file) =
+            prepare_part(dir.path(), Path::new("f.bin"), Conflict::Uniquify).unwrap();
+        std::fs::write(&placement.part, b"12345").unwrap();
+        let id = placement.id;
+        assert_eq!(
+            find_placed(&target, id, Some(5)),
+            None,
+            "the .part is still there"
+        );
+        // Another file took the name meanwhile: ours went to `f (1).bin`.
+        std::fs::write(&target, b"other").unwrap();
+        let ours = uniquified(&target, 1);
+        std::fs::rename(&placement.part, &ours).unwrap();
+        drop(file);
+        assert_eq!(find_placed(&target, id, Some(5)), Some((ours.clone(), 5)));
+        assert_eq!(find_placed(&target, id, None), Some((ours.clone(), 5)));
+        assert_eq!(find_placed(&target, id, Some(6)), None, "another length");
+        // Not the same file: a copy under the name is not ours.
+        let copy = dir.path().join("copy");
+        std::fs::write(&copy, b"12345").unwrap();
+        std::fs::rename(&copy, &ours).unwrap();
+        assert_eq!(find_placed(&target, id, Some(5)), None, "a copy");
+    }
 }
