@@ -52,7 +52,7 @@ async fn unsafe_targets_are_refused_before_any_request() {
         assert!(!reason.is_empty());
     }
     assert_eq!(server.connections(), 0, "a request was made");
-    assert!(engine.send(List(None)).await.unwrap().is_empty());
+    assert!(engine.send(List::all()).await.unwrap().is_empty());
     assert_eq!(files(root.path()), Vec::<PathBuf>::new());
 }
 
