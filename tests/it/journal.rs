@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use actix_transfer::{
-    Download, Engine, Erase, EraseError, ErrorKind, EventKind, List, Outcome, Output, Shutdown,
-    StartError, Status, TransferId, TransferState, TransferStatus, Wait,
+    Download, Engine, EngineStatus, Erase, EraseError, ErrorKind, EventKind, JournalState, List,
+    Outcome, Output, Shutdown, StartError, Status, TransferError, TransferId, TransferState,
+    TransferStatus, Wait,
 };
 
 use crate::ranged::{self, Act};
@@ -506,4 +507,105 @@ async fn list_by_url_substring_and_by_time() {
         .is_empty());
     check(engine.clone(), ids.clone()).await;
     stop(&engine).await;
+}
+
+/// A journal that fails while the engine runs (its file system fills up, a real 1 MiB tmpfs):
+/// the submit whose row could not be written is refused with `TransferError::Journal`, and so
+/// is every later one, at once; `EngineStatus` shows the journal failed; the download already
+/// running goes on and completes byte-exact; every transfer answered `Ok` is in the file when
+/// it is opened again.
+#[actix_rt::test]
+async fn a_journal_that_fails_while_running_refuses_submits_and_running_transfers_complete() {
+    let plain = Engine::builder().start();
+    assert_eq!(
+        plain.send(EngineStatus).await.unwrap().journal,
+        JournalState::Off
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("small");
+    let Some(_fs) = crate::file_safety::tmpfs_or_skip(&mount, "size=1m") else {
+        return;
+    };
+    let (downloads, journal) = (dir.path().join("dl"), mount.join("journal.db"));
+    let content = support::content(1 << 20, 3);
+    let server = ranged::start(content.clone());
+    server.script([Act::Slow {
+        chunk: 16 << 10,
+        every: Duration::from_millis(20),
+    }]);
+    let engine = journaled(&downloads, &journal)
+        .max_active(1)
+        .try_start()
+        .unwrap();
+    assert_eq!(
+        engine.send(EngineStatus).await.unwrap().journal,
+        JournalState::Ok
+    );
+    let running = support::submit(
+        &engine,
+        Download::new(format!("{}/file", server.url)).to("running.bin"),
+    )
+    .await
+    .unwrap();
+    support::poll_status(&engine, running, |s| s.bytes_transferred > 0).await;
+
+    // Fill the file system: the journal's WAL has to grow for the next rows.
+    let mut filler = std::fs::File::create(mount.join("filler")).unwrap();
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut filler, &chunk).is_ok() {}
+    drop(filler);
+    let pad = "x".repeat(8 << 10);
+    let mut accepted = vec![running];
+    let mut refused = None;
+    for i in 0..200 {
+        let download = Download::new(format!("{}/file", server.url))
+            .to(format!("queued-{i}.bin"))
+            .header("x-pad", pad.clone());
+        match support::submit(&engine, download).await {
+            Ok(id) => accepted.push(id),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the full file system failed a journal write within 200 rows");
+    assert!(matches!(refused, TransferError::Journal(_)), "{refused:?}");
+    assert!(
+        refused
+            .to_string()
+            .starts_with("the journal refused the transfer"),
+        "{refused}"
+    );
+
+    let state = engine.send(EngineStatus).await.unwrap();
+    match &state.journal {
+        JournalState::Failed { reason } => assert!(reason.contains("full"), "{reason}"),
+        other => panic!("the journal is {other:?}"),
+    }
+    assert_eq!(state.active, 1, "{state:?}");
+    let again = support::submit(
+        &engine,
+        Download::new(format!("{}/file", server.url)).to("later.bin"),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(again, TransferError::Journal(_)), "{again:?}");
+
+    // The running download goes on and completes.
+    let outcome = support::wait(&engine, running).await;
+    assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
+    assert_eq!(
+        std::fs::read(downloads.join("running.bin")).unwrap(),
+        content
+    );
+    stop(&engine).await;
+
+    // With room again, every transfer answered `Ok` is in the journal.
+    std::fs::remove_file(mount.join("filler")).unwrap();
+    let recorded: Vec<u64> = rows(&journal).iter().map(|r| r.0).collect();
+    for id in &accepted {
+        assert!(recorded.contains(&id.get()), "{id} lost: {recorded:?}");
+    }
+    assert_eq!(recorded.len(), accepted.len(), "{recorded:?}");
 }

@@ -304,6 +304,7 @@ async fn a_running_transfer_pauses_resumes_is_rated_and_cancelled() {
     assert_eq!(code, 200);
     assert_eq!(s["states"]["cancelled"], 1, "{s}");
     assert_eq!(s["ended"], 1);
+    assert_eq!(s["journal"], serde_json::json!({ "state": "off" }), "{s}");
     // Every byte kept at the pause was moved (the resume, with no validator, started over).
     assert!(s["bytes"]["download"].as_u64() >= Some(kept), "{s}");
     let mut res = client()
