@@ -231,9 +231,9 @@ impl Handler<Status> for Engine {
 /// narrows the list).
 ///
 /// With a [journal](EngineBuilder::journal), the list also holds the ended transfers that
-/// only the journal still remembers (see [`Status`]), unless [`without_history`]
-/// (List::without_history) asks for the records in memory alone. The journal is read on its
-/// own thread, never on the Engine's.
+/// only the journal still remembers (see [`Status`]), unless
+/// [`without_history`](List::without_history) asks for the records in memory alone. The
+/// journal is read on its own thread, never on the Engine's.
 ///
 /// ```no_run
 /// # use std::time::{Duration, SystemTime};
