@@ -161,6 +161,19 @@ pub enum TransferError {
         /// not: asking again at once gets the same answer.
         temporary: bool,
     },
+
+    /// A failure of an earlier transfer as the journal recorded it (see
+    /// [`EngineBuilder::journal`](crate::EngineBuilder::journal)): its kind and its message,
+    /// as they were. The details of the variant and the error underneath are not kept, so a
+    /// [`Status`](crate::Status), [`List`](crate::List) or [`Wait`](crate::Wait) that answers
+    /// from the journal, for a transfer whose record the engine no longer holds in memory,
+    /// gives this instead. Match on [`kind`](TransferError::kind).
+    Recorded {
+        /// The kind of the original error.
+        kind: ErrorKind,
+        /// Its message (its `Display`), as it was.
+        message: String,
+    },
 }
 
 impl fmt::Display for TransferError {
@@ -204,6 +217,7 @@ impl fmt::Display for TransferError {
             E::Internal(msg) | E::Panicked(msg) => write!(f, "internal error: {msg}"),
             E::Tls(cause) => write!(f, "TLS handshake failed: {cause}"),
             E::Dns { cause, .. } => write!(f, "could not resolve the host name: {cause}"),
+            E::Recorded { message, .. } => f.write_str(message),
         }
     }
 }
@@ -250,6 +264,7 @@ impl TransferError {
             TransferError::Panicked(_) => ErrorKind::Panicked,
             TransferError::Tls(_) => ErrorKind::Tls,
             TransferError::Dns { .. } => ErrorKind::Dns,
+            TransferError::Recorded { kind, .. } => *kind,
         }
     }
 

@@ -21,10 +21,10 @@ use futures::{channel::mpsc, channel::oneshot, SinkExt, Stream};
 #[cfg(doc)]
 use crate::{Cancel, Cause};
 use crate::{
-    ControlError, Download, Engine, EngineBuilder, Erase, EraseError, EventKind, Fetch, List,
-    Outcome, Pause, Resume, SetLimits, SetRate, Shutdown, StartError, Status, Subscribe,
-    SubscriptionId, TransferError, TransferEvent, TransferId, TransferState, TransferStatus,
-    Unsubscribe, Upload, Wait,
+    ControlError, Download, Engine, EngineBuilder, EngineState, EngineStatus, Erase, EraseError,
+    EventKind, Fetch, List, Outcome, Pause, Resume, SetLimits, SetRate, Shutdown, StartError,
+    Status, Subscribe, SubscriptionId, TransferError, TransferEvent, TransferId, TransferState,
+    TransferStatus, Unsubscribe, Upload, Wait,
 };
 
 /// Events a stream holds for its reader before it drops `Progress` (see [`EventStream`]).
@@ -291,8 +291,22 @@ impl EngineHandle {
         &self,
         state: Option<TransferState>,
     ) -> Result<Vec<TransferStatus>, ControlError> {
+        self.query(List::from(state)).await
+    }
+
+    /// Snapshots of the transfers a [`List`] selects (by state, URL, time).
+    pub async fn query(&self, list: List) -> Result<Vec<TransferStatus>, ControlError> {
         self.engine
-            .send(List(state))
+            .send(list)
+            .await
+            .map_err(|_| ControlError::Stopped)
+    }
+
+    /// The engine's own state: its journal's, and its transfers by state (see
+    /// [`EngineStatus`]).
+    pub async fn engine_status(&self) -> Result<EngineState, ControlError> {
+        self.engine
+            .send(EngineStatus)
             .await
             .map_err(|_| ControlError::Stopped)
     }

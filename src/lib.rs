@@ -189,8 +189,8 @@ mod worker;
 #[cfg(feature = "journal")]
 pub use engine::JournalError;
 pub use engine::{
-    Cancel, Engine, EngineBuilder, Erase, List, Pause, Resume, SetLimits, SetRate, Shutdown,
-    StartError, Status, Subscribe, Unsubscribe, Wait,
+    Cancel, Engine, EngineBuilder, EngineState, EngineStatus, Erase, JournalState, List, Pause,
+    Resume, SetLimits, SetRate, Shutdown, StartError, Status, Subscribe, Unsubscribe, Wait,
 };
 pub use error::{
     Cause, ControlError, EndState, EraseError, ErrorKind, FileErrorKind, TimeoutPhase,

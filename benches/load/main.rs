@@ -15,7 +15,9 @@
 //! side in a fresh child process, so that neither inherits the other's heap), `queue`
 //! (100,000 downloads waiting for an admission slot: memory each, submit time, cancel them
 //! all; also in a child process), `cancel` (cancel latency under load), `rate` (a global
-//! bandwidth limit: achieved rate over 5 s).
+//! bandwidth limit: achieved rate over 5 s), `journal` (the durable journal on vs off: small
+//! downloads to files, one large download, open transfers, a start on a long history; needs
+//! the `journal` feature).
 //!
 //! `small` and `cancel` run the engine with one worker thread and inline (`workers(0)`);
 //! segmented downloads use two workers, everything else one. `small` feeds the engine two
@@ -68,6 +70,9 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--open-side") {
         return scenario::open::open_side(&args[i + 1..]);
     }
+    if let Some(i) = args.iter().position(|a| a == "--journal-open-side") {
+        return scenario::journal::open_side(&args[i + 1..]);
+    }
     if let Some(i) = args.iter().position(|a| a == "--queue-side") {
         let (n, base) = (args[i + 1].parse().unwrap(), args[i + 2].clone());
         let out = actix_rt::System::new()
@@ -101,6 +106,9 @@ fn main() {
                 "queue" => scenario::queue::run(&o, &server.base, dir.path(), &mut report).await,
                 "cancel" => scenario::cancel::run(&o, &server.base, dir.path(), &mut report).await,
                 "rate" => scenario::rate::run(&o, &server.base, dir.path(), &mut report).await,
+                "journal" => {
+                    scenario::journal::run(&o, &server.base, dir.path(), &mut report).await
+                }
                 other => eprintln!("unknown scenario {other:?}; known: {ALL:?}"),
             }
             eprintln!("scenario {s} took {:.1} s", started.elapsed().as_secs_f64());

@@ -293,7 +293,10 @@ impl EngineBuilder {
     }
 
     /// How many ended transfers the journal keeps, and for how long: the oldest past `count`
-    /// and those that ended more than `age` ago are deleted from it (their files stay).
+    /// and those that ended more than `age` ago are deleted from it (their files stay), at
+    /// start and as transfers end. Until then [`Status`](crate::Status),
+    /// [`List`](crate::List) and [`Wait`](crate::Wait) answer for them from the journal, also
+    /// after a restart and after [`keep_ended`](Self::keep_ended) dropped them from memory.
     /// Default: 10,000 and 90 days. Needs [`journal`](Self::journal).
     #[cfg(feature = "journal")]
     pub fn journal_keep(mut self, count: u64, age: Duration) -> Self {

@@ -1,6 +1,8 @@
 //! The control messages of the [`Engine`] and how it handles them: each asks the record table,
 //! then carries out what it answered.
 
+use std::time::SystemTime;
+
 use actix::prelude::*;
 
 use super::{
@@ -18,6 +20,16 @@ use crate::{
     file::sink,
     transfer::{AbortTransfer, CancelTransfer, PauseTransfer},
 };
+#[cfg(feature = "journal")]
+use {super::journaled, crate::journal::JournalError};
+
+/// A read of the journal's history: what it answered, or `None` (logged) when it could not
+/// be read.
+#[cfg(feature = "journal")]
+fn history<T>(read: Result<T, JournalError>) -> Option<T> {
+    read.map_err(|error| tracing::warn!(%error, "the journal could not be read"))
+        .ok()
+}
 
 /// Cancel a transfer: abort its stream, remove its `.part` file, end it as `Cancelled`.
 ///
@@ -100,10 +112,17 @@ impl Handler<Resume> for Engine {
     }
 }
 
-/// Forget an ended transfer: its record, status and remembered `Ended` event. With
-/// `delete_files`, also remove what it left on disk (the completed file, or a kept `.part`).
-/// `Err(Active)` for a transfer that has not ended (cancel it first), `Err(Unknown)` for an id
-/// that is not (or no longer) known.
+/// Forget an ended transfer: its record, status and remembered `Ended` event, and with a
+/// [journal](EngineBuilder::journal) its row (deleted before the reply). With `delete_files`,
+/// also remove what it left on disk (the completed file, or a kept `.part`), only while that
+/// name still leads to the file the transfer itself wrote. `Err(Active)` for a transfer that
+/// has not ended (cancel it first), `Err(Unknown)` for an id that is not (or no longer) known.
+///
+/// A transfer only the journal still remembers (see [`Status`]) is erased from it too; its
+/// files are left alone even with `delete_files`: the journal does not record the identity of
+/// the file, so the engine cannot tell whether the name still leads to the file that transfer
+/// wrote. While the journal refuses writes (see [`EngineStatus`]), such a transfer cannot be
+/// erased and the answer is `Err(Unknown)`.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<(), EraseError>")]
 pub struct Erase {
@@ -119,7 +138,30 @@ impl Handler<Erase> for Engine {
     fn handle(&mut self, msg: Erase, ctx: &mut Self::Context) -> Self::Result {
         let (answer, effects) = self.records.erase(msg.id, msg.delete_files);
         self.apply(effects);
+        // The row goes in the same turn as the record: a later read of the journal (a
+        // `Status`, a `List`) runs after it.
+        #[cfg(feature = "journal")]
+        let row = match (&answer, &self.journal) {
+            (EraseAnswer::Unknown | EraseAnswer::Done(_), Some(j)) => {
+                Some(j.journal.erase(msg.id.get()))
+            }
+            _ => None,
+        };
         match answer {
+            #[cfg(feature = "journal")]
+            EraseAnswer::Unknown if row.is_some() => {
+                let row = row.expect("checked");
+                Box::pin(async move {
+                    match row.await {
+                        Ok(()) => Ok(()),
+                        Err(JournalError::NoSuchTransfer(_)) => Err(EraseError::Unknown),
+                        Err(error) => {
+                            tracing::error!(%error, id = msg.id.get(), "the journal could not erase a transfer");
+                            Err(EraseError::Unknown)
+                        }
+                    }
+                })
+            }
             EraseAnswer::Unknown => ready(Err(EraseError::Unknown)),
             EraseAnswer::Active => ready(Err(EraseError::Active)),
             EraseAnswer::AfterEnd(ended) => {
@@ -136,6 +178,16 @@ impl Handler<Erase> for Engine {
                         None => sink::remove_left(f).await,
                     }
                 }
+                #[cfg(feature = "journal")]
+                if let Some(row) = row {
+                    match row.await {
+                        // A fetch (never journaled), or a row retention deleted already.
+                        Ok(()) | Err(JournalError::NoSuchTransfer(_)) => {}
+                        Err(error) => {
+                            tracing::error!(%error, id = msg.id.get(), "the journal could not erase a transfer");
+                        }
+                    }
+                }
                 Ok(())
             }),
         }
@@ -144,33 +196,166 @@ impl Handler<Erase> for Engine {
 
 /// A snapshot of one transfer; `None` for an id this engine never issued (or no longer
 /// remembers: see [`EngineBuilder::keep_ended`]).
+///
+/// With a [journal](EngineBuilder::journal), an ended transfer whose record was evicted from
+/// memory, or that ended in an earlier run of the engine, is answered from the journal while
+/// it keeps it (see [`EngineBuilder::journal_keep`]): as recorded, its error as
+/// [`TransferError::Recorded`](crate::TransferError::Recorded). The journal is read on its
+/// own thread, never on the Engine's.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Option<TransferStatus>")]
 pub struct Status(pub TransferId);
 
 impl Handler<Status> for Engine {
-    type Result = Option<TransferStatus>;
+    type Result = ResponseFuture<Option<TransferStatus>>;
 
     fn handle(&mut self, Status(id): Status, _ctx: &mut Self::Context) -> Self::Result {
-        self.records.status(id)
+        if let Some(status) = self.records.status(id) {
+            return ready(Some(status));
+        }
+        #[cfg(feature = "journal")]
+        if let Some(j) = &self.journal {
+            let row = j.journal.get(id.get());
+            let dir = self.cfg.download_dir.clone();
+            return Box::pin(async move {
+                let row = history(row.await)??;
+                journaled::status_of(row, &dir)
+            });
+        }
+        ready(None)
     }
 }
 
-/// Snapshots of every transfer in the given state (all of them with `List(None)`), by id.
-#[derive(Debug, Clone, Copy, Default, Message)]
+/// Snapshots of transfers, by id: every one the engine knows ([`List::all`]), or those in one
+/// state, whose URL holds a substring, or submitted in a span of time (each filter set
+/// narrows the list).
+///
+/// With a [journal](EngineBuilder::journal), the list also holds the ended transfers that
+/// only the journal still remembers (see [`Status`]), unless
+/// [`without_history`](List::without_history) asks for the records in memory alone. The
+/// journal is read on its own thread, never on the Engine's.
+///
+/// ```no_run
+/// # use std::time::{Duration, SystemTime};
+/// # use actix_transfer::{List, TransferState};
+/// let failed_today = List::in_state(TransferState::Failed)
+///     .url_contains("example.com/")
+///     .created_since(SystemTime::now() - Duration::from_secs(24 * 3600));
+/// let all = List::all();
+/// let queued: List = Some(TransferState::Queued).into();
+/// ```
+#[derive(Debug, Clone, Default, Message)]
 #[rtype(result = "Vec<TransferStatus>")]
-pub struct List(pub Option<TransferState>);
+pub struct List {
+    state: Option<TransferState>,
+    url: Option<String>,
+    since: Option<SystemTime>,
+    until: Option<SystemTime>,
+    without_history: bool,
+}
+
+impl List {
+    /// Every transfer.
+    pub fn all() -> Self {
+        List::default()
+    }
+
+    /// The transfers in `state`.
+    pub fn in_state(state: TransferState) -> Self {
+        List {
+            state: Some(state),
+            ..List::default()
+        }
+    }
+
+    /// Only transfers whose URL (as submitted) holds `part` (case-sensitive).
+    pub fn url_contains(mut self, part: impl Into<String>) -> Self {
+        self.url = Some(part.into());
+        self
+    }
+
+    /// Only transfers submitted at or after `t`.
+    pub fn created_since(mut self, t: SystemTime) -> Self {
+        self.since = Some(t);
+        self
+    }
+
+    /// Only transfers submitted before `t`.
+    pub fn created_before(mut self, t: SystemTime) -> Self {
+        self.until = Some(t);
+        self
+    }
+
+    /// Only the records the engine holds in memory, not the history of the journal.
+    pub fn without_history(mut self) -> Self {
+        self.without_history = true;
+        self
+    }
+
+    fn admits(&self, s: &TransferStatus, created: SystemTime) -> bool {
+        self.state.is_none_or(|f| s.state == f)
+            && self.url.as_deref().is_none_or(|u| s.url.contains(u))
+            && self.since.is_none_or(|t| created >= t)
+            && self.until.is_none_or(|t| created < t)
+    }
+}
+
+/// `List(None)` of earlier versions: every transfer, or those in one state.
+impl From<Option<TransferState>> for List {
+    fn from(state: Option<TransferState>) -> Self {
+        List {
+            state,
+            ..List::default()
+        }
+    }
+}
 
 impl Handler<List> for Engine {
-    type Result = Vec<TransferStatus>;
+    type Result = ResponseFuture<Vec<TransferStatus>>;
 
-    fn handle(&mut self, List(filter): List, _ctx: &mut Self::Context) -> Self::Result {
-        self.records.list(filter)
+    fn handle(&mut self, list: List, _ctx: &mut Self::Context) -> Self::Result {
+        #[allow(unused_mut)]
+        let mut now = self.records.list(|s, created| list.admits(s, created));
+        #[cfg(feature = "journal")]
+        if let Some(j) = self
+            .journal
+            .as_ref()
+            .filter(|_| !list.without_history && list.state.is_none_or(TransferState::is_ended))
+        {
+            let rows = j.journal.list(crate::journal::Filter {
+                state: list.state,
+                url: list.url,
+                since_ms: list.since.map(journaled::ms_of),
+                until_ms: list.until.map(journaled::ms_of),
+                ..Default::default()
+            });
+            let dir = self.cfg.download_dir.clone();
+            return Box::pin(async move {
+                let Some(rows) = history(rows.await) else {
+                    return now;
+                };
+                let known: std::collections::HashSet<TransferId> =
+                    now.iter().map(|s| s.id).collect();
+                now.extend(
+                    rows.into_iter()
+                        .filter_map(|row| journaled::status_of(row, &dir))
+                        .filter(|s| !known.contains(&s.id)),
+                );
+                now.sort_by_key(|s| s.id);
+                now
+            });
+        }
+        ready(now)
     }
 }
 
 /// Resolve with the transfer's [`Outcome`] when it ends (at once if it has); `None` for an id
 /// this engine never issued (or no longer remembers: see [`EngineBuilder::keep_ended`]).
+///
+/// With a [journal](EngineBuilder::journal), an ended transfer only the journal still
+/// remembers (see [`Status`]) is answered as recorded: a download's file, an upload's final
+/// status (its response body and headers are not recorded: empty), the error as
+/// [`TransferError::Recorded`](crate::TransferError::Recorded).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Option<Outcome>")]
 pub struct Wait(pub TransferId);
@@ -180,6 +365,20 @@ impl Handler<Wait> for Engine {
 
     fn handle(&mut self, Wait(id): Wait, _ctx: &mut Self::Context) -> Self::Result {
         match self.records.wait(id) {
+            #[cfg(feature = "journal")]
+            WaitAnswer::Unknown if self.journal.is_some() => {
+                let row = self
+                    .journal
+                    .as_ref()
+                    .expect("checked")
+                    .journal
+                    .get(id.get());
+                let dir = self.cfg.download_dir.clone();
+                Box::pin(async move {
+                    let row = history(row.await)??;
+                    journaled::outcome_of(row, &dir)
+                })
+            }
             WaitAnswer::Unknown => ready(None),
             WaitAnswer::Now(outcome) => ready(Some(outcome)),
             WaitAnswer::Later(ended) => Box::pin(async move { ended.await.ok() }),
@@ -375,6 +574,81 @@ impl Handler<Shutdown> for Engine {
         self.maybe_finish_shutdown(ctx);
         Box::pin(async move {
             let _ = rx.await;
+        })
+    }
+}
+
+/// The engine's own state: whether its journal takes writes, and how many transfers it holds
+/// in memory in each state.
+#[derive(Debug, Clone, Copy, Default, Message)]
+#[rtype(result = "EngineState")]
+pub struct EngineStatus;
+
+/// The answer to [`EngineStatus`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct EngineState {
+    /// The journal's state (see [`EngineBuilder::journal`]).
+    pub journal: JournalState,
+    /// Transfers held in memory in each state (the ended ones: as many as
+    /// [`EngineBuilder::keep_ended`] keeps; the journal's history is not counted).
+    pub queued: usize,
+    /// See [`queued`](EngineState::queued).
+    pub active: usize,
+    /// See [`queued`](EngineState::queued).
+    pub paused: usize,
+    /// See [`queued`](EngineState::queued).
+    pub completed: usize,
+    /// See [`queued`](EngineState::queued).
+    pub failed: usize,
+    /// See [`queued`](EngineState::queued).
+    pub cancelled: usize,
+}
+
+/// Whether the engine keeps a journal, and whether it takes writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "state", rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum JournalState {
+    /// The engine keeps no journal.
+    Off,
+    /// The journal takes writes.
+    Ok,
+    /// The journal failed (disk full, I/O error) and takes no more writes: new downloads and
+    /// uploads are refused with [`TransferError::Journal`], transfers already running go on,
+    /// what was committed before stays. It stays failed until the engine is started again.
+    Failed {
+        /// The journal's first error, as a sentence.
+        reason: String,
+    },
+}
+
+impl Handler<EngineStatus> for Engine {
+    type Result = MessageResult<EngineStatus>;
+
+    fn handle(&mut self, _: EngineStatus, _ctx: &mut Self::Context) -> Self::Result {
+        #[allow(unused_mut)]
+        let mut journal = JournalState::Off;
+        #[cfg(feature = "journal")]
+        if let Some(j) = &self.journal {
+            journal = match j.journal.failure() {
+                None => JournalState::Ok,
+                Some(first) => JournalState::Failed {
+                    reason: first.to_string(),
+                },
+            };
+        }
+        let [queued, active, paused, completed, failed, cancelled] = self.records.counts();
+        MessageResult(EngineState {
+            journal,
+            queued,
+            active,
+            paused,
+            completed,
+            failed,
+            cancelled,
         })
     }
 }

@@ -4,14 +4,18 @@
 //!
 //! Fetches are never journaled: their bodies live in memory and die with the process.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use super::records::Records;
 use crate::{
     error::{Cause, TransferError},
-    event::status::{TransferKind, TransferState},
+    event::status::{TransferKind, TransferState, TransferStatus},
     event::subscribers::{Delivery, Subscribers},
-    event::{EventKind, Outcome, TransferId},
+    event::{EventKind, Outcome, Output, TransferId},
     journal::{Changes, Journal, JournalError, Keep, Options, Restore, Row},
     request::{Download, Job, JobKind, Upload},
 };
@@ -48,10 +52,17 @@ pub(super) fn open(path: &std::path::Path, sync: bool, keep: Keep) -> Result<Ope
         .unwrap_or(0);
     let epoch = starts + 1;
     journal
-        .write(vec![crate::journal::Op::SetMeta {
-            key: "starts".into(),
-            value: Some(epoch.to_string()),
-        }])
+        .write(vec![
+            crate::journal::Op::SetMeta {
+                key: "starts".into(),
+                value: Some(epoch.to_string()),
+            },
+            // The history is bounded at start too, not only as transfers end.
+            crate::journal::Op::Keep {
+                keep,
+                now_ms: crate::journal::now_ms(),
+            },
+        ])
         .wait()?;
     Ok(Opened {
         journal,
@@ -104,6 +115,7 @@ impl Opened {
             if let Some(event) = effects.event {
                 subs.publish(event, Delivery::Now);
             }
+            records.set_created(id, time_of(row.created_ms));
         }
         EngineJournal {
             journal: Arc::new(self.journal),
@@ -299,4 +311,86 @@ pub(super) fn table_changes(event: &crate::event::TransferEvent) -> Option<Chang
         EventKind::Ended(outcome) => Some(crate::journal::ended_changes(outcome, None)),
         _ => None,
     }
+}
+
+/// A time recorded in the journal (unix milliseconds).
+fn time_of(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// A time as the journal records it (unix milliseconds).
+pub(super) fn ms_of(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The snapshot of a transfer only the journal remembers (its record was evicted, or it ended
+/// in an earlier run); `None` for a row that has not ended (its record is in memory, and
+/// answers for it).
+pub(super) fn status_of(row: Row, download_dir: &Path) -> Option<TransferStatus> {
+    if !row.state.is_ended() {
+        return None;
+    }
+    let path = row
+        .path
+        .clone()
+        .or_else(|| row.target.clone())
+        .map(|p| match row.kind {
+            TransferKind::Download => download_dir.join(p),
+            _ => p,
+        });
+    Some(TransferStatus {
+        id: TransferId::new(row.id)?,
+        kind: row.kind,
+        state: row.state,
+        url: row.url.clone(),
+        final_url: row.final_url.clone(),
+        path,
+        bytes_transferred: row.bytes_on_disk,
+        bytes_estimated: row.expected_len,
+        error: recorded_error(&row),
+        can_resume: false,
+    })
+}
+
+/// The outcome of a transfer only the journal remembers, as recorded: a completed download's
+/// file, an upload's response status (its body and the response headers are not recorded).
+pub(super) fn outcome_of(row: Row, download_dir: &Path) -> Option<Outcome> {
+    let bytes = row.bytes_on_disk;
+    Some(match row.state {
+        TransferState::Completed => Outcome::Completed {
+            bytes,
+            status: row.status.unwrap_or(200),
+            headers: crate::event::Headers::default(),
+            url: row.final_url.clone().unwrap_or_else(|| row.url.clone()),
+            output: match row.kind {
+                TransferKind::Download => Output::File(
+                    download_dir.join(
+                        row.path
+                            .clone()
+                            .or_else(|| row.target.clone())
+                            .unwrap_or_default(),
+                    ),
+                ),
+                _ => Output::Body(bytes::Bytes::new()),
+            },
+        },
+        TransferState::Failed => Outcome::Failed {
+            bytes,
+            error: recorded_error(&row).unwrap_or(TransferError::Recorded {
+                kind: crate::error::ErrorKind::Internal,
+                message: "the journal recorded no error for this failure".into(),
+            }),
+            attempts: row.attempts,
+        },
+        TransferState::Cancelled => Outcome::Cancelled { bytes },
+        TransferState::Queued | TransferState::Active | TransferState::Paused => return None,
+    })
+}
+
+fn recorded_error(row: &Row) -> Option<TransferError> {
+    let (kind, message) = row.error.clone()?;
+    Some(TransferError::Recorded { kind, message })
 }

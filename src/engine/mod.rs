@@ -42,8 +42,8 @@ use crate::{ControlError, EraseError, Outcome, SubscriptionId, TransferStatus};
 pub use builder::JournalError;
 pub use builder::{EngineBuilder, StartError};
 pub use control::{
-    Cancel, Erase, List, Pause, Resume, SetLimits, SetRate, Shutdown, Status, Subscribe,
-    Unsubscribe, Wait,
+    Cancel, EngineState, EngineStatus, Erase, JournalState, List, Pause, Resume, SetLimits,
+    SetRate, Shutdown, Status, Subscribe, Unsubscribe, Wait,
 };
 use records::{Effects, Records, Started};
 
@@ -60,6 +60,7 @@ use records::{Effects, Records, Started};
 /// | [`Erase`] | `Result<(), EraseError>` |
 /// | [`Subscribe`] / [`Unsubscribe`] | `Result<SubscriptionId, SubscribeError>` / `bool` |
 /// | [`SetLimits`] | `()` |
+/// | [`EngineStatus`] | [`EngineState`]: the journal's state, transfers by state |
 /// | [`Shutdown`] | `()`, once every transfer ended and the workers stopped |
 pub struct Engine {
     cfg: Arc<Config>,

@@ -36,7 +36,7 @@
 //! The table is generic over the handle of a transfer's actor (`Addr<TransferActor>` in the
 //! Engine, a number in the tests below).
 
-use std::{collections::VecDeque, path::PathBuf, sync::Arc};
+use std::{collections::VecDeque, path::PathBuf, sync::Arc, time::SystemTime};
 
 use futures::channel::oneshot;
 
@@ -85,6 +85,8 @@ struct Record<A> {
     seq: Option<u64>,
     /// A `.part` file the transfer left behind (kept on failure or shutdown).
     left: Option<Left>,
+    /// When it was submitted (`List` by time).
+    created: SystemTime,
 }
 
 /// Where a transfer is, as the table knows it.
@@ -241,6 +243,7 @@ impl<A: Clone> Records<A> {
             waiters: Vec::new(),
             seq: Some(0),
             left: None,
+            created: SystemTime::now(),
         };
         let event = record.event(id, EventKind::Queued);
         self.map.insert(id, record);
@@ -307,6 +310,7 @@ impl<A: Clone> Records<A> {
             waiters: Vec::new(),
             seq: Some(seq),
             left: None,
+            created: SystemTime::now(),
         };
         let event = record.event(id, restored);
         self.map.insert(id, record);
@@ -625,16 +629,44 @@ impl<A: Clone> Records<A> {
         self.map.get(&id).map(|r| r.status(id))
     }
 
-    /// Snapshots of every transfer in `filter`'s state (all with `None`), by id.
-    pub(crate) fn list(&self, filter: Option<TransferState>) -> Vec<TransferStatus> {
+    /// Snapshots of every transfer `keep` admits (given its snapshot and when it was
+    /// submitted), by id.
+    pub(crate) fn list(
+        &self,
+        keep: impl Fn(&TransferStatus, SystemTime) -> bool,
+    ) -> Vec<TransferStatus> {
         let mut out: Vec<TransferStatus> = self
             .map
             .iter()
-            .map(|(id, r)| r.status(*id))
-            .filter(|s| filter.is_none_or(|f| s.state == f))
+            .filter_map(|(id, r)| Some(r.status(*id)).filter(|s| keep(s, r.created)))
             .collect();
         out.sort_by_key(|s| s.id);
         out
+    }
+
+    /// Records a restored transfer's time of submit, from the journal.
+    #[cfg(feature = "journal")]
+    pub(crate) fn set_created(&mut self, id: TransferId, created: SystemTime) {
+        if let Some(r) = self.map.get_mut(&id) {
+            r.created = created;
+        }
+    }
+
+    /// How many transfers the table holds in each state: queued, active, paused, completed,
+    /// failed, cancelled.
+    pub(crate) fn counts(&self) -> [usize; 6] {
+        let mut counts = [0; 6];
+        for r in self.map.values() {
+            counts[match r.state() {
+                TransferState::Queued => 0,
+                TransferState::Active => 1,
+                TransferState::Paused => 2,
+                TransferState::Completed => 3,
+                TransferState::Failed => 4,
+                TransferState::Cancelled => 5,
+            }] += 1;
+        }
+        counts
     }
 
     /// Count a record that just ended; forget the oldest ended ones past `keep_ended`, and the
@@ -995,7 +1027,7 @@ mod tests {
             let (fx, id) = Fx::in_state(s);
             let status = fx.t.status(id).unwrap();
             assert_eq!(status.state, expected_state(s), "{s:?}");
-            let listed = fx.t.list(Some(expected_state(s)));
+            let listed = fx.t.list(|st, _| st.state == expected_state(s));
             assert!(listed.iter().any(|st| st.id == id), "{s:?}");
             if s == S::EndedUnheard {
                 assert_eq!(status.bytes_transferred, 5, "the actor's count");

@@ -249,7 +249,6 @@ pub(crate) enum Op {
     /// A transition of a transfer.
     Update(u64, Box<Changes>),
     /// Forget a transfer.
-    #[cfg_attr(not(test), allow(dead_code))] // `Erase` does not reach the journal yet.
     Erase(u64),
     /// Delete the oldest ended transfers past `keep`.
     Keep { keep: Keep, now_ms: i64 },
@@ -276,7 +275,6 @@ impl Default for Keep {
 }
 
 /// Which rows [`Journal::list`] returns; every field set narrows it.
-#[cfg_attr(not(test), allow(dead_code))] // history is not wired into the engine yet
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Filter {
     pub(crate) state: Option<TransferState>,
@@ -396,7 +394,7 @@ impl Journal {
     }
 
     /// The journal's file.
-    #[cfg_attr(not(test), allow(dead_code))] // history and Erase: not wired yet
+    #[cfg_attr(not(test), allow(dead_code))] // the tests read it
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -417,7 +415,6 @@ impl Journal {
     }
 
     /// Forgets transfer `id`.
-    #[cfg_attr(not(test), allow(dead_code))] // history and Erase: not wired yet
     pub(crate) fn erase(&self, id: u64) -> Reply<()> {
         self.write(vec![Op::Erase(id)])
     }
@@ -446,7 +443,6 @@ impl Journal {
     }
 
     /// One transfer.
-    #[cfg_attr(not(test), allow(dead_code))] // history and Erase: not wired yet
     pub(crate) fn get(&self, id: u64) -> Reply<Option<Row>> {
         self.read(move |conn| {
             let sql = format!("{} WHERE id = ?1", *row::SELECT);
@@ -507,7 +503,6 @@ impl Journal {
     }
 
     /// The transfers `filter` selects.
-    #[cfg_attr(not(test), allow(dead_code))] // history and Erase: not wired yet
     pub(crate) fn list(&self, filter: Filter) -> Reply<Vec<Row>> {
         self.read(move |conn| {
             let mut clauses = Vec::new();
@@ -585,7 +580,6 @@ impl Journal {
     }
 }
 
-#[cfg_attr(not(test), allow(dead_code))] // used by `list` (history: not wired yet)
 fn row_text(s: &str) -> rusqlite::types::Value {
     rusqlite::types::Value::Text(s.to_owned())
 }

@@ -391,7 +391,7 @@ fn status_json(s: &TransferStatus, speed: Option<f64>) -> serde_json::Value {
 async fn list(shared: Data, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let all = shared
         .engine
-        .send(List(None))
+        .send(List::all().without_history())
         .await
         .map_err(ApiError::mailbox)?;
     let speeds = shared.hub.send(hub::Snap).await.unwrap_or_default().speeds;
@@ -532,7 +532,7 @@ struct Figures {
 async fn figures(shared: &Shared) -> Result<Figures, ApiError> {
     let all = shared
         .engine
-        .send(List(None))
+        .send(List::all().without_history())
         .await
         .map_err(ApiError::mailbox)?;
     let snapshot = shared.hub.send(hub::Snap).await.unwrap_or_default();
@@ -581,6 +581,11 @@ fn kind_name(k: TransferKind) -> &'static str {
 
 async fn stats(shared: Data) -> Result<HttpResponse, ApiError> {
     let f = figures(&shared).await?;
+    let engine = shared
+        .engine
+        .send(crate::EngineStatus)
+        .await
+        .map_err(ApiError::mailbox)?;
     let states: serde_json::Map<String, serde_json::Value> = f
         .by_state
         .iter()
@@ -604,7 +609,20 @@ async fn stats(shared: Data) -> Result<HttpResponse, ApiError> {
         "bytes": bytes,
         "bytes_total": f.snapshot.counters.bytes.iter().sum::<u64>(),
         "event_clients": f.snapshot.clients,
+        "journal": journal_json(&engine.journal),
     })))
+}
+
+/// The journal's state (see `EngineStatus`): `{"state": "off" | "ok" | "failed"}`, with a
+/// `reason` when it failed.
+fn journal_json(j: &crate::JournalState) -> serde_json::Value {
+    match j {
+        crate::JournalState::Failed { reason } => {
+            serde_json::json!({ "state": "failed", "reason": reason })
+        }
+        crate::JournalState::Ok => serde_json::json!({ "state": "ok" }),
+        _ => serde_json::json!({ "state": "off" }),
+    }
 }
 
 async fn metrics(shared: Data) -> Result<HttpResponse, ApiError> {

@@ -223,7 +223,7 @@ async fn every_message_agrees_with_a_cancel_that_answered() {
         let status = rig.engine.send(Status(id)).await.unwrap().unwrap().state;
         let active = rig
             .engine
-            .send(List(Some(TransferState::Active)))
+            .send(List::in_state(TransferState::Active))
             .await
             .unwrap();
         let listed = active.iter().any(|s| s.id == id);

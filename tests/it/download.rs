@@ -182,7 +182,7 @@ async fn invalid_requests_are_refused_before_any_io() {
     assert_eq!(server.requests(), 0, "no request reached the server");
     assert!(rig.files().is_empty());
     assert!(
-        rig.engine.send(List(None)).await.unwrap().is_empty(),
+        rig.engine.send(List::all()).await.unwrap().is_empty(),
         "no id was issued"
     );
 }

@@ -48,7 +48,7 @@ async fn wait_status_and_list() {
     }
     let listed = rig
         .engine
-        .send(List(Some(TransferState::Queued)))
+        .send(List::in_state(TransferState::Queued))
         .await
         .unwrap();
     assert_eq!(
@@ -65,7 +65,7 @@ async fn wait_status_and_list() {
     assert_eq!(outcome.body().unwrap().as_ref(), &pattern(10)[..]);
     // After the end, Wait answers at once with the same outcome.
     assert_eq!(rig.wait(queued).await, outcome);
-    let all = rig.engine.send(List(None)).await.unwrap();
+    let all = rig.engine.send(List::all()).await.unwrap();
     assert_eq!(
         all.iter().map(|s| (s.id, s.state)).collect::<Vec<_>>(),
         vec![
@@ -183,7 +183,7 @@ async fn only_the_last_keep_ended_endings_are_remembered() {
             Err(ControlError::NotActive(EndState::Completed))
         );
     }
-    let listed = rig.engine.send(List(None)).await.unwrap();
+    let listed = rig.engine.send(List::all()).await.unwrap();
     assert_eq!(
         listed.iter().map(|s| s.id).collect::<Vec<_>>(),
         kept.to_vec()
@@ -197,7 +197,7 @@ async fn only_the_last_keep_ended_endings_are_remembered() {
     rig.engine.send(erase).await.unwrap().unwrap();
     let next = rig.submit(Fetch::get(server.url("/bytes/10"))).await;
     assert!(rig.wait(next).await.is_completed());
-    let listed = rig.engine.send(List(None)).await.unwrap();
+    let listed = rig.engine.send(List::all()).await.unwrap();
     assert_eq!(
         listed.iter().map(|s| s.id).collect::<Vec<_>>(),
         vec![kept[1], kept[2], next]

@@ -52,7 +52,7 @@ async fn unsafe_targets_are_refused_before_any_request() {
         assert!(!reason.is_empty());
     }
     assert_eq!(server.connections(), 0, "a request was made");
-    assert!(engine.send(List(None)).await.unwrap().is_empty());
+    assert!(engine.send(List::all()).await.unwrap().is_empty());
     assert_eq!(files(root.path()), Vec::<PathBuf>::new());
 }
 
@@ -161,7 +161,7 @@ async fn conflict_policies() {
 }
 
 /// A tmpfs mounted on `at` (root only); unmounted on drop.
-struct Tmpfs(PathBuf);
+pub(crate) struct Tmpfs(PathBuf);
 
 impl Tmpfs {
     /// `None` when this process may not mount (not root, or no CAP_SYS_ADMIN).
@@ -183,7 +183,7 @@ impl Drop for Tmpfs {
 }
 
 /// Mount, or say loudly why the test cannot run here (and fail under `CI=true`, where it must).
-fn tmpfs_or_skip(at: &Path, options: &str) -> Option<Tmpfs> {
+pub(crate) fn tmpfs_or_skip(at: &Path, options: &str) -> Option<Tmpfs> {
     let mounted = Tmpfs::mount(at, options);
     if mounted.is_none() {
         let why = "cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): NOT tested";

@@ -41,7 +41,7 @@ async fn bad_urls_and_schemes_are_refused() {
         submit(&engine, Fetch::get("ftp://127.0.0.1/f")).await,
     );
     assert!(message.contains("ftp"), "{message}");
-    assert!(engine.send(List(None)).await.unwrap().is_empty());
+    assert!(engine.send(List::all()).await.unwrap().is_empty());
 }
 
 #[actix_rt::test]
@@ -72,7 +72,7 @@ async fn bad_headers_and_methods_are_refused_before_any_request() {
         invalid(method, submit(&engine, Fetch::new(method, &url)).await);
     }
     assert_eq!(server.connections(), 0, "a request was made");
-    assert!(engine.send(List(None)).await.unwrap().is_empty());
+    assert!(engine.send(List::all()).await.unwrap().is_empty());
 }
 
 #[actix_rt::test]
@@ -151,7 +151,7 @@ async fn credentials_in_a_refused_url_are_never_echoed() {
             }
         }
     }
-    assert!(engine.send(List(None)).await.unwrap().is_empty());
+    assert!(engine.send(List::all()).await.unwrap().is_empty());
 }
 
 /// Header names are tokens (RFC 9110 §5.1): anything else is refused at submit, for every kind
@@ -206,7 +206,7 @@ async fn header_names_outside_the_token_grammar_are_refused() {
         invalid(method, submit(&engine, Fetch::new(method, &url)).await);
     }
     assert_eq!(server.connections(), 0, "a request was made");
-    assert!(engine.send(List(None)).await.unwrap().is_empty());
+    assert!(engine.send(List::all()).await.unwrap().is_empty());
 
     // Every tchar is allowed.
     let (_, outcome) = run(
@@ -268,7 +268,7 @@ async fn headers_the_engine_owns_are_refused_at_submit() {
         }
     }
     assert_eq!(server.connections(), 0, "a request was made");
-    assert!(engine.send(List(None)).await.unwrap().is_empty());
+    assert!(engine.send(List::all()).await.unwrap().is_empty());
 }
 
 /// Zero and huge counts either work or are cut to a documented bound, never panic or hang:

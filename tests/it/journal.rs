@@ -4,7 +4,11 @@
 
 use std::time::Duration;
 
-use actix_transfer::{Download, Engine, EventKind, Outcome, Shutdown, StartError, TransferState};
+use actix_transfer::{
+    Download, Engine, EngineStatus, Erase, EraseError, ErrorKind, EventKind, JournalState, List,
+    Outcome, Output, Shutdown, StartError, Status, TransferError, TransferId, TransferState,
+    TransferStatus, Wait,
+};
 
 use crate::ranged::{self, Act};
 use crate::support::{self, Events, LIMIT};
@@ -269,4 +273,456 @@ async fn a_shutdown_with_a_journal_publishes_no_end_and_the_next_start_publishes
         );
     }
     drop(recorder);
+}
+
+/// An engine on `journal`, downloading into `downloads`.
+fn journaled(
+    downloads: &std::path::Path,
+    journal: &std::path::Path,
+) -> actix_transfer::EngineBuilder {
+    Engine::builder()
+        .download_dir(downloads)
+        .journal(journal)
+        .retry(actix_transfer::RetryPolicy::never())
+}
+
+/// Shut `engine` down (bounded): its journal is closed and unlocked when this returns.
+async fn stop(engine: &actix::Addr<Engine>) {
+    actix_rt::time::timeout(LIMIT, engine.send(Shutdown))
+        .await
+        .expect("the engine stopped in time")
+        .unwrap();
+}
+
+/// The rows of the journal file, `(id, state)` by id, read by a read-only connection of its
+/// own.
+fn rows(journal: &std::path::Path) -> Vec<(u64, String)> {
+    let conn = rusqlite::Connection::open_with_flags(
+        journal,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .unwrap();
+    let mut st = conn
+        .prepare("SELECT id, state FROM transfers ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+async fn status(engine: &actix::Addr<Engine>, id: TransferId) -> Option<TransferStatus> {
+    actix_rt::time::timeout(LIMIT, engine.send(Status(id)))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn list(engine: &actix::Addr<Engine>, query: List) -> Vec<TransferId> {
+    actix_rt::time::timeout(LIMIT, engine.send(query))
+        .await
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect()
+}
+
+/// After a restart, `Status`, `List` and `Wait` answer for the transfers that ended in the
+/// previous run, from the journal: a completed download with its file, a failed one with its
+/// error's kind and message.
+#[actix_rt::test]
+async fn after_a_restart_status_list_and_wait_answer_for_transfers_of_the_previous_run() {
+    let server = support::server();
+    let dir = tempfile::tempdir().unwrap();
+    let (downloads, journal) = (dir.path().join("dl"), dir.path().join("journal.db"));
+    let engine = journaled(&downloads, &journal).try_start().unwrap();
+    let done = support::submit(
+        &engine,
+        Download::new(server.url("/bytes/5000")).to("done.bin"),
+    )
+    .await
+    .unwrap();
+    let failed = support::submit(
+        &engine,
+        Download::new(server.url("/status/404")).to("failed.bin"),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        support::wait(&engine, done).await,
+        Outcome::Completed { .. }
+    ));
+    let Outcome::Failed { error, .. } = support::wait(&engine, failed).await else {
+        panic!("the 404 did not fail");
+    };
+    let message = error.to_string();
+    stop(&engine).await;
+
+    let engine = journaled(&downloads, &journal).try_start().unwrap();
+    let s = status(&engine, done)
+        .await
+        .expect("the completed download is remembered");
+    assert_eq!(s.state, TransferState::Completed);
+    assert_eq!(s.bytes_transferred, 5000);
+    assert_eq!(s.url, server.url("/bytes/5000"));
+    assert_eq!(s.path.as_deref(), Some(&*downloads.join("done.bin")));
+    let s = status(&engine, failed)
+        .await
+        .expect("the failed download is remembered");
+    assert_eq!(s.state, TransferState::Failed);
+    let error = s.error.expect("its error");
+    assert_eq!(error.kind(), ErrorKind::Server);
+    assert_eq!(error.to_string(), message);
+
+    assert_eq!(list(&engine, List::all()).await, [done, failed]);
+    assert_eq!(
+        list(&engine, List::in_state(TransferState::Completed)).await,
+        [done]
+    );
+    assert_eq!(
+        list(&engine, Some(TransferState::Failed).into()).await,
+        [failed]
+    );
+    assert!(list(&engine, List::in_state(TransferState::Queued))
+        .await
+        .is_empty());
+    assert!(list(&engine, List::all().without_history())
+        .await
+        .is_empty());
+
+    match support::wait(&engine, done).await {
+        Outcome::Completed { bytes, output, .. } => {
+            assert_eq!(bytes, 5000);
+            assert_eq!(output, Output::File(downloads.join("done.bin")));
+        }
+        other => panic!("{other:?}"),
+    }
+    match support::wait(&engine, failed).await {
+        Outcome::Failed { error, .. } => assert_eq!(error.kind(), ErrorKind::Server),
+        other => panic!("{other:?}"),
+    }
+    // An id never issued stays unknown.
+    let never = TransferId::new(done.get() + 100).unwrap();
+    assert!(status(&engine, never).await.is_none());
+    stop(&engine).await;
+}
+
+/// Within one run, a transfer whose record was evicted from memory (`keep_ended`) is still
+/// answered from the journal.
+#[actix_rt::test]
+async fn an_evicted_record_is_answered_from_the_journal() {
+    let server = support::server();
+    let dir = tempfile::tempdir().unwrap();
+    let (downloads, journal) = (dir.path().join("dl"), dir.path().join("journal.db"));
+    let engine = journaled(&downloads, &journal)
+        .keep_ended(1)
+        .try_start()
+        .unwrap();
+    let mut ids = Vec::new();
+    for name in ["a.bin", "b.bin", "c.bin"] {
+        let id = support::submit(&engine, Download::new(server.url("/bytes/100")).to(name))
+            .await
+            .unwrap();
+        assert!(matches!(
+            support::wait(&engine, id).await,
+            Outcome::Completed { .. }
+        ));
+        ids.push(id);
+    }
+    // Only the last one is still in memory.
+    assert_eq!(list(&engine, List::all().without_history()).await, ids[2..]);
+    let s = status(&engine, ids[0])
+        .await
+        .expect("answered from the journal");
+    assert_eq!(s.state, TransferState::Completed);
+    assert_eq!(s.path.as_deref(), Some(&*downloads.join("a.bin")));
+    assert_eq!(list(&engine, List::all()).await, ids);
+    assert!(matches!(
+        support::wait(&engine, ids[1]).await,
+        Outcome::Completed { bytes: 100, .. }
+    ));
+    stop(&engine).await;
+}
+
+/// `Erase` deletes the journal's row: of a record in memory (with its file, when asked), and
+/// of a transfer only the journal remembers (its file is left: the journal cannot tell that
+/// the name still leads to the file that transfer wrote). Erased, it is unknown everywhere.
+#[actix_rt::test]
+async fn erase_deletes_the_row_from_the_journal() {
+    let server = support::server();
+    let dir = tempfile::tempdir().unwrap();
+    let (downloads, journal) = (dir.path().join("dl"), dir.path().join("journal.db"));
+    let engine = journaled(&downloads, &journal).try_start().unwrap();
+    let mut ids = Vec::new();
+    for name in ["a.bin", "b.bin", "c.bin"] {
+        let id = support::submit(&engine, Download::new(server.url("/bytes/100")).to(name))
+            .await
+            .unwrap();
+        let _ = support::wait(&engine, id).await;
+        ids.push(id);
+    }
+    let erase = |id, delete_files| engine.send(Erase { id, delete_files });
+    erase(ids[0], true).await.unwrap().unwrap();
+    // The row is gone once the erase is answered.
+    let left: Vec<u64> = rows(&journal).iter().map(|r| r.0).collect();
+    assert_eq!(left, [ids[1].get(), ids[2].get()]);
+    assert!(!downloads.join("a.bin").exists());
+    assert!(status(&engine, ids[0]).await.is_none());
+    stop(&engine).await;
+
+    let engine = journaled(&downloads, &journal).try_start().unwrap();
+    let erase = |id, delete_files| engine.send(Erase { id, delete_files });
+    erase(ids[1], true).await.unwrap().unwrap();
+    assert_eq!(rows(&journal), [(ids[2].get(), "completed".to_owned())]);
+    assert!(
+        downloads.join("b.bin").exists(),
+        "a file the engine cannot vouch for stays"
+    );
+    assert!(status(&engine, ids[1]).await.is_none());
+    assert_eq!(list(&engine, List::all()).await, ids[2..]);
+    assert!(engine.send(Wait(ids[1])).await.unwrap().is_none());
+    assert_eq!(
+        erase(ids[1], false).await.unwrap(),
+        Err(EraseError::Unknown)
+    );
+    assert_eq!(
+        erase(ids[0], false).await.unwrap(),
+        Err(EraseError::Unknown)
+    );
+    stop(&engine).await;
+}
+
+/// `journal_keep` bounds the history: by count as transfers end, and by age at start.
+#[actix_rt::test]
+async fn the_history_is_bounded_by_count_and_by_age() {
+    let server = support::server();
+    let dir = tempfile::tempdir().unwrap();
+    let (downloads, journal) = (dir.path().join("dl"), dir.path().join("journal.db"));
+    let day = Duration::from_secs(24 * 3600);
+    let engine = journaled(&downloads, &journal)
+        .journal_keep(3, 90 * day)
+        .try_start()
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = support::submit(
+            &engine,
+            Download::new(server.url("/bytes/10")).to(format!("{i}.bin")),
+        )
+        .await
+        .unwrap();
+        let _ = support::wait(&engine, id).await;
+        ids.push(id);
+    }
+    stop(&engine).await;
+    // The newest three ended transfers are kept.
+    let kept: Vec<u64> = rows(&journal).iter().map(|r| r.0).collect();
+    assert_eq!(kept, ids[2..].iter().map(|i| i.get()).collect::<Vec<_>>());
+
+    // Two of them ended 100 days ago: the next start deletes them.
+    {
+        let conn = rusqlite::Connection::open(&journal).unwrap();
+        let old = actix_transfer_now_ms() - 100 * 24 * 3600 * 1000;
+        let n = conn
+            .execute(
+                "UPDATE transfers SET ended_ms = ?1 WHERE id IN (?2, ?3)",
+                rusqlite::params![old, ids[2].get() as i64, ids[3].get() as i64],
+            )
+            .unwrap();
+        assert_eq!(n, 2);
+    }
+    let engine = journaled(&downloads, &journal)
+        .journal_keep(3, 90 * day)
+        .try_start()
+        .unwrap();
+    assert_eq!(rows(&journal), [(ids[4].get(), "completed".to_owned())]);
+    assert!(status(&engine, ids[2]).await.is_none());
+    assert!(status(&engine, ids[4]).await.is_some());
+    stop(&engine).await;
+}
+
+fn actix_transfer_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// `List` by a substring of the URL and by the time of submit: the records in memory and the
+/// journal's history alike.
+#[actix_rt::test]
+async fn list_by_url_substring_and_by_time() {
+    let server = support::server();
+    let dir = tempfile::tempdir().unwrap();
+    let (downloads, journal) = (dir.path().join("dl"), dir.path().join("journal.db"));
+    let engine = journaled(&downloads, &journal).try_start().unwrap();
+    let mut ids = Vec::new();
+    let mut between = None;
+    for (i, tag) in ["alpha", "beta", "alphabet", "gamma"].iter().enumerate() {
+        if i == 2 {
+            // A clear gap in time between the first two and the last two.
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+            between = Some(std::time::SystemTime::now());
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        let id = support::submit(
+            &engine,
+            Download::new(server.url(&format!("/bytes/10?tag={tag}"))).to(format!("{tag}.bin")),
+        )
+        .await
+        .unwrap();
+        let _ = support::wait(&engine, id).await;
+        ids.push(id);
+    }
+    let between = between.unwrap();
+    let check = |engine: actix::Addr<Engine>, ids: Vec<TransferId>| async move {
+        assert_eq!(
+            list(&engine, List::all().url_contains("alpha")).await,
+            [ids[0], ids[2]]
+        );
+        assert_eq!(
+            list(&engine, List::all().url_contains("tag=b")).await,
+            [ids[1]]
+        );
+        // Two characters: below what the trigram index finds, still exact.
+        assert_eq!(
+            list(&engine, List::all().url_contains("mm")).await,
+            [ids[3]]
+        );
+        assert_eq!(
+            list(&engine, List::all().url_contains("ALPHA")).await,
+            [],
+            "case-sensitive"
+        );
+        assert_eq!(
+            list(&engine, List::all().created_since(between)).await,
+            ids[2..]
+        );
+        assert_eq!(
+            list(&engine, List::all().created_before(between)).await,
+            ids[..2]
+        );
+        assert_eq!(
+            list(
+                &engine,
+                List::in_state(TransferState::Completed)
+                    .url_contains("alpha")
+                    .created_since(between)
+            )
+            .await,
+            [ids[2]]
+        );
+    };
+    // In memory...
+    check(engine.clone(), ids.clone()).await;
+    stop(&engine).await;
+    // ... and from the journal after a restart.
+    let engine = journaled(&downloads, &journal).try_start().unwrap();
+    assert!(list(&engine, List::all().without_history())
+        .await
+        .is_empty());
+    check(engine.clone(), ids.clone()).await;
+    stop(&engine).await;
+}
+
+/// A journal that fails while the engine runs (its file system fills up, a real 1 MiB tmpfs):
+/// the submit whose row could not be written is refused with `TransferError::Journal`, and so
+/// is every later one, at once; `EngineStatus` shows the journal failed; the download already
+/// running goes on and completes byte-exact; every transfer answered `Ok` is in the file when
+/// it is opened again.
+#[actix_rt::test]
+async fn a_journal_that_fails_while_running_refuses_submits_and_running_transfers_complete() {
+    let plain = Engine::builder().start();
+    assert_eq!(
+        plain.send(EngineStatus).await.unwrap().journal,
+        JournalState::Off
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("small");
+    let Some(_fs) = crate::file_safety::tmpfs_or_skip(&mount, "size=1m") else {
+        return;
+    };
+    let (downloads, journal) = (dir.path().join("dl"), mount.join("journal.db"));
+    let content = support::content(1 << 20, 3);
+    let server = ranged::start(content.clone());
+    server.script([Act::Slow {
+        chunk: 16 << 10,
+        every: Duration::from_millis(20),
+    }]);
+    let engine = journaled(&downloads, &journal)
+        .max_active(1)
+        .try_start()
+        .unwrap();
+    assert_eq!(
+        engine.send(EngineStatus).await.unwrap().journal,
+        JournalState::Ok
+    );
+    let running = support::submit(
+        &engine,
+        Download::new(format!("{}/file", server.url)).to("running.bin"),
+    )
+    .await
+    .unwrap();
+    support::poll_status(&engine, running, |s| s.bytes_transferred > 0).await;
+
+    // Fill the file system: the journal's WAL has to grow for the next rows.
+    let mut filler = std::fs::File::create(mount.join("filler")).unwrap();
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut filler, &chunk).is_ok() {}
+    drop(filler);
+    let pad = "x".repeat(8 << 10);
+    let mut accepted = vec![running];
+    let mut refused = None;
+    for i in 0..200 {
+        let download = Download::new(format!("{}/file", server.url))
+            .to(format!("queued-{i}.bin"))
+            .header("x-pad", pad.clone());
+        match support::submit(&engine, download).await {
+            Ok(id) => accepted.push(id),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the full file system failed a journal write within 200 rows");
+    assert!(matches!(refused, TransferError::Journal(_)), "{refused:?}");
+    assert!(
+        refused
+            .to_string()
+            .starts_with("the journal refused the transfer"),
+        "{refused}"
+    );
+
+    let state = engine.send(EngineStatus).await.unwrap();
+    match &state.journal {
+        JournalState::Failed { reason } => assert!(reason.contains("full"), "{reason}"),
+        other => panic!("the journal is {other:?}"),
+    }
+    assert_eq!(state.active, 1, "{state:?}");
+    let again = support::submit(
+        &engine,
+        Download::new(format!("{}/file", server.url)).to("later.bin"),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(again, TransferError::Journal(_)), "{again:?}");
+
+    // The running download goes on and completes.
+    let outcome = support::wait(&engine, running).await;
+    assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
+    assert_eq!(
+        std::fs::read(downloads.join("running.bin")).unwrap(),
+        content
+    );
+    stop(&engine).await;
+
+    // With room again, every transfer answered `Ok` is in the journal.
+    std::fs::remove_file(mount.join("filler")).unwrap();
+    let recorded: Vec<u64> = rows(&journal).iter().map(|r| r.0).collect();
+    for id in &accepted {
+        assert!(recorded.contains(&id.get()), "{id} lost: {recorded:?}");
+    }
+    assert_eq!(recorded.len(), accepted.len(), "{recorded:?}");
 }

@@ -304,6 +304,7 @@ async fn a_running_transfer_pauses_resumes_is_rated_and_cancelled() {
     assert_eq!(code, 200);
     assert_eq!(s["states"]["cancelled"], 1, "{s}");
     assert_eq!(s["ended"], 1);
+    assert_eq!(s["journal"], serde_json::json!({ "state": "off" }), "{s}");
     // Every byte kept at the pause was moved (the resume, with no validator, started over).
     assert!(s["bytes"]["download"].as_u64() >= Some(kept), "{s}");
     let mut res = client()
@@ -426,7 +427,7 @@ async fn bad_input_gets_a_json_error_with_the_engine_kind() {
     let (code, v) = call("POST", &format!("{}/metrics", p.base), None).await;
     assert_eq!((code, kind(&v)), (405, "method_not_allowed"));
     // Nothing was submitted.
-    assert!(p.engine.send(List(None)).await.unwrap().is_empty());
+    assert!(p.engine.send(List::all()).await.unwrap().is_empty());
     server.stop().await;
 }
 
@@ -435,7 +436,7 @@ async fn without_the_token_nothing_is_answered_or_changed() {
     let server = server();
     let p = panel().await;
     let id = create(&p, json!({"url": server.url("/slow/4000000")})).await;
-    let before = p.engine.send(List(None)).await.unwrap();
+    let before = p.engine.send(List::all()).await.unwrap();
     let t = |s: &str| format!("{}/api/transfers/{id}{s}", p.base);
     let routes = [
         (
@@ -486,7 +487,7 @@ async fn without_the_token_nothing_is_answered_or_changed() {
     )
     .await;
     assert_eq!(code, 401);
-    let after = p.engine.send(List(None)).await.unwrap();
+    let after = p.engine.send(List::all()).await.unwrap();
     assert_eq!(after.len(), before.len(), "nothing was submitted or erased");
     assert_eq!(
         after[0].state,
@@ -628,7 +629,7 @@ async fn the_url_policy_refuses_before_anything_is_sent() {
         .unwrap()
         .contains("127.0.0.1"));
     assert_eq!(server.requests(), 0);
-    assert!(p.engine.send(List(None)).await.unwrap().is_empty());
+    assert!(p.engine.send(List::all()).await.unwrap().is_empty());
     server.stop().await;
 }
 

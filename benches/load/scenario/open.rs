@@ -115,7 +115,7 @@ async fn open_engine(n: usize, url: &str) -> serde_json::Value {
     let start = Instant::now();
     loop {
         let active = engine
-            .send(List(Some(TransferState::Active)))
+            .send(List::in_state(TransferState::Active))
             .await
             .unwrap();
         if active.iter().filter(|s| s.bytes_transferred > 0).count() == n
