@@ -27,7 +27,8 @@ use crate::{
 /// Download options, as validated.
 #[derive(Debug, Clone)]
 pub(crate) struct DownloadOptions {
-    pub(crate) target: PathBuf,
+    /// `None`: named after the response (see [`path::file_name`]), once its head arrives.
+    pub(crate) target: Option<PathBuf>,
     pub(crate) conflict: Conflict,
     pub(crate) expect_size: Option<u64>,
     /// Lower-case hex.
@@ -44,8 +45,15 @@ pub(crate) struct DownloadOptions {
 /// Download a URL with GET into a file under the engine's download directory.
 ///
 /// The body goes to `<name>.part`, which is renamed to `<name>` only after its length was
-/// verified against the response. Without [`Download::to`], the name is the URL's last path
-/// segment (sanitised), or `download`.
+/// verified against the response. Without [`Download::to`], the name is chosen from the
+/// response as browsers choose it: the `Content-Disposition` file name (`filename*`, RFC 8187,
+/// before `filename`), else the last path segment of the URL that answered (after redirects),
+/// else `download`. Such a name is always made safe: separators, control and invisible
+/// characters and `<>:"|?*` become `_`, leading and trailing dots and spaces go, a name
+/// Windows reserves (`CON`, `NUL.txt`, `COM1`...) gets a leading `_`, and a long one is cut
+/// (keeping its extension); it is a file directly in the download dir. The path reported
+/// ([`TransferStatus::path`](crate::TransferStatus::path), the outcome's) is always the real
+/// one, `Uniquify`'s ` (1)` included.
 ///
 /// ```
 /// use actix_transfer::{Conflict, Download};
@@ -173,8 +181,8 @@ impl Download {
     /// formatting characters (U+202E, U+200B, U+FEFF, U+2028, ...) are refused with
     /// `UnsafePath`, and so is a file name longer than 250 bytes (its `.part` file must fit the
     /// 255-byte limit of file systems; under `Uniquify`, ` (k)` is made room for by cutting
-    /// the name). Without a target the name comes from the URL, cut to fit and with such
-    /// characters replaced by `_`.
+    /// the name). Without a target the name comes from the response (see [`Download`]), cut
+    /// to fit and with such characters replaced by `_`.
     pub fn to(mut self, relative_path: impl Into<String>) -> Self {
         self.target = Some(relative_path.into());
         self
@@ -508,10 +516,11 @@ fn refuse_owned_headers(
 impl Download {
     pub(crate) fn validate(&self) -> Result<Job, TransferError> {
         let url = parse_url(&self.url)?;
-        let target = match &self.target {
-            Some(t) => path::validate_target(t)?,
-            None => path::name_from_url(&url),
-        };
+        let target = self
+            .target
+            .as_deref()
+            .map(path::validate_target)
+            .transpose()?;
         let expect_sha256 = match &self.expect_sha256 {
             Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Some(hex.to_ascii_lowercase())

@@ -145,7 +145,7 @@ pub(super) fn row_of(id: u64, job: &Job, source_mtime_ns: Option<i64>) -> Option
     };
     match &job.kind {
         JobKind::Download(opts) => {
-            row.target = Some(opts.target.clone());
+            row.target = opts.target.clone();
             let o = &mut row.options;
             o.expect_sha256 = opts.expect_sha256.clone();
             o.expect_size = opts.expect_size;

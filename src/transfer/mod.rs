@@ -187,16 +187,24 @@ impl TransferActor {
                 {
                     let mut writer = Writer::new(f, hashed).write_behind(fsync);
                     writer.written = len;
-                    return Ok((p, writer));
+                    return Ok(Some((p, writer)));
                 }
+                // Named after its response: no `.part` until the response's head arrives.
+                let Some(target) = target else {
+                    return Ok(None);
+                };
                 sink::prepare_part(&dir, &target, conflict)
-                    .map(|(p, f)| (p, Writer::new(f, hashed).write_behind(fsync)))
+                    .map(|(p, f)| Some((p, Writer::new(f, hashed).write_behind(fsync))))
             });
             return self.prepared(job, ctx);
         }
+        // Named after its response: the `.part` is created once its head arrived (download.rs).
+        let Some(target) = target else {
+            return self.start_attempt(ctx);
+        };
         let job = crate::file::blocking::run(move || {
             sink::prepare_part(&dir, &target, conflict)
-                .map(|(p, f)| (p, Writer::new(f, hashed).write_behind(fsync)))
+                .map(|(p, f)| Some((p, Writer::new(f, hashed).write_behind(fsync))))
         });
         self.prepared(job, ctx);
     }
@@ -204,14 +212,18 @@ impl TransferActor {
     /// The `.part` is ready (or could not be): start, or fail.
     fn prepared(
         &mut self,
-        job: crate::file::blocking::Pending<Result<(sink::Placement, Writer), TransferError>>,
+        job: crate::file::blocking::Pending<
+            Result<Option<(sink::Placement, Writer)>, TransferError>,
+        >,
         ctx: &mut Context<Self>,
     ) {
         ctx.spawn(wrap_future(job).map(|res, act: &mut Self, ctx| {
             match res.unwrap_or_else(|e| Err(e.into())) {
-                Ok((placement, writer)) => {
+                Ok(None) => act.stop_point(None, ctx),
+                Ok(Some((placement, writer))) => {
                     let download = &act.shared.download;
                     act.shared.set_bytes(writer.written);
+                    act.shared.progress.set_path(placement.target.clone());
                     #[cfg(feature = "journal")]
                     {
                         let target = placement.target.clone();
