@@ -173,6 +173,7 @@ mod event;
 mod file;
 mod handle;
 mod http;
+mod input;
 #[cfg(feature = "journal")]
 mod journal;
 mod redact;
@@ -201,6 +202,7 @@ pub use event::{
 };
 pub use file::policy::{Conflict, Partial};
 pub use handle::{EngineHandle, EventStream, EVENT_BUFFER};
+pub use input::{IntoHeaderName, IntoHeaderValue, IntoUrl};
 pub use request::{Download, Fetch, Upload};
 pub use retry::RetryPolicy;
 

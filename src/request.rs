@@ -4,7 +4,7 @@
 //! Engine validates it before any I/O (URL and scheme, header names and values, target path)
 //! and answers at once; the transfer itself runs later on a worker.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use actix::Message;
 use awc::http::{
@@ -21,6 +21,7 @@ use crate::{
         path,
         policy::{Conflict, Partial},
     },
+    input::{self, IntoHeaderName, IntoHeaderValue, IntoUrl},
     redact,
 };
 
@@ -40,6 +41,15 @@ pub(crate) struct DownloadOptions {
     pub(crate) segments: Option<u32>,
     /// Flush the file to the disk before it is complete; `None`: the engine's default.
     pub(crate) fsync: Option<bool>,
+}
+
+/// A transfer's own timeouts; each `None` is the engine's.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Timeouts {
+    pub(crate) headers: Option<Duration>,
+    pub(crate) idle: Option<Duration>,
+    /// `Some(Duration::ZERO)`: no limit, whatever the engine's.
+    pub(crate) total: Option<Duration>,
 }
 
 /// Download a URL with GET into a file under the engine's download directory.
@@ -63,11 +73,30 @@ pub(crate) struct DownloadOptions {
 ///     .conflict(Conflict::Overwrite);
 /// # let _ = d;
 /// ```
+///
+/// Typed inputs of the `http` crate (1.x) and [`url::Url`] work as strings do (see
+/// [`IntoUrl`], [`IntoHeaderName`], [`IntoHeaderValue`]):
+///
+/// ```
+/// use actix_transfer::Download;
+/// use http::header::{self, HeaderMap, HeaderValue};
+///
+/// let uri: http::Uri = "http://127.0.0.1:8080/file.bin".parse().unwrap();
+/// let mut more = HeaderMap::new();
+/// more.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+/// let d = Download::new(uri)
+///     .header(header::ACCEPT, "x")
+///     .header("x-request-id", HeaderValue::from_static("42"))
+///     .headers(more)
+///     .idle_timeout(std::time::Duration::from_secs(5))
+///     .max_attempts(3);
+/// # let _ = d;
+/// ```
 #[derive(Debug, Clone)]
 pub struct Download {
     pub(crate) url: String,
     pub(crate) target: Option<String>,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, Bytes)>,
     pub(crate) conflict: Conflict,
     pub(crate) priority: i32,
     pub(crate) expect_size: Option<u64>,
@@ -79,13 +108,15 @@ pub struct Download {
     pub(crate) max_rate: Option<u64>,
     pub(crate) segments: Option<u32>,
     pub(crate) fsync: Option<bool>,
+    pub(crate) timeouts: Timeouts,
 }
 
 impl Download {
-    /// Download `url` (http or https).
-    pub fn new(url: impl Into<String>) -> Self {
+    /// Download `url` (http or https): a string, a [`url::Url`] or an [`http::Uri`] (see
+    /// [`IntoUrl`]).
+    pub fn new(url: impl IntoUrl) -> Self {
         Download {
-            url: url.into(),
+            url: url.into_url_string(),
             target: None,
             headers: Vec::new(),
             conflict: Conflict::default(),
@@ -99,6 +130,7 @@ impl Download {
             max_rate: None,
             segments: None,
             fsync: None,
+            timeouts: Timeouts::default(),
         }
     }
 
@@ -191,8 +223,16 @@ impl Download {
     /// Add a request header. Headers the engine owns are refused at submit with
     /// `InvalidRequest`: `Expect`, `Host`, `Content-Length`, `Transfer-Encoding`, `TE`,
     /// `Connection`, `Keep-Alive`, `Proxy-Connection` and `Upgrade`.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+    pub fn header(mut self, name: impl IntoHeaderName, value: impl IntoHeaderValue) -> Self {
+        self.headers
+            .push((name.into_name_string(), value.into_value_bytes()));
+        self
+    }
+
+    /// Add every header of `map` (the `http` crate's, 1.x), as [`header`](Self::header) adds
+    /// one.
+    pub fn headers(mut self, map: ::http::HeaderMap) -> Self {
+        self.headers.extend(input::header_pairs(map));
         self
     }
 
@@ -205,6 +245,30 @@ impl Download {
     /// Admission priority: higher starts first when transfers queue (default 0).
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
+        self
+    }
+
+    /// This transfer's bound on waiting for the response headers (as
+    /// [`EngineBuilder::headers_timeout`](crate::EngineBuilder::headers_timeout) says; zero:
+    /// no limit). Default: the engine's. Connecting is bounded by the engine's connect timeout.
+    pub fn headers_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.headers = Some(d);
+        self
+    }
+
+    /// This transfer's bound on a body making no progress (as
+    /// [`EngineBuilder::idle_timeout`](crate::EngineBuilder::idle_timeout) says; zero: no
+    /// limit). Default: the engine's.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.idle = Some(d);
+        self
+    }
+
+    /// This transfer's overall deadline, every attempt and backoff included (as
+    /// [`EngineBuilder::total_timeout`](crate::EngineBuilder::total_timeout) says; zero: no
+    /// limit, whatever the engine's). Default: the engine's.
+    pub fn total_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.total = Some(d);
         self
     }
 }
@@ -231,21 +295,25 @@ pub struct Upload {
     pub(crate) url: String,
     pub(crate) file: PathBuf,
     pub(crate) method: Method,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, Bytes)>,
     pub(crate) priority: i32,
     pub(crate) max_rate: Option<u64>,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) timeouts: Timeouts,
 }
 
 impl Upload {
-    /// PUT the file at `file` to `url`.
-    pub fn new(url: impl Into<String>, file: impl Into<PathBuf>) -> Self {
+    /// PUT the file at `file` to `url` (a string, a [`url::Url`] or an [`http::Uri`]).
+    pub fn new(url: impl IntoUrl, file: impl Into<PathBuf>) -> Self {
         Upload {
-            url: url.into(),
+            url: url.into_url_string(),
             file: file.into(),
             method: Method::PUT,
             headers: Vec::new(),
             priority: 0,
             max_rate: None,
+            max_attempts: None,
+            timeouts: Timeouts::default(),
         }
     }
 
@@ -265,14 +333,53 @@ impl Upload {
     /// Add a request header. Headers the engine owns are refused at submit with
     /// `InvalidRequest`: `Expect`, `Host`, `Content-Length`, `Transfer-Encoding`, `TE`,
     /// `Connection`, `Keep-Alive`, `Proxy-Connection` and `Upgrade`.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+    pub fn header(mut self, name: impl IntoHeaderName, value: impl IntoHeaderValue) -> Self {
+        self.headers
+            .push((name.into_name_string(), value.into_value_bytes()));
+        self
+    }
+
+    /// Add every header of `map` (the `http` crate's, 1.x), as [`header`](Self::header) adds
+    /// one.
+    pub fn headers(mut self, map: ::http::HeaderMap) -> Self {
+        self.headers.extend(input::header_pairs(map));
         self
     }
 
     /// Admission priority: higher starts first when transfers queue (default 0).
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
+        self
+    }
+
+    /// This transfer's bound on waiting for the response headers (as
+    /// [`EngineBuilder::headers_timeout`](crate::EngineBuilder::headers_timeout) says; zero:
+    /// no limit). Default: the engine's. Connecting is bounded by the engine's connect timeout.
+    pub fn headers_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.headers = Some(d);
+        self
+    }
+
+    /// This transfer's bound on a body making no progress (as
+    /// [`EngineBuilder::idle_timeout`](crate::EngineBuilder::idle_timeout) says; zero: no
+    /// limit). Default: the engine's.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.idle = Some(d);
+        self
+    }
+
+    /// This transfer's overall deadline, every attempt and backoff included (as
+    /// [`EngineBuilder::total_timeout`](crate::EngineBuilder::total_timeout) says; zero: no
+    /// limit, whatever the engine's). Default: the engine's.
+    pub fn total_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.total = Some(d);
+        self
+    }
+
+    /// Attempts before giving up, the first included (`0` counts as 1; default: the engine's
+    /// retry policy).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n.max(1));
         self
     }
 }
@@ -296,24 +403,26 @@ impl Message for Upload {
 pub struct Fetch {
     pub(crate) url: String,
     pub(crate) method: String,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, Bytes)>,
     pub(crate) body: Option<Bytes>,
     pub(crate) any_status: bool,
     pub(crate) max_body: Option<u64>,
     pub(crate) priority: i32,
     pub(crate) max_rate: Option<u64>,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) timeouts: Timeouts,
 }
 
 impl Fetch {
-    /// A GET of `url`.
-    pub fn get(url: impl Into<String>) -> Self {
+    /// A GET of `url` (a string, a [`url::Url`] or an [`http::Uri`]).
+    pub fn get(url: impl IntoUrl) -> Self {
         Fetch::new("GET", url)
     }
 
     /// A request with any method (`"GET"`, `"POST"`, `"DELETE"`, ...).
-    pub fn new(method: impl Into<String>, url: impl Into<String>) -> Self {
+    pub fn new(method: impl Into<String>, url: impl IntoUrl) -> Self {
         Fetch {
-            url: url.into(),
+            url: url.into_url_string(),
             method: method.into(),
             headers: Vec::new(),
             body: None,
@@ -321,6 +430,8 @@ impl Fetch {
             max_body: None,
             priority: 0,
             max_rate: None,
+            max_attempts: None,
+            timeouts: Timeouts::default(),
         }
     }
 
@@ -340,8 +451,16 @@ impl Fetch {
     /// Add a request header. Headers the engine owns are refused at submit with
     /// `InvalidRequest`: `Expect`, `Host`, `Content-Length`, `Transfer-Encoding`, `TE`,
     /// `Connection`, `Keep-Alive`, `Proxy-Connection` and `Upgrade`.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+    pub fn header(mut self, name: impl IntoHeaderName, value: impl IntoHeaderValue) -> Self {
+        self.headers
+            .push((name.into_name_string(), value.into_value_bytes()));
+        self
+    }
+
+    /// Add every header of `map` (the `http` crate's, 1.x), as [`header`](Self::header) adds
+    /// one.
+    pub fn headers(mut self, map: ::http::HeaderMap) -> Self {
+        self.headers.extend(input::header_pairs(map));
         self
     }
 
@@ -361,6 +480,37 @@ impl Fetch {
     /// Admission priority: higher starts first when transfers queue (default 0).
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
+        self
+    }
+
+    /// This transfer's bound on waiting for the response headers (as
+    /// [`EngineBuilder::headers_timeout`](crate::EngineBuilder::headers_timeout) says; zero:
+    /// no limit). Default: the engine's. Connecting is bounded by the engine's connect timeout.
+    pub fn headers_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.headers = Some(d);
+        self
+    }
+
+    /// This transfer's bound on a body making no progress (as
+    /// [`EngineBuilder::idle_timeout`](crate::EngineBuilder::idle_timeout) says; zero: no
+    /// limit). Default: the engine's.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.idle = Some(d);
+        self
+    }
+
+    /// This transfer's overall deadline, every attempt and backoff included (as
+    /// [`EngineBuilder::total_timeout`](crate::EngineBuilder::total_timeout) says; zero: no
+    /// limit, whatever the engine's). Default: the engine's.
+    pub fn total_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.total = Some(d);
+        self
+    }
+
+    /// Attempts before giving up, the first included (`0` counts as 1; default: the engine's
+    /// retry policy).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n.max(1));
         self
     }
 }
@@ -402,6 +552,8 @@ pub(crate) struct Job {
     pub(crate) max_attempts: Option<u32>,
     /// Bytes per second, this transfer alone.
     pub(crate) max_rate: Option<u64>,
+    /// Override the engine's timeouts.
+    pub(crate) timeouts: Timeouts,
     /// A transfer restored from the journal: where it was when the last process ended.
     #[cfg(feature = "journal")]
     pub(crate) restore: Option<Box<crate::journal::Restore>>,
@@ -452,9 +604,7 @@ fn is_token(s: &str) -> bool {
 /// Names must be tokens; values are what `HeaderValue::from_str` takes, RFC 9110's field
 /// values: visible ASCII, space, tab and bytes above 127 (obs-text), never CR, LF, NUL, another
 /// control or DEL.
-fn parse_headers(
-    raw: &[(String, String)],
-) -> Result<Vec<(HeaderName, HeaderValue)>, TransferError> {
+fn parse_headers(raw: &[(String, Bytes)]) -> Result<Vec<(HeaderName, HeaderValue)>, TransferError> {
     raw.iter()
         .map(|(k, v)| {
             let name = Some(k)
@@ -465,7 +615,7 @@ fn parse_headers(
                         "invalid header name {k:?}: a name is letters, digits and !#$%&'*+-.^_`|~"
                     ))
                 })?;
-            let value = HeaderValue::from_str(v)
+            let value = HeaderValue::from_bytes(v)
                 .map_err(|_| TransferError::invalid(format!("invalid value for header {k:?}")))?;
             Ok((name, value))
         })
@@ -552,6 +702,7 @@ impl Download {
             priority: self.priority,
             max_attempts: self.max_attempts,
             max_rate: self.max_rate,
+            timeouts: self.timeouts,
             #[cfg(feature = "journal")]
             restore: None,
         })
@@ -572,8 +723,9 @@ impl Upload {
                 size,
             },
             priority: self.priority,
-            max_attempts: None,
+            max_attempts: self.max_attempts,
             max_rate: self.max_rate,
+            timeouts: self.timeouts,
             #[cfg(feature = "journal")]
             restore: None,
         })
@@ -598,8 +750,9 @@ impl Fetch {
                 max_body: self.max_body,
             },
             priority: self.priority,
-            max_attempts: None,
+            max_attempts: self.max_attempts,
             max_rate: self.max_rate,
+            timeouts: self.timeouts,
             #[cfg(feature = "journal")]
             restore: None,
         })

@@ -223,6 +223,9 @@ fn job_of(row: &Row) -> Result<Job, TransferError> {
             if let Some(r) = row.options.max_rate {
                 u = u.max_rate(r);
             }
+            if let Some(n) = row.options.max_attempts {
+                u = u.max_attempts(n);
+            }
             let size = row.source_len.unwrap_or(0);
             let mut job = u.validate(size)?;
             // The same file, unchanged, is sent again from its start; any other fails.

@@ -287,7 +287,7 @@ async fn read_slowly(
     sink: &mut FileSink,
 ) -> Result<bool, TransferError> {
     // A zero idle timeout is no limit, not a zero round.
-    let round = match ctx.cfg.idle_timeout {
+    let round = match ctx.idle_timeout() {
         idle if idle.is_zero() => ROUND,
         idle => ROUND.min(idle / 4),
     };

@@ -126,7 +126,12 @@ impl TransferActor {
             url = %crate::redact::url(&setup.job.request.url)
         );
         let now = Instant::now();
-        let deadline = setup.cfg.total_timeout.and_then(|t| time::deadline(now, t));
+        // The transfer's own total timeout, else the engine's; zero is no limit.
+        let total = match setup.job.timeouts.total {
+            Some(own) => Some(own).filter(|d| !d.is_zero()),
+            None => setup.cfg.total_timeout,
+        };
+        let deadline = total.and_then(|t| time::deadline(now, t));
         let (engine, worker) = (Arc::clone(&setup.engine), setup.worker);
         TransferActor {
             shared: Rc::new(Ctx::new(setup, client, now)),

@@ -26,5 +26,6 @@ mod segmented;
 mod slow_download;
 #[cfg(feature = "rustls")]
 mod tls;
+mod typed_inputs;
 mod upload_fetch;
 mod web;

@@ -1,0 +1,245 @@
+//! Typed inputs beside strings (`url::Url`, `http::Uri`, `HeaderName`, `HeaderValue`,
+//! `HeaderMap`, all of http 1.x) reach the server as given; and every builder has the same
+//! shape: its own timeouts and attempts, whatever the kind.
+
+use std::time::{Duration, Instant};
+
+use crate::hostile;
+
+use actix_transfer::{
+    Download, ErrorKind, Fetch, RetryPolicy, TimeoutPhase, TransferError, Upload,
+};
+use hostile::*;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+#[actix_rt::test]
+async fn typed_urls_and_headers_reach_the_server() {
+    let server = Hostile::start(|_| vec![Step::Write(ok(b"typed"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let source = dir.path().join("up.bin");
+    std::fs::write(&source, b"up").unwrap();
+
+    let mut map = HeaderMap::new();
+    map.append("x-multi", HeaderValue::from_static("one"));
+    map.append("x-multi", HeaderValue::from_static("two"));
+    map.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    let uri: http::Uri = server.url("/by-uri").parse().unwrap();
+    let download = Download::new(uri)
+        .to("d.bin")
+        .header(header::ACCEPT, "x")
+        .header(
+            HeaderName::from_static("x-typed"),
+            HeaderValue::from_static("v"),
+        )
+        .header("x-plain", String::from("s"))
+        .headers(map);
+    let url = url::Url::parse(&server.url("/by-url")).unwrap();
+    let upload = Upload::new(url.clone(), &source).header(&header::CONTENT_TYPE, "a/b");
+    let uri: http::Uri = server.url("/fetch-by-ref").parse().unwrap();
+    let by_ref = HeaderValue::from_static("r");
+    let fetch = Fetch::get(&uri).header("x-ref", &by_ref);
+
+    assert!(run(&engine, download).await.1.is_completed());
+    assert!(run(&engine, upload).await.1.is_completed());
+    assert!(run(&engine, fetch).await.1.is_completed());
+    assert!(run(&engine, Fetch::get(&url)).await.1.is_completed());
+
+    let requests = server.requests();
+    let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/by-uri", "/by-url", "/fetch-by-ref", "/by-url"]);
+    let d = &requests[0];
+    assert_eq!(d.header("accept"), Some("x"));
+    assert_eq!(d.header("x-typed"), Some("v"));
+    assert_eq!(d.header("x-plain"), Some("s"));
+    assert_eq!(d.header("cache-control"), Some("no-cache"));
+    let multi: Vec<&str> = d
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "x-multi")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(multi, ["one", "two"]);
+    assert_eq!(requests[1].method, "PUT");
+    assert_eq!(requests[1].header("content-type"), Some("a/b"));
+    assert_eq!(requests[2].header("x-ref"), by_ref.to_str().ok());
+}
+
+#[actix_rt::test]
+async fn a_bad_typed_url_or_header_is_refused_at_submit_as_a_string_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    for uri in ["/relative", "ftp://127.0.0.1/x", "127.0.0.1:80"] {
+        let uri: http::Uri = uri.parse().unwrap();
+        let refused = submit(&engine, Download::new(uri.clone())).await;
+        match refused {
+            Err(TransferError::InvalidRequest(message)) => {
+                assert!(
+                    message.contains("URL") || message.contains("scheme"),
+                    "{message}"
+                );
+            }
+            other => panic!("{uri}: {other:?}"),
+        }
+    }
+    // A header the engine owns, typed or not.
+    let refused = submit(
+        &engine,
+        Fetch::get("http://127.0.0.1:1/").header(header::HOST, "elsewhere"),
+    )
+    .await;
+    assert!(
+        matches!(&refused, Err(TransferError::InvalidRequest(m)) if m.contains("host")),
+        "{refused:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn every_kind_has_its_own_headers_timeout() {
+    // The server reads the request, then never answers.
+    let server = Hostile::always(vec![Step::Hang]);
+    let dir = tempfile::tempdir().unwrap();
+    // The engine's own headers timeout is far longer than the test's wait. A download's or a
+    // fetch's wait for its headers starts with its connect timeout's worth of time.
+    let engine = engine(dir.path(), |b| {
+        b.headers_timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_millis(500))
+    });
+    let source = dir.path().join("up.bin");
+    std::fs::write(&source, b"up").unwrap();
+    let own = Duration::from_millis(200);
+    let start = Instant::now();
+    let outcomes = [
+        run(
+            &engine,
+            Download::new(server.url("/d")).to("d").headers_timeout(own),
+        )
+        .await
+        .1,
+        run(
+            &engine,
+            Upload::new(server.url("/u"), &source).headers_timeout(own),
+        )
+        .await
+        .1,
+        run(&engine, Fetch::get(server.url("/f")).headers_timeout(own))
+            .await
+            .1,
+    ];
+    for outcome in &outcomes {
+        assert_eq!(
+            failure(outcome),
+            &TransferError::Timeout(TimeoutPhase::Headers)
+        );
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[actix_rt::test]
+async fn every_kind_has_its_own_idle_and_total_timeouts() {
+    // Half a body, then silence.
+    let mut half = head(200, &[("Content-Length", "6")]);
+    half.extend_from_slice(b"abc");
+    let server = Hostile::always(vec![Step::Write(half), Step::Hang]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b.idle_timeout(Duration::from_secs(60)));
+    let source = dir.path().join("up.bin");
+    std::fs::write(&source, b"up").unwrap();
+    let own = Duration::from_millis(200);
+    let start = Instant::now();
+    let idle = [
+        run(
+            &engine,
+            Download::new(server.url("/d")).to("d").idle_timeout(own),
+        )
+        .await
+        .1,
+        run(
+            &engine,
+            Upload::new(server.url("/u"), &source).idle_timeout(own),
+        )
+        .await
+        .1,
+        run(&engine, Fetch::get(server.url("/f")).idle_timeout(own))
+            .await
+            .1,
+    ];
+    for outcome in &idle {
+        assert_eq!(
+            failure(outcome),
+            &TransferError::Timeout(TimeoutPhase::Idle)
+        );
+    }
+    let total = [
+        run(
+            &engine,
+            Download::new(server.url("/d")).to("e").total_timeout(own),
+        )
+        .await
+        .1,
+        run(
+            &engine,
+            Upload::new(server.url("/u"), &source).total_timeout(own),
+        )
+        .await
+        .1,
+        run(&engine, Fetch::get(server.url("/f")).total_timeout(own))
+            .await
+            .1,
+    ];
+    for outcome in &total {
+        assert_eq!(
+            failure(outcome),
+            &TransferError::Timeout(TimeoutPhase::Total)
+        );
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[actix_rt::test]
+async fn every_kind_has_its_own_attempt_count() {
+    let server = Hostile::always(vec![Step::Write(response(503, &[], b""))]);
+    let dir = tempfile::tempdir().unwrap();
+    let retry = RetryPolicy::default()
+        .max_attempts(10)
+        .initial_delay(Duration::from_millis(1))
+        .max_delay(Duration::from_millis(1));
+    let engine = engine(dir.path(), |b| b.retry(retry));
+    let source = dir.path().join("up.bin");
+    std::fs::write(&source, b"up").unwrap();
+
+    let outcomes = [
+        run(
+            &engine,
+            Download::new(server.url("/d")).to("d").max_attempts(2),
+        )
+        .await
+        .1,
+        run(
+            &engine,
+            Upload::new(server.url("/u"), &source).max_attempts(2),
+        )
+        .await
+        .1,
+        run(&engine, Fetch::get(server.url("/f")).max_attempts(2))
+            .await
+            .1,
+    ];
+    for outcome in &outcomes {
+        assert_failed(outcome, ErrorKind::Server);
+        let actix_transfer::Outcome::Failed { attempts, .. } = outcome else {
+            unreachable!()
+        };
+        assert_eq!(*attempts, 2, "{outcome:?}");
+    }
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/d", "/d", "/u", "/u", "/f", "/f"]);
+}
