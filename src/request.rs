@@ -277,23 +277,27 @@ impl Message for Download {
     type Result = Result<TransferId, TransferError>;
 }
 
-/// Upload a file as the body of a PUT (default) or POST, with `Content-Length`.
+/// Upload a file, or bytes in memory, as the body of a PUT (default) or POST, with
+/// `Content-Length`.
 ///
-/// The file must exist when the message is sent (checked off-thread before the id is
-/// assigned). `Began` is published before connecting, with the body size; progress counts body
-/// bytes handed to the connection. The response body is kept in memory up to the body cap.
+/// A file must exist when the message is sent (checked off-thread before the id is
+/// assigned); it is streamed from the disk, never held in memory. `Began` is published before
+/// connecting, with the body size; progress counts body bytes handed to the connection. The
+/// response body is kept in memory up to the body cap.
 ///
 /// ```
 /// use actix_transfer::Upload;
 /// let u = Upload::new("http://127.0.0.1:8080/put/here", "/tmp/report.pdf")
 ///     .post()
 ///     .header("content-type", "application/pdf");
-/// # let _ = u;
+/// let b = Upload::bytes("http://127.0.0.1:8080/put/there", &b"{\"q\": 1}"[..])
+///     .header("content-type", "application/json");
+/// # let _ = (u, b);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Upload {
     pub(crate) url: String,
-    pub(crate) file: PathBuf,
+    pub(crate) body: UploadBody,
     pub(crate) method: Method,
     pub(crate) headers: Vec<(String, Bytes)>,
     pub(crate) priority: i32,
@@ -305,9 +309,20 @@ pub struct Upload {
 impl Upload {
     /// PUT the file at `file` to `url` (a string, a [`url::Url`] or an [`http::Uri`]).
     pub fn new(url: impl IntoUrl, file: impl Into<PathBuf>) -> Self {
+        Upload::of(url, UploadBody::File(file.into()))
+    }
+
+    /// PUT `body`, held in memory, to `url`. It is sent again whole on each attempt (and on a
+    /// 307 or 308 redirect). An engine with a journal does not record it (its bytes live in
+    /// this process only), as it records no fetch.
+    pub fn bytes(url: impl IntoUrl, body: impl Into<Bytes>) -> Self {
+        Upload::of(url, UploadBody::Bytes(body.into()))
+    }
+
+    fn of(url: impl IntoUrl, body: UploadBody) -> Self {
         Upload {
             url: url.into_url_string(),
-            file: file.into(),
+            body,
             method: Method::PUT,
             headers: Vec::new(),
             priority: 0,
@@ -527,12 +542,31 @@ pub(crate) struct HttpRequest {
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
 }
 
+/// Where an upload's body comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum UploadBody {
+    /// A file, streamed from the disk.
+    File(PathBuf),
+    /// Bytes in memory.
+    Bytes(Bytes),
+}
+
+impl UploadBody {
+    /// The file, when the body is one.
+    pub(crate) fn file(&self) -> Option<&PathBuf> {
+        match self {
+            UploadBody::File(path) => Some(path),
+            UploadBody::Bytes(_) => None,
+        }
+    }
+}
+
 /// What a transfer does with the response, as validated.
 #[derive(Debug, Clone)]
 pub(crate) enum JobKind {
     Download(Box<DownloadOptions>),
     Upload {
-        file: PathBuf,
+        body: UploadBody,
         size: u64,
     },
     Fetch {
@@ -710,7 +744,8 @@ impl Download {
 }
 
 impl Upload {
-    /// Everything but the file check, which needs I/O.
+    /// Everything but the file check, which needs I/O (`size`: the file's; a body in memory
+    /// has its own).
     pub(crate) fn validate(&self, size: u64) -> Result<Job, TransferError> {
         Ok(Job {
             request: HttpRequest {
@@ -719,8 +754,11 @@ impl Upload {
                 headers: parse_headers(&self.headers)?,
             },
             kind: JobKind::Upload {
-                file: self.file.clone(),
-                size,
+                size: match &self.body {
+                    UploadBody::Bytes(b) => b.len() as u64,
+                    UploadBody::File(_) => size,
+                },
+                body: self.body.clone(),
             },
             priority: self.priority,
             max_attempts: self.max_attempts,

@@ -116,6 +116,8 @@ impl Opened {
 pub(super) fn row_of(id: u64, job: &Job, source_mtime_ns: Option<i64>) -> Option<Row> {
     let kind = match &job.kind {
         JobKind::Download(_) => TransferKind::Download,
+        // Bytes in memory cannot be sent again after a restart: not recorded.
+        JobKind::Upload { body, .. } if body.file().is_none() => return None,
         JobKind::Upload { .. } => TransferKind::Upload,
         JobKind::Fetch { .. } => return None,
     };
@@ -156,8 +158,8 @@ pub(super) fn row_of(id: u64, job: &Job, source_mtime_ns: Option<i64>) -> Option
             o.resumable_only = opts.resumable_only;
             o.fsync = opts.fsync;
         }
-        JobKind::Upload { file, size } => {
-            row.target = Some(file.clone());
+        JobKind::Upload { body, size } => {
+            row.target = body.file().cloned();
             row.source_len = Some(*size);
             row.source_mtime_ns = source_mtime_ns;
         }

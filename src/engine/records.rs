@@ -221,7 +221,7 @@ impl<A: Clone> Records<A> {
                 TransferKind::Download,
                 opts.target.as_ref().map(|t| self.download_dir.join(t)),
             ),
-            JobKind::Upload { file, .. } => (TransferKind::Upload, Some(file.clone())),
+            JobKind::Upload { body, .. } => (TransferKind::Upload, body.file().cloned()),
             JobKind::Fetch { .. } => (TransferKind::Fetch, None),
         };
         let key = Admission::key(job.priority, id);
@@ -278,7 +278,7 @@ impl<A: Clone> Records<A> {
                 TransferKind::Download,
                 opts.target.as_ref().map(|t| self.download_dir.join(t)),
             ),
-            JobKind::Upload { file, .. } => (TransferKind::Upload, Some(file.clone())),
+            JobKind::Upload { body, .. } => (TransferKind::Upload, body.file().cloned()),
             JobKind::Fetch { .. } => (TransferKind::Fetch, None),
         };
         let key = Admission::key(job.priority, id);

@@ -256,7 +256,7 @@ impl TransferActor {
             let run = std::pin::pin!(async {
                 match &shared.job.kind {
                     JobKind::Download(opts) => download::run(&shared, opts).await,
-                    JobKind::Upload { file, size } => upload::run(&shared, file, *size).await,
+                    JobKind::Upload { body, size } => upload::run(&shared, body, *size).await,
                     JobKind::Fetch { .. } => fetch::run(&shared).await,
                 }
             });

@@ -243,3 +243,126 @@ async fn every_kind_has_its_own_attempt_count() {
     let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/d", "/d", "/u", "/u", "/f", "/f"]);
 }
+
+#[actix_rt::test]
+async fn an_upload_body_from_bytes_is_sent_like_a_file() {
+    let server = crate::support::server();
+    let rig = crate::support::rig().await;
+    let data = crate::support::pattern(300_000);
+    for upload in [
+        Upload::bytes(server.url("/upload"), data.clone()),
+        Upload::bytes(server.url("/upload"), bytes::Bytes::new()).post(),
+    ] {
+        let id = rig.submit(upload).await;
+        let outcome = rig.wait(id).await;
+        assert!(outcome.is_completed(), "{outcome:?}");
+        let events = rig.events.of(id);
+        let began = events.iter().find_map(|e| match &e.kind {
+            actix_transfer::EventKind::Began {
+                bytes_estimated, ..
+            } => Some(*bytes_estimated),
+            _ => None,
+        });
+        let last_progress = events.iter().rev().find_map(|e| match e.kind {
+            actix_transfer::EventKind::Progress {
+                bytes_transferred, ..
+            } => Some(bytes_transferred),
+            _ => None,
+        });
+        let size = outcome.bytes();
+        assert_eq!(began, Some(Some(size)));
+        assert_eq!(last_progress, Some(size));
+        // A body in memory has no path.
+        let status = rig
+            .engine
+            .send(actix_transfer::Status(id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.path, None);
+    }
+    let uploads = server.state.uploads.lock().unwrap();
+    let got: Vec<(&str, Option<&str>, Option<&str>, usize)> = uploads
+        .iter()
+        .map(|(m, len, te, body)| (m.as_str(), len.as_deref(), te.as_deref(), body.len()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("PUT", Some("300000"), None, 300_000),
+            ("POST", Some("0"), None, 0)
+        ]
+    );
+    assert_eq!(uploads[0].3, data);
+}
+
+#[actix_rt::test]
+async fn a_bytes_upload_is_sent_again_whole_after_a_307() {
+    let server = Hostile::start(|req| {
+        let answer = match req.path.as_str() {
+            "/first" => redirect(307, "/second"),
+            _ => ok(b"stored"),
+        };
+        vec![Step::Write(answer)]
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let (_, outcome) = run(
+        &engine,
+        Upload::bytes(server.url("/first"), &b"payload"[..]),
+    )
+    .await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    for r in &requests {
+        assert_eq!(r.method, "PUT");
+        assert_eq!(r.header("content-length"), Some("7"), "{r:?}");
+    }
+    assert_eq!(requests[1].body, b"payload");
+}
+
+#[cfg(feature = "journal")]
+#[actix_rt::test]
+async fn a_journal_records_a_file_upload_but_not_bytes_in_memory() {
+    use actix_transfer::{Engine, List, Shutdown};
+    // Every request waits for its answer forever: both uploads are running at the shutdown.
+    let server = Hostile::always(vec![Step::Hang]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.db");
+    let source = dir.path().join("up.bin");
+    std::fs::write(&source, b"up").unwrap();
+    let start = || {
+        Engine::builder()
+            .download_dir(dir.path())
+            .journal(&journal)
+            .try_start()
+            .unwrap()
+    };
+    let engine = start();
+    submit(&engine, Upload::new(server.url("/file"), &source))
+        .await
+        .unwrap();
+    submit(&engine, Upload::bytes(server.url("/bytes"), &b"mem"[..]))
+        .await
+        .unwrap();
+    assert_eq!(engine.send(List(None)).await.unwrap().len(), 2);
+    actix_rt::time::timeout(LIMIT, engine.send(Shutdown))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let engine = start();
+    let restored: Vec<String> = engine
+        .send(List(None))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.url)
+        .collect();
+    assert_eq!(restored, [server.url("/file")]);
+    actix_rt::time::timeout(LIMIT, engine.send(Shutdown))
+        .await
+        .unwrap()
+        .unwrap();
+}
