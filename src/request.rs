@@ -299,6 +299,7 @@ pub struct Upload {
     pub(crate) url: String,
     pub(crate) body: UploadBody,
     pub(crate) method: Method,
+    pub(crate) max_body: Option<u64>,
     pub(crate) headers: Vec<(String, Bytes)>,
     pub(crate) priority: i32,
     pub(crate) max_rate: Option<u64>,
@@ -324,6 +325,7 @@ impl Upload {
             url: url.into_url_string(),
             body,
             method: Method::PUT,
+            max_body: None,
             headers: Vec::new(),
             priority: 0,
             max_rate: None,
@@ -336,6 +338,13 @@ impl Upload {
     /// limit of its own).
     pub fn max_rate(mut self, bytes_per_sec: u64) -> Self {
         self.max_rate = Some(bytes_per_sec);
+        self
+    }
+
+    /// Cap the response body in memory (default: the engine's `max_body`, 16 MiB). A longer
+    /// body fails the transfer with `BodyTooLarge` as soon as the cap is passed.
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = Some(bytes);
         self
     }
 
@@ -568,6 +577,7 @@ pub(crate) enum JobKind {
     Upload {
         body: UploadBody,
         size: u64,
+        max_body: Option<u64>,
     },
     Fetch {
         body: Option<Bytes>,
@@ -759,6 +769,7 @@ impl Upload {
                     UploadBody::File(_) => size,
                 },
                 body: self.body.clone(),
+                max_body: self.max_body,
             },
             priority: self.priority,
             max_attempts: self.max_attempts,

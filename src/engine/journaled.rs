@@ -158,7 +158,7 @@ pub(super) fn row_of(id: u64, job: &Job, source_mtime_ns: Option<i64>) -> Option
             o.resumable_only = opts.resumable_only;
             o.fsync = opts.fsync;
         }
-        JobKind::Upload { body, size } => {
+        JobKind::Upload { body, size, .. } => {
             row.target = body.file().cloned();
             row.source_len = Some(*size);
             row.source_mtime_ns = source_mtime_ns;

@@ -256,7 +256,11 @@ impl TransferActor {
             let run = std::pin::pin!(async {
                 match &shared.job.kind {
                     JobKind::Download(opts) => download::run(&shared, opts).await,
-                    JobKind::Upload { body, size } => upload::run(&shared, body, *size).await,
+                    JobKind::Upload {
+                        body,
+                        size,
+                        max_body,
+                    } => upload::run(&shared, body, *size, *max_body).await,
                     JobKind::Fetch { .. } => fetch::run(&shared).await,
                 }
             });

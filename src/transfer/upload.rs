@@ -34,6 +34,7 @@ pub(super) async fn run(
     ctx: &Rc<Ctx>,
     body: &UploadBody,
     size: u64,
+    max_body: Option<u64>,
 ) -> Result<Done, TransferError> {
     ctx.set_bytes(0); // a retry starts over from the beginning of the file
     ctx.began(None, Headers::default, Some(size));
@@ -88,7 +89,7 @@ pub(super) async fn run(
     let headers = http::headers_of(&sent.response);
     ctx.await_body();
     let reply = BodyReader::new(sent.response, expected, false)
-        .collect(ctx, ctx.cfg.max_body)
+        .collect(ctx, max_body.unwrap_or(ctx.cfg.max_body))
         .await?;
     Ok(Done::Memory {
         body: reply,

@@ -196,3 +196,22 @@ fn canonical(path: &Path) -> PathBuf {
     let dir = path.parent().unwrap().canonicalize().unwrap();
     dir.join(path.file_name().unwrap())
 }
+
+#[actix_rt::test]
+async fn a_segmented_download_without_a_target_is_named_after_its_response() {
+    let content = crate::support::pattern(4 << 20);
+    let server = crate::ranged::start(content.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let (_, outcome) = run(
+        &engine,
+        Download::new(format!("{}/file", server.url)).segments(4),
+    )
+    .await;
+    let name = placed(dir.path(), &outcome);
+    assert_eq!(name, PathBuf::from("file"));
+    assert_eq!(std::fs::read(dir.path().join(name)).unwrap(), content);
+    assert_eq!(files(dir.path()), [PathBuf::from("file")]);
+    let ranges = server.seen().iter().filter(|s| s.range.is_some()).count();
+    assert_eq!(ranges, 3, "fetched as 4 segments");
+}

@@ -366,3 +366,25 @@ async fn a_journal_records_a_file_upload_but_not_bytes_in_memory() {
         .unwrap()
         .unwrap();
 }
+
+#[actix_rt::test]
+async fn an_upload_caps_its_response_body_as_a_fetch_does() {
+    let server = Hostile::always(vec![Step::Write(ok(&[b'r'; 100]))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let (_, outcome) = run(
+        &engine,
+        Upload::bytes(server.url("/u"), &b"x"[..]).max_body(10),
+    )
+    .await;
+    assert_eq!(
+        failure(&outcome),
+        &TransferError::BodyTooLarge { limit: 10 }
+    );
+    let (_, outcome) = run(
+        &engine,
+        Upload::bytes(server.url("/u"), &b"x"[..]).max_body(100),
+    )
+    .await;
+    assert_eq!(outcome.body().map(|b| b.len()), Some(100));
+}
