@@ -3,7 +3,10 @@
 //! else `download`; always sanitised and kept inside the download dir. And the path reported
 //! is always the file's real one.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use crate::hostile;
 
@@ -214,4 +217,108 @@ async fn a_segmented_download_without_a_target_is_named_after_its_response() {
     assert_eq!(files(dir.path()), [PathBuf::from("file")]);
     let ranges = server.seen().iter().filter(|s| s.range.is_some()).count();
     assert_eq!(ranges, 3, "fetched as 4 segments");
+}
+
+/// The journal records where an unnamed download's `.part` went once its response named it:
+/// after a restart it continues there with a range request, under the same name.
+#[cfg(feature = "journal")]
+#[actix_rt::test]
+async fn an_unnamed_download_resumes_into_its_named_file_after_a_restart() {
+    use crate::ranged::Act;
+    use actix_transfer::{Engine, Shutdown};
+
+    let content = crate::support::content(4 << 20, 3);
+    let server = crate::ranged::start(content.clone());
+    server.script([Act::Slow {
+        chunk: 16 << 10,
+        every: Duration::from_millis(5),
+    }]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.db");
+    let downloads = dir.path().join("dl");
+    let start = || {
+        Engine::builder()
+            .download_dir(&downloads)
+            .journal(&journal)
+            .try_start()
+            .unwrap()
+    };
+    let engine = start();
+    let id = submit(&engine, Download::new(format!("{}/file", server.url)))
+        .await
+        .unwrap();
+    poll_status(&engine, id, |s| s.bytes_transferred >= 64 << 10).await;
+    actix_rt::time::timeout(LIMIT, engine.send(Shutdown))
+        .await
+        .unwrap()
+        .unwrap();
+    let part_len = std::fs::metadata(downloads.join("file.part"))
+        .unwrap()
+        .len();
+    assert!(part_len > 0);
+
+    let engine = start();
+    let outcome = wait(&engine, id).await;
+    assert_eq!(placed(&downloads, &outcome), PathBuf::from("file"));
+    assert_eq!(std::fs::read(downloads.join("file")).unwrap(), content);
+    assert_eq!(files(&downloads), [PathBuf::from("file")]);
+    let resumed = server.seen().last().unwrap().range.clone();
+    assert_eq!(resumed, Some(format!("bytes={part_len}-")));
+    actix_rt::time::timeout(LIMIT, engine.send(Shutdown))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[actix_rt::test]
+async fn a_cancelled_unnamed_download_leaves_nothing_and_a_paused_one_continues_its_file() {
+    let content = crate::support::pattern(4 << 20);
+    let server = crate::ranged::start(content.clone());
+    server.script([crate::ranged::Act::Slow {
+        chunk: 16 << 10,
+        every: Duration::from_millis(5),
+    }]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let url = format!("{}/file", server.url);
+
+    let id = submit(&engine, Download::new(url.clone())).await.unwrap();
+    poll_status(&engine, id, |s| s.bytes_transferred > 0).await;
+    engine
+        .send(actix_transfer::Cancel(id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(wait(&engine, id).await, Outcome::Cancelled { .. }));
+    assert_empty(dir.path());
+
+    server.script([crate::ranged::Act::Slow {
+        chunk: 16 << 10,
+        every: Duration::from_millis(5),
+    }]);
+    let id = submit(&engine, Download::new(url)).await.unwrap();
+    poll_status(&engine, id, |s| s.bytes_transferred > 0).await;
+    engine
+        .send(actix_transfer::Pause(id))
+        .await
+        .unwrap()
+        .unwrap();
+    let paused = engine.send(Status(id)).await.unwrap().unwrap();
+    assert!(paused.can_resume, "{paused:?}");
+    assert_eq!(
+        paused.path.as_deref().map(canonical),
+        Some(canonical(&dir.path().join("file")))
+    );
+    engine
+        .send(actix_transfer::Resume(id))
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = wait(&engine, id).await;
+    assert_eq!(placed(dir.path(), &outcome), PathBuf::from("file"));
+    assert_eq!(std::fs::read(dir.path().join("file")).unwrap(), content);
+    assert!(
+        server.seen().last().unwrap().range.is_some(),
+        "resumed with a range"
+    );
 }
