@@ -231,9 +231,10 @@ fn ext_value(v: &str) -> Option<String> {
 }
 
 /// Names Windows reserves for devices, whatever the extension (`NUL.txt` is the device too).
-const RESERVED: [&str; 22] = [
+const RESERVED: [&str; 24] = [
     "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
-    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9", "CONIN$",
+    "CONOUT$",
 ];
 
 /// `raw` made a safe single file name, as browsers make a server's name one: path separators,
@@ -598,6 +599,7 @@ mod tests {
             ("attachment; filename=nul.txt", "_nul.txt"),
             ("attachment; filename=\"Com1.tar.gz\"", "_Com1.tar.gz"),
             ("attachment; filename=lpt9", "_lpt9"),
+            ("attachment; filename=conout$.log", "_conout$.log"),
             ("attachment; filename=\"aux .txt\"", "_aux .txt"),
             // Not reserved: longer names, or digits Windows does not reserve.
             ("attachment; filename=CONSOLE.txt", "CONSOLE.txt"),
