@@ -1,5 +1,6 @@
 //! What the builders accept: a URL as a string, a [`url::Url`] or an [`http::Uri`]; a header
-//! name or value as a string or as the `http` crate's typed [`HeaderName`]/[`HeaderValue`].
+//! name or value, or a method, as a string or as the `http` crate's typed
+//! [`HeaderName`]/[`HeaderValue`]/[`Method`].
 //!
 //! The traits are sealed: the set of types is this crate's to extend. Nothing is checked here:
 //! every input is kept as given and validated at submit, where a bad one is refused with
@@ -12,6 +13,7 @@
 //!
 //! [`HeaderName`]: http::HeaderName
 //! [`HeaderValue`]: http::HeaderValue
+//! [`Method`]: http::Method
 
 use bytes::Bytes;
 
@@ -53,6 +55,14 @@ pub trait IntoHeaderValue: sealed::Sealed {
     fn into_value_bytes(self) -> Bytes;
 }
 
+/// A request method: `&str`, `String` or [`http::Method`] (http 1.x). A method that is not a
+/// token is refused at submit with `InvalidRequest`.
+pub trait IntoMethod: sealed::Sealed {
+    /// The method as text, checked at submit.
+    #[doc(hidden)]
+    fn into_method_string(self) -> String;
+}
+
 macro_rules! strings {
     ($($t:ty),*) => {$(
         impl sealed::Sealed for $t {}
@@ -63,6 +73,11 @@ macro_rules! strings {
         }
         impl IntoHeaderName for $t {
             fn into_name_string(self) -> String {
+                self.to_string()
+            }
+        }
+        impl IntoMethod for $t {
+            fn into_method_string(self) -> String {
                 self.to_string()
             }
         }
@@ -86,6 +101,12 @@ impl IntoUrl for String {
 
 impl IntoHeaderName for String {
     fn into_name_string(self) -> String {
+        self
+    }
+}
+
+impl IntoMethod for String {
+    fn into_method_string(self) -> String {
         self
     }
 }
@@ -153,6 +174,21 @@ impl IntoHeaderValue for ::http::HeaderValue {
 impl IntoHeaderValue for &::http::HeaderValue {
     fn into_value_bytes(self) -> Bytes {
         Bytes::copy_from_slice(self.as_bytes())
+    }
+}
+
+impl sealed::Sealed for ::http::Method {}
+impl sealed::Sealed for &::http::Method {}
+
+impl IntoMethod for ::http::Method {
+    fn into_method_string(self) -> String {
+        self.as_str().to_owned()
+    }
+}
+
+impl IntoMethod for &::http::Method {
+    fn into_method_string(self) -> String {
+        self.as_str().to_owned()
     }
 }
 

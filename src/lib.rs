@@ -202,7 +202,7 @@ pub use event::{
 };
 pub use file::policy::{Conflict, Partial};
 pub use handle::{EngineHandle, EventStream, EVENT_BUFFER};
-pub use input::{IntoHeaderName, IntoHeaderValue, IntoUrl};
+pub use input::{IntoHeaderName, IntoHeaderValue, IntoMethod, IntoUrl};
 pub use request::{Download, Fetch, Upload};
 pub use retry::RetryPolicy;
 

@@ -21,7 +21,7 @@ use crate::{
         path,
         policy::{Conflict, Partial},
     },
-    input::{self, IntoHeaderName, IntoHeaderValue, IntoUrl},
+    input::{self, IntoHeaderName, IntoHeaderValue, IntoMethod, IntoUrl},
     redact,
 };
 
@@ -443,11 +443,11 @@ impl Fetch {
         Fetch::new("GET", url)
     }
 
-    /// A request with any method (`"GET"`, `"POST"`, `"DELETE"`, ...).
-    pub fn new(method: impl Into<String>, url: impl IntoUrl) -> Self {
+    /// A request with any method (`"GET"`, `"POST"`, `"DELETE"`, ..., or an [`http::Method`]).
+    pub fn new(method: impl IntoMethod, url: impl IntoUrl) -> Self {
         Fetch {
             url: url.into_url_string(),
-            method: method.into(),
+            method: method.into_method_string(),
             headers: Vec::new(),
             body: None,
             any_status: false,

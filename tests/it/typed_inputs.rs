@@ -44,10 +44,22 @@ async fn typed_urls_and_headers_reach_the_server() {
     assert!(run(&engine, upload).await.1.is_completed());
     assert!(run(&engine, fetch).await.1.is_completed());
     assert!(run(&engine, Fetch::get(&url)).await.1.is_completed());
+    let delete = Fetch::new(http::Method::DELETE, server.url("/typed-method"));
+    assert!(run(&engine, delete).await.1.is_completed());
 
     let requests = server.requests();
     let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
-    assert_eq!(paths, ["/by-uri", "/by-url", "/fetch-by-ref", "/by-url"]);
+    assert_eq!(
+        paths,
+        [
+            "/by-uri",
+            "/by-url",
+            "/fetch-by-ref",
+            "/by-url",
+            "/typed-method"
+        ]
+    );
+    assert_eq!(requests[4].method, "DELETE");
     let d = &requests[0];
     assert_eq!(d.header("accept"), Some("x"));
     assert_eq!(d.header("x-typed"), Some("v"));
