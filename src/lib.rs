@@ -175,6 +175,7 @@ mod fault;
 mod file;
 mod handle;
 mod http;
+mod input;
 #[cfg(feature = "journal")]
 mod journal;
 mod redact;
@@ -203,6 +204,7 @@ pub use event::{
 };
 pub use file::policy::{Conflict, Partial};
 pub use handle::{EngineHandle, EventStream, EVENT_BUFFER};
+pub use input::{IntoHeaderName, IntoHeaderValue, IntoMethod, IntoUrl};
 pub use request::{Download, Fetch, Upload};
 pub use retry::RetryPolicy;
 

@@ -4,7 +4,7 @@
 //! Engine validates it before any I/O (URL and scheme, header names and values, target path)
 //! and answers at once; the transfer itself runs later on a worker.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use actix::Message;
 use awc::http::{
@@ -21,13 +21,15 @@ use crate::{
         path,
         policy::{Conflict, Partial},
     },
+    input::{self, IntoHeaderName, IntoHeaderValue, IntoMethod, IntoUrl},
     redact,
 };
 
 /// Download options, as validated.
 #[derive(Debug, Clone)]
 pub(crate) struct DownloadOptions {
-    pub(crate) target: PathBuf,
+    /// `None`: named after the response (see [`path::file_name`]), once its head arrives.
+    pub(crate) target: Option<PathBuf>,
     pub(crate) conflict: Conflict,
     pub(crate) expect_size: Option<u64>,
     /// Lower-case hex.
@@ -41,11 +43,27 @@ pub(crate) struct DownloadOptions {
     pub(crate) fsync: Option<bool>,
 }
 
+/// A transfer's own timeouts; each `None` is the engine's.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Timeouts {
+    pub(crate) headers: Option<Duration>,
+    pub(crate) idle: Option<Duration>,
+    /// `Some(Duration::ZERO)`: no limit, whatever the engine's.
+    pub(crate) total: Option<Duration>,
+}
+
 /// Download a URL with GET into a file under the engine's download directory.
 ///
 /// The body goes to `<name>.part`, which is renamed to `<name>` only after its length was
-/// verified against the response. Without [`Download::to`], the name is the URL's last path
-/// segment (sanitised), or `download`.
+/// verified against the response. Without [`Download::to`], the name is chosen from the
+/// response as browsers choose it: the `Content-Disposition` file name (`filename*`, RFC 8187,
+/// before `filename`), else the last path segment of the URL that answered (after redirects),
+/// else `download`. Such a name is always made safe: separators, control and invisible
+/// characters and `<>:"|?*` become `_`, leading and trailing dots and spaces go, a name
+/// Windows reserves (`CON`, `NUL.txt`, `COM1`...) gets a leading `_`, and a long one is cut
+/// (keeping its extension); it is a file directly in the download dir. The path reported
+/// ([`TransferStatus::path`](crate::TransferStatus::path), the outcome's) is always the real
+/// one, `Uniquify`'s ` (1)` included.
 ///
 /// ```
 /// use actix_transfer::{Conflict, Download};
@@ -55,11 +73,30 @@ pub(crate) struct DownloadOptions {
 ///     .conflict(Conflict::Overwrite);
 /// # let _ = d;
 /// ```
+///
+/// Typed inputs of the `http` crate (1.x) and [`url::Url`] work as strings do (see
+/// [`IntoUrl`], [`IntoHeaderName`], [`IntoHeaderValue`]):
+///
+/// ```
+/// use actix_transfer::Download;
+/// use http::header::{self, HeaderMap, HeaderValue};
+///
+/// let uri: http::Uri = "http://127.0.0.1:8080/file.bin".parse().unwrap();
+/// let mut more = HeaderMap::new();
+/// more.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+/// let d = Download::new(uri)
+///     .header(header::ACCEPT, "x")
+///     .header("x-request-id", HeaderValue::from_static("42"))
+///     .headers(more)
+///     .idle_timeout(std::time::Duration::from_secs(5))
+///     .max_attempts(3);
+/// # let _ = d;
+/// ```
 #[derive(Debug, Clone)]
 pub struct Download {
     pub(crate) url: String,
     pub(crate) target: Option<String>,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, Bytes)>,
     pub(crate) conflict: Conflict,
     pub(crate) priority: i32,
     pub(crate) expect_size: Option<u64>,
@@ -71,13 +108,15 @@ pub struct Download {
     pub(crate) max_rate: Option<u64>,
     pub(crate) segments: Option<u32>,
     pub(crate) fsync: Option<bool>,
+    pub(crate) timeouts: Timeouts,
 }
 
 impl Download {
-    /// Download `url` (http or https).
-    pub fn new(url: impl Into<String>) -> Self {
+    /// Download `url` (http or https): a string, a [`url::Url`] or an [`http::Uri`] (see
+    /// [`IntoUrl`]).
+    pub fn new(url: impl IntoUrl) -> Self {
         Download {
-            url: url.into(),
+            url: url.into_url_string(),
             target: None,
             headers: Vec::new(),
             conflict: Conflict::default(),
@@ -91,6 +130,7 @@ impl Download {
             max_rate: None,
             segments: None,
             fsync: None,
+            timeouts: Timeouts::default(),
         }
     }
 
@@ -173,8 +213,8 @@ impl Download {
     /// formatting characters (U+202E, U+200B, U+FEFF, U+2028, ...) are refused with
     /// `UnsafePath`, and so is a file name longer than 250 bytes (its `.part` file must fit the
     /// 255-byte limit of file systems; under `Uniquify`, ` (k)` is made room for by cutting
-    /// the name). Without a target the name comes from the URL, cut to fit and with such
-    /// characters replaced by `_`.
+    /// the name). Without a target the name comes from the response (see [`Download`]), cut
+    /// to fit and with such characters replaced by `_`.
     pub fn to(mut self, relative_path: impl Into<String>) -> Self {
         self.target = Some(relative_path.into());
         self
@@ -183,8 +223,16 @@ impl Download {
     /// Add a request header. Headers the engine owns are refused at submit with
     /// `InvalidRequest`: `Expect`, `Host`, `Content-Length`, `Transfer-Encoding`, `TE`,
     /// `Connection`, `Keep-Alive`, `Proxy-Connection` and `Upgrade`.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+    pub fn header(mut self, name: impl IntoHeaderName, value: impl IntoHeaderValue) -> Self {
+        self.headers
+            .push((name.into_name_string(), value.into_value_bytes()));
+        self
+    }
+
+    /// Add every header of `map` (the `http` crate's, 1.x), as [`header`](Self::header) adds
+    /// one.
+    pub fn headers(mut self, map: ::http::HeaderMap) -> Self {
+        self.headers.extend(input::header_pairs(map));
         self
     }
 
@@ -199,45 +247,90 @@ impl Download {
         self.priority = priority;
         self
     }
+
+    /// This transfer's bound on waiting for the response headers (as
+    /// [`EngineBuilder::headers_timeout`](crate::EngineBuilder::headers_timeout) says; zero:
+    /// no limit). Default: the engine's. Connecting is bounded by the engine's connect timeout.
+    pub fn headers_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.headers = Some(d);
+        self
+    }
+
+    /// This transfer's bound on a body making no progress (as
+    /// [`EngineBuilder::idle_timeout`](crate::EngineBuilder::idle_timeout) says; zero: no
+    /// limit). Default: the engine's.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.idle = Some(d);
+        self
+    }
+
+    /// This transfer's overall deadline, every attempt and backoff included (as
+    /// [`EngineBuilder::total_timeout`](crate::EngineBuilder::total_timeout) says; zero: no
+    /// limit, whatever the engine's). Default: the engine's.
+    pub fn total_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.total = Some(d);
+        self
+    }
 }
 
 impl Message for Download {
     type Result = Result<TransferId, TransferError>;
 }
 
-/// Upload a file as the body of a PUT (default) or POST, with `Content-Length`.
+/// Upload a file, or bytes in memory, as the body of a PUT (default) or POST, with
+/// `Content-Length`.
 ///
-/// The file must exist when the message is sent (checked off-thread before the id is
-/// assigned). `Began` is published before connecting, with the body size; progress counts body
-/// bytes handed to the connection. The response body is kept in memory up to the body cap.
+/// A file must exist when the message is sent (checked off-thread before the id is
+/// assigned); it is streamed from the disk, never held in memory. `Began` is published before
+/// connecting, with the body size; progress counts body bytes handed to the connection. The
+/// response body is kept in memory up to the body cap.
 ///
 /// ```
 /// use actix_transfer::Upload;
 /// let u = Upload::new("http://127.0.0.1:8080/put/here", "/tmp/report.pdf")
 ///     .post()
 ///     .header("content-type", "application/pdf");
-/// # let _ = u;
+/// let b = Upload::bytes("http://127.0.0.1:8080/put/there", &b"{\"q\": 1}"[..])
+///     .header("content-type", "application/json");
+/// # let _ = (u, b);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Upload {
     pub(crate) url: String,
-    pub(crate) file: PathBuf,
+    pub(crate) body: UploadBody,
     pub(crate) method: Method,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) max_body: Option<u64>,
+    pub(crate) headers: Vec<(String, Bytes)>,
     pub(crate) priority: i32,
     pub(crate) max_rate: Option<u64>,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) timeouts: Timeouts,
 }
 
 impl Upload {
-    /// PUT the file at `file` to `url`.
-    pub fn new(url: impl Into<String>, file: impl Into<PathBuf>) -> Self {
+    /// PUT the file at `file` to `url` (a string, a [`url::Url`] or an [`http::Uri`]).
+    pub fn new(url: impl IntoUrl, file: impl Into<PathBuf>) -> Self {
+        Upload::of(url, UploadBody::File(file.into()))
+    }
+
+    /// PUT `body`, held in memory, to `url`. It is sent again whole on each attempt (and on a
+    /// 307 or 308 redirect). An engine with a journal does not record it (its bytes live in
+    /// this process only), as it records no fetch.
+    pub fn bytes(url: impl IntoUrl, body: impl Into<Bytes>) -> Self {
+        Upload::of(url, UploadBody::Bytes(body.into()))
+    }
+
+    fn of(url: impl IntoUrl, body: UploadBody) -> Self {
         Upload {
-            url: url.into(),
-            file: file.into(),
+            url: url.into_url_string(),
+            body,
             method: Method::PUT,
+            max_body: None,
             headers: Vec::new(),
             priority: 0,
             max_rate: None,
+            max_attempts: None,
+            timeouts: Timeouts::default(),
         }
     }
 
@@ -245,6 +338,13 @@ impl Upload {
     /// limit of its own).
     pub fn max_rate(mut self, bytes_per_sec: u64) -> Self {
         self.max_rate = Some(bytes_per_sec);
+        self
+    }
+
+    /// Cap the response body in memory (default: the engine's `max_body`, 16 MiB). A longer
+    /// body fails the transfer with `BodyTooLarge` as soon as the cap is passed.
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = Some(bytes);
         self
     }
 
@@ -257,14 +357,53 @@ impl Upload {
     /// Add a request header. Headers the engine owns are refused at submit with
     /// `InvalidRequest`: `Expect`, `Host`, `Content-Length`, `Transfer-Encoding`, `TE`,
     /// `Connection`, `Keep-Alive`, `Proxy-Connection` and `Upgrade`.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+    pub fn header(mut self, name: impl IntoHeaderName, value: impl IntoHeaderValue) -> Self {
+        self.headers
+            .push((name.into_name_string(), value.into_value_bytes()));
+        self
+    }
+
+    /// Add every header of `map` (the `http` crate's, 1.x), as [`header`](Self::header) adds
+    /// one.
+    pub fn headers(mut self, map: ::http::HeaderMap) -> Self {
+        self.headers.extend(input::header_pairs(map));
         self
     }
 
     /// Admission priority: higher starts first when transfers queue (default 0).
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
+        self
+    }
+
+    /// This transfer's bound on waiting for the response headers (as
+    /// [`EngineBuilder::headers_timeout`](crate::EngineBuilder::headers_timeout) says; zero:
+    /// no limit). Default: the engine's. Connecting is bounded by the engine's connect timeout.
+    pub fn headers_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.headers = Some(d);
+        self
+    }
+
+    /// This transfer's bound on a body making no progress (as
+    /// [`EngineBuilder::idle_timeout`](crate::EngineBuilder::idle_timeout) says; zero: no
+    /// limit). Default: the engine's.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.idle = Some(d);
+        self
+    }
+
+    /// This transfer's overall deadline, every attempt and backoff included (as
+    /// [`EngineBuilder::total_timeout`](crate::EngineBuilder::total_timeout) says; zero: no
+    /// limit, whatever the engine's). Default: the engine's.
+    pub fn total_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.total = Some(d);
+        self
+    }
+
+    /// Attempts before giving up, the first included (`0` counts as 1; default: the engine's
+    /// retry policy).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n.max(1));
         self
     }
 }
@@ -288,31 +427,35 @@ impl Message for Upload {
 pub struct Fetch {
     pub(crate) url: String,
     pub(crate) method: String,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, Bytes)>,
     pub(crate) body: Option<Bytes>,
     pub(crate) any_status: bool,
     pub(crate) max_body: Option<u64>,
     pub(crate) priority: i32,
     pub(crate) max_rate: Option<u64>,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) timeouts: Timeouts,
 }
 
 impl Fetch {
-    /// A GET of `url`.
-    pub fn get(url: impl Into<String>) -> Self {
+    /// A GET of `url` (a string, a [`url::Url`] or an [`http::Uri`]).
+    pub fn get(url: impl IntoUrl) -> Self {
         Fetch::new("GET", url)
     }
 
-    /// A request with any method (`"GET"`, `"POST"`, `"DELETE"`, ...).
-    pub fn new(method: impl Into<String>, url: impl Into<String>) -> Self {
+    /// A request with any method (`"GET"`, `"POST"`, `"DELETE"`, ..., or an [`http::Method`]).
+    pub fn new(method: impl IntoMethod, url: impl IntoUrl) -> Self {
         Fetch {
-            url: url.into(),
-            method: method.into(),
+            url: url.into_url_string(),
+            method: method.into_method_string(),
             headers: Vec::new(),
             body: None,
             any_status: false,
             max_body: None,
             priority: 0,
             max_rate: None,
+            max_attempts: None,
+            timeouts: Timeouts::default(),
         }
     }
 
@@ -332,8 +475,16 @@ impl Fetch {
     /// Add a request header. Headers the engine owns are refused at submit with
     /// `InvalidRequest`: `Expect`, `Host`, `Content-Length`, `Transfer-Encoding`, `TE`,
     /// `Connection`, `Keep-Alive`, `Proxy-Connection` and `Upgrade`.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+    pub fn header(mut self, name: impl IntoHeaderName, value: impl IntoHeaderValue) -> Self {
+        self.headers
+            .push((name.into_name_string(), value.into_value_bytes()));
+        self
+    }
+
+    /// Add every header of `map` (the `http` crate's, 1.x), as [`header`](Self::header) adds
+    /// one.
+    pub fn headers(mut self, map: ::http::HeaderMap) -> Self {
+        self.headers.extend(input::header_pairs(map));
         self
     }
 
@@ -355,6 +506,37 @@ impl Fetch {
         self.priority = priority;
         self
     }
+
+    /// This transfer's bound on waiting for the response headers (as
+    /// [`EngineBuilder::headers_timeout`](crate::EngineBuilder::headers_timeout) says; zero:
+    /// no limit). Default: the engine's. Connecting is bounded by the engine's connect timeout.
+    pub fn headers_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.headers = Some(d);
+        self
+    }
+
+    /// This transfer's bound on a body making no progress (as
+    /// [`EngineBuilder::idle_timeout`](crate::EngineBuilder::idle_timeout) says; zero: no
+    /// limit). Default: the engine's.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.idle = Some(d);
+        self
+    }
+
+    /// This transfer's overall deadline, every attempt and backoff included (as
+    /// [`EngineBuilder::total_timeout`](crate::EngineBuilder::total_timeout) says; zero: no
+    /// limit, whatever the engine's). Default: the engine's.
+    pub fn total_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.total = Some(d);
+        self
+    }
+
+    /// Attempts before giving up, the first included (`0` counts as 1; default: the engine's
+    /// retry policy).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = Some(n.max(1));
+        self
+    }
 }
 
 impl Message for Fetch {
@@ -369,13 +551,33 @@ pub(crate) struct HttpRequest {
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
 }
 
+/// Where an upload's body comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum UploadBody {
+    /// A file, streamed from the disk.
+    File(PathBuf),
+    /// Bytes in memory.
+    Bytes(Bytes),
+}
+
+impl UploadBody {
+    /// The file, when the body is one.
+    pub(crate) fn file(&self) -> Option<&PathBuf> {
+        match self {
+            UploadBody::File(path) => Some(path),
+            UploadBody::Bytes(_) => None,
+        }
+    }
+}
+
 /// What a transfer does with the response, as validated.
 #[derive(Debug, Clone)]
 pub(crate) enum JobKind {
     Download(Box<DownloadOptions>),
     Upload {
-        file: PathBuf,
+        body: UploadBody,
         size: u64,
+        max_body: Option<u64>,
     },
     Fetch {
         body: Option<Bytes>,
@@ -394,6 +596,8 @@ pub(crate) struct Job {
     pub(crate) max_attempts: Option<u32>,
     /// Bytes per second, this transfer alone.
     pub(crate) max_rate: Option<u64>,
+    /// Override the engine's timeouts.
+    pub(crate) timeouts: Timeouts,
     /// A transfer restored from the journal: where it was when the last process ended.
     #[cfg(feature = "journal")]
     pub(crate) restore: Option<Box<crate::journal::Restore>>,
@@ -444,9 +648,7 @@ fn is_token(s: &str) -> bool {
 /// Names must be tokens; values are what `HeaderValue::from_str` takes, RFC 9110's field
 /// values: visible ASCII, space, tab and bytes above 127 (obs-text), never CR, LF, NUL, another
 /// control or DEL.
-fn parse_headers(
-    raw: &[(String, String)],
-) -> Result<Vec<(HeaderName, HeaderValue)>, TransferError> {
+fn parse_headers(raw: &[(String, Bytes)]) -> Result<Vec<(HeaderName, HeaderValue)>, TransferError> {
     raw.iter()
         .map(|(k, v)| {
             let name = Some(k)
@@ -457,7 +659,7 @@ fn parse_headers(
                         "invalid header name {k:?}: a name is letters, digits and !#$%&'*+-.^_`|~"
                     ))
                 })?;
-            let value = HeaderValue::from_str(v)
+            let value = HeaderValue::from_bytes(v)
                 .map_err(|_| TransferError::invalid(format!("invalid value for header {k:?}")))?;
             Ok((name, value))
         })
@@ -508,10 +710,11 @@ fn refuse_owned_headers(
 impl Download {
     pub(crate) fn validate(&self) -> Result<Job, TransferError> {
         let url = parse_url(&self.url)?;
-        let target = match &self.target {
-            Some(t) => path::validate_target(t)?,
-            None => path::name_from_url(&url),
-        };
+        let target = self
+            .target
+            .as_deref()
+            .map(path::validate_target)
+            .transpose()?;
         let expect_sha256 = match &self.expect_sha256 {
             Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Some(hex.to_ascii_lowercase())
@@ -543,6 +746,7 @@ impl Download {
             priority: self.priority,
             max_attempts: self.max_attempts,
             max_rate: self.max_rate,
+            timeouts: self.timeouts,
             #[cfg(feature = "journal")]
             restore: None,
         })
@@ -550,7 +754,8 @@ impl Download {
 }
 
 impl Upload {
-    /// Everything but the file check, which needs I/O.
+    /// Everything but the file check, which needs I/O (`size`: the file's; a body in memory
+    /// has its own).
     pub(crate) fn validate(&self, size: u64) -> Result<Job, TransferError> {
         Ok(Job {
             request: HttpRequest {
@@ -559,12 +764,17 @@ impl Upload {
                 headers: parse_headers(&self.headers)?,
             },
             kind: JobKind::Upload {
-                file: self.file.clone(),
-                size,
+                size: match &self.body {
+                    UploadBody::Bytes(b) => b.len() as u64,
+                    UploadBody::File(_) => size,
+                },
+                body: self.body.clone(),
+                max_body: self.max_body,
             },
             priority: self.priority,
-            max_attempts: None,
+            max_attempts: self.max_attempts,
             max_rate: self.max_rate,
+            timeouts: self.timeouts,
             #[cfg(feature = "journal")]
             restore: None,
         })
@@ -589,8 +799,9 @@ impl Fetch {
                 max_body: self.max_body,
             },
             priority: self.priority,
-            max_attempts: None,
+            max_attempts: self.max_attempts,
             max_rate: self.max_rate,
+            timeouts: self.timeouts,
             #[cfg(feature = "journal")]
             restore: None,
         })

@@ -128,6 +128,8 @@ impl Opened {
 pub(super) fn row_of(id: u64, job: &Job, source_mtime_ns: Option<i64>) -> Option<Row> {
     let kind = match &job.kind {
         JobKind::Download(_) => TransferKind::Download,
+        // Bytes in memory cannot be sent again after a restart: not recorded.
+        JobKind::Upload { body, .. } if body.file().is_none() => return None,
         JobKind::Upload { .. } => TransferKind::Upload,
         JobKind::Fetch { .. } => return None,
     };
@@ -157,7 +159,7 @@ pub(super) fn row_of(id: u64, job: &Job, source_mtime_ns: Option<i64>) -> Option
     };
     match &job.kind {
         JobKind::Download(opts) => {
-            row.target = Some(opts.target.clone());
+            row.target = opts.target.clone();
             let o = &mut row.options;
             o.expect_sha256 = opts.expect_sha256.clone();
             o.expect_size = opts.expect_size;
@@ -168,8 +170,8 @@ pub(super) fn row_of(id: u64, job: &Job, source_mtime_ns: Option<i64>) -> Option
             o.resumable_only = opts.resumable_only;
             o.fsync = opts.fsync;
         }
-        JobKind::Upload { file, size } => {
-            row.target = Some(file.clone());
+        JobKind::Upload { body, size, .. } => {
+            row.target = body.file().cloned();
             row.source_len = Some(*size);
             row.source_mtime_ns = source_mtime_ns;
         }
@@ -234,6 +236,9 @@ fn job_of(row: &Row) -> Result<Job, TransferError> {
             }
             if let Some(r) = row.options.max_rate {
                 u = u.max_rate(r);
+            }
+            if let Some(n) = row.options.max_attempts {
+                u = u.max_attempts(n);
             }
             let size = row.source_len.unwrap_or(0);
             let mut job = u.validate(size)?;

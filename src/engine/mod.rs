@@ -389,14 +389,22 @@ where
 impl Handler<Upload> for Engine {
     type Result = ResponseActFuture<Self, Result<TransferId, TransferError>>;
 
-    fn handle(&mut self, msg: Upload, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Upload, ctx: &mut Self::Context) -> Self::Result {
+        let Some(file) = msg.body.file().cloned() else {
+            // Bytes in memory: nothing to check but the request.
+            let answer = match msg.validate(0) {
+                Ok(job) => self.submit(job, None, ctx),
+                Err(e) => SubmitAnswer::now(Err(e)),
+            };
+            return Box::pin(actix::fut::wrap_future(answer.resolve(ctx.address())));
+        };
         // The file check is I/O: run it on a file-I/O thread, then submit.
-        let path = msg.file.clone();
+        let path = file.clone();
         let stat = crate::file::blocking::run(move || std::fs::metadata(path));
         Box::pin(
             actix::fut::wrap_future(stat)
                 .map(move |meta, act: &mut Self, ctx| {
-                    let shown = msg.file.display();
+                    let shown = file.display();
                     let (size, mtime) = match meta {
                         Ok(Ok(m)) if m.is_file() => (m.len(), mtime_ns(&m)),
                         Ok(Ok(_)) => {

@@ -221,9 +221,9 @@ impl<A: Clone> Records<A> {
         let (kind, path) = match &job.kind {
             JobKind::Download(opts) => (
                 TransferKind::Download,
-                Some(self.download_dir.join(&opts.target)),
+                opts.target.as_ref().map(|t| self.download_dir.join(t)),
             ),
-            JobKind::Upload { file, .. } => (TransferKind::Upload, Some(file.clone())),
+            JobKind::Upload { body, .. } => (TransferKind::Upload, body.file().cloned()),
             JobKind::Fetch { .. } => (TransferKind::Fetch, None),
         };
         let key = Admission::key(job.priority, id);
@@ -279,9 +279,9 @@ impl<A: Clone> Records<A> {
         let (kind, path) = match &job.kind {
             JobKind::Download(opts) => (
                 TransferKind::Download,
-                Some(self.download_dir.join(&opts.target)),
+                opts.target.as_ref().map(|t| self.download_dir.join(t)),
             ),
-            JobKind::Upload { file, .. } => (TransferKind::Upload, Some(file.clone())),
+            JobKind::Upload { body, .. } => (TransferKind::Upload, body.file().cloned()),
             JobKind::Fetch { .. } => (TransferKind::Fetch, None),
         };
         let key = Admission::key(job.priority, id);
@@ -777,17 +777,20 @@ impl<A> Record<A> {
 
     fn status(&self, id: TransferId) -> TransferStatus {
         let state = self.state();
+        // A download's path is the one its transfer placed it at, once it did (a `Uniquify`
+        // name, or a name from the response); until then, the target asked for.
+        let path = || self.progress.path().or_else(|| self.path.clone());
         let (error, path) = match &self.slot {
             Slot::Ended(o) => (
                 o.error().cloned(),
-                o.path().map(PathBuf::from).or_else(|| self.path.clone()),
+                o.path().map(PathBuf::from).or_else(path),
             ),
             // Ended, its report still on the way here: what the transfer kept of its end.
             _ if state.is_ended() => match self.progress.end() {
-                Some((error, path)) => (error.clone(), path.clone().or_else(|| self.path.clone())),
-                None => (None, self.path.clone()),
+                Some((error, p)) => (error.clone(), p.clone().or_else(path)),
+                None => (None, path()),
             },
-            _ => (None, self.path.clone()),
+            _ => (None, path()),
         };
         TransferStatus {
             id,

@@ -114,8 +114,10 @@ pub struct TransferStatus {
     pub url: String,
     /// The URL after redirects, once a redirect was followed.
     pub final_url: Option<String>,
-    /// Downloads: the target path under the download dir until completion, then the final
-    /// path. Uploads: the source file.
+    /// Downloads: the file's real path, once its `.part` was created (the name `Uniquify`
+    /// chose, or the name taken from the response when no target was given); before that, the
+    /// target asked for under the download dir, or `None` for a download named after its
+    /// response. Uploads: the source file.
     pub path: Option<PathBuf>,
     /// Body bytes moved so far.
     pub bytes_transferred: u64,
@@ -136,6 +138,8 @@ pub(crate) struct Progress {
     state: AtomicU8,
     can_resume: AtomicBool,
     final_url: Mutex<Option<String>>,
+    /// A download's file, once its transfer placed its `.part` (written by the transfer only).
+    path: Mutex<Option<PathBuf>>,
     /// What a `Status` shows of an end its record has not heard of yet: the error of a
     /// failure, the path a download was placed at. Set once, before the end state.
     end: OnceLock<(Option<TransferError>, Option<PathBuf>)>,
@@ -201,6 +205,15 @@ impl Progress {
 
     pub(crate) fn set_final_url(&self, url: &str) {
         *self.final_url.lock().unwrap_or_else(|e| e.into_inner()) = Some(url.to_owned());
+    }
+
+    /// Where the download's file is (its `.part` beside it until it completes).
+    pub(crate) fn set_path(&self, path: PathBuf) {
+        *self.path.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
+    }
+
+    pub(crate) fn path(&self) -> Option<PathBuf> {
+        self.path.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub(crate) fn final_url(&self) -> Option<String> {

@@ -1,10 +1,11 @@
-//! Target names: validation of user-given and URL-derived file names under the download dir.
+//! Target names: validation of user-given targets, and the names of downloads given none,
+//! chosen from the response ([`file_name`]: `Content-Disposition`, else the final URL).
 //!
 //! The rules follow the WebExtensions `downloads.download()` filename checks: a target is a
 //! relative path of plain components; absolute paths, `..`, `.`, empty components, components
 //! that start or end with a dot or a space, control characters, invisible format characters
-//! (see [`is_sneaky`]) and backslashes are refused. Names taken from a URL get those characters
-//! replaced instead. Symlinks that would lead outside the download dir are caught later, when
+//! (see [`is_sneaky`]) and backslashes are refused. Names a server gives get those characters
+//! replaced instead ([`sanitize`]). Symlinks that would lead outside the download dir are caught later, when
 //! the transfer actor resolves the real path off-thread (see `sink::prepare_part`).
 //!
 //! Lengths: every file the engine creates for a target must fit `NAME_MAX` (255 bytes, the
@@ -13,6 +14,8 @@
 //! one from a URL is cut), and [`uniquified`] cuts the stem to make room for ` (k)`.
 
 use std::path::{Component, Path, PathBuf};
+
+use awc::http::header::{HeaderMap, CONTENT_DISPOSITION};
 
 use crate::error::TransferError;
 
@@ -119,20 +122,131 @@ pub(crate) fn validate_target(name: &str) -> Result<PathBuf, TransferError> {
     Ok(out)
 }
 
-/// A safe file name derived from a URL's last path segment, or `"download"`.
-///
-/// Percent-escapes are decoded, then anything that `validate_target` would refuse is replaced,
-/// so the result always passes it.
-pub(crate) fn name_from_url(url: &url::Url) -> PathBuf {
-    let last = url
-        .path_segments()
-        .and_then(|mut s| s.next_back())
-        .unwrap_or("");
-    let decoded: String = percent_decode(last);
-    let cleaned: String = decoded
+/// The name of a download given no target, chosen from its response as browsers choose it:
+/// the `Content-Disposition` file name (`filename*`, RFC 8187, before `filename`), else the
+/// last path segment of `final_url` (the URL that answered, after redirects; percent-decoded),
+/// else `download`. Always a safe single file name (see [`sanitize`]): it passes
+/// [`validate_target`].
+pub(crate) fn file_name(headers: &HeaderMap, final_url: &url::Url) -> PathBuf {
+    let disposition = headers
+        .get(CONTENT_DISPOSITION)
+        .and_then(|v| disposition_filename(v.as_bytes()));
+    let from_url = || {
+        let last = final_url
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .unwrap_or("");
+        String::from_utf8_lossy(&percent_decode(last)).into_owned()
+    };
+    [disposition, Some(from_url())]
+        .into_iter()
+        .flatten()
+        .map(|raw| sanitize(&raw))
+        .find(|name| !name.is_empty() && validate_target(name).is_ok())
+        .map_or_else(|| PathBuf::from("download"), PathBuf::from)
+}
+
+/// The file name a `Content-Disposition` value gives (RFC 6266), whatever its disposition type:
+/// the `filename*` parameter (RFC 8187: `UTF-8'lang'percent-encoded`, the language ignored;
+/// ISO-8859-1 too) when it decodes, else `filename` (a token, or a quoted string whose `\`
+/// escapes the next character). Bytes that are not UTF-8 are read as ISO-8859-1, as browsers
+/// do. `None` when neither gives a name.
+pub(crate) fn disposition_filename(value: &[u8]) -> Option<String> {
+    let text = match std::str::from_utf8(value) {
+        Ok(s) => s.to_owned(),
+        Err(_) => value.iter().map(|&b| char::from(b)).collect(),
+    };
+    let (mut plain, mut extended) = (None, None);
+    // The disposition type runs up to the first `;`; a value without one (`filename=a.pdf`)
+    // is read as parameters from its start, as browsers read it.
+    let mut rest = match text.split_once(';') {
+        Some((kind, _)) if kind.contains('=') => text.as_str(),
+        Some((_, params)) => params,
+        None if text.contains('=') => text.as_str(),
+        None => "",
+    };
+    while !rest.is_empty() {
+        let (name, after) = match rest.find(['=', ';']) {
+            Some(i) if rest.as_bytes()[i] == b'=' => (&rest[..i], &rest[i + 1..]),
+            Some(i) => {
+                rest = &rest[i + 1..];
+                continue;
+            }
+            None => break,
+        };
+        let (value, after) = param_value(after);
+        rest = after;
+        match name.trim().to_ascii_lowercase().as_str() {
+            "filename*" if extended.is_none() => extended = ext_value(&value),
+            "filename" if plain.is_none() => plain = Some(value),
+            _ => {}
+        }
+    }
+    extended.or(plain).filter(|n| !n.is_empty())
+}
+
+/// A parameter's value at the start of `s` (a quoted string, or text up to the next `;`) and
+/// what follows it.
+fn param_value(s: &str) -> (String, &str) {
+    let s = s.trim_start();
+    let Some(quoted) = s.strip_prefix('"') else {
+        let end = s.find(';').unwrap_or(s.len());
+        let rest = s.get(end + 1..).unwrap_or("");
+        return (s[..end].trim().to_owned(), rest);
+    };
+    let mut out = String::new();
+    let mut chars = quoted.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some((_, escaped)) = chars.next() {
+                    out.push(escaped);
+                }
+            }
+            '"' => {
+                let after = &quoted[i + 1..];
+                let rest = after.find(';').map_or("", |j| &after[j + 1..]);
+                return (out, rest);
+            }
+            c => out.push(c),
+        }
+    }
+    // An unterminated quoted string runs to the end.
+    (out, "")
+}
+
+/// An RFC 8187 `ext-value`: `charset'language'value-chars`. UTF-8 and ISO-8859-1 only; `None`
+/// for another charset or bytes that are not in it.
+fn ext_value(v: &str) -> Option<String> {
+    let mut parts = v.splitn(3, '\'');
+    let (charset, _language, encoded) = (parts.next()?, parts.next()?, parts.next()?);
+    let bytes = percent_decode(encoded);
+    if charset.eq_ignore_ascii_case("utf-8") {
+        String::from_utf8(bytes).ok()
+    } else if charset.eq_ignore_ascii_case("iso-8859-1") {
+        Some(bytes.into_iter().map(char::from).collect())
+    } else {
+        None
+    }
+}
+
+/// Names Windows reserves for devices, whatever the extension (`NUL.txt` is the device too).
+const RESERVED: [&str; 24] = [
+    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
+    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9", "CONIN$",
+    "CONOUT$",
+];
+
+/// `raw` made a safe single file name, as browsers make a server's name one: path separators,
+/// the characters Windows forbids (`<>:"|?*`), control characters and invisible formatting
+/// characters ([`is_sneaky`]) become `_`; leading and trailing dots and spaces are trimmed; a
+/// name Windows reserves gets a leading `_`; and the name is cut to [`FILE_NAME_MAX`] bytes on
+/// a character boundary, keeping its extension when it can. Empty when nothing is left.
+pub(crate) fn sanitize(raw: &str) -> String {
+    let cleaned: String = raw
         .chars()
         .map(|c| {
-            if c == '/' || c == '\\' || is_sneaky(c) {
+            if matches!(c, '/' | '\\' | '<' | '>' | ':' | '"' | '|' | '?' | '*') || is_sneaky(c) {
                 '_'
             } else {
                 c
@@ -140,17 +254,16 @@ pub(crate) fn name_from_url(url: &url::Url) -> PathBuf {
         })
         .collect();
     let trimmed = cleaned.trim_matches(|c| c == '.' || c == ' ');
-    let mut name = cut(trimmed, FILE_NAME_MAX);
-    if name.is_empty() {
-        name = "download".to_string();
-    }
-    match validate_target(&name) {
-        Ok(p) => p,
-        Err(_) => PathBuf::from("download"),
-    }
+    let stem = trimmed.split('.').next().unwrap_or("").trim_end();
+    let name = if RESERVED.iter().any(|r| stem.eq_ignore_ascii_case(r)) {
+        format!("_{trimmed}")
+    } else {
+        trimmed.to_owned()
+    };
+    cut(&name, FILE_NAME_MAX)
 }
 
-fn percent_decode(s: &str) -> String {
+fn percent_decode(s: &str) -> Vec<u8> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -166,7 +279,7 @@ fn percent_decode(s: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// `name` cut to at most `max` bytes, on a character boundary, keeping a short extension
@@ -234,6 +347,11 @@ pub(crate) fn part_path(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// The name of a response without `Content-Disposition` from `url`.
+    fn from_url(url: &url::Url) -> PathBuf {
+        file_name(&HeaderMap::new(), url)
+    }
+
     #[test]
     fn refuses_unsafe_targets() {
         for bad in [
@@ -271,7 +389,7 @@ mod tests {
             ("http://h/name%20with%20space.txt", "name with space.txt"),
         ];
         for (u, want) in cases {
-            let got = name_from_url(&url::Url::parse(u).unwrap());
+            let got = from_url(&url::Url::parse(u).unwrap());
             assert_eq!(got, PathBuf::from(want), "{u}");
             assert!(validate_target(got.to_str().unwrap()).is_ok());
         }
@@ -297,7 +415,7 @@ mod tests {
             (format!("{}  .txt", "s".repeat(246)), ".txt"),
         ] {
             let url = url::Url::parse("http://h/").unwrap().join(&raw).unwrap();
-            let name = name_from_url(&url);
+            let name = from_url(&url);
             let got = name.to_str().unwrap();
             assert!(got.len() <= FILE_NAME_MAX, "{} bytes", got.len());
             assert!(fits(&name), "{got}");
@@ -309,7 +427,7 @@ mod tests {
         // Names that fit are kept whole.
         let name = format!("{}.bin", "n".repeat(FILE_NAME_MAX - 4));
         let url = url::Url::parse("http://h/").unwrap().join(&name).unwrap();
-        assert_eq!(name_from_url(&url), PathBuf::from(&name));
+        assert_eq!(from_url(&url), PathBuf::from(&name));
     }
 
     #[test]
@@ -355,7 +473,7 @@ mod tests {
             let mut url = url::Url::parse("http://h/").unwrap();
             url.set_path(&name);
             assert_eq!(
-                name_from_url(&url),
+                from_url(&url),
                 PathBuf::from("a_b.txt"),
                 "U+{:04X}",
                 c as u32
@@ -373,5 +491,147 @@ mod tests {
             PathBuf::from("d/a (2).tar")
         );
         assert_eq!(uniquified(Path::new("a"), 1), PathBuf::from("a (1)"));
+    }
+
+    /// The name a response with `Content-Disposition: disposition` from `url` gets.
+    fn named(disposition: &str, url: &str) -> String {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_DISPOSITION,
+            awc::http::header::HeaderValue::from_bytes(disposition.as_bytes()).unwrap(),
+        );
+        let name = file_name(&headers, &url::Url::parse(url).unwrap());
+        let name = name.to_str().unwrap().to_owned();
+        assert!(validate_target(&name).is_ok(), "{name:?}");
+        name
+    }
+
+    #[test]
+    fn content_disposition_names_the_file() {
+        let url = "http://h/dl?id=7";
+        for (value, want) in [
+            (
+                r#"attachment; filename="report final.pdf""#,
+                "report final.pdf",
+            ),
+            ("attachment; filename=plain.txt", "plain.txt"),
+            ("inline; filename=plain.txt", "plain.txt"),
+            ("attachment; FILENAME=upper.txt", "upper.txt"),
+            (r#"attachment; filename="say \"hi\".txt""#, "say _hi_.txt"),
+            (
+                r#"attachment; filename="back\\slash.txt""#,
+                "back_slash.txt",
+            ),
+            (
+                r#"attachment; filename="semi;colon.txt"; size=3"#,
+                "semi;colon.txt",
+            ),
+            ("attachment; filename=report final.pdf", "report final.pdf"),
+            ("filename=typeless.bin", "typeless.bin"),
+            // RFC 8187: `filename*` wins, whichever comes first; the language is ignored.
+            (
+                "attachment; filename=\"fallback.txt\"; filename*=UTF-8''%E2%82%AC%20rates.txt",
+                "€ rates.txt",
+            ),
+            (
+                "attachment; filename*=utf-8'en'na%C3%AFve.txt; filename=fallback.txt",
+                "naïve.txt",
+            ),
+            ("attachment; filename*=ISO-8859-1''caf%E9.txt", "café.txt"),
+            // An undecodable `filename*` falls back to `filename`.
+            (
+                "attachment; filename*=UTF-8''%FF%FE.txt; filename=ok.txt",
+                "ok.txt",
+            ),
+            (
+                "attachment; filename*=KOI8-R''%C1.txt; filename=ok.txt",
+                "ok.txt",
+            ),
+            // No name at all, or one that sanitises to nothing: the URL's segment.
+            ("attachment", "dl"),
+            ("attachment; filename=\"\"", "dl"),
+            ("attachment; filename=\"...\"", "dl"),
+            ("attachment; filename", "dl"),
+        ] {
+            assert_eq!(named(value, "http://h/dl"), want, "{value}");
+            let _ = url;
+        }
+        // Bytes that are not UTF-8 are ISO-8859-1.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_DISPOSITION,
+            awc::http::header::HeaderValue::from_bytes(b"attachment; filename=\"caf\xe9.txt\"")
+                .unwrap(),
+        );
+        let got = file_name(&headers, &url::Url::parse(url).unwrap());
+        assert_eq!(got, PathBuf::from("café.txt"));
+    }
+
+    #[test]
+    fn names_from_the_server_are_sanitised() {
+        let url = "http://h/x";
+        for (value, want) in [
+            (
+                "attachment; filename=\"../../etc/passwd\"",
+                "_.._etc_passwd",
+            ),
+            ("attachment; filename=\"..\\\\x\"", "_x"),
+            (
+                "attachment; filename*=UTF-8''..%2F..%2Fetc%2Fpasswd",
+                "_.._etc_passwd",
+            ),
+            ("attachment; filename=\"/etc/passwd\"", "_etc_passwd"),
+            ("attachment; filename=\".bashrc\"", "bashrc"),
+            ("attachment; filename=\"trailing. . \"", "trailing"),
+            (
+                "attachment; filename*=UTF-8''a%01b%0Ac%7F.txt",
+                "a_b_c_.txt",
+            ),
+            (
+                "attachment; filename*=UTF-8''a%E2%80%AEfdp.exe",
+                "a_fdp.exe",
+            ),
+            (
+                "attachment; filename=\"a<b>c:d|e?f*.txt\"",
+                "a_b_c_d_e_f_.txt",
+            ),
+            ("attachment; filename=CON", "_CON"),
+            ("attachment; filename=nul.txt", "_nul.txt"),
+            ("attachment; filename=\"Com1.tar.gz\"", "_Com1.tar.gz"),
+            ("attachment; filename=lpt9", "_lpt9"),
+            ("attachment; filename=conout$.log", "_conout$.log"),
+            ("attachment; filename=\"aux .txt\"", "_aux .txt"),
+            // Not reserved: longer names, or digits Windows does not reserve.
+            ("attachment; filename=CONSOLE.txt", "CONSOLE.txt"),
+            ("attachment; filename=COM0", "COM0"),
+        ] {
+            assert_eq!(named(value, url), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn overlong_names_from_the_server_are_cut_on_a_character_boundary() {
+        let long = "日".repeat(120); // 360 bytes
+        let encoded: String = long
+            .bytes()
+            .map(|b| format!("%{b:02X}"))
+            .collect::<String>();
+        let value = format!("attachment; filename*=UTF-8''{encoded}.pdf");
+        let got = named(&value, "http://h/x");
+        assert!(got.len() <= FILE_NAME_MAX, "{} bytes", got.len());
+        assert!(got.ends_with(".pdf"), "{got}");
+        assert!(long.starts_with(got.strip_suffix(".pdf").unwrap()));
+        assert!(fits(Path::new(&got)));
+    }
+
+    #[test]
+    fn without_a_disposition_the_final_url_names_the_file() {
+        assert_eq!(
+            named("attachment", "http://h/a/b/final%20name.iso?x=1"),
+            "final name.iso"
+        );
+        assert_eq!(named("attachment", "http://h/"), "download");
+        assert_eq!(named("attachment", "http://h/a/%20.%20"), "download");
+        assert_eq!(named("attachment", "http://h/nul"), "_nul");
     }
 }

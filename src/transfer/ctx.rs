@@ -388,6 +388,16 @@ impl Ctx {
             .set(crate::retry::retry_after(response.headers()));
     }
 
+    /// The headers timeout: the transfer's own, else the engine's.
+    pub(crate) fn headers_timeout(&self) -> Duration {
+        (self.job.timeouts.headers).unwrap_or(self.cfg.headers_timeout)
+    }
+
+    /// The idle timeout: the transfer's own, else the engine's.
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        (self.job.timeouts.idle).unwrap_or(self.cfg.idle_timeout)
+    }
+
     /// Fails when no byte moved for the idle timeout during a body, or the headers did not come
     /// within the headers timeout. Never ends otherwise. A zero timeout is no limit, and one
     /// too long to be a point in time never passes.
@@ -399,7 +409,7 @@ impl Ctx {
                 // Connecting has its own timeout (awc's connector reports it as Connect); with
                 // either timeout off, this wait has no limit.
                 Awaiting::Request => {
-                    let (connect, headers) = (self.cfg.connect_timeout, self.cfg.headers_timeout);
+                    let (connect, headers) = (self.cfg.connect_timeout, self.headers_timeout());
                     let limit = if connect.is_zero() || headers.is_zero() {
                         Duration::ZERO
                     } else {
@@ -407,8 +417,8 @@ impl Ctx {
                     };
                     (limit, TimeoutPhase::Headers)
                 }
-                Awaiting::Headers => (self.cfg.headers_timeout, TimeoutPhase::Headers),
-                Awaiting::Body => (self.cfg.idle_timeout, TimeoutPhase::Idle),
+                Awaiting::Headers => (self.headers_timeout(), TimeoutPhase::Headers),
+                Awaiting::Body => (self.idle_timeout(), TimeoutPhase::Idle),
             };
             let deadline = deadline(self.since.get(), limit);
             if deadline.is_some_and(|d| Instant::now() >= d) {

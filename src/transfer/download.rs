@@ -17,26 +17,42 @@
 //!   truncates the `.part` and restarts from zero; `416` re-probes without a range;
 //! - with `resumable_only`, each of those restarts fails with `CannotResume` instead.
 
-use std::time::{Duration, Instant};
+use std::{
+    path::PathBuf,
+    rc::Rc,
+    time::{Duration, Instant},
+};
 
 use awc::http::{
     header::{self, HeaderValue},
     Method, StatusCode,
 };
 
+use futures::channel::oneshot;
+
 use super::{segmented, BodyReader, Ctx, Done};
 use crate::{
     error::TransferError,
-    file::sink::{FileSink, SLOW_RATE},
+    file::{
+        blocking, path,
+        sink::{self, FileSink, Writer, SLOW_RATE},
+    },
     http,
     request::DownloadOptions,
 };
 
-pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, TransferError> {
+pub(super) async fn run(ctx: &Rc<Ctx>, opts: &DownloadOptions) -> Result<Done, TransferError> {
     // The sink owns the `.part` from here on; if this attempt fails or is aborted, dropping
-    // the sink hands the file back to the transfer for the next attempt.
-    let mut sink = FileSink::new(ctx.download.take_writer()?, ctx.download.drain());
-    let (written, damaged) = sink.landed();
+    // the sink hands the file back to the transfer for the next attempt. A download named
+    // after its response has none until a response is accepted.
+    let mut sink = match ctx.download.placement.borrow().as_ref() {
+        Some(_) => Some(FileSink::new(
+            ctx.download.take_writer()?,
+            ctx.download.drain(),
+        )),
+        None => None,
+    };
+    let (written, damaged) = sink.as_ref().map_or((0, false), FileSink::landed);
     let validator = ctx.download.validator.borrow().clone();
     // A range of the caller's own: the file is that part of the resource, fetched whole on
     // each attempt (the engine's own ranges cannot be combined with it).
@@ -169,6 +185,13 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
             return Err(size_mismatch(want, total));
         }
     }
+    let mut sink = match sink {
+        Some(sink) => sink,
+        None => {
+            let name = path::file_name(sent.response.headers(), &sent.url);
+            place(ctx, opts, name).await?
+        }
+    };
     let status = sent.response.status().as_u16();
     let remaining = http::body_length(&sent.response, &Method::GET)?;
     let headers = http::headers_of(&sent.response);
@@ -264,7 +287,7 @@ async fn read_slowly(
     sink: &mut FileSink,
 ) -> Result<bool, TransferError> {
     // A zero idle timeout is no limit, not a zero round.
-    let round = match ctx.cfg.idle_timeout {
+    let round = match ctx.idle_timeout() {
         idle if idle.is_zero() => ROUND,
         idle => ROUND.min(idle / 4),
     };
@@ -348,7 +371,7 @@ fn size_mismatch(want: u64, got: u64) -> TransferError {
 
 /// Empty the `.part` to fetch it from zero, unless the download must only ever resume.
 async fn restart(
-    sink: &mut FileSink,
+    sink: &mut Option<FileSink>,
     opts: &DownloadOptions,
     why: &str,
 ) -> Result<(), TransferError> {
@@ -356,5 +379,64 @@ async fn restart(
         return Err(TransferError::CannotResume(why.into()));
     }
     tracing::debug!(why, "restarting the download from zero");
-    sink.truncate().await
+    match sink {
+        Some(sink) => sink.truncate().await,
+        None => Ok(()),
+    }
+}
+
+/// Create the `.part` of a download named after its response, as `name` under the download
+/// dir (off-thread), and record where it is. The creation runs to its end even when this
+/// attempt is aborted meanwhile, and a stop waits for it: the transfer always learns of the
+/// file, to remove or keep it as its policy says.
+async fn place(
+    ctx: &Rc<Ctx>,
+    opts: &DownloadOptions,
+    name: PathBuf,
+) -> Result<FileSink, TransferError> {
+    let dir = ctx.cfg.download_dir.clone();
+    let (conflict, hashed) = (opts.conflict, opts.expect_sha256.is_some());
+    let fsync = opts.fsync.unwrap_or(ctx.cfg.fsync);
+    let job = blocking::run(move || {
+        sink::prepare_part(&dir, &name, conflict)
+            .map(|(p, f)| (p, Writer::new(f, hashed).write_behind(fsync)))
+    });
+    let (settled, settled_rx) = oneshot::channel::<()>();
+    ctx.download.watch_quiescence(settled_rx);
+    let (done, done_rx) = oneshot::channel();
+    let shared = Rc::clone(ctx);
+    actix_rt::spawn(async move {
+        let placed = job.await.unwrap_or_else(|e| Err(e.into()));
+        let placed = match placed {
+            Ok((placement, writer)) => {
+                shared.progress.set_path(placement.target.clone());
+                #[cfg(feature = "journal")]
+                let recorded = shared.record_part(&placement);
+                *shared.download.placement.borrow_mut() = Some(placement);
+                *shared.download.writer.borrow_mut() = Some(writer);
+                // Nothing is written into the `.part` before the journal knows its name and
+                // identity (as `TransferActor::prepared` does for a named download).
+                #[cfg(feature = "journal")]
+                if let Some(Err(error)) = match recorded {
+                    Some(recorded) => Some(recorded.await),
+                    None => None,
+                } {
+                    tracing::warn!(%error, "the journal did not record the .part");
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        let _ = done.send(placed);
+        drop(settled);
+    });
+    done_rx.await.unwrap_or_else(|_| {
+        Err(TransferError::Internal(
+            "the .part creation was lost".into(),
+        ))
+    })?;
+    Ok(FileSink::new(
+        ctx.download.take_writer()?,
+        ctx.download.drain(),
+    ))
 }

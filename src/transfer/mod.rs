@@ -126,7 +126,12 @@ impl TransferActor {
             url = %crate::redact::url(&setup.job.request.url)
         );
         let now = Instant::now();
-        let deadline = setup.cfg.total_timeout.and_then(|t| time::deadline(now, t));
+        // The transfer's own total timeout, else the engine's; zero is no limit.
+        let total = match setup.job.timeouts.total {
+            Some(own) => Some(own).filter(|d| !d.is_zero()),
+            None => setup.cfg.total_timeout,
+        };
+        let deadline = total.and_then(|t| time::deadline(now, t));
         let (engine, worker) = (Arc::clone(&setup.engine), setup.worker);
         TransferActor {
             shared: Rc::new(Ctx::new(setup, client, now)),
@@ -219,16 +224,24 @@ impl TransferActor {
                 {
                     let mut writer = Writer::new(f, hashed).write_behind(fsync);
                     writer.written = len;
-                    return Ok((p, writer));
+                    return Ok(Some((p, writer)));
                 }
+                // Named after its response: no `.part` until the response's head arrives.
+                let Some(target) = target else {
+                    return Ok(None);
+                };
                 sink::prepare_part(&dir, &target, conflict)
-                    .map(|(p, f)| (p, Writer::new(f, hashed).write_behind(fsync)))
+                    .map(|(p, f)| Some((p, Writer::new(f, hashed).write_behind(fsync))))
             });
             return self.prepared(job, ctx);
         }
+        // Named after its response: the `.part` is created once its head arrived (download.rs).
+        let Some(target) = target else {
+            return self.start_attempt(ctx);
+        };
         let job = crate::file::blocking::run(move || {
             sink::prepare_part(&dir, &target, conflict)
-                .map(|(p, f)| (p, Writer::new(f, hashed).write_behind(fsync)))
+                .map(|(p, f)| Some((p, Writer::new(f, hashed).write_behind(fsync))))
         });
         self.prepared(job, ctx);
     }
@@ -257,14 +270,18 @@ impl TransferActor {
     /// The `.part` is ready (or could not be): start, or fail.
     fn prepared(
         &mut self,
-        job: crate::file::blocking::Pending<Result<(sink::Placement, Writer), TransferError>>,
+        job: crate::file::blocking::Pending<
+            Result<Option<(sink::Placement, Writer)>, TransferError>,
+        >,
         ctx: &mut Context<Self>,
     ) {
         ctx.spawn(wrap_future(job).map(|res, act: &mut Self, ctx| {
             match res.unwrap_or_else(|e| Err(e.into())) {
-                Ok((placement, writer)) => {
+                Ok(None) => act.stop_point(None, ctx),
+                Ok(Some((placement, writer))) => {
                     let download = &act.shared.download;
                     act.shared.set_bytes(writer.written);
+                    act.shared.progress.set_path(placement.target.clone());
                     #[cfg(feature = "journal")]
                     let recorded = act.shared.record_part(&placement);
                     *download.placement.borrow_mut() = Some(placement);
@@ -298,7 +315,11 @@ impl TransferActor {
             let run = std::pin::pin!(async {
                 match &shared.job.kind {
                     JobKind::Download(opts) => download::run(&shared, opts).await,
-                    JobKind::Upload { file, size } => upload::run(&shared, file, *size).await,
+                    JobKind::Upload {
+                        body,
+                        size,
+                        max_body,
+                    } => upload::run(&shared, body, *size, *max_body).await,
                     JobKind::Fetch { .. } => fetch::run(&shared).await,
                 }
             });

@@ -1,15 +1,41 @@
 //! An upload attempt: the file streamed as a sized request body, counted as it is handed to the
 //! connection; then the response, whose body is kept in memory up to the cap.
 
-use std::{path::Path, rc::Rc};
+use std::{io, rc::Rc};
 
 use awc::body::{BoxBody, SizedStream};
-use futures::StreamExt;
+use bytes::Bytes;
+use futures::{stream::LocalBoxStream, StreamExt};
 
 use super::{BodyReader, Ctx, Done};
-use crate::{error::TransferError, event::Headers, file::source::file_stream, http};
+use crate::{
+    error::TransferError, event::Headers, file::source::file_stream, http, request::UploadBody,
+};
 
-pub(super) async fn run(ctx: &Rc<Ctx>, file: &Path, size: u64) -> Result<Done, TransferError> {
+/// The pieces a body in memory is handed to the connection in: progress, the bandwidth limit
+/// and the idle timeout see it move as they see a file's.
+const PIECE: usize = 64 * 1024;
+
+/// The body from its start: the file read from the disk, or the bytes in pieces.
+fn source(body: &UploadBody, size: u64) -> LocalBoxStream<'static, io::Result<Bytes>> {
+    match body {
+        UploadBody::File(file) => file_stream(file.to_path_buf(), 0, size).boxed_local(),
+        UploadBody::Bytes(bytes) => {
+            let bytes = bytes.clone();
+            let pieces = (0..bytes.len())
+                .step_by(PIECE)
+                .map(move |at| Ok(bytes.slice(at..bytes.len().min(at + PIECE))));
+            futures::stream::iter(pieces).boxed_local()
+        }
+    }
+}
+
+pub(super) async fn run(
+    ctx: &Rc<Ctx>,
+    body: &UploadBody,
+    size: u64,
+    max_body: Option<u64>,
+) -> Result<Done, TransferError> {
     ctx.set_bytes(0); // a retry starts over from the beginning of the file
     ctx.began(None, Headers::default, Some(size));
     if size == 0 {
@@ -20,7 +46,7 @@ pub(super) async fn run(ctx: &Rc<Ctx>, file: &Path, size: u64) -> Result<Done, T
         ctx.set_bytes(0);
         ctx.await_body();
         let c = Rc::clone(ctx);
-        let counted = file_stream(file.to_path_buf(), 0, size).then(move |chunk| {
+        let counted = source(body, size).then(move |chunk| {
             let c = Rc::clone(&c);
             async move {
                 match &chunk {
@@ -63,7 +89,7 @@ pub(super) async fn run(ctx: &Rc<Ctx>, file: &Path, size: u64) -> Result<Done, T
     let headers = http::headers_of(&sent.response);
     ctx.await_body();
     let reply = BodyReader::new(sent.response, expected, false)
-        .collect(ctx, ctx.cfg.max_body)
+        .collect(ctx, max_body.unwrap_or(ctx.cfg.max_body))
         .await?;
     Ok(Done::Memory {
         body: reply,

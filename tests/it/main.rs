@@ -21,10 +21,12 @@ mod http_timeouts;
 mod input;
 mod journal;
 mod journal_crash;
+mod names;
 mod resilience;
 mod segmented;
 mod slow_download;
 #[cfg(feature = "rustls")]
 mod tls;
+mod typed_inputs;
 mod upload_fetch;
 mod web;
