@@ -39,6 +39,8 @@ pub(crate) struct DownloadOptions {
     pub(crate) segments: Option<u32>,
     /// Flush the file to the disk before it is complete; `None`: the engine's default.
     pub(crate) fsync: Option<bool>,
+    /// Other URLs of the same file, tried after the request's own, round robin.
+    pub(crate) mirrors: Vec<Url>,
 }
 
 /// Download a URL with GET into a file under the engine's download directory.
@@ -71,6 +73,7 @@ pub struct Download {
     pub(crate) max_rate: Option<u64>,
     pub(crate) segments: Option<u32>,
     pub(crate) fsync: Option<bool>,
+    pub(crate) mirrors: Vec<String>,
 }
 
 impl Download {
@@ -91,7 +94,34 @@ impl Download {
             max_rate: None,
             segments: None,
             fsync: None,
+            mirrors: Vec::new(),
         }
+    }
+
+    /// Another URL of the same file (http or https; checked at submit like the first). When an
+    /// attempt fails in a way a retry would address, the next attempt goes to the next URL,
+    /// round robin over the first URL and its mirrors (the retry policy still bounds the
+    /// attempts: give it at least one per URL). A partly written file continues from another
+    /// mirror only when that mirror's strong validator (ETag or Last-Modified) and length are
+    /// the ones the bytes on disk came with; otherwise the file starts again from zero, so its
+    /// bytes always come from one version. A segmented download spreads its ranges over the
+    /// URLs (as aria2 does); a mirror whose validator or length disagrees with the first
+    /// response is dropped for the rest of the transfer, its ranges fetched from the URL that
+    /// gave that response. The request headers go to every mirror, credentials included: name
+    /// only mirrors that may see them.
+    pub fn mirror(mut self, url: impl Into<String>) -> Self {
+        self.mirrors.push(url.into());
+        self
+    }
+
+    /// Several [`mirror`](Self::mirror)s at once, in order.
+    pub fn mirrors<I>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.mirrors.extend(urls.into_iter().map(Into::into));
+        self
     }
 
     /// Fetch the file as `k` byte ranges in parallel, each on its own connection and worker
@@ -539,6 +569,18 @@ impl Download {
                 on_failure: self.on_failure,
                 segments: self.segments,
                 fsync: self.fsync,
+                mirrors: self
+                    .mirrors
+                    .iter()
+                    .map(|m| {
+                        parse_url(m).map_err(|e| match e {
+                            TransferError::InvalidRequest(why) => {
+                                TransferError::invalid(format!("mirror: {why}"))
+                            }
+                            other => other,
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
             })),
             priority: self.priority,
             max_attempts: self.max_attempts,

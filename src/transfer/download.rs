@@ -58,15 +58,33 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
         .await?;
     }
     let previous_total = ctx.estimated_total();
-    // Where a resume is asked; a request from zero always starts at the caller's URL.
-    let resume_url = ctx.download.resume_url.borrow().clone();
+    // The caller's URL or one of its mirrors, as the retries rotate. A resume at another
+    // source than the one the file came from is pinned by the same validator and length: a
+    // mirror with another version answers the whole file (or a refused range), and the file
+    // starts from zero.
+    let (source, mirrored) = {
+        let sources = ctx.download.sources.borrow();
+        (sources.current(), sources.len() > 1)
+    };
+    let base = ctx.source_request(source);
+    // Where a resume is asked; a request from zero always starts at the source's URL.
+    let resume_url = ctx
+        .download
+        .resume_url
+        .borrow()
+        .clone()
+        .filter(|_| ctx.download.resume_source.get() == source);
 
     // At most two requests: a range request, then (if the server botched it) a plain one.
     let (sent, total) = loop {
-        let mut request = ctx.job.request.clone();
+        let mut request = base.clone();
         let direct = offset > 0 && resume_url.is_some();
         if let Some(url) = resume_url.as_ref().filter(|_| direct) {
             http::retarget(&mut request, url);
+        }
+        if mirrored {
+            // The status shows which URL is in use.
+            ctx.redirected(&request.url);
         }
         if offset > 0 {
             // Never a range without the validator that pins it (ours, and only ours).
@@ -138,8 +156,10 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
                     offset = 0;
                 }
                 *ctx.download.validator.borrow_mut() = http::validator(&sent.response);
+                // A mirror's URL is kept too: a journal restores a resume to it.
                 *ctx.download.resume_url.borrow_mut() =
                     Some(sent.url.clone()).filter(|url| *url != ctx.job.request.url);
+                ctx.download.resume_source.set(source);
                 let total = length()?;
                 break (sent, total);
             }
