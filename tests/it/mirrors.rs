@@ -1,0 +1,255 @@
+//! Mirrors: a download's retries rotate over its URL and its mirrors; a resume at another
+//! mirror only with the same validator and length; segments spread over the mirrors; a mirror
+//! that disagrees with the file is dropped. Scripted range servers on 127.0.0.1.
+
+use crate::ranged;
+use crate::support;
+
+use std::time::Duration;
+
+use actix_transfer::*;
+use ranged::{content, Act};
+use support::{sha256_hex, Rig};
+
+const MIB: usize = 1 << 20;
+
+async fn rig() -> Rig {
+    support::rig_with(|b| {
+        b.workers(2)
+            .retry(
+                RetryPolicy::default()
+                    .max_attempts(5)
+                    .initial_delay(Duration::from_millis(10))
+                    .max_delay(Duration::from_millis(50)),
+            )
+            .progress_interval(Duration::from_millis(10))
+    })
+    .await
+}
+
+/// A URL on 127.0.0.1 where nothing listens: connecting is refused.
+fn refused_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}/file")
+}
+
+fn file(server: &ranged::Ranged) -> String {
+    format!("{}/file", server.url)
+}
+
+fn read(outcome: &Outcome) -> Vec<u8> {
+    std::fs::read(outcome.path().unwrap_or_else(|| panic!("{outcome:?}"))).unwrap()
+}
+
+fn retries(rig: &Rig, id: TransferId) -> usize {
+    rig.events
+        .kinds(id)
+        .iter()
+        .filter(|k| matches!(k, EventKind::Retrying { .. }))
+        .count()
+}
+
+fn range_start(seen: &ranged::Seen) -> Option<u64> {
+    seen.range
+        .as_deref()?
+        .strip_prefix("bytes=")?
+        .strip_suffix('-')?
+        .parse()
+        .ok()
+}
+
+/// Without mirrors every attempt goes to the refused URL and the download fails `Connect`.
+#[actix_rt::test]
+async fn dead_mirrors_move_the_next_attempt_to_the_next_one() {
+    let body = content(300_000, 3);
+    let live = ranged::start(body.clone());
+    let rig = rig().await;
+    let id = rig
+        .submit(
+            Download::new(refused_url())
+                .mirror(refused_url())
+                .mirror(file(&live))
+                .to("f.bin"),
+        )
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(read(&outcome), body, "byte-exact from the live mirror");
+    assert_eq!(retries(&rig, id), 2, "one attempt per URL, round robin");
+    assert_eq!(live.seen().len(), 1);
+    let Outcome::Completed { url, .. } = &outcome else {
+        unreachable!()
+    };
+    assert_eq!(
+        *url,
+        file(&live),
+        "the outcome names the mirror that served it"
+    );
+}
+
+/// Without mirrors the retry goes back to the URL that failed (which then serves the rest),
+/// and the mirror is never asked.
+#[actix_rt::test]
+async fn a_body_cut_on_one_mirror_resumes_on_the_next_with_if_range() {
+    let body = content(2_000_000, 5);
+    let origin = ranged::start(body.clone());
+    let mirror = ranged::start(body.clone());
+    origin.script([Act::CutAt(700_000)]);
+    let rig = rig().await;
+    let id = rig
+        .submit(
+            Download::new(file(&origin))
+                .mirror(file(&mirror))
+                .to("f.bin")
+                .segments(1)
+                .expect_sha256(sha256_hex(&body)),
+        )
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(read(&outcome), body);
+    assert_eq!(origin.seen().len(), 1, "the retry went to the mirror");
+    let seen = mirror.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let start = range_start(&seen[0]).expect("a range request");
+    assert!(start > 0 && start <= 700_000, "resumed at {start}");
+    assert_eq!(seen[0].if_range.as_deref(), Some("\"v1\""));
+    assert_eq!(
+        mirror.sent(),
+        body.len() as u64 - start,
+        "the mirror sent only the rest"
+    );
+}
+
+/// Without mirrors the retry resumes at the origin and the file is the origin's; a resume that
+/// appended the mirror's bytes without If-Range would be a splice of both.
+#[actix_rt::test]
+async fn mirrors_with_another_etag_never_make_a_mixed_file() {
+    let first = content(2_000_000, 7);
+    let other = content(2_000_000, 8);
+    let origin = ranged::start(first.clone());
+    let mirror = ranged::start(other.clone());
+    mirror.replace(other.clone(), "\"v2\"");
+    origin.script([Act::CutAt(700_000)]);
+    let rig = rig().await;
+    let id = rig
+        .submit(
+            Download::new(file(&origin))
+                .mirror(file(&mirror))
+                .to("f.bin")
+                .segments(1),
+        )
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    let got = read(&outcome);
+    assert!(
+        got == other,
+        "the file is the mirror's version, whole, from zero"
+    );
+    let seen = mirror.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].if_range.as_deref(), Some("\"v1\""), "pinned to v1");
+    assert_eq!(mirror.sent(), other.len() as u64, "answered with all of v2");
+    assert_eq!(outcome.bytes(), other.len() as u64);
+}
+
+/// Without mirrors every range goes to the first URL: the mirrors see no request.
+#[actix_rt::test]
+async fn segments_are_spread_over_three_mirrors() {
+    let body = content(6 * MIB + 17, 9);
+    let servers: Vec<_> = (0..3).map(|_| ranged::start(body.clone())).collect();
+    let rig = rig().await;
+    let id = rig
+        .submit(
+            Download::new(file(&servers[0]))
+                .mirrors(servers[1..].iter().map(file))
+                .to("f.bin")
+                .segments(6),
+        )
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(read(&outcome), body);
+    assert_eq!(retries(&rig, id), 0, "one segmented attempt");
+    let total = body.len() as u64;
+    let range = |i: u64| format!("bytes={}-{}", total * i / 6, total * (i + 1) / 6 - 1);
+    // Segment 0 is the first response; the others go round robin from the next URL.
+    for (s, want) in servers.iter().zip([vec![3], vec![1, 4], vec![2, 5]]) {
+        let mut got: Vec<String> = s.seen().iter().filter_map(|r| r.range.clone()).collect();
+        got.sort();
+        let want: Vec<String> = want.into_iter().map(range).collect();
+        assert_eq!(got, want);
+        assert!(s
+            .seen()
+            .iter()
+            .filter(|r| r.range.is_some())
+            .all(|r| r.if_range.as_deref() == Some("\"v1\"")));
+    }
+    assert_eq!(
+        servers[0].seen()[0].range,
+        None,
+        "the first request is a plain GET"
+    );
+}
+
+/// Sources: the origin, a mirror whose file has another length (same ETag), a good mirror
+/// whose one range is cut mid-body. The other length is found on the first range it is asked
+/// for: it is dropped and that range comes from the origin. The cut fails the segmented
+/// attempt; the single-stream retry skips the dropped mirror and goes to the good one.
+/// Without the drop, the retry goes to the other-length mirror and the file is its version.
+#[actix_rt::test]
+async fn a_mirror_with_another_length_is_dropped_for_the_rest_of_the_transfer() {
+    let body = content(8 * MIB, 11);
+    let origin = ranged::start(body.clone());
+    let longer = ranged::start(content(8 * MIB + 1000, 11));
+    let good = ranged::start(body.clone());
+    good.script([Act::CutAfter(MIB as u64 + 500_000)]);
+    let rig = rig().await;
+    let id = rig
+        .submit(
+            Download::new(file(&origin))
+                .mirror(file(&longer))
+                .mirror(file(&good))
+                .to("f.bin")
+                .segments(4),
+        )
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert!(read(&outcome) == body, "byte-exact, the origin's version");
+    let asked = longer.seen();
+    assert_eq!(
+        asked.len(),
+        1,
+        "asked for one range, then never again: {asked:?}"
+    );
+    assert!(asked[0].range.is_some());
+    let seen = good.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].range.is_some(), "a range of the segmented attempt");
+    assert_eq!(seen[1].range, None, "the retry: one stream from zero");
+    assert_eq!(retries(&rig, id), 1);
+}
+
+#[actix_rt::test]
+async fn an_invalid_mirror_is_refused_at_submit() {
+    let rig = rig().await;
+    for bad in [
+        "ftp://127.0.0.1/x",
+        "not a url",
+        "http://user:pw@127.0.0.1/x",
+    ] {
+        let err = support::submit(
+            &rig.engine,
+            Download::new("http://127.0.0.1:1/x").mirror(bad),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{bad}: {err}");
+        assert!(err.to_string().contains("mirror"), "{err}");
+        assert!(!err.to_string().contains("pw"), "{err}");
+    }
+}
