@@ -79,6 +79,8 @@ pub(crate) struct Options {
     /// The retry policy it runs under (delays are stored in milliseconds).
     pub(crate) retry: Option<RetryPolicy>,
     pub(crate) fsync: Option<bool>,
+    /// Downloads: the other URLs of the file, as submitted.
+    pub(crate) mirrors: Vec<String>,
 }
 
 impl Row {
@@ -181,6 +183,7 @@ pub(super) const COLUMNS: &[&str] = &[
     "created_ms",
     "started_ms",
     "ended_ms",
+    "mirrors",
 ];
 
 /// `SELECT <every column> FROM transfers`.
@@ -254,6 +257,7 @@ impl Row {
             Value::Integer(self.created_ms),
             self.started_ms.map_or(Value::Null, Value::Integer),
             self.ended_ms.map_or(Value::Null, Value::Integer),
+            Value::Text(serde_json::to_string(&o.mirrors).unwrap_or_default()),
         ]
     }
 
@@ -292,6 +296,10 @@ impl Row {
         };
         let error_kind: Option<ErrorKind> = col!(35, nullable(|v| as_str(v).and_then(kind_of)));
         let error_message: Option<String> = col!(36, nullable(as_string));
+        // Found by name: columns added by later migrations are appended in any order.
+        let mirrors_at = COLUMNS.iter().position(|c| *c == "mirrors");
+        let mirrors: Vec<String> = col!(mirrors_at.unwrap_or(COLUMNS.len()), |v| as_str(v)
+            .and_then(|s| serde_json::from_str(s).ok()));
         Ok(Row {
             id,
             kind: col!(1, |v| as_str(v).and_then(kind_from)),
@@ -316,6 +324,7 @@ impl Row {
                 max_attempts: col!(19, nullable(as_u32)),
                 retry,
                 fsync: col!(25, nullable(as_bool)),
+                mirrors,
             },
             state: col!(26, |v| as_str(v).and_then(state_from)),
             bytes_on_disk: col!(27, as_u64),

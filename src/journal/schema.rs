@@ -76,6 +76,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     END;
     CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
     INSERT INTO meta (key, value) VALUES ('next_id', 1);",
+    // A download's mirrors, as a JSON array of URLs (`[]` for the rows written before).
+    "ALTER TABLE transfers ADD COLUMN mirrors TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// The schema version this build writes and reads.

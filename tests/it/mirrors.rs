@@ -253,3 +253,67 @@ async fn an_invalid_mirror_is_refused_at_submit() {
         assert!(!err.to_string().contains("pw"), "{err}");
     }
 }
+
+/// The journal keeps a download's mirrors: stopped by a shutdown, restored by the next start
+/// while its first URL is gone, it resumes from the mirror (with `Range` and `If-Range`).
+/// Without the mirrors in the journal, the restored download knows only the dead URL and
+/// fails `Connect`.
+#[cfg(feature = "journal")]
+#[actix_rt::test]
+async fn the_journal_keeps_the_mirrors_of_a_restored_download() {
+    let body = content(4 * MIB, 13);
+    let origin = ranged::start(body.clone());
+    let mirror = ranged::start(body.clone());
+    origin.script([Act::Slow {
+        chunk: 16 << 10,
+        every: Duration::from_millis(5),
+    }]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.db");
+    let downloads = dir.path().join("dl");
+    let retries = RetryPolicy::default()
+        .initial_delay(Duration::from_millis(10))
+        .max_delay(Duration::from_millis(50));
+    let engine = Engine::builder()
+        .download_dir(&downloads)
+        .journal(&journal)
+        .retry(retries.clone())
+        .try_start()
+        .unwrap();
+    let id = support::submit(
+        &engine,
+        Download::new(file(&origin))
+            .mirror(file(&mirror))
+            .to("big.bin"),
+    )
+    .await
+    .unwrap();
+    support::poll_status(&engine, id, |s| s.bytes_transferred >= 64 << 10).await;
+    actix_rt::time::timeout(support::LIMIT, engine.send(Shutdown))
+        .await
+        .unwrap()
+        .unwrap();
+    origin.stop().await;
+    let part_len = std::fs::metadata(downloads.join("big.bin.part"))
+        .unwrap()
+        .len();
+    assert!(part_len > 0 && part_len < body.len() as u64);
+    assert!(mirror.seen().is_empty());
+
+    let engine = Engine::builder()
+        .download_dir(&downloads)
+        .journal(&journal)
+        .retry(retries)
+        .try_start()
+        .unwrap();
+    let outcome = support::wait(&engine, id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(std::fs::read(downloads.join("big.bin")).unwrap(), body);
+    let seen = mirror.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].range.as_deref(),
+        Some(&*format!("bytes={part_len}-"))
+    );
+    assert_eq!(seen[0].if_range.as_deref(), Some("\"v1\""));
+}
