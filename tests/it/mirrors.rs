@@ -66,9 +66,10 @@ async fn dead_mirrors_move_the_next_attempt_to_the_next_one() {
     let body = content(300_000, 3);
     let live = ranged::start(body.clone());
     let rig = rig().await;
+    let first = refused_url();
     let id = rig
         .submit(
-            Download::new(refused_url())
+            Download::new(first.clone())
                 .mirror(refused_url())
                 .mirror(file(&live))
                 .to("f.bin"),
@@ -87,6 +88,9 @@ async fn dead_mirrors_move_the_next_attempt_to_the_next_one() {
         file(&live),
         "the outcome names the mirror that served it"
     );
+    let status = rig.engine.send(Status(id)).await.unwrap().unwrap();
+    assert_eq!(status.url, first, "the URL as submitted");
+    assert_eq!(status.final_url, Some(file(&live)), "the URL in use");
 }
 
 /// Without mirrors the retry goes back to the URL that failed (which then serves the rest),
