@@ -109,6 +109,14 @@ impl Download {
     /// response is dropped for the rest of the transfer, its ranges fetched from the URL that
     /// gave that response. The request headers go to every mirror, credentials included: name
     /// only mirrors that may see them.
+    ///
+    /// ```
+    /// use actix_transfer::Download;
+    /// let d = Download::new("https://a.example/os.iso")
+    ///     .mirror("https://b.example/pub/os.iso")
+    ///     .mirrors(["https://c.example/os.iso", "https://d.example/os.iso"]);
+    /// # let _ = d;
+    /// ```
     pub fn mirror(mut self, url: impl Into<String>) -> Self {
         self.mirrors.push(url.into());
         self

@@ -381,9 +381,10 @@ async fn open_range(
         return Err((error, disagrees));
     }
     // An entity tag is quoted; a date validator is a Last-Modified.
-    let named = match s.validator.starts_with('"') {
-        true => header::ETAG,
-        false => header::LAST_MODIFIED,
+    let named = if s.validator.starts_with('"') {
+        header::ETAG
+    } else {
+        header::LAST_MODIFIED
     };
     let version_named = !strict || resp.headers().contains_key(named);
     if !version_named || !http::same_version(resp.headers(), &s.validator) {
