@@ -160,6 +160,81 @@ async fn mirrors_with_another_etag_never_make_a_mixed_file() {
     assert_eq!(outcome.bytes(), other.len() as u64);
 }
 
+/// A strong Last-Modified (a second before `Date`) pins a resume across mirrors like an ETag:
+/// the same date resumes there with `If-Range: <date>`; another date starts the file from zero
+/// with the mirror's version. Without mirrors the retry resumes at the origin.
+#[actix_rt::test]
+async fn a_last_modified_pins_a_resume_across_mirrors_too() {
+    const LM: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    const DATE: &str = "Mon, 07 Nov 1994 08:49:37 GMT";
+    const OTHER_LM: &str = "Sun, 06 Nov 1994 09:00:00 GMT";
+    for (mirror_lm, same) in [(LM, true), (OTHER_LM, false)] {
+        let first = content(2_000_000, 21);
+        let other = content(2_000_000, 22);
+        let origin = ranged::start(first.clone());
+        let mirror = ranged::start(if same { first.clone() } else { other.clone() });
+        for (server, lm) in [(&origin, LM), (&mirror, mirror_lm)] {
+            server.validators(false);
+            server.dates(Some(lm), Some(DATE));
+        }
+        origin.script([Act::CutAt(700_000)]);
+        let rig = rig().await;
+        let id = rig
+            .submit(
+                Download::new(file(&origin))
+                    .mirror(file(&mirror))
+                    .to("f.bin")
+                    .segments(1),
+            )
+            .await;
+        let outcome = rig.wait(id).await;
+        assert!(outcome.is_completed(), "{outcome:?}");
+        let seen = mirror.seen();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(
+            seen[0].if_range.as_deref(),
+            Some(LM),
+            "pinned to the origin's date"
+        );
+        if same {
+            assert_eq!(read(&outcome), first);
+            let start = range_start(&seen[0]).expect("a range request");
+            assert_eq!(mirror.sent(), first.len() as u64 - start, "only the rest");
+        } else {
+            assert!(read(&outcome) == other, "the mirror's version, whole");
+            assert_eq!(mirror.sent(), other.len() as u64);
+        }
+    }
+}
+
+/// A mirror with the same ETag but another length answers the resume with a `206` of another
+/// total: refused, the file starts from zero there and is that mirror's file, never a splice.
+/// Without mirrors the retry resumes at the origin (the mirror is never asked).
+#[actix_rt::test]
+async fn a_mirror_with_another_length_restarts_a_single_stream_from_zero() {
+    let first = content(2_000_000, 23);
+    let longer = content(2_100_000, 24);
+    let origin = ranged::start(first.clone());
+    let mirror = ranged::start(longer.clone());
+    origin.script([Act::CutAt(700_000)]);
+    let rig = rig().await;
+    let id = rig
+        .submit(
+            Download::new(file(&origin))
+                .mirror(file(&mirror))
+                .to("f.bin")
+                .segments(1),
+        )
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert!(read(&outcome) == longer, "the mirror's file, whole");
+    let seen = mirror.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(range_start(&seen[0]).is_some_and(|n| n > 0), "{seen:?}");
+    assert_eq!(seen[1].range, None, "then from zero");
+}
+
 /// Without mirrors every range goes to the first URL: the mirrors see no request.
 #[actix_rt::test]
 async fn segments_are_spread_over_three_mirrors() {
@@ -199,18 +274,22 @@ async fn segments_are_spread_over_three_mirrors() {
     );
 }
 
-/// Sources: the origin, a mirror whose file has another length (same ETag), a good mirror
-/// whose one range is cut mid-body. The other length is found on the first range it is asked
-/// for: it is dropped and that range comes from the origin. The cut fails the segmented
-/// attempt; the single-stream retry skips the dropped mirror and goes to the good one.
-/// Without the drop, the retry goes to the other-length mirror and the file is its version.
+/// Sources: the origin, a mirror whose file has another length (same ETag), and a good,
+/// slow mirror. The other length is found on the first range it is asked for: it is dropped
+/// and that range comes from the origin. Then the good mirror goes away mid-body, failing the
+/// segmented attempt; the retries skip the dropped mirror (the good one, now refused, then
+/// the origin, from zero). Without the drop, the retry goes to the other-length mirror and the
+/// file is its version.
 #[actix_rt::test]
 async fn a_mirror_with_another_length_is_dropped_for_the_rest_of_the_transfer() {
     let body = content(8 * MIB, 11);
     let origin = ranged::start(body.clone());
     let longer = ranged::start(content(8 * MIB + 1000, 11));
     let good = ranged::start(body.clone());
-    good.script([Act::CutAfter(MIB as u64 + 500_000)]);
+    good.script([Act::Slow {
+        chunk: 16 << 10,
+        every: Duration::from_millis(10),
+    }]);
     let rig = rig().await;
     let id = rig
         .submit(
@@ -221,6 +300,20 @@ async fn a_mirror_with_another_length_is_dropped_for_the_rest_of_the_transfer() 
                 .segments(4),
         )
         .await;
+    // Ranges round robin from the origin: 1 to the other length, 2 to the good mirror. The
+    // origin is asked for range 1 once the other length was found out.
+    let total = body.len() as u64;
+    let range1 = format!("bytes={}-{}", total / 4, total / 2 - 1);
+    let start = std::time::Instant::now();
+    while !origin
+        .seen()
+        .iter()
+        .any(|s| s.range.as_deref() == Some(&*range1))
+    {
+        assert!(start.elapsed() < support::LIMIT, "{:?}", origin.seen());
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    good.stop().await;
     let outcome = rig.wait(id).await;
     assert!(outcome.is_completed(), "{outcome:?}");
     assert!(read(&outcome) == body, "byte-exact, the origin's version");
@@ -228,14 +321,16 @@ async fn a_mirror_with_another_length_is_dropped_for_the_rest_of_the_transfer() 
     assert_eq!(
         asked.len(),
         1,
-        "asked for one range, then never again: {asked:?}"
+        "asked for one range, never again: {asked:?}"
     );
-    assert!(asked[0].range.is_some());
-    let seen = good.seen();
-    assert_eq!(seen.len(), 2, "{seen:?}");
-    assert!(seen[0].range.is_some(), "a range of the segmented attempt");
-    assert_eq!(seen[1].range, None, "the retry: one stream from zero");
-    assert_eq!(retries(&rig, id), 1);
+    assert_eq!(asked[0].range.as_deref(), Some(&*range1));
+    assert_eq!(good.seen().len(), 1);
+    let last = origin.seen().pop().unwrap();
+    assert_eq!(
+        last.range, None,
+        "the last retry: one stream from zero at the origin"
+    );
+    assert_eq!(retries(&rig, id), 2, "the good mirror cut, then refused");
 }
 
 #[actix_rt::test]
