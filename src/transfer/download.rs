@@ -67,6 +67,8 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
         (sources.current(), sources.len() > 1)
     };
     let base = ctx.source_request(source);
+    // Not the source the file came from: its `206` must name the file's version itself.
+    let other_source = ctx.download.resume_source.get() != source;
     // Where a resume is asked; a request from zero always starts at the source's URL.
     let resume_url = ctx
         .download
@@ -123,15 +125,20 @@ pub(super) async fn run(ctx: &Ctx, opts: &DownloadOptions) -> Result<Done, Trans
                     r.start == offset
                         && remaining.is_none_or(|n| n == r.end + 1 - r.start)
                         && (previous_total.is_none() || r.total == previous_total)
-                }) && validator
-                    .as_deref()
-                    .is_some_and(|v| http::same_version(sent.response.headers(), v));
+                }) && validator.as_deref().is_some_and(|v| {
+                    let headers = sent.response.headers();
+                    http::same_version(headers, v)
+                        && (!other_source || http::names_version(headers, v))
+                });
                 if good {
                     let total = range.and_then(|r| r.total);
                     break (sent, total);
                 }
                 tracing::debug!(?range, offset, "refusing a bad 206; restarting from zero");
-                ctx.download.no_ranges.set(true);
+                // A mirror with another version of the file has no broken ranges.
+                if !other_source {
+                    ctx.download.no_ranges.set(true);
+                }
                 drop(sent);
                 restart(&mut sink, opts, "the server answered with a wrong range").await?;
                 offset = 0;

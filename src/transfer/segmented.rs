@@ -380,14 +380,12 @@ async fn open_range(
         ));
         return Err((error, disagrees));
     }
-    // An entity tag is quoted; a date validator is a Last-Modified.
-    let named = if s.validator.starts_with('"') {
-        header::ETAG
+    let same = if strict {
+        http::names_version(resp.headers(), &s.validator)
     } else {
-        header::LAST_MODIFIED
+        http::same_version(resp.headers(), &s.validator)
     };
-    let version_named = !strict || resp.headers().contains_key(named);
-    if !version_named || !http::same_version(resp.headers(), &s.validator) {
+    if !same {
         let error = TransferError::BadContent(format!(
             "segment {}-{} is of another version of the file",
             s.start, s.end

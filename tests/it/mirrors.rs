@@ -235,6 +235,75 @@ async fn a_mirror_with_another_length_restarts_a_single_stream_from_zero() {
     assert_eq!(seen[1].range, None, "then from zero");
 }
 
+/// A mirror that honours `Range` whatever `If-Range` says, and names no validator, answers the
+/// resume with a `206` that does not deny the version: from the source the file came from that
+/// is trusted, from a mirror it is no word that the file is the same. The file restarts from
+/// zero there and is the mirror's, whole. Before the mirror had to name the version, the file
+/// was the origin's first part spliced with the rest of the mirror's.
+#[actix_rt::test]
+async fn a_mirror_must_name_the_version_it_resumes() {
+    let first = content(2_000_000, 25);
+    let other = content(2_000_000, 26);
+    let origin = ranged::start(first.clone());
+    let mirror = ranged::start(other.clone());
+    mirror.validators(false);
+    origin.script([Act::CutAt(700_000)]);
+    mirror.script([Act::IgnoreIfRange]);
+    let rig = rig().await;
+    let id = rig
+        .submit(
+            Download::new(file(&origin))
+                .mirror(file(&mirror))
+                .to("f.bin")
+                .segments(1),
+        )
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert!(
+        read(&outcome) == other,
+        "the mirror's file, whole, never a splice"
+    );
+    let seen = mirror.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(range_start(&seen[0]).is_some_and(|n| n > 0), "{seen:?}");
+    assert_eq!(seen[1].range, None, "then from zero");
+}
+
+/// In a segmented download too, a mirror's range must name the first response's version: one
+/// that honours `Range` whatever `If-Range` says and names no validator is dropped, its range
+/// fetched from the origin. Before, the file held the mirror's bytes in that range.
+#[actix_rt::test]
+async fn a_segment_from_a_mirror_that_names_no_version_comes_from_the_origin() {
+    let body = content(4 * MIB, 27);
+    let origin = ranged::start(body.clone());
+    let mirror = ranged::start(content(4 * MIB, 28));
+    mirror.validators(false);
+    mirror.script([Act::IgnoreIfRange]);
+    let rig = rig().await;
+    let id = rig
+        .submit(
+            Download::new(file(&origin))
+                .mirror(file(&mirror))
+                .to("f.bin")
+                .segments(2),
+        )
+        .await;
+    let outcome = rig.wait(id).await;
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert!(read(&outcome) == body, "the origin's file, whole");
+    let half = format!("bytes={}-{}", 2 * MIB, 4 * MIB - 1);
+    assert_eq!(mirror.seen().len(), 1);
+    assert_eq!(mirror.seen()[0].range.as_deref(), Some(&*half));
+    let asked: Vec<_> = origin.seen().into_iter().map(|s| s.range).collect();
+    assert_eq!(
+        asked,
+        [None, Some(half)],
+        "the range again, from the origin"
+    );
+    assert_eq!(retries(&rig, id), 0);
+}
+
 /// Without mirrors every range goes to the first URL: the mirrors see no request.
 #[actix_rt::test]
 async fn segments_are_spread_over_three_mirrors() {
