@@ -59,6 +59,10 @@ struct Args {
     /// beside the bundled roots.
     #[arg(long, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
+    /// Another URL of the file (repeatable; with exactly one URL): retries go round robin over
+    /// the URL and its mirrors, and a segmented download spreads its ranges over them.
+    #[arg(long, value_name = "URL")]
+    mirror: Vec<String>,
     /// The URLs to download.
     #[arg(value_name = "URL")]
     urls: Vec<String>,
@@ -66,6 +70,9 @@ struct Args {
 
 /// The engine's options that come from the command line (`--ca-cert`), or why they are wrong.
 fn engine_builder(args: &Args) -> Result<EngineBuilder, String> {
+    if !args.mirror.is_empty() && args.urls.len() != 1 {
+        return Err("--mirror needs exactly one URL to download".into());
+    }
     let mut builder = Engine::builder();
     if let Some(path) = &args.ca_cert {
         let pem = std::fs::read(path)
@@ -294,7 +301,8 @@ async fn run(args: Args, builder: EngineBuilder) -> u8 {
                     expect: None,
                     cancel_after: None,
                 };
-                (u.clone(), Download::new(u.clone()), line)
+                let download = Download::new(u.clone()).mirrors(args.mirror.iter().cloned());
+                (u.clone(), download, line)
             })
             .collect()
     };

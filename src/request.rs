@@ -41,6 +41,8 @@ pub(crate) struct DownloadOptions {
     pub(crate) segments: Option<u32>,
     /// Flush the file to the disk before it is complete; `None`: the engine's default.
     pub(crate) fsync: Option<bool>,
+    /// Other URLs of the same file, tried after the request's own, round robin.
+    pub(crate) mirrors: Vec<Url>,
 }
 
 /// A transfer's own timeouts; each `None` is the engine's.
@@ -109,6 +111,7 @@ pub struct Download {
     pub(crate) segments: Option<u32>,
     pub(crate) fsync: Option<bool>,
     pub(crate) timeouts: Timeouts,
+    pub(crate) mirrors: Vec<String>,
 }
 
 impl Download {
@@ -131,7 +134,43 @@ impl Download {
             segments: None,
             fsync: None,
             timeouts: Timeouts::default(),
+            mirrors: Vec::new(),
         }
+    }
+
+    /// Another URL of the same file (http or https; checked at submit like the first). When an
+    /// attempt fails in a way a retry would address, the next attempt goes to the next URL,
+    /// round robin over the first URL and its mirrors (the retry policy still bounds the
+    /// attempts: give it at least one per URL). A partly written file continues from another
+    /// mirror only when that mirror's strong validator (ETag or Last-Modified) and length are
+    /// the ones the bytes on disk came with; otherwise the file starts again from zero, so its
+    /// bytes always come from one version. A segmented download spreads its ranges over the
+    /// URLs (as aria2 does); a mirror whose validator or length disagrees with the first
+    /// response is dropped for the rest of the transfer, its ranges fetched from the URL that
+    /// gave that response. The request headers go to every mirror, credentials included: name
+    /// only mirrors that may see them.
+    ///
+    /// ```
+    /// use actix_transfer::Download;
+    /// let d = Download::new("https://a.example/os.iso")
+    ///     .mirror("https://b.example/pub/os.iso")
+    ///     .mirrors(["https://c.example/os.iso", "https://d.example/os.iso"]);
+    /// # let _ = d;
+    /// ```
+    pub fn mirror(mut self, url: impl IntoUrl) -> Self {
+        self.mirrors.push(url.into_url_string());
+        self
+    }
+
+    /// Several [`mirror`](Self::mirror)s at once, in order.
+    pub fn mirrors<I>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: IntoUrl,
+    {
+        self.mirrors
+            .extend(urls.into_iter().map(IntoUrl::into_url_string));
+        self
     }
 
     /// Fetch the file as `k` byte ranges in parallel, each on its own connection and worker
@@ -742,6 +781,18 @@ impl Download {
                 on_failure: self.on_failure,
                 segments: self.segments,
                 fsync: self.fsync,
+                mirrors: self
+                    .mirrors
+                    .iter()
+                    .map(|m| {
+                        parse_url(m).map_err(|e| match e {
+                            TransferError::InvalidRequest(why) => {
+                                TransferError::invalid(format!("mirror: {why}"))
+                            }
+                            other => other,
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
             })),
             priority: self.priority,
             max_attempts: self.max_attempts,

@@ -169,6 +169,7 @@ pub(super) fn row_of(id: u64, job: &Job, source_mtime_ns: Option<i64>) -> Option
             o.on_failure = Some(opts.on_failure);
             o.resumable_only = opts.resumable_only;
             o.fsync = opts.fsync;
+            o.mirrors = opts.mirrors.iter().map(|u| u.as_str().to_owned()).collect();
         }
         JobKind::Upload { body, size, .. } => {
             row.target = body.file().cloned();
@@ -223,6 +224,7 @@ fn job_of(row: &Row) -> Result<Job, TransferError> {
             if let Some(f) = o.fsync {
                 d = d.fsync(f);
             }
+            d = d.mirrors(o.mirrors.iter().cloned());
             d.validate()?
         }
         TransferKind::Upload | TransferKind::Fetch => {

@@ -112,7 +112,8 @@ pub struct TransferStatus {
     pub state: TransferState,
     /// The URL as submitted.
     pub url: String,
-    /// The URL after redirects, once a redirect was followed.
+    /// The URL after redirects, once a redirect was followed; with mirrors, the URL the
+    /// latest request went to (a mirror's, or where it redirected).
     pub final_url: Option<String>,
     /// Downloads: the file's real path, once its `.part` was created (the name `Uniquify`
     /// chose, or the name taken from the response when no target was given); before that, the

@@ -548,13 +548,24 @@ fn validator_of(headers: &HeaderMap) -> Option<String> {
 /// that honours `Range` but not `If-Range` answers with another version's bytes under that
 /// version's ETag (or date).
 pub(crate) fn same_version(headers: &HeaderMap, validator: &str) -> bool {
-    // A date validator parses as a date; an entity tag is quoted, so never does.
-    let name = match validator.parse::<header::HttpDate>() {
+    let mut named = headers.get_all(validator_header(validator));
+    named.all(|v| v.as_bytes().trim_ascii() == validator.as_bytes())
+}
+
+/// Whether `headers` name the version `validator` pins themselves (see [`same_version`]): what
+/// a server other than the one that gave the validator (a mirror) must do, since not denying a
+/// version is no word that it has that one.
+pub(crate) fn names_version(headers: &HeaderMap, validator: &str) -> bool {
+    headers.contains_key(validator_header(validator)) && same_version(headers, validator)
+}
+
+/// The header a validator comes from: a date parses as a date; an entity tag is quoted, so
+/// never does.
+fn validator_header(validator: &str) -> header::HeaderName {
+    match validator.parse::<header::HttpDate>() {
         Ok(_) => header::LAST_MODIFIED,
         Err(_) => header::ETAG,
-    };
-    let mut named = headers.get_all(name);
-    named.all(|v| v.as_bytes().trim_ascii() == validator.as_bytes())
+    }
 }
 
 /// Point `request` at `to`, dropping the headers that never go to another origin than the

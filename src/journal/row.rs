@@ -81,6 +81,8 @@ pub(crate) struct Options {
     /// The retry policy it runs under (delays are stored in milliseconds).
     pub(crate) retry: Option<RetryPolicy>,
     pub(crate) fsync: Option<bool>,
+    /// Downloads: the other URLs of the file, as submitted.
+    pub(crate) mirrors: Vec<String>,
 }
 
 impl Row {
@@ -187,6 +189,7 @@ pub(super) const COLUMNS: &[&str] = &[
     "ended_ms",
     "part_dev",
     "part_ino",
+    "mirrors",
 ];
 
 /// `SELECT <every column> FROM transfers`.
@@ -262,6 +265,7 @@ impl Row {
             self.ended_ms.map_or(Value::Null, Value::Integer),
             opt_int(self.part_file.map(|(dev, _)| dev)),
             opt_int(self.part_file.map(|(_, ino)| ino)),
+            Value::Text(serde_json::to_string(&o.mirrors).unwrap_or_default()),
         ]
     }
 
@@ -302,6 +306,10 @@ impl Row {
         let error_message: Option<String> = col!(36, nullable(as_string));
         let part_dev: Option<u64> = col!(40, nullable(as_u64));
         let part_ino: Option<u64> = col!(41, nullable(as_u64));
+        // Found by name: columns added by later migrations are appended in any order.
+        let mirrors_at = COLUMNS.iter().position(|c| *c == "mirrors");
+        let mirrors: Vec<String> = col!(mirrors_at.unwrap_or(COLUMNS.len()), |v| as_str(v)
+            .and_then(|s| serde_json::from_str(s).ok()));
         Ok(Row {
             id,
             kind: col!(1, |v| as_str(v).and_then(kind_from)),
@@ -327,6 +335,7 @@ impl Row {
                 max_attempts: col!(19, nullable(as_u32)),
                 retry,
                 fsync: col!(25, nullable(as_bool)),
+                mirrors,
             },
             state: col!(26, |v| as_str(v).and_then(state_from)),
             bytes_on_disk: col!(27, as_u64),

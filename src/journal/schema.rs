@@ -81,6 +81,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // is known to be this download's (the rename keeps the inode).
     "ALTER TABLE transfers ADD COLUMN part_dev INTEGER;
     ALTER TABLE transfers ADD COLUMN part_ino INTEGER;",
+    // A download's mirrors, as a JSON array of URLs (`[]` for the rows written before).
+    "ALTER TABLE transfers ADD COLUMN mirrors TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// The schema version this build writes and reads.

@@ -81,6 +81,10 @@ fn full_row() -> Row {
                     .retry_on(&[ErrorKind::Connect, ErrorKind::TooManyRedirects]),
             ),
             fsync: Some(false),
+            mirrors: vec![
+                "http://127.0.0.1:8081/a".into(),
+                "https://mirror.test/b?sig=x".into(),
+            ],
         },
         state: TransferState::Failed,
         bytes_on_disk: 999,
@@ -836,4 +840,34 @@ fn a_version_1_journal_migrates_and_keeps_its_rows() {
         Some((1, 2))
     );
     journal.close();
+}
+
+/// A journal written before mirrors were recorded opens, migrated, and its rows read back
+/// with no mirrors.
+#[test]
+fn a_journal_from_before_mirrors_reads_back_with_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {}; PRAGMA user_version = 1;
+             INSERT INTO transfers (id, kind, method, url, headers, priority, resumable_only,
+                 state, bytes_on_disk, attempts, created_ms)
+             VALUES (1, 'download', 'GET', 'http://127.0.0.1/x', '[]', 0, 0, 'queued', 0, 0, 1);",
+            schema::APPLICATION_ID
+        ))
+        .unwrap();
+    }
+    let journal = Journal::open(&path, true).unwrap();
+    let rows = journal.load_unfinished().wait().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].options.mirrors, Vec::<String>::new());
+    journal.close();
+    let conn = Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, schema::VERSION);
 }

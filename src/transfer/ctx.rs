@@ -13,6 +13,7 @@ use awc::{Client, ClientResponse};
 use futures::channel::oneshot;
 
 use super::{
+    mirrors::Sources,
     time::{deadline, later},
     Setup,
 };
@@ -23,7 +24,7 @@ use crate::{
     event::subscribers::{Delivery, Subscribers},
     event::{EventKind, EventKinds, Headers, TransferEvent, TransferId},
     file::sink::{Drain, Placement, Writer},
-    request::Job,
+    request::{HttpRequest, Job, JobKind},
     throttle::Bucket,
 };
 
@@ -93,6 +94,10 @@ pub(crate) struct DownloadState {
     /// it directly (as Chrome does): through the redirect, its `Range` and `If-Range` would be
     /// stripped on the way to another origin.
     pub(crate) resume_url: RefCell<Option<url::Url>>,
+    /// The source (the request's URL or a mirror) that gave `validator` and `resume_url`.
+    pub(crate) resume_source: Cell<usize>,
+    /// The request's URL and its mirrors: which one the next request goes to.
+    pub(crate) sources: RefCell<Sources>,
     /// The server's range support proved broken; never send `Range` again.
     pub(crate) no_ranges: Cell<bool>,
     /// A segmented attempt failed: later attempts are single streams.
@@ -129,6 +134,10 @@ impl DownloadState {
 impl Ctx {
     /// The state of a transfer starting `now`, whose first event is number `seq`.
     pub(super) fn new(setup: Setup, client: Client, now: Instant) -> Self {
+        let mirrors = match &setup.job.kind {
+            JobKind::Download(opts) => opts.mirrors.len(),
+            _ => 0,
+        };
         Ctx {
             id: setup.id,
             job: setup.job,
@@ -151,9 +160,57 @@ impl Ctx {
             rearm: RefCell::new(None),
             retry_after: Cell::new(None),
             body_error: RefCell::new(None),
-            download: DownloadState::default(),
+            download: DownloadState {
+                sources: RefCell::new(Sources::new(1 + mirrors)),
+                ..DownloadState::default()
+            },
             #[cfg(feature = "journal")]
             journal: setup.journal,
+        }
+    }
+
+    /// The URL of source `i`: the request's own (0) or a mirror's.
+    pub(crate) fn source_url(&self, i: usize) -> &url::Url {
+        match &self.job.kind {
+            JobKind::Download(opts) if i > 0 => opts.mirrors.get(i - 1),
+            _ => None,
+        }
+        .unwrap_or(&self.job.request.url)
+    }
+
+    /// The request as sent to source `i`: the caller's, at that source's URL. The caller
+    /// named the mirrors, so its headers go to each of them.
+    pub(crate) fn source_request(&self, i: usize) -> HttpRequest {
+        let mut request = self.job.request.clone();
+        if i > 0 {
+            request.url = self.source_url(i).clone();
+        }
+        request
+    }
+
+    /// A retry is decided: its attempt goes to the next source (a no-op without mirrors).
+    pub(crate) fn next_source(&self) {
+        let mut sources = self.download.sources.borrow_mut();
+        if sources.len() > 1 {
+            let i = sources.advance();
+            tracing::debug!(
+                source = i,
+                url = %crate::redact::url(self.source_url(i)),
+                "the next attempt goes to the next mirror"
+            );
+        }
+    }
+
+    /// Source `i` disagreed with the file being written (another validator or length): never
+    /// ask it again during this transfer.
+    pub(crate) fn drop_source(&self, i: usize, why: &str) {
+        if self.download.sources.borrow_mut().drop_source(i) {
+            tracing::warn!(
+                source = i,
+                url = %crate::redact::url(self.source_url(i)),
+                why,
+                "mirror dropped for the rest of the transfer"
+            );
         }
     }
 

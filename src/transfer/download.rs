@@ -74,15 +74,35 @@ pub(super) async fn run(ctx: &Rc<Ctx>, opts: &DownloadOptions) -> Result<Done, T
         .await?;
     }
     let previous_total = ctx.estimated_total();
-    // Where a resume is asked; a request from zero always starts at the caller's URL.
-    let resume_url = ctx.download.resume_url.borrow().clone();
+    // The caller's URL or one of its mirrors, as the retries rotate. A resume at another
+    // source than the one the file came from is pinned by the same validator and length: a
+    // mirror with another version answers the whole file (or a refused range), and the file
+    // starts from zero.
+    let (source, mirrored) = {
+        let sources = ctx.download.sources.borrow();
+        (sources.current(), sources.len() > 1)
+    };
+    let base = ctx.source_request(source);
+    // Not the source the file came from: its `206` must name the file's version itself.
+    let other_source = ctx.download.resume_source.get() != source;
+    // Where a resume is asked; a request from zero always starts at the source's URL.
+    let resume_url = ctx
+        .download
+        .resume_url
+        .borrow()
+        .clone()
+        .filter(|_| ctx.download.resume_source.get() == source);
 
     // At most two requests: a range request, then (if the server botched it) a plain one.
     let (sent, total) = loop {
-        let mut request = ctx.job.request.clone();
+        let mut request = base.clone();
         let direct = offset > 0 && resume_url.is_some();
         if let Some(url) = resume_url.as_ref().filter(|_| direct) {
             http::retarget(&mut request, url);
+        }
+        if mirrored {
+            // The status shows which URL is in use.
+            ctx.redirected(&request.url);
         }
         if offset > 0 {
             // Never a range without the validator that pins it (ours, and only ours).
@@ -121,15 +141,20 @@ pub(super) async fn run(ctx: &Rc<Ctx>, opts: &DownloadOptions) -> Result<Done, T
                     r.start == offset
                         && remaining.is_none_or(|n| n == r.end + 1 - r.start)
                         && (previous_total.is_none() || r.total == previous_total)
-                }) && validator
-                    .as_deref()
-                    .is_some_and(|v| http::same_version(sent.response.headers(), v));
+                }) && validator.as_deref().is_some_and(|v| {
+                    let headers = sent.response.headers();
+                    http::same_version(headers, v)
+                        && (!other_source || http::names_version(headers, v))
+                });
                 if good {
                     let total = range.and_then(|r| r.total);
                     break (sent, total);
                 }
                 tracing::debug!(?range, offset, "refusing a bad 206; restarting from zero");
-                ctx.download.no_ranges.set(true);
+                // A mirror with another version of the file has no broken ranges.
+                if !other_source {
+                    ctx.download.no_ranges.set(true);
+                }
                 drop(sent);
                 restart(&mut sink, opts, "the server answered with a wrong range").await?;
                 offset = 0;
@@ -154,8 +179,10 @@ pub(super) async fn run(ctx: &Rc<Ctx>, opts: &DownloadOptions) -> Result<Done, T
                     offset = 0;
                 }
                 *ctx.download.validator.borrow_mut() = http::validator(&sent.response);
+                // A mirror's URL is kept too: a journal restores a resume to it.
                 *ctx.download.resume_url.borrow_mut() =
                     Some(sent.url.clone()).filter(|url| *url != ctx.job.request.url);
+                ctx.download.resume_source.set(source);
                 let total = length()?;
                 break (sent, total);
             }

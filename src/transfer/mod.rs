@@ -29,6 +29,7 @@ mod download;
 mod fetch;
 mod lifecycle;
 mod messages;
+mod mirrors;
 mod reply;
 mod segmented;
 mod time;
@@ -424,6 +425,8 @@ impl TransferActor {
                 self.carry_out(next, ctx);
             }
             Next::Backoff { delay, error } => {
+                // A retry addresses this failure: it goes to the next mirror, if any.
+                self.shared.next_source();
                 #[cfg(feature = "journal")]
                 {
                     let attempts = self.life.attempts();

@@ -22,7 +22,7 @@ use std::{
     os::unix::fs::FileExt,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
-        Arc,
+        Arc, Mutex,
     },
     time::Instant,
 };
@@ -87,8 +87,16 @@ struct Part {
 
 /// What one remote segment needs (all `Send`).
 struct Segment {
-    /// The range request: the first response's URL, the job's headers, `Range` and `If-Range`.
+    /// The range request: the first response's URL (or a mirror's), the job's headers,
+    /// `Range` and `If-Range`.
     request: HttpRequest,
+    /// A mirror's range request: the redirects it may follow, and the same range at the first
+    /// response's URL, asked instead when the mirror fails before its first byte (its source
+    /// number goes with it, to be dropped when it disagreed).
+    mirror: Option<(u32, HttpRequest, usize)>,
+    /// Where a mirror that disagreed is told, at once: the transfer drops it even when this
+    /// attempt fails before the segment ends.
+    disagreed: Disagreed,
     /// What `If-Range` pins: the first response's validator.
     validator: String,
     start: u64,
@@ -154,10 +162,15 @@ pub(super) async fn run(
     };
 
     let mut aborts = AbortAll(Vec::new());
+    let disagreed = Disagreed::default();
+    // However the attempt ends, the mirrors that disagreed are dropped.
+    let _drop_disagreeing = DropDisagreeing(ctx, disagreed.clone());
     // Every segment's result, the first one's (read here) and the others' (reported through
     // their oneshots) alike.
     let mut segments: FuturesUnordered<LocalBoxFuture<'static, Result<(), TransferError>>> =
         FuturesUnordered::new();
+    // The ranges go round robin over the sources in use, starting with the one that answered.
+    let spread = ctx.download.sources.borrow().spread(bounds.len());
     for (i, (start, end)) in bounds.iter().enumerate().skip(1) {
         let (done_tx, done_rx) = oneshot::channel();
         let (quiet_tx, quiet_rx) = oneshot::channel();
@@ -177,15 +190,31 @@ pub(super) async fn run(
             method: Method::GET,
             headers,
         };
+        let range = HeaderValue::from_str(&format!("bytes={start}-{end}"))
+            .expect("a range of digits is a valid header value");
+        let pin = |request: &mut HttpRequest| {
+            request.headers.push((header::RANGE, range.clone()));
+            request.headers.push((header::IF_RANGE, if_range.clone()));
+        };
+        // A mirror is asked at its own URL (following its redirects), with the same headers.
+        let mirror = (spread[i] != spread[0]).then(|| {
+            let mut at_mirror = request.clone();
+            at_mirror.url = ctx.source_url(spread[i]).clone();
+            pin(&mut at_mirror);
+            at_mirror
+        });
         // Sent straight to where the first request was redirected: what that redirect would
         // not have carried to another origin stays behind.
         http::retarget(&mut request, url);
-        let range = HeaderValue::from_str(&format!("bytes={start}-{end}"))
-            .expect("a range of digits is a valid header value");
-        request.headers.push((header::RANGE, range));
-        request.headers.push((header::IF_RANGE, if_range.clone()));
+        pin(&mut request);
+        let (request, mirror) = match mirror {
+            Some(at_mirror) => (at_mirror, Some((ctx.cfg.max_redirects, request, spread[i]))),
+            None => (request, None),
+        };
         let segment = Segment {
             request,
+            mirror,
+            disagreed: disagreed.clone(),
             validator: validator.clone(),
             start: *start,
             end: *end,
@@ -274,36 +303,96 @@ pub(super) async fn run(
     Ok(())
 }
 
+/// The mirrors segments found disagreeing with the first response: source number and why.
+type Disagreed = Arc<Mutex<Vec<(usize, String)>>>;
+
+/// Drops the mirrors that disagreed when the attempt ends, whichever way (a `Drop`, so that a
+/// failure or an abort elsewhere in the attempt cannot lose one).
+struct DropDisagreeing<'a>(&'a Ctx, Disagreed);
+
+impl Drop for DropDisagreeing<'_> {
+    fn drop(&mut self) {
+        let found = std::mem::take(&mut *self.1.lock().unwrap_or_else(|e| e.into_inner()));
+        for (source, why) in found {
+            self.0.drop_source(source, &why);
+        }
+    }
+}
+
 /// One segment after the first, with the client of the worker it runs on. It goes through
 /// `http::send` like every request (identity encoding, no body, interim answers refused, the
-/// body's end checked against the wire), following no redirect: the range is asked of the URL
-/// that answered the first request, and anything but the exact `206` fails the segmented
-/// attempt, which is then retried as one stream.
+/// body's end checked against the wire). At the first response's source it follows no
+/// redirect: the range is asked of the URL that answered the first request, and anything but
+/// the exact `206` fails the segmented attempt, which is then retried as one stream. At a
+/// mirror, a failure before the range's first byte (refused, another status, another length
+/// or version) asks the range of the first response's URL instead.
 async fn fetch_segment(s: Segment, client: awc::Client) -> Result<(), TransferError> {
-    let resp = http::send(&client, &s.request, 0, &mut || None, &|_| {})
-        .await?
-        .response;
-    let range = http::content_range(&resp);
-    let exact = resp.status() == awc::http::StatusCode::PARTIAL_CONTENT
-        && range.is_some_and(|r| r.start == s.start && r.end == s.end && r.total == Some(s.total));
-    if !exact {
-        return Err(TransferError::BadContent(format!(
-            "segment {}-{} answered {} with range {range:?}",
-            s.start,
-            s.end,
-            resp.status()
-        )));
-    }
-    if !http::same_version(resp.headers(), &s.validator) {
-        return Err(TransferError::BadContent(format!(
-            "segment {}-{} is of another version of the file",
-            s.start, s.end
-        )));
-    }
+    let opened = match &s.mirror {
+        None => open_range(&client, &s, &s.request, 0, false).await,
+        Some((redirects, primary, source)) => {
+            match open_range(&client, &s, &s.request, *redirects, true).await {
+                Ok(resp) => Ok(resp),
+                Err((error, disagrees)) => {
+                    tracing::debug!(%error, "a mirror failed its range; asking the first URL");
+                    if disagrees {
+                        let mut found = s.disagreed.lock().unwrap_or_else(|e| e.into_inner());
+                        found.push((*source, error.to_string()));
+                    }
+                    open_range(&client, &s, primary, 0, false).await
+                }
+            }
+        }
+    };
+    let resp = opened.map_err(|(error, _)| error)?;
     read_range(
         resp, s.start, s.end, s.file, s.counted, s.quiesce, s.limits, true,
     )
     .await
+}
+
+/// Ask for the segment's range with `request` and check the answer: the exact `206` of this
+/// range and total, of the first response's version. `strict` (a mirror): the answer must
+/// name that version itself, a server's word for it being the same file. Fails with whether
+/// the source disagreed with the file (another range, length or version) rather than failed.
+async fn open_range(
+    client: &awc::Client,
+    s: &Segment,
+    request: &HttpRequest,
+    redirects: u32,
+    strict: bool,
+) -> Result<ClientResponse, (TransferError, bool)> {
+    let resp = http::send(client, request, redirects, &mut || None, &|_| {})
+        .await
+        .map_err(|e| (e, false))?
+        .response;
+    let status = resp.status();
+    let range = http::content_range(&resp);
+    let exact = status == awc::http::StatusCode::PARTIAL_CONTENT
+        && range.is_some_and(|r| r.start == s.start && r.end == s.end && r.total == Some(s.total));
+    if !exact {
+        // A `200` is the whole file (`If-Range` found another version, or no ranges at all);
+        // a `206` of another range or total is another file. Other statuses are failures.
+        let disagrees =
+            status == awc::http::StatusCode::OK || status == awc::http::StatusCode::PARTIAL_CONTENT;
+        let error = TransferError::BadContent(format!(
+            "segment {}-{} answered {status} with range {range:?}",
+            s.start, s.end,
+        ));
+        return Err((error, disagrees));
+    }
+    let same = if strict {
+        http::names_version(resp.headers(), &s.validator)
+    } else {
+        http::same_version(resp.headers(), &s.validator)
+    };
+    if !same {
+        let error = TransferError::BadContent(format!(
+            "segment {}-{} is of another version of the file",
+            s.start, s.end
+        ));
+        return Err((error, true));
+    }
+    Ok(resp)
 }
 
 /// Read `start..=end` from `resp` into `file` at its offsets; positioned writes of up to

@@ -191,12 +191,8 @@ struct NewTransfer {
 
 async fn create(shared: Data, body: web::Json<NewTransfer>) -> Result<HttpResponse, ApiError> {
     let t = body.into_inner();
-    if !t.mirrors.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported",
-            "mirrors are not supported by the engine yet: send the request without them",
-        ));
+    if !t.mirrors.is_empty() && !matches!(t.kind, None | Some(TransferKind::Download)) {
+        return Err(ApiError::bad_request("mirrors are for downloads only"));
     }
     if t.rate == Some(0) {
         return Err(ApiError::bad_request(
@@ -204,13 +200,22 @@ async fn create(shared: Data, body: web::Json<NewTransfer>) -> Result<HttpRespon
         ));
     }
     if let Some(policy) = shared.config.url_policy.clone() {
-        let url = url::Url::parse(&t.url)
-            .map_err(|e| ApiError::bad_request(format!("invalid URL: {e}")))?;
-        let verdict = web::block(move || policy(&url))
-            .await
-            .map_err(|e| ApiError::unavailable(format!("the URL policy did not run: {e}")))?;
-        if let Err(reason) = verdict {
-            tracing::info!(url = %redact::raw(&t.url), %reason, "URL refused by the policy");
+        // Every URL the engine may be sent to, the mirrors too.
+        let mut urls = Vec::with_capacity(1 + t.mirrors.len());
+        for (i, raw) in std::iter::once(&t.url).chain(&t.mirrors).enumerate() {
+            let what = if i == 0 { "URL" } else { "mirror URL" };
+            let url = url::Url::parse(raw)
+                .map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))?;
+            urls.push(url);
+        }
+        let verdict = web::block(move || {
+            urls.into_iter()
+                .try_for_each(|url| policy(&url).map_err(|reason| (url, reason)))
+        })
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the URL policy did not run: {e}")))?;
+        if let Err((url, reason)) = verdict {
+            tracing::info!(url = %redact::url(&url), %reason, "URL refused by the policy");
             return Err(ApiError::forbidden(format!("URL refused: {reason}")));
         }
     }
@@ -230,6 +235,7 @@ async fn create(shared: Data, body: web::Json<NewTransfer>) -> Result<HttpRespon
             if let Some(r) = t.rate {
                 d = d.max_rate(r);
             }
+            d = d.mirrors(t.mirrors.iter().cloned());
             shared.engine.send(d).await
         }
         TransferKind::Upload => {

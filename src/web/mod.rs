@@ -73,8 +73,9 @@
 //! "path": .., "headers": {..}, "priority": .., "rate": .., "mirrors": [..]}`, only `url`
 //! required, `kind` `download` by default. `path` is a download's target, relative to the
 //! engine's download directory, or an upload's source, relative to [`WebConfig::upload_dir`].
-//! `rate` is bytes per second. `mirrors` is accepted for compatibility but the engine has no
-//! mirror support yet: a non-empty list is refused with `400` kind `unsupported`.
+//! `rate` is bytes per second. `mirrors` are other URLs of a download's file (see
+//! [`Download::mirror`](crate::Download::mirror)), each checked like `url` (an invalid one is
+//! `400`, one the URL policy refuses `403`); other kinds refuse them with `400`.
 //!
 //! A status object: `{"id", "kind", "state": "queued"|"active"|"paused"|"ended", "url",
 //! "path", "bytes", "total", "speed" (bytes/s), "eta" (seconds or null)}` plus, once ended,
@@ -89,7 +90,7 @@
 //! and `unknown` (`404`), `not_active` (`409`, with `"ended": "completed"|"failed"|
 //! "cancelled"`), `active` (`409`, erase of a running transfer), `unauthorized` (`401`),
 //! `forbidden` (`403`: an upload with no upload dir, or a URL the policy refused),
-//! `unsupported` (`400`), `body_too_large` (`413`), `unsupported_media_type` (`415`),
+//! `body_too_large` (`413`), `unsupported_media_type` (`415`),
 //! `not_found` and `method_not_allowed` (routes), `too_many_clients` and `unavailable`
 //! (`503`).
 //!

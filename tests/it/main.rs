@@ -22,6 +22,7 @@ mod input;
 mod journal;
 mod journal_crash;
 mod names;
+mod mirrors;
 mod resilience;
 mod segmented;
 mod slow_download;

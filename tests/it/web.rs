@@ -28,13 +28,22 @@ struct Panel {
 }
 
 async fn panel_with(config: impl FnOnce(WebConfig) -> WebConfig) -> Panel {
+    panel_of(|b| b, config).await
+}
+
+async fn panel_of(
+    engine: impl FnOnce(EngineBuilder) -> EngineBuilder,
+    config: impl FnOnce(WebConfig) -> WebConfig,
+) -> Panel {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::builder()
-        .workers(1)
-        .download_dir(dir.path())
-        .progress_interval(Duration::from_millis(20))
-        .retry(RetryPolicy::never())
-        .start();
+    let engine = engine(
+        Engine::builder()
+            .workers(1)
+            .download_dir(dir.path())
+            .progress_interval(Duration::from_millis(20))
+            .retry(RetryPolicy::never()),
+    )
+    .start();
     let panel = ControlPanel::start(engine.clone(), config(WebConfig::with_token(TOKEN)));
     let p = panel.clone();
     let srv = HttpServer::new(move || App::new().configure(p.routes()))
@@ -376,9 +385,9 @@ async fn bad_input_gets_a_json_error_with_the_engine_kind() {
             "invalid_request",
         ),
         (
-            json!({"url": server.url("/bytes/1"), "mirrors": [server.url("/bytes/1")]}),
+            json!({"url": server.url("/bytes/1"), "mirrors": ["ftp://127.0.0.1/x"]}),
             400,
-            "unsupported",
+            "invalid_request",
         ),
         (
             json!({"url": server.url("/bytes/1"), "rate": 0}),
@@ -1266,4 +1275,67 @@ mod browser {
         );
         server.stop().await;
     }
+}
+
+/// `mirrors` reach the engine (a refused first URL completes from the mirror), and each is
+/// checked like the URL: invalid `400`, refused by the policy `403` with nothing sent, and only
+/// for downloads. Before mirrors were wired, any non-empty list was refused `400 unsupported`.
+#[actix_rt::test]
+async fn mirrors_are_accepted_checked_and_used() {
+    let server = server();
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        format!("http://127.0.0.1:{port}/bytes/1000")
+    };
+    let retries = RetryPolicy::default()
+        .initial_delay(Duration::from_millis(10))
+        .max_delay(Duration::from_millis(50));
+    let p = panel_of(
+        |b| b.retry(retries),
+        |c| {
+            c.url_policy(|url| match url.path() {
+                "/denied" => Err("not this path".into()),
+                _ => Ok(()),
+            })
+        },
+    )
+    .await;
+    let id = create(
+        &p,
+        json!({"url": refused, "mirrors": [server.url("/bytes/1000")], "path": "m.bin"}),
+    )
+    .await;
+    let v = until_status(&p, id, "completes", |v| v["state"] == "ended").await;
+    assert_eq!(v["outcome"], "completed", "{v}");
+    assert_eq!(
+        std::fs::read(p.dir.path().join("m.bin")).unwrap(),
+        pattern(1000)
+    );
+    assert_eq!(server.requests(), 1);
+
+    let url = format!("{}/api/transfers", p.base);
+    let ok = server.url("/bytes/10");
+    for (body, status, k) in [
+        (
+            json!({"url": ok, "mirrors": ["not a url"]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"url": ok, "mirrors": [server.url("/denied")]}),
+            403,
+            "forbidden",
+        ),
+        (
+            json!({"url": ok, "kind": "fetch", "mirrors": [ok]}),
+            400,
+            "invalid_request",
+        ),
+    ] {
+        let (code, v) = call("POST", &url, Some(body.clone())).await;
+        assert_eq!((code, kind(&v)), (status, k), "{body}: {v}");
+    }
+    assert_eq!(server.requests(), 1, "nothing sent for a refused submit");
+    server.stop().await;
 }
