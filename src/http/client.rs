@@ -35,7 +35,7 @@ pub(crate) fn build_client(cfg: &Config) -> Client {
         None => connector,
     };
     let connector = connector
-        .connector(wire::Connector::default())
+        .connector(wire::Connector::new(cfg.proxies.clone()))
         .limit(0)
         .timeout(cfg.connect_timeout)
         .conn_keep_alive(cfg.keep_alive);
