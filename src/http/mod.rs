@@ -112,7 +112,7 @@ pub(crate) async fn send(
         if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
             // A plain-http request through a proxy: the proxy's answer, not the origin's.
             if let Some((proxy, sent)) = watch.proxy() {
-                return Err(proxy::Proxy::refused_credentials(&proxy, sent));
+                return Err(proxy::Proxy::refused_credentials(&proxy, sent, 407));
             }
         }
         let location = response.headers().get(header::LOCATION);

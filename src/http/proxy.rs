@@ -138,17 +138,25 @@ impl Proxy {
         }
     }
 
-    /// The error for a `407` answer: whether it asks for credentials or refused them.
-    pub(crate) fn refused_credentials(shown: &str, sent: bool) -> TransferError {
+    /// The error for a `407` answer (or a `401` to a `CONNECT`, which tinyproxy sends for
+    /// wrong credentials): whether it asks for credentials or refused them.
+    pub(crate) fn refused_credentials(shown: &str, sent: bool, status: u16) -> TransferError {
+        let answer = match awc::http::StatusCode::from_u16(status) {
+            Ok(code) => format!("{status} {}", code.canonical_reason().unwrap_or_default()),
+            Err(_) => status.to_string(),
+        };
         let text = if sent {
-            "refused the credentials (407 Proxy Authentication Required)"
+            format!("refused the credentials ({})", answer.trim_end())
         } else {
-            "asks for credentials (407 Proxy Authentication Required); give them in the proxy \
-             URL (http://user:password@host:port)"
+            format!(
+                "asks for credentials ({}); give them in the proxy URL \
+                 (http://user:password@host:port)",
+                answer.trim_end()
+            )
         };
         TransferError::Proxy {
             proxy: shown.to_owned(),
-            status: Some(407),
+            status: Some(status),
             cause: text.into(),
             retryable: false,
         }
@@ -259,9 +267,11 @@ impl Proxy {
                     false,
                 )
                 .into_connect_error()),
-            407 => Err(Failure::from_error(Proxy::refused_credentials(
+            // Only the proxy answers a CONNECT: its 401 is about credentials too.
+            code @ (401 | 407) => Err(Failure::from_error(Proxy::refused_credentials(
                 &self.shown,
                 self.auth.is_some(),
+                code,
             ))
             .into_connect_error()),
             code => {
@@ -846,7 +856,7 @@ mod tests {
             .and_then(|e| e.downcast_ref::<io::Error>())
             .map(io::Error::kind);
         assert_eq!(source, Some(io::ErrorKind::ConnectionRefused));
-        let denied = Proxy::refused_credentials("http://p.test:3128", true);
+        let denied = Proxy::refused_credentials("http://p.test:3128", true, 407);
         assert!(!denied.is_retryable());
         assert!(error_of(io::ErrorKind::ConnectionRefused.into()).is_err());
     }

@@ -810,6 +810,58 @@ mod tests {
         assert_eq!(w.exchange.get(), first + 1);
     }
 
+    /// Through a plain-http proxy, each request line is rewritten to the absolute form with
+    /// the credentials after it, whatever the write boundaries, on every request of a
+    /// connection and in no body.
+    #[actix_rt::test]
+    async fn request_lines_are_rewritten_to_absolute_form_at_any_write_boundary() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let origin: Uri = "http://o.test:8080/a".parse().unwrap();
+        let auth = b"Proxy-Authorization: Basic QQ==\r\n".to_vec();
+        let first =
+            &b"PUT /a/b?c=d HTTP/1.1\r\nhost: o.test:8080\r\ncontent-length: 9\r\n\r\nGET / x\r\n"
+                [..];
+        let second = &b"GET / HTTP/1.1\r\nhost: o.test:8080\r\n\r\n"[..];
+        let expected = [
+            &b"PUT http://o.test:8080/a/b?c=d HTTP/1.1\r\nProxy-Authorization: Basic QQ==\r\n"[..],
+            b"host: o.test:8080\r\ncontent-length: 9\r\n\r\nGET / x\r\n",
+            b"GET http://o.test:8080/ HTTP/1.1\r\nProxy-Authorization: Basic QQ==\r\n",
+            b"host: o.test:8080\r\n\r\n",
+        ]
+        .concat();
+        for step in [1, 2, 3, 4, 5, 7, 13, 1000] {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let (mut peer, _) = listener.accept().unwrap();
+            let mut io = WireIo::new(stream, true);
+            io.absolute = Some(Box::new(Absolute::new(&origin, Some(auth.clone()))));
+            for (i, request) in [first, second].into_iter().enumerate() {
+                if i == 1 {
+                    // The answer to the first request: the next write starts a new request.
+                    io.wire
+                        .read(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                }
+                let mut rest = request;
+                while !rest.is_empty() {
+                    let chunk = &rest[..step.min(rest.len())];
+                    let n = futures::future::poll_fn(|cx| Pin::new(&mut io).poll_write(cx, chunk))
+                        .await
+                        .unwrap();
+                    rest = &rest[n..];
+                }
+            }
+            drop(io);
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&expected),
+                "writes of {step} bytes"
+            );
+        }
+    }
+
     #[test]
     fn the_watch_installed_around_a_poll_learns_the_connection() {
         let w = wire();

@@ -20,6 +20,7 @@ mod http_status;
 mod http_timeouts;
 mod input;
 mod journal;
+mod proxy;
 mod resilience;
 mod segmented;
 mod slow_download;
