@@ -713,8 +713,10 @@ mod tests {
         assert!(bare.auth.is_none());
         let v6 = Proxy::parse("http://[::1]:8080/").unwrap();
         assert_eq!(&*v6.shown, "http://[::1]:8080");
-        // Debug never shows the credentials.
+        // Debug never shows the credentials, nor does the builder's.
         assert!(!format!("{p:?}").contains("dXNA"), "{p:?}");
+        let builder = crate::Engine::builder().proxy("http://user:secret@proxy.test:3128");
+        assert!(!format!("{builder:?}").contains("secret"), "{builder:?}");
     }
 
     #[test]
