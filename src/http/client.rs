@@ -35,7 +35,10 @@ pub(crate) fn build_client(cfg: &Config) -> Client {
         None => connector,
     };
     let connector = connector
-        .connector(wire::Connector::new(cfg.proxies.clone()))
+        .connector(wire::Connector::new(
+            cfg.proxies.clone(),
+            cfg.connect_timeout,
+        ))
         .limit(0)
         .timeout(cfg.connect_timeout)
         .conn_keep_alive(cfg.keep_alive);

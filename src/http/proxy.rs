@@ -138,28 +138,41 @@ impl Proxy {
         }
     }
 
-    /// The error for a `407` answer (or a `401` to a `CONNECT`, which tinyproxy sends for
-    /// wrong credentials): whether it asks for credentials or refused them.
+    /// The error for a `407` answer to a plain request: whether the proxy asks for
+    /// credentials or refused them.
     pub(crate) fn refused_credentials(shown: &str, sent: bool, status: u16) -> TransferError {
-        let answer = match awc::http::StatusCode::from_u16(status) {
-            Ok(code) => format!("{status} {}", code.canonical_reason().unwrap_or_default()),
-            Err(_) => status.to_string(),
-        };
-        let text = if sent {
-            format!("refused the credentials ({})", answer.trim_end())
-        } else {
-            format!(
-                "asks for credentials ({}); give them in the proxy URL \
-                 (http://user:password@host:port)",
-                answer.trim_end()
-            )
-        };
         TransferError::Proxy {
             proxy: shown.to_owned(),
             status: Some(status),
-            cause: text.into(),
+            cause: credentials_text(sent, status).into(),
             retryable: false,
         }
+    }
+
+    /// The connect error for a proxy that did not open the way to `origin` within `timeout`
+    /// (retried, as a connect timeout is).
+    pub(crate) fn timed_out(
+        &self,
+        timeout: std::time::Duration,
+        origin: &Uri,
+        tunnel: bool,
+    ) -> TcpConnectError {
+        let what = if tunnel {
+            let host = origin.host().unwrap_or_default();
+            let port = origin.port_u16().unwrap_or(443);
+            format!("open a tunnel to {host}:{port}")
+        } else {
+            "accept the connection".to_owned()
+        };
+        Failure {
+            source: Some(io::ErrorKind::TimedOut.into()),
+            ..self.failure(
+                None,
+                format!("did not {what} within the connect timeout ({timeout:?})"),
+                true,
+            )
+        }
+        .into_connect_error()
     }
 
     /// A TCP connection to the proxy; through it, with `tunnel`, a `CONNECT` tunnel to
@@ -267,13 +280,15 @@ impl Proxy {
                     false,
                 )
                 .into_connect_error()),
-            // Only the proxy answers a CONNECT: its 401 is about credentials too.
-            code @ (401 | 407) => Err(Failure::from_error(Proxy::refused_credentials(
-                &self.shown,
-                self.auth.is_some(),
-                code,
-            ))
-            .into_connect_error()),
+            // Only the proxy answers a CONNECT: its 401 (tinyproxy's answer to wrong
+            // credentials) is about credentials too.
+            code @ (401 | 407) => Err(self
+                .failure(
+                    Some(code),
+                    credentials_text(self.auth.is_some(), code),
+                    false,
+                )
+                .into_connect_error()),
             code => {
                 let retryable = TransferError::Server { status: code }.is_retryable();
                 let text = format!("answered {} {} to CONNECT {host}:{port}", code, status.1);
@@ -282,6 +297,23 @@ impl Proxy {
                     .into_connect_error())
             }
         }
+    }
+}
+
+/// What a `401`/`407` answer means: the proxy asks for credentials, or refused them.
+fn credentials_text(sent: bool, status: u16) -> String {
+    let answer = match awc::http::StatusCode::from_u16(status) {
+        Ok(code) => format!("{status} {}", code.canonical_reason().unwrap_or_default()),
+        Err(_) => status.to_string(),
+    };
+    let answer = answer.trim_end();
+    if sent {
+        format!("refused the credentials ({answer})")
+    } else {
+        format!(
+            "asks for credentials ({answer}); give them in the proxy URL \
+             (http://user:password@host:port)"
+        )
     }
 }
 
@@ -386,24 +418,6 @@ impl std::error::Error for Failure {
 }
 
 impl Failure {
-    fn from_error(error: TransferError) -> Failure {
-        match error {
-            TransferError::Proxy {
-                proxy,
-                status,
-                cause,
-                retryable,
-            } => Failure {
-                proxy,
-                status,
-                text: cause.to_string(),
-                retryable,
-                source: None,
-            },
-            other => unreachable!("not a proxy error: {other:?}"),
-        }
-    }
-
     fn into_connect_error(self) -> TcpConnectError {
         TcpConnectError::Io(io::Error::other(self))
     }

@@ -92,17 +92,21 @@ impl Fault {
 
 /// awc's TCP connector (resolver + connect), whose connections are [`WireIo`]s, through the
 /// engine's proxies when it has some.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Connector {
     tcp: TcpConnector,
     proxies: Option<Arc<Proxies>>,
+    /// The engine's connect timeout (zero: none), which awc applies to the whole call as
+    /// well: see `call`.
+    timeout: std::time::Duration,
 }
 
 impl Connector {
-    pub(crate) fn new(proxies: Option<Arc<Proxies>>) -> Self {
+    pub(crate) fn new(proxies: Option<Arc<Proxies>>, timeout: std::time::Duration) -> Self {
         Connector {
             tcp: TcpConnector::default(),
             proxies,
+            timeout,
         }
     }
 }
@@ -119,9 +123,29 @@ impl Service<ConnectInfo<Uri>> for Connector {
         if let Some(proxy) = self.proxies.as_ref().and_then(|p| p.for_uri(req.request())) {
             let (proxy, tcp) = (proxy.clone(), self.tcp.clone());
             let origin = req.request().clone();
+            // A proxy that does not answer is named too: this deadline is taken before awc
+            // starts its own timer of the same length around this call, and awc polls this
+            // future before its timer, so the proxy's error wins the race.
+            let timeout = self.timeout;
+            let deadline = (!timeout.is_zero())
+                .then(|| actix_rt::time::Instant::now().checked_add(timeout))
+                .flatten();
             return Box::pin(async move {
                 // https: a tunnel, which awc's TLS runs over to the origin.
-                let io = proxy.connect(&tcp, &origin, !inspect).await?;
+                let connecting = proxy.connect(&tcp, &origin, !inspect);
+                let io = match deadline {
+                    None => connecting.await?,
+                    Some(deadline) => {
+                        let expiry = actix_rt::time::sleep_until(deadline);
+                        match futures::future::select(Box::pin(connecting), Box::pin(expiry)).await
+                        {
+                            futures::future::Either::Left((io, _)) => io?,
+                            futures::future::Either::Right(_) => {
+                                return Err(proxy.timed_out(timeout, &origin, !inspect))
+                            }
+                        }
+                    }
+                };
                 let mut io = WireIo::new(io, inspect);
                 let sent = proxy.auth_line();
                 Rc::get_mut(&mut io.wire).expect("not shared yet").proxy =

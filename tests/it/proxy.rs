@@ -279,6 +279,27 @@ mod https {
         server.stop().await;
     }
 
+    /// A proxy that accepts the connection and never answers the `CONNECT` is named when the
+    /// connect timeout passes (awc's own timer of the same length would say only "timed out").
+    #[actix_rt::test]
+    async fn a_silent_proxy_is_named_when_the_connect_timeout_passes() {
+        // Connections complete in its backlog; nothing ever reads or answers them.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = format!("http://{}", silent.local_addr().unwrap());
+        let rig = rig_with(|b| b.proxy(&proxy).connect_timeout(Duration::from_millis(300))).await;
+        let url = "https://127.0.0.1:9/x";
+        let (_, outcome) = download(&rig, url).await;
+        let error = proxy_error(outcome, 1);
+        assert!(error.is_retryable(), "as a connect timeout is");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "the proxy {proxy} did not open a tunnel to 127.0.0.1:9 within the connect \
+                 timeout (300ms)"
+            )
+        );
+    }
+
     /// tinyproxy, each case on its own instance: http and https, with and without
     /// credentials, and wrong credentials.
     #[actix_rt::test]
