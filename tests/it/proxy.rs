@@ -300,6 +300,22 @@ mod https {
         );
     }
 
+    /// A zero connect timeout means no limit through a proxy too: a proxy slow to open the
+    /// tunnel is waited for.
+    #[actix_rt::test]
+    async fn a_zero_connect_timeout_means_no_limit_through_a_proxy() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = format!("http://{}", silent.local_addr().unwrap());
+        let rig = rig_with(|b| b.proxy(&proxy).connect_timeout(Duration::ZERO)).await;
+        let id = rig.submit(Download::new("https://127.0.0.1:9/x")).await;
+        // Still connecting after a while (a timeout would have ended it at once).
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        let status = rig.engine.send(Status(id)).await.unwrap().unwrap();
+        assert_eq!(status.state, TransferState::Active, "{status:?}");
+        rig.engine.send(Cancel(id)).await.unwrap().unwrap();
+        assert!(matches!(rig.wait(id).await, Outcome::Cancelled { .. }));
+    }
+
     /// tinyproxy, each case on its own instance: http and https, with and without
     /// credentials, and wrong credentials.
     #[actix_rt::test]
