@@ -342,8 +342,14 @@ impl EngineBuilder {
     ///
     /// Wins over the environment's proxies ([`proxy_from_env`](Self::proxy_from_env));
     /// `NO_PROXY` still applies to it when that is enabled. A proxy's failure is a
-    /// [`TransferError::Proxy`](crate::TransferError::Proxy), naming the proxy. Default: no
-    /// proxy.
+    /// [`TransferError::Proxy`](crate::TransferError::Proxy), naming the proxy: it could not
+    /// be reached (retried, as a refused connection is), did not open the tunnel within the
+    /// [connect timeout](Self::connect_timeout) (retried), asked for credentials or refused
+    /// them (`407`, never retried), or refused the tunnel. Default: no proxy.
+    ///
+    /// Limits: `Basic` credentials only (no Digest, NTLM or Negotiate). A `401` to a plain
+    /// `http` request is the origin's answer, even from a proxy that answers wrong
+    /// credentials so (tinyproxy does; to a `CONNECT` it is the proxy's).
     pub fn proxy(mut self, url: impl Into<String>) -> Self {
         self.proxy.set(url.into());
         self
