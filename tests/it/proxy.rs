@@ -279,6 +279,30 @@ mod https {
         server.stop().await;
     }
 
+    /// A `CONNECT` the proxy refuses (here `502`: the origin cannot be reached from it) names
+    /// the proxy and its answer, and is retried as a server's `502` would be.
+    #[actix_rt::test]
+    async fn a_refused_tunnel_names_the_proxy_and_its_answer() {
+        let proxy = TestProxy::start(None);
+        let rig = rig_with(|b| b.proxy(&proxy.url).retry(quick_retries())).await;
+        let origin = format!("127.0.0.1:{}", dead_port());
+        let (id, outcome) = download(&rig, &format!("https://{origin}/x")).await;
+        let error = proxy_error(outcome, 3);
+        assert!(retried(&rig, id));
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "the proxy {} answered 502 Bad Gateway to CONNECT {origin}",
+                proxy.url
+            )
+        );
+        match error {
+            TransferError::Proxy { status, .. } => assert_eq!(status, Some(502)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(proxy.seen().len(), 3, "{:?}", proxy.seen());
+    }
+
     /// A proxy that accepts the connection and never answers the `CONNECT` is named when the
     /// connect timeout passes (awc's own timer of the same length would say only "timed out").
     #[actix_rt::test]
