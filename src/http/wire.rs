@@ -361,6 +361,24 @@ impl Absolute {
         }
     }
 
+    /// Write the inserted bytes not yet written.
+    fn poll_pending(
+        &mut self,
+        io: &mut TcpStream,
+        wire: &Wire,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.pending))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            wire.wrote();
+            self.pending.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
     /// A new request starts with this write.
     fn start(&mut self) {
         self.at = Rewrite::Method;
@@ -376,14 +394,7 @@ impl Absolute {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        while !self.pending.is_empty() {
-            let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.pending))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            wire.wrote();
-            self.pending.advance(n);
-        }
+        ready!(self.poll_pending(io, wire, cx))?;
         let (upto, next) = match self.at {
             Rewrite::Rest => (buf.len(), None),
             Rewrite::Method => match memchr::memchr(b' ', buf) {
@@ -496,7 +507,12 @@ impl AsyncWrite for WireIo {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        if let Some(absolute) = this.absolute.as_mut() {
+            // Bytes inserted after the caller's last ones go out with them.
+            ready!(absolute.poll_pending(&mut this.io, &this.wire, cx))?;
+        }
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -874,6 +890,9 @@ mod tests {
                         .unwrap();
                     rest = &rest[n..];
                 }
+                futures::future::poll_fn(|cx| Pin::new(&mut io).poll_flush(cx))
+                    .await
+                    .unwrap();
             }
             drop(io);
             let mut got = Vec::new();
