@@ -219,15 +219,10 @@ impl Proxy {
         }
         head.extend_from_slice(b"\r\n");
         let lost = |what: &str, e: io::Error| {
-            Failure {
-                source: Some(e),
-                ..self.failure(
-                    None,
-                    format!("failed while {what} CONNECT {host}:{port}"),
-                    true,
-                )
-            }
-            .into_connect_error()
+            let text = format!("failed while {what} CONNECT {host}:{port}: {e}");
+            self.failure(None, text, true)
+                .with_source(e)
+                .into_connect_error()
         };
         write_all(&mut io, &head)
             .await
@@ -418,6 +413,13 @@ impl std::error::Error for Failure {
 }
 
 impl Failure {
+    fn with_source(self, e: io::Error) -> Failure {
+        Failure {
+            source: Some(e),
+            ..self
+        }
+    }
+
     fn into_connect_error(self) -> TcpConnectError {
         TcpConnectError::Io(io::Error::other(self))
     }
@@ -641,14 +643,17 @@ impl ProxyOptions {
                 None => set(upper).map(|v| (upper.to_owned(), v)),
             }
         };
-        let parse = |option: &'static str, name: &str, text: &str| {
+        // `name`: the variable the URL came from.
+        let parse = |option: &'static str, name: Option<&str>, text: &str| {
             Proxy::parse(text).map_err(|reason| {
+                let shown = format!("{:?}", redact::raw(text).to_string());
+                let what = match name {
+                    Some(name) => format!("{name} {shown}"),
+                    None => shown,
+                };
                 (
                     option,
-                    format!(
-                        "{name} {:?} is not a usable proxy URL: {reason}",
-                        redact::raw(text).to_string()
-                    ),
+                    format!("{what} is not a usable proxy URL: {reason}"),
                 )
             })
         };
@@ -660,7 +665,7 @@ impl ProxyOptions {
                 (true, "https_proxy", "HTTPS_PROXY"),
             ] {
                 if let Some((name, text)) = read(lower, upper).or_else(|| all.clone()) {
-                    let proxy = parse("proxy_from_env", &name, &text)?;
+                    let proxy = parse("proxy_from_env", Some(&name), &text)?;
                     *if https {
                         &mut proxies.https
                     } else {
@@ -673,7 +678,7 @@ impl ProxyOptions {
             }
         }
         if let Some(text) = &self.explicit {
-            let proxy = parse("proxy", "the proxy URL", text)?;
+            let proxy = parse("proxy", None, text)?;
             proxies.http = Some(proxy.clone());
             proxies.https = Some(proxy);
         }
