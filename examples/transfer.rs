@@ -10,6 +10,8 @@
 //! - `--json`: no bars; one JSON object per event per line on stdout.
 //! - `--ca-cert FILE`: trust the certificates of this PEM file too (a private CA, a
 //!   self-signed server), beside the bundled roots.
+//! - `--proxy URL`: send every request through this HTTP proxy. Otherwise `http_proxy`,
+//!   `https_proxy`, `all_proxy` and `no_proxy` (or upper case) apply, except in the demo.
 //! - `--serve ADDR`: a download manager: run the engine and serve its control plane (REST API,
 //!   live events, metrics, the dashboard page) on `ADDR` until Ctrl-C or SIGTERM. Prints the
 //!   URL to open; without `--token` it makes a random token and prints it.
@@ -63,6 +65,11 @@ struct Args {
     /// the URL and its mirrors, and a segmented download spreads its ranges over them.
     #[arg(long, value_name = "URL")]
     mirror: Vec<String>,
+    /// Send every request through this HTTP proxy (http://[user:password@]host:port).
+    /// Without it, http_proxy, https_proxy, all_proxy and no_proxy (or upper case) apply,
+    /// except in the demo, whose server is on loopback.
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
     /// The URLs to download.
     #[arg(value_name = "URL")]
     urls: Vec<String>,
@@ -78,6 +85,12 @@ fn engine_builder(args: &Args) -> Result<EngineBuilder, String> {
         let pem = std::fs::read(path)
             .map_err(|e| format!("--ca-cert: cannot read {}: {e}", path.display()))?;
         builder = builder.add_root_certificate(&pem);
+    }
+    if !args.urls.is_empty() || args.serve.is_some() {
+        builder = builder.proxy_from_env();
+    }
+    if let Some(url) = &args.proxy {
+        builder = builder.proxy(url);
     }
     Ok(builder)
 }

@@ -28,4 +28,6 @@ pub(crate) struct Config {
     /// The TLS config of every worker's connector, built at start (`http::tls`).
     #[cfg(feature = "rustls")]
     pub(crate) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// The proxies every worker's connector goes through, chosen at start (`http::proxy`).
+    pub(crate) proxies: Option<std::sync::Arc<crate::http::proxy::Proxies>>,
 }

@@ -174,6 +174,24 @@ pub enum TransferError {
         /// Its message (its `Display`), as it was.
         message: String,
     },
+    /// The HTTP proxy (see [`EngineBuilder::proxy`](crate::EngineBuilder::proxy)) failed: it
+    /// could not be reached or found, closed the connection, asked for credentials or refused
+    /// them (`407`), or refused the `CONNECT` tunnel to the origin. The message names the
+    /// proxy (never its credentials), not the origin.
+    Proxy {
+        /// The proxy, as `http://host:port`.
+        proxy: String,
+        /// The status the proxy answered, when it answered one (`407`; `403` or `502` to a
+        /// `CONNECT`).
+        status: Option<u16>,
+        /// What happened (its `io::Error`, when there was one, is the error's source).
+        cause: Cause,
+        /// Whether trying again may help: a proxy that could not be reached or closed the
+        /// connection, or a `CONNECT` answered with a status a server's answer would be
+        /// retried for (`502`, `503`, `504`, ...). Never a `407`, nor a proxy name that does
+        /// not exist.
+        retryable: bool,
+    },
 }
 
 impl fmt::Display for TransferError {
@@ -218,6 +236,7 @@ impl fmt::Display for TransferError {
             E::Tls(cause) => write!(f, "TLS handshake failed: {cause}"),
             E::Dns { cause, .. } => write!(f, "could not resolve the host name: {cause}"),
             E::Recorded { message, .. } => f.write_str(message),
+            E::Proxy { proxy, cause, .. } => write!(f, "the proxy {proxy} {cause}"),
         }
     }
 }
@@ -232,7 +251,8 @@ impl std::error::Error for TransferError {
             | TransferError::File { cause, .. }
             | TransferError::Journal(cause)
             | TransferError::Tls(cause)
-            | TransferError::Dns { cause, .. } => cause.error(),
+            | TransferError::Dns { cause, .. }
+            | TransferError::Proxy { cause, .. } => cause.error(),
             _ => None,
         }
     }
@@ -265,16 +285,19 @@ impl TransferError {
             TransferError::Tls(_) => ErrorKind::Tls,
             TransferError::Dns { .. } => ErrorKind::Dns,
             TransferError::Recorded { kind, .. } => *kind,
+            TransferError::Proxy { .. } => ErrorKind::Proxy,
         }
     }
 
     /// Whether trying the same transfer again may succeed: connection failures, timeouts,
     /// temporary DNS failures, bodies shorter or longer than announced and `408`, `429`, `5xx`
     /// statuses (except `501`, `505`). Never a TLS failure (an untrusted certificate, a name
-    /// it does not cover) nor a host name that does not exist.
+    /// it does not cover) nor a host name that does not exist. A proxy's failure as its
+    /// `retryable` says (never a `407`).
     pub fn is_retryable(&self) -> bool {
         match self {
             TransferError::Dns { temporary, .. } => *temporary,
+            TransferError::Proxy { retryable, .. } => *retryable,
             TransferError::Connect(_)
             | TransferError::Timeout(_)
             | TransferError::Network(_)
@@ -504,6 +527,8 @@ error_kinds! {
     Tls => "tls",
     /// [`TransferError::Dns`].
     Dns => "dns",
+    /// [`TransferError::Proxy`].
+    Proxy => "proxy",
 }
 
 impl fmt::Display for ErrorKind {
@@ -693,7 +718,8 @@ mod serde_impl {
     /// Serialised as `{"kind": "<snake_case>", "message": "<Display>"}` plus the variant's
     /// details: `status`; `expected`/`received` (`Truncated`, `Overlong`); `expected`/`actual`
     /// (`SizeMismatch`); `phase` (`"connect"`, `"headers"`, `"idle"`,
-    /// `"total"`); `file_kind` and `op`; `limit`; `location`; `path`; `temporary` (`Dns`).
+    /// `"total"`); `file_kind` and `op`; `limit`; `location`; `path`; `temporary` (`Dns`);
+    /// `proxy` and `status` (`Proxy`).
     impl Serialize for TransferError {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let mut st = s.serialize_struct("TransferError", 4)?;
@@ -723,6 +749,10 @@ mod serde_impl {
                 TransferError::UnsafePath { path, .. } => st.serialize_field("path", path)?,
                 TransferError::Dns { temporary, .. } => {
                     st.serialize_field("temporary", temporary)?
+                }
+                TransferError::Proxy { proxy, status, .. } => {
+                    st.serialize_field("proxy", proxy)?;
+                    st.serialize_field("status", status)?;
                 }
                 _ => {}
             }

@@ -67,9 +67,33 @@ async fn the_debug_log_shows_neither_query_strings_nor_credentials() {
     .await;
     let (_, fetched) = run(&engine, Fetch::get(server.url("/a?token=QUERY-FOUR"))).await;
 
+    // Through a proxy with credentials, and a dead one with credentials: neither the password
+    // nor the `Proxy-Authorization` value is logged.
+    let proxy = support::proxy::TestProxy::start(Some(("user", "PROXY-SECRET")));
+    let proxied = hostile::engine(dir.path(), |b| {
+        b.proxy(proxy.url_with("user", "PROXY-SECRET"))
+    });
+    let (_, through) = run(&proxied, Fetch::get(server.url("/p"))).await;
+    assert!(through.is_completed(), "{through:?}");
+    let dead = hostile::engine(dir.path(), |b| {
+        b.proxy(format!(
+            "http://user:PROXY-SECRET@127.0.0.1:{}",
+            support::proxy::dead_port()
+        ))
+    });
+    let (_, unreachable) = run(&dead, Fetch::get(server.url("/p"))).await;
+    assert_failed(&unreachable, ErrorKind::Proxy);
+
     assert_failed(&refused, ErrorKind::RedirectRefused);
     assert!(fetched.is_completed(), "{fetched:?}");
     let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("through a proxy"), "{log}");
+    let basic = support::proxy::basic("user", "PROXY-SECRET");
+    let encoded = basic.trim_start_matches("Basic ");
+    assert!(
+        !log.contains(encoded),
+        "the proxy credentials logged: {log}"
+    );
     // The log was captured, with the URLs' hosts and paths.
     assert!(log.contains("following redirect"), "{log}");
     for path in ["/start", "/next", "/a", "/b"] {
@@ -82,6 +106,7 @@ async fn the_debug_log_shows_neither_query_strings_nor_credentials() {
         "QUERY-FOUR",
         "QUERY-FIVE",
         "secret",
+        "SECRET",
     ] {
         assert!(!log.contains(secret), "{secret} logged: {log}");
     }

@@ -48,6 +48,7 @@ pub struct EngineBuilder {
     early_subscribers: Vec<actix::Recipient<crate::TransferEvent>>,
     #[cfg(feature = "rustls")]
     tls: crate::http::tls::TlsOptions,
+    proxy: crate::http::proxy::ProxyOptions,
 }
 
 /// Where the journal is and how it is kept (see [`EngineBuilder::journal`]).
@@ -80,6 +81,7 @@ impl Default for EngineBuilder {
                 events_at_turn_end: true,
                 #[cfg(feature = "rustls")]
                 tls: None,
+                proxies: None,
             },
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_active: 256,
@@ -92,6 +94,7 @@ impl Default for EngineBuilder {
             early_subscribers: Vec::new(),
             #[cfg(feature = "rustls")]
             tls: Default::default(),
+            proxy: Default::default(),
         }
     }
 }
@@ -339,6 +342,47 @@ impl EngineBuilder {
         self
     }
 
+    /// Send every request, `http` and `https`, through the HTTP proxy at `url`:
+    /// `http://[user:password@]host[:port]` (`http://` may be left out; the port defaults to
+    /// 80; user and password percent-encoded). An `https` request goes through a `CONNECT`
+    /// tunnel, over which TLS runs to the origin (the origin's name and certificate are
+    /// checked as without a proxy); an `http` request is sent to the proxy with its absolute
+    /// URL. Credentials go in `Proxy-Authorization: Basic`, to the proxy alone; they never
+    /// appear in errors, events or logs. Only `http://` proxies: a URL of another scheme (TLS
+    /// to the proxy, SOCKS), or one that does not parse, makes [`try_start`](Self::try_start)
+    /// fail with [`StartError::InvalidOption`] naming this option.
+    ///
+    /// Wins over the environment's proxies ([`proxy_from_env`](Self::proxy_from_env));
+    /// `NO_PROXY` still applies to it when that is enabled. A proxy's failure is a
+    /// [`TransferError::Proxy`](crate::TransferError::Proxy), naming the proxy: it could not
+    /// be reached (retried, as a refused connection is), did not open the tunnel within the
+    /// [connect timeout](Self::connect_timeout) (retried), asked for credentials or refused
+    /// them (`407`, never retried), or refused the tunnel. Default: no proxy.
+    ///
+    /// Limits: `Basic` credentials only (no Digest, NTLM or Negotiate). A `401` to a plain
+    /// `http` request is the origin's answer, even from a proxy that answers wrong
+    /// credentials so (tinyproxy does; to a `CONNECT` it is the proxy's).
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy.set(url.into());
+        self
+    }
+
+    /// Use the proxies the environment names, as curl does: `http_proxy` for `http` URLs,
+    /// `https_proxy` for `https` ones, `all_proxy` for either when its own is not set; each
+    /// read in lower case first, then in upper case (`HTTP_PROXY` in upper case is ignored when
+    /// `REQUEST_METHOD` is set: in a CGI program, a client's request header sets it). Empty
+    /// values count as unset. `no_proxy`/`NO_PROXY` lists the hosts reached directly: names
+    /// separated by commas, each matching itself and the names under it (`example.com` and
+    /// `.example.com` match `a.example.com`, never `badexample.com`), IP addresses and CIDR
+    /// blocks (`10.0.0.0/8`), each with an optional `:port` (`[::1]:8080`); `*` alone matches
+    /// every host. The variables are read once, by [`try_start`](Self::try_start); a proxy URL
+    /// there that [`proxy`](Self::proxy) would refuse makes it fail, naming the variable.
+    /// Default: off (the environment is not read).
+    pub fn proxy_from_env(mut self) -> Self {
+        self.proxy.read_env();
+        self
+    }
+
     /// Start the engine (and its worker threads) on the current arbiter, or say which option
     /// keeps it from starting (checked before any thread starts).
     ///
@@ -361,6 +405,10 @@ impl EngineBuilder {
             self.cfg.tls =
                 Some(tls.map_err(|(option, reason)| StartError::InvalidOption { option, reason })?);
         }
+        self.cfg.proxies = self
+            .proxy
+            .build(|name| std::env::var(name).ok())
+            .map_err(|(option, reason)| StartError::InvalidOption { option, reason })?;
         if self.cfg.download_dir.as_os_str().is_empty() {
             self.cfg.download_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         }

@@ -35,9 +35,16 @@ pub(crate) fn build_client(cfg: &Config) -> Client {
         None => connector,
     };
     let connector = connector
-        .connector(wire::Connector::default())
+        .connector(wire::Connector::new(
+            cfg.proxies.clone(),
+            cfg.connect_timeout,
+        ))
         .limit(0)
-        .timeout(cfg.connect_timeout)
+        // Zero means no limit; to awc it means a timer that fires at its next tick.
+        .timeout(match cfg.connect_timeout {
+            d if d.is_zero() => std::time::Duration::MAX,
+            d => d,
+        })
         .conn_keep_alive(cfg.keep_alive);
     Client::builder()
         .connector(connector)

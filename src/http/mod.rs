@@ -9,6 +9,8 @@
 
 pub(crate) mod client;
 
+pub(crate) mod proxy;
+
 #[cfg(feature = "rustls")]
 pub(crate) mod tls;
 
@@ -106,6 +108,12 @@ pub(crate) async fn send(
             return Err(TransferError::BadContent(format!(
                 "an interim {status} answer came before the final one, which cannot be read"
             )));
+        }
+        if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            // A plain-http request through a proxy: the proxy's answer, not the origin's.
+            if let Some((proxy, sent)) = watch.proxy() {
+                return Err(proxy::Proxy::refused_credentials(&proxy, sent, 407));
+            }
         }
         let location = response.headers().get(header::LOCATION);
         if !is_redirect(status) || location.is_none() {
@@ -270,6 +278,14 @@ pub(crate) fn headers_of(response: &ClientResponse) -> Headers {
 /// a network error: trying it again cannot help, so it maps to a kind that is not retried.
 /// The error under a connect or network failure stays reachable as the error's source.
 pub(crate) fn send_error(err: SendRequestError) -> TransferError {
+    // A proxy's failure names the proxy, not the origin.
+    let err = match err {
+        SendRequestError::Connect(ConnectError::Io(e)) => match proxy::error_of(e) {
+            Ok(proxied) => return proxied,
+            Err(e) => SendRequestError::Connect(ConnectError::Io(e)),
+        },
+        other => other,
+    };
     match err {
         SendRequestError::Connect(ConnectError::Timeout) => {
             TransferError::Timeout(TimeoutPhase::Connect)

@@ -18,13 +18,18 @@
 //!
 //! Over `https` the socket carries TLS records, so nothing is inspected (TLS itself reports a
 //! FIN without `close_notify` as an error); see the crate docs' known limits.
+//!
+//! Through a proxy (see `http::proxy`), the connector connects to the proxy instead: an https
+//! connection is a `CONNECT` tunnel, and a plain-http connection rewrites each request line it
+//! carries to the absolute form a proxy needs ([`Absolute`]).
 
 use std::{
     cell::{Cell, RefCell},
     fmt, io,
     pin::Pin,
     rc::Rc,
-    task::{Context, Poll},
+    sync::Arc,
+    task::{ready, Context, Poll},
 };
 
 use actix_rt::net::{ActixStream, Ready, TcpStream};
@@ -38,9 +43,11 @@ use awc::{
     http::{header, Uri, Version},
     ClientResponse,
 };
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures::{future::LocalBoxFuture, Future, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::proxy::Proxies;
 
 /// What a checked body reports when the wire contradicts awc's clean end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,9 +90,26 @@ impl Fault {
 
 // ----- the connector -----
 
-/// awc's TCP connector (resolver + connect), whose connections are [`WireIo`]s.
-#[derive(Clone, Default)]
-pub(crate) struct Connector(TcpConnector);
+/// awc's TCP connector (resolver + connect), whose connections are [`WireIo`]s, through the
+/// engine's proxies when it has some.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    tcp: TcpConnector,
+    proxies: Option<Arc<Proxies>>,
+    /// The engine's connect timeout (zero: none), which awc applies to the whole call as
+    /// well: see `call`.
+    timeout: std::time::Duration,
+}
+
+impl Connector {
+    pub(crate) fn new(proxies: Option<Arc<Proxies>>, timeout: std::time::Duration) -> Self {
+        Connector {
+            tcp: TcpConnector::default(),
+            proxies,
+            timeout,
+        }
+    }
+}
 
 impl Service<ConnectInfo<Uri>> for Connector {
     type Response = TcpConnection<Uri, WireIo>;
@@ -96,7 +120,43 @@ impl Service<ConnectInfo<Uri>> for Connector {
 
     fn call(&self, req: ConnectInfo<Uri>) -> Self::Future {
         let inspect = req.request().scheme_str() != Some("https");
-        let connecting = self.0.call(req);
+        if let Some(proxy) = self.proxies.as_ref().and_then(|p| p.for_uri(req.request())) {
+            let (proxy, tcp) = (proxy.clone(), self.tcp.clone());
+            let origin = req.request().clone();
+            // A proxy that does not answer is named too: this deadline is taken before awc
+            // starts its own timer of the same length around this call, and awc polls this
+            // future before its timer, so the proxy's error wins the race.
+            let timeout = self.timeout;
+            let deadline = (!timeout.is_zero())
+                .then(|| actix_rt::time::Instant::now().checked_add(timeout))
+                .flatten();
+            return Box::pin(async move {
+                // https: a tunnel, which awc's TLS runs over to the origin.
+                let connecting = proxy.connect(&tcp, &origin, !inspect);
+                let io = match deadline {
+                    None => connecting.await?,
+                    Some(deadline) => {
+                        let expiry = actix_rt::time::sleep_until(deadline);
+                        match futures::future::select(Box::pin(connecting), Box::pin(expiry)).await
+                        {
+                            futures::future::Either::Left((io, _)) => io?,
+                            futures::future::Either::Right(_) => {
+                                return Err(proxy.timed_out(timeout, &origin, !inspect))
+                            }
+                        }
+                    }
+                };
+                let mut io = WireIo::new(io, inspect);
+                let sent = proxy.auth_line();
+                Rc::get_mut(&mut io.wire).expect("not shared yet").proxy =
+                    Some((Arc::clone(proxy.shown()), sent.is_some()));
+                if inspect {
+                    io.absolute = Some(Box::new(Absolute::new(&origin, sent)));
+                }
+                Ok(TcpConnection::new(origin, io))
+            });
+        }
+        let connecting = self.tcp.call(req);
         Box::pin(async move {
             let conn = connecting.await?;
             let (io, conn) = conn.replace_io(());
@@ -132,6 +192,9 @@ struct Wire {
     eof: Cell<bool>,
     /// Never use this connection again: every later read and write fails.
     poisoned: Cell<bool>,
+    /// The proxy this connection goes through (as errors name it), and whether it is sent
+    /// credentials.
+    proxy: Option<(Arc<str>, bool)>,
 }
 
 impl Wire {
@@ -228,6 +291,8 @@ impl Wire {
 pub(crate) struct WireIo {
     io: TcpStream,
     wire: Rc<Wire>,
+    /// Through a plain-http proxy: the request lines' rewrite.
+    absolute: Option<Box<Absolute>>,
 }
 
 impl WireIo {
@@ -241,8 +306,121 @@ impl WireIo {
                 body: Cell::new(0),
                 eof: Cell::new(false),
                 poisoned: Cell::new(false),
+                proxy: None,
             }),
+            absolute: None,
         }
+    }
+}
+
+/// Rewrites each request line a connection to a plain-http proxy carries from awc's origin
+/// form (`GET /path HTTP/1.1`, actix-http writes no other) to the absolute form
+/// (`GET http://host:port/path HTTP/1.1`), and adds the `Proxy-Authorization` line after it.
+/// It works on the bytes as they are written, whatever the write boundaries: a request starts
+/// at the first write after the previous response head was read (as [`Wire::wrote`] counts
+/// exchanges; an interim `100 Continue` does not end a request).
+struct Absolute {
+    /// `http://host:port`, written after the method's space.
+    target: Bytes,
+    /// `Proxy-Authorization: Basic ...\r\n`, written after the request line.
+    auth: Option<Bytes>,
+    at: Rewrite,
+    /// Inserted bytes not yet written: they go out before any more of the caller's.
+    pending: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rewrite {
+    /// Up to the space after the method.
+    Method,
+    /// Up to the end of the request line.
+    Line,
+    /// The rest of the request: headers and body, as they are.
+    Rest,
+}
+
+impl fmt::Debug for Absolute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the credentials.
+        f.debug_struct("Absolute")
+            .field("target", &self.target)
+            .field("at", &self.at)
+            .finish()
+    }
+}
+
+impl Absolute {
+    fn new(origin: &Uri, auth: Option<Vec<u8>>) -> Self {
+        let authority = origin.authority().map_or("", |a| a.as_str());
+        Absolute {
+            target: Bytes::from(format!("http://{authority}")),
+            auth: auth.map(Bytes::from),
+            // A new connection starts with a request.
+            at: Rewrite::Method,
+            pending: Bytes::new(),
+        }
+    }
+
+    /// Write the inserted bytes not yet written.
+    fn poll_pending(
+        &mut self,
+        io: &mut TcpStream,
+        wire: &Wire,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.pending))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            wire.wrote();
+            self.pending.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// A new request starts with this write.
+    fn start(&mut self) {
+        self.at = Rewrite::Method;
+        self.pending = Bytes::new();
+    }
+
+    /// Write `buf` through `io`, inserting the target and the credentials where they go.
+    /// Answers how many of `buf`'s bytes were written, as `poll_write` does.
+    fn poll_write(
+        &mut self,
+        io: &mut TcpStream,
+        wire: &Wire,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_pending(io, wire, cx))?;
+        let (upto, next) = match self.at {
+            Rewrite::Rest => (buf.len(), None),
+            Rewrite::Method => match memchr::memchr(b' ', buf) {
+                Some(i) => (i + 1, Some(Rewrite::Line)),
+                None => (buf.len(), None),
+            },
+            Rewrite::Line => match memchr::memchr(b'\n', buf) {
+                Some(i) => (i + 1, Some(Rewrite::Rest)),
+                None => (buf.len(), None),
+            },
+        };
+        if upto == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        let n = ready!(Pin::new(&mut *io).poll_write(cx, &buf[..upto]))?;
+        if n > 0 {
+            wire.wrote();
+        }
+        if let (true, Some(next)) = (n == upto, next) {
+            self.at = next;
+            self.pending = match next {
+                Rewrite::Line => self.target.clone(),
+                _ => self.auth.clone().unwrap_or_default(),
+            };
+        }
+        Poll::Ready(Ok(n))
     }
 }
 
@@ -282,6 +460,14 @@ impl AsyncWrite for WireIo {
         if this.wire.poisoned.get() {
             return Poll::Ready(Err(Wire::poisoned_error()));
         }
+        if let Some(absolute) = this.absolute.as_mut() {
+            if this.wire.phase.get() != Phase::Request {
+                // A response was read since the last write: this write starts a new request
+                // (the first write of which puts the phase back to `Request`).
+                absolute.start();
+            }
+            return absolute.poll_write(&mut this.io, &this.wire, cx, buf);
+        }
         let res = Pin::new(&mut this.io).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = res {
             if n > 0 {
@@ -296,6 +482,13 @@ impl AsyncWrite for WireIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.absolute.is_some() {
+            let buf = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &**b);
+            return self.poll_write(cx, buf);
+        }
         let this = self.get_mut();
         if this.wire.poisoned.get() {
             return Poll::Ready(Err(Wire::poisoned_error()));
@@ -310,11 +503,16 @@ impl AsyncWrite for WireIo {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        self.absolute.is_none() && self.io.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        if let Some(absolute) = this.absolute.as_mut() {
+            // Bytes inserted after the caller's last ones go out with them.
+            ready!(absolute.poll_pending(&mut this.io, &this.wire, cx))?;
+        }
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -360,6 +558,12 @@ impl Watch {
     /// The connection of the last final response head read under this watch.
     pub(crate) fn take(&self) -> Option<Exchange> {
         self.0.borrow_mut().take()
+    }
+
+    /// The proxy the last response read under this watch came through (plain http only: an
+    /// https connection is not inspected), and whether it was sent credentials.
+    pub(crate) fn proxy(&self) -> Option<(Arc<str>, bool)> {
+        self.0.borrow().as_ref()?.wire.proxy.clone()
     }
 
     fn register(wire: &Rc<Wire>) {
@@ -511,6 +715,7 @@ mod tests {
             body: Cell::new(0),
             eof: Cell::new(false),
             poisoned: Cell::new(false),
+            proxy: None,
         })
     }
 
@@ -643,6 +848,61 @@ mod tests {
         // More writes of the same request do not start another one.
         w.wrote();
         assert_eq!(w.exchange.get(), first + 1);
+    }
+
+    /// Through a plain-http proxy, each request line is rewritten to the absolute form with
+    /// the credentials after it, whatever the write boundaries, on every request of a
+    /// connection and in no body.
+    #[actix_rt::test]
+    async fn request_lines_are_rewritten_to_absolute_form_at_any_write_boundary() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let origin: Uri = "http://o.test:8080/a".parse().unwrap();
+        let auth = b"Proxy-Authorization: Basic QQ==\r\n".to_vec();
+        let first =
+            &b"PUT /a/b?c=d HTTP/1.1\r\nhost: o.test:8080\r\ncontent-length: 9\r\n\r\nGET / x\r\n"
+                [..];
+        let second = &b"GET / HTTP/1.1\r\nhost: o.test:8080\r\n\r\n"[..];
+        let expected = [
+            &b"PUT http://o.test:8080/a/b?c=d HTTP/1.1\r\nProxy-Authorization: Basic QQ==\r\n"[..],
+            b"host: o.test:8080\r\ncontent-length: 9\r\n\r\nGET / x\r\n",
+            b"GET http://o.test:8080/ HTTP/1.1\r\nProxy-Authorization: Basic QQ==\r\n",
+            b"host: o.test:8080\r\n\r\n",
+        ]
+        .concat();
+        for step in [1, 2, 3, 4, 5, 7, 13, 1000] {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let (mut peer, _) = listener.accept().unwrap();
+            let mut io = WireIo::new(stream, true);
+            io.absolute = Some(Box::new(Absolute::new(&origin, Some(auth.clone()))));
+            for (i, request) in [first, second].into_iter().enumerate() {
+                if i == 1 {
+                    // The answer to the first request: the next write starts a new request.
+                    io.wire
+                        .read(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                }
+                let mut rest = request;
+                while !rest.is_empty() {
+                    let chunk = &rest[..step.min(rest.len())];
+                    let n = futures::future::poll_fn(|cx| Pin::new(&mut io).poll_write(cx, chunk))
+                        .await
+                        .unwrap();
+                    rest = &rest[n..];
+                }
+                futures::future::poll_fn(|cx| Pin::new(&mut io).poll_flush(cx))
+                    .await
+                    .unwrap();
+            }
+            drop(io);
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&expected),
+                "writes of {step} bytes"
+            );
+        }
     }
 
     #[test]

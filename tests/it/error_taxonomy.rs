@@ -112,6 +112,16 @@ fn one_of_each() -> Vec<(TransferError, ErrorKind, &'static str)> {
             ErrorKind::Dns,
             "dns",
         ),
+        (
+            E::Proxy {
+                proxy: "http://127.0.0.1:3128".into(),
+                status: Some(407),
+                cause: "refused the credentials".into(),
+                retryable: false,
+            },
+            ErrorKind::Proxy,
+            "proxy",
+        ),
     ]
 }
 

@@ -452,3 +452,23 @@ async fn a_refused_connection_keeps_its_io_error_as_the_source() {
         assert!(!message.contains(fragment), "{message}");
     }
 }
+
+/// A zero connect timeout means no limit: a connect that hangs (a full accept queue) is waited
+/// for, not failed at awc's next timer tick.
+#[actix_rt::test]
+async fn a_zero_connect_timeout_waits_for_a_slow_connect() {
+    use actix_transfer::{Cancel, Outcome, Status, TransferState};
+    let target = Unconnectable::new().expect("a listener with a full accept queue");
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b.connect_timeout(Duration::ZERO));
+    let id = crate::support::submit(&engine, Download::new(target.url("/x")).to(NAME))
+        .await
+        .unwrap();
+    // Still connecting after a while (a timeout would have ended it at once).
+    actix_rt::time::sleep(SHORT).await;
+    let status = engine.send(Status(id)).await.unwrap().unwrap();
+    assert_eq!(status.state, TransferState::Active, "{status:?}");
+    engine.send(Cancel(id)).await.unwrap().unwrap();
+    let outcome = crate::support::wait(&engine, id).await;
+    assert!(matches!(outcome, Outcome::Cancelled { .. }), "{outcome:?}");
+}

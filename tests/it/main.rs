@@ -23,6 +23,7 @@ mod journal;
 mod journal_crash;
 mod names;
 mod mirrors;
+mod proxy;
 mod resilience;
 mod segmented;
 mod slow_download;

@@ -11,18 +11,19 @@ use rustls::{pki_types::PrivatePkcs8KeyDer, RootCertStore};
 
 use crate::support::*;
 
-/// A CA and a server certificate it signed, for `localhost` and `127.0.0.1`.
-struct Pki {
-    ca_pem: String,
-    ca_der: rustls::pki_types::CertificateDer<'static>,
-    server: rustls::ServerConfig,
+/// A CA and a server certificate it signed, for `localhost` and `127.0.0.1` (tests/it/proxy.rs
+/// too).
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
+    pub(crate) ca_der: rustls::pki_types::CertificateDer<'static>,
+    pub(crate) server: rustls::ServerConfig,
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn pki() -> Pki {
+pub(crate) fn pki() -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();

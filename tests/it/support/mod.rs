@@ -3,6 +3,7 @@
 //! an echo; and an event recorder with bounded waits.
 
 pub mod hostile;
+pub mod proxy;
 pub mod ranged;
 mod recorder;
 
