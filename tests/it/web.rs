@@ -1033,7 +1033,16 @@ mod browser {
                 json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
             )
             .await;
-            actix_rt::time::sleep(Duration::from_millis(300)).await; // a relayout
+            // The new metrics took effect and the page has painted a frame at them.
+            self.until(
+                &format!("the page laid out at {width}x{height}"),
+                &format!("window.innerWidth === {width} && window.innerHeight === {height}"),
+            )
+            .await;
+            self.eval(
+                "new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))",
+            )
+            .await;
             let shot = self
                 .call("Page.captureScreenshot", json!({"format": "png"}))
                 .await;
