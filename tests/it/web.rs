@@ -1272,6 +1272,32 @@ mod browser {
             true,
             "no horizontal scrolling at phone width"
         );
+
+        // A `restored` event (what an engine with a journal publishes first for a transfer it
+        // brought back at start), as the API serialises it: the page shows the transfer in
+        // its state, with its bytes on disk.
+        let restored = actix_transfer::TransferEvent {
+            id: actix_transfer::TransferId::new(999).unwrap(),
+            seq: 1 << 40,
+            kind: actix_transfer::EventKind::Restored {
+                state: actix_transfer::TransferState::Paused,
+                bytes_on_disk: 5 << 20,
+            },
+        };
+        cdp.eval(&format!(
+            "onEvent({}); true",
+            serde_json::to_string(&restored).unwrap()
+        ))
+        .await;
+        let row = "document.querySelector('tr[data-id=\"999\"]')";
+        cdp.until(
+            "the restored transfer shows paused with its bytes",
+            &format!(
+                "!!{row} && {row}.dataset.state === 'paused' \
+                 && {row}.querySelector('.size').textContent.startsWith('5.0 MiB')"
+            ),
+        )
+        .await;
         server.stop().await;
     }
 }
