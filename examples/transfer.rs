@@ -46,7 +46,8 @@ use clap::{CommandFactory, Parser};
 use futures::{channel::oneshot, future::Either};
 use indicatif::{MultiProgress, ProgressBar, ProgressState, ProgressStyle};
 
-/// Download URLs concurrently with a progress bar each; Ctrl-C cancels everything cleanly.
+/// Download URLs concurrently with a progress bar each; Ctrl-C cancels everything cleanly
+/// (with --journal: stops everything resumably, and the next run continues).
 ///
 /// Without a URL (and without --serve or --journal): a demo against a loopback server.
 #[derive(Parser, Debug)]
@@ -290,7 +291,12 @@ impl Display {
             EventKind::Restored { bytes_on_disk, .. } => {
                 line.bytes = *bytes_on_disk;
                 if let Some(bar) = &line.bar {
-                    bar.set_message(format!("restored, {} on disk", Size(*bytes_on_disk)));
+                    // The journal's figure: it may lag behind the `.part` (the resume
+                    // continues from the file's own length).
+                    bar.set_message(match bytes_on_disk {
+                        0 => "restored".to_owned(),
+                        n => format!("restored, {} on disk", Size(*n)),
+                    });
                 }
             }
             EventKind::Began {
@@ -588,6 +594,7 @@ fn new_bar(bars: &MultiProgress, name: &str) -> ProgressBar {
     let bar = bars.add(ProgressBar::new_spinner());
     bar.set_style(style(WAITING));
     bar.set_prefix(fit(name, NAME_WIDTH));
+    bar.set_message("waiting");
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }

@@ -32,6 +32,15 @@ fn example() -> PathBuf {
          it; a filtered run may not: `cargo build --all-features --example transfer` first. ***\n",
         path.display()
     );
+    // `cargo test --test it` alone does not rebuild examples: never test a stale binary.
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/transfer.rs");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).unwrap();
+    assert!(
+        modified(&path) >= modified(&source),
+        "\n\n*** {} IS OLDER THAN examples/transfer.rs: `cargo build --all-features --example \
+         transfer` first (`cargo test` builds it). ***\n",
+        path.display()
+    );
     path
 }
 
@@ -435,4 +444,100 @@ fn strip_ansi(s: &str) -> String {
         }
     }
     out
+}
+
+/// `--serve --journal`: a download added through the API and interrupted by SIGTERM continues
+/// when the server is started again on the same journal (same id, `Range` from the `.part`),
+/// and completes byte-exact.
+#[actix_rt::test]
+async fn serve_with_a_journal_continues_after_sigterm_and_a_restart() {
+    let content = support::content(8 << 20, 9);
+    let server = ranged::start(content.clone());
+    server.script([slow()]);
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, dl) = (dir.path().join("j.db"), dir.path().join("dl"));
+    let args = [
+        "--serve",
+        "127.0.0.1:0",
+        "--token",
+        "tk",
+        "--journal",
+        journal.to_str().unwrap(),
+        "--dir",
+        dl.to_str().unwrap(),
+    ];
+    let client = awc::Client::new();
+    let base = |cli: &Cli| {
+        let line = cli
+            .seen
+            .iter()
+            .find(|l| l.starts_with("open http://"))
+            .unwrap();
+        line["open ".len()..]
+            .split('/')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let wait_open = |mut cli: Cli| async move {
+        let start = Instant::now();
+        while !cli.seen.iter().any(|l| l.starts_with("open http://")) {
+            assert!(start.elapsed() < LIMIT, "no URL printed: {:?}", cli.seen);
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+            cli.drain();
+        }
+        cli
+    };
+    let status = |base: String, id: u64| {
+        let client = client.clone();
+        async move {
+            let mut res = client
+                .get(format!("{base}/api/transfers/{id}"))
+                .bearer_auth("tk")
+                .send()
+                .await
+                .unwrap();
+            res.json::<Value>().await.unwrap()
+        }
+    };
+
+    let mut first = wait_open(Cli::start(&args)).await;
+    let b = base(&first);
+    let mut res = client
+        .post(format!("{b}/api/transfers"))
+        .bearer_auth("tk")
+        .send_json(&serde_json::json!({ "url": format!("{}/file", server.url) }))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let id = res.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    let start = Instant::now();
+    while std::fs::metadata(dl.join("file.part")).map_or(0, |m| m.len()) == 0 {
+        assert!(start.elapsed() < LIMIT, "nothing was written to the .part");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.signal(libc::SIGTERM);
+    assert_eq!(first.exit().await, Some(0), "{}", first.stderr());
+    assert!(!dl.join("file").exists());
+    let part = std::fs::metadata(dl.join("file.part")).unwrap().len();
+    assert!(part > 0 && part < content.len() as u64, "{part}");
+
+    let second = wait_open(Cli::start(&args)).await;
+    let b = base(&second);
+    let start = Instant::now();
+    loop {
+        let s = status(b.clone(), id).await;
+        if s["state"] == "ended" {
+            assert_eq!(s["outcome"], "completed", "{s}");
+            break;
+        }
+        assert!(start.elapsed() < LIMIT, "never ended: {s}");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::read(dl.join("file")).unwrap(), content);
+    let seen = server.seen();
+    assert_eq!(
+        seen.last().unwrap().range.as_deref(),
+        Some(&*format!("bytes={part}-"))
+    );
 }
