@@ -266,15 +266,20 @@ impl Display {
         }
     }
 
-    /// One JSON line per event; `queued` and `restored` also carry the URL.
+    /// One JSON line per event; `queued` and `restored` also carry the URL (added last, so
+    /// that every line keeps the event's own field order).
     fn print_json(&self, ev: &TransferEvent) {
-        let mut value = serde_json::to_value(ev).expect("events serialise");
+        let mut text = serde_json::to_string(ev).expect("events serialise");
         if let (EventKind::Queued | EventKind::Restored { .. }, Some(line)) =
             (&ev.kind, self.lines.get(&ev.id))
         {
-            value["url"] = line.url.clone().into();
+            if text.ends_with('}') {
+                text.pop();
+                let url = serde_json::to_string(&line.url).expect("a string serialises");
+                text.push_str(&format!(",\"url\":{url}}}"));
+            }
         }
-        println!("{value}");
+        println!("{text}");
     }
 
     fn apply(&mut self, ev: TransferEvent, ctx: &mut Context<Self>) {
@@ -340,7 +345,18 @@ impl Display {
                             bar.set_length(*n);
                         }
                     }
+                    let resumed = bar.position() == 0 && *bytes_transferred > 0;
                     bar.set_position(*bytes_transferred);
+                    if resumed {
+                        // The bytes a resume starts from arrived earlier, not in this moment:
+                        // the speed and ETA count from here (the tick records the position,
+                        // which it does only while no steady ticker runs; the reset forgets
+                        // the jump to it).
+                        bar.disable_steady_tick();
+                        bar.tick();
+                        bar.reset_eta();
+                        bar.enable_steady_tick(TICK);
+                    }
                 }
                 if line.cancel_after.is_some_and(|n| *bytes_transferred >= n) {
                     line.cancel_after = None;
@@ -354,7 +370,7 @@ impl Display {
                                     Err(e) => format!("demo: Cancel({id}) not delivered: {e}"),
                                 };
                                 match (json, bar) {
-                                    (false, Some(bar)) => bar.println(text),
+                                    (false, Some(bar)) if !bar.is_hidden() => bar.println(text),
                                     _ => eprintln!("{text}"),
                                 }
                             }
@@ -491,6 +507,9 @@ impl Handler<TransferEvent> for Display {
     }
 }
 
+/// How often a bar redraws (its spinner turns) without news.
+const TICK: Duration = Duration::from_millis(120);
+
 /// Names are cut to this many columns: every bar fits 80 columns.
 const NAME_WIDTH: usize = 20;
 // 20 + 1 + 20 + 1 + 17 + 1 + 10 + 1 + 8 = 79 columns.
@@ -595,7 +614,7 @@ fn new_bar(bars: &MultiProgress, name: &str) -> ProgressBar {
     bar.set_style(style(WAITING));
     bar.set_prefix(fit(name, NAME_WIDTH));
     bar.set_message("waiting");
-    bar.enable_steady_tick(Duration::from_millis(120));
+    bar.enable_steady_tick(TICK);
     bar
 }
 
