@@ -472,7 +472,9 @@ impl Handler<RestoredIds> for Display {
     }
 }
 
-/// The outcome and bytes of every tracked transfer, and the end the demo expects.
+/// The outcome and bytes of every tracked transfer, and the end the demo expects; every bar
+/// still running stops (a transfer a journaled shutdown keeps resumable has no `Ended`, and
+/// its bar's ticker would draw it again under the summary).
 #[derive(Message)]
 #[rtype(result = "HashMap<TransferId, (Option<Outcome>, u64, Option<EndState>)>")]
 struct Report;
@@ -480,6 +482,12 @@ struct Report;
 impl Handler<Report> for Display {
     type Result = MessageResult<Report>;
     fn handle(&mut self, _: Report, _: &mut Context<Self>) -> Self::Result {
+        for bar in self.lines.values().filter_map(|l| l.bar.as_ref()) {
+            if !bar.is_finished() {
+                bar.set_style(style(END));
+                bar.abandon_with_message("stopped");
+            }
+        }
         MessageResult(
             self.lines
                 .iter()

@@ -414,6 +414,101 @@ async fn the_bars_fit_80_columns_show_an_eta_and_never_the_query() {
             .any(|l| l.starts_with("file ") && l.contains("eta ")),
         "no bar named `file` with an ETA:\n{screen}"
     );
+    // What is left on the terminal at the end: the summary, and no bar above it (a bar wider
+    // than the terminal wraps, and the redraws that clear it then miss its other rows).
+    let last = final_screen(&out, 80);
+    assert!(
+        last.iter().any(|l| l.starts_with("saved under")),
+        "no summary:\n{}",
+        last.join("\n")
+    );
+    assert!(
+        !last.iter().any(|l| l.contains('█') || l.contains('░')),
+        "a bar is left on the screen:\n{}",
+        last.join("\n")
+    );
+}
+
+/// The rows a terminal `cols` wide shows once `out` was written to it (a minimal emulator of
+/// what indicatif and the summary use: text with pending wrap at the right margin, CR, LF,
+/// and the CSI sequences that move the cursor and erase; others are ignored).
+fn final_screen(out: &str, cols: usize) -> Vec<String> {
+    let mut rows: Vec<Vec<char>> = vec![Vec::new()];
+    let (mut row, mut col) = (0usize, 0usize);
+    let mut chars = out.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => col = 0,
+            '\n' => {
+                row += 1;
+                col = 0;
+            }
+            '\x1b' => {
+                if chars.peek() != Some(&'[') {
+                    chars.next();
+                    continue;
+                }
+                chars.next();
+                let mut param = String::new();
+                let mut end = ' ';
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        end = c;
+                        break;
+                    }
+                    param.push(c);
+                }
+                let n = param.parse::<usize>().unwrap_or(1).max(1);
+                while rows.len() <= row {
+                    rows.push(Vec::new());
+                }
+                match end {
+                    'A' => row = row.saturating_sub(n),
+                    'B' => row += n,
+                    'C' => col = (col + n).min(cols - 1),
+                    'D' => col = col.saturating_sub(n),
+                    'G' => col = n - 1,
+                    'K' => match param.as_str() {
+                        "2" => rows[row].clear(),
+                        "1" => {
+                            for x in rows[row].iter_mut().take(col + 1) {
+                                *x = ' ';
+                            }
+                        }
+                        _ => rows[row].truncate(col),
+                    },
+                    'J' => {
+                        rows[row].truncate(col);
+                        rows.truncate(row + 1);
+                    }
+                    _ => {}
+                }
+            }
+            c if c.is_control() => {}
+            c => {
+                if col >= cols {
+                    row += 1;
+                    col = 0;
+                }
+                while rows.len() <= row {
+                    rows.push(Vec::new());
+                }
+                let line = &mut rows[row];
+                while line.len() < col {
+                    line.push(' ');
+                }
+                if col < line.len() {
+                    line[col] = c;
+                } else {
+                    line.push(c);
+                }
+                col += 1;
+            }
+        }
+    }
+    rows.into_iter()
+        .map(|r| r.into_iter().collect::<String>().trim_end().to_owned())
+        .collect()
 }
 
 /// The text a terminal shows, without its escape sequences (CSI and OSC).
@@ -539,5 +634,87 @@ async fn serve_with_a_journal_continues_after_sigterm_and_a_restart() {
     assert_eq!(
         seen.last().unwrap().range.as_deref(),
         Some(&*format!("bytes={part}-"))
+    );
+}
+
+/// Ctrl-C with a journal, seen on an 80-column terminal: once the program has exited, the
+/// terminal shows the summary (which transfer stopped, how to continue) and no bar: a bar
+/// left running (its transfer kept resumable, without an end) would be drawn again.
+#[actix_rt::test]
+async fn ctrl_c_with_a_journal_leaves_the_summary_and_no_bar_on_the_terminal() {
+    let script = Path::new("/usr/bin/script");
+    if !script.exists() {
+        let msg = "*** /usr/bin/script (util-linux) is missing: the bars cannot be checked ***";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+        eprintln!("{msg}");
+        return;
+    }
+    let content = support::content(8 << 20, 10);
+    let server = ranged::start(content);
+    server.script([slow()]);
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, dl) = (dir.path().join("j.db"), dir.path().join("dl"));
+    let command = format!(
+        "stty cols 80 rows 24; exec {} --journal {} --dir {} '{}/file'",
+        example().display(),
+        journal.display(),
+        dl.display(),
+        server.url
+    );
+    let mut child = Command::new(script)
+        .args(["-q", "-f", "-e", "-c", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut bytes);
+        bytes
+    });
+    // The example is script's child (the shell execs it).
+    let children = format!("/proc/{0}/task/{0}/children", child.id());
+    let start = Instant::now();
+    let pid = loop {
+        let part = std::fs::metadata(dl.join("file.part")).map_or(0, |m| m.len());
+        let pid = std::fs::read_to_string(&children).ok().and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+        });
+        if let (Some(pid), true) = (pid, part > 0) {
+            break pid;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "the download never wrote to its .part"
+        );
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    };
+    // SAFETY: a signal to the example, which runs until it has handled it.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < LIMIT, "the example did not exit");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(130));
+    let out = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    let screen = final_screen(&out, 80);
+    let text = screen.join("\n");
+    assert!(
+        screen
+            .iter()
+            .any(|l| l.contains("stopped at") && l.contains("--journal")),
+        "no summary saying how to continue:\n{text}"
+    );
+    assert!(
+        !screen.iter().any(|l| l.contains('█') || l.contains('░')),
+        "a bar is left on the screen:\n{text}"
     );
 }
