@@ -832,6 +832,12 @@ fn num(x: f64) -> String {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // RUST_LOG=actix_transfer=debug shows the engine's log on stderr (the report is on stdout).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     if let Some(addr) = args.serve {
         return serve_until_ctrl_c(addr);
     }

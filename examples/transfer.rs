@@ -1,13 +1,23 @@
-//! Download URLs concurrently with a progress bar each; Ctrl-C cancels everything cleanly.
+//! Download URLs concurrently with a progress bar each; Ctrl-C cancels everything cleanly, or
+//! with `--journal` stops everything so that the next run continues.
 //!
 //! ```text
-//! cargo run --release --example transfer -- [--dir DIR] [--json] [--ca-cert FILE] URL...
+//! cargo run --release --example transfer -- [--dir DIR] [--json] [-H 'Name: value']... URL...
+//! cargo run --release --example transfer -- -o NAME URL
+//! cargo run --release --example transfer -- --journal FILE [--dir DIR] [--json] [URL...]
 //! cargo run --release --example transfer            # a demo against a loopback server
-//! cargo run --release --example transfer -- --serve 127.0.0.1:8080 [--token T] [--dir DIR]
+//! cargo run --release --example transfer -- --serve 127.0.0.1:8080 [--token T] [--journal FILE]
 //! ```
 //!
 //! - `--dir DIR`: where files go (default: the current directory; the demo uses a temp dir).
-//! - `--json`: no bars; one JSON object per event per line on stdout.
+//! - `--json`: no bars; one JSON object per event per line on stdout (`queued` and `restored`
+//!   lines also carry the transfer's `url`).
+//! - `--journal FILE`: keep the transfers in an SQLite journal. With URLs, they are added to it
+//!   and run; without, every unfinished transfer recorded in `FILE` continues. Ctrl-C (or
+//!   SIGTERM) then stops everything resumably, and so does a crash: the next run with the same
+//!   journal continues from the bytes on disk.
+//! - `-H/--header 'Name: value'` (repeatable): a request header for every URL.
+//! - `-o/--output NAME`: the file name, for exactly one URL.
 //! - `--ca-cert FILE`: trust the certificates of this PEM file too (a private CA, a
 //!   self-signed server), beside the bundled roots.
 //! - `--proxy URL`: send every request through this HTTP proxy. Otherwise `http_proxy`,
@@ -16,32 +26,38 @@
 //!   live events, metrics, the dashboard page) on `ADDR` until Ctrl-C or SIGTERM. Prints the
 //!   URL to open; without `--token` it makes a random token and prints it.
 //!
-//! `RUST_LOG` sets what is logged (`RUST_LOG=actix_transfer=debug`).
+//! `RUST_LOG` sets what is logged (`RUST_LOG=actix_transfer=debug`), on stderr, above the bars.
 //!
 //! Exit code: 0 when every transfer completed (in the demo: when every transfer ended as the
-//! demo expects, including the one it cancels and the one that gets a 404), 1 otherwise, 130
-//! on Ctrl-C.
+//! demo expects, including the one it cancels and the one that gets a 404), 1 otherwise, 2 for
+//! bad options, 130 on Ctrl-C or SIGTERM.
 
-use std::{collections::HashMap, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use actix::prelude::*;
 use actix_transfer::{
-    Cancel, Download, EndState, Engine, EngineBuilder, EventKind, Outcome, Subscribe,
-    TransferError, TransferEvent, TransferId,
+    Cancel, Download, EndState, Engine, EngineBuilder, EventKind, Outcome, Output, Resume,
+    Shutdown, Status, TransferError, TransferEvent, TransferId, TransferState,
 };
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use futures::{channel::oneshot, future::Either};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressState, ProgressStyle};
 
-/// Download URLs concurrently with a progress bar each; Ctrl-C cancels everything cleanly.
+/// Download URLs concurrently with a progress bar each; Ctrl-C cancels everything cleanly
+/// (with --journal: stops everything resumably, and the next run continues).
 ///
-/// Without a URL (and without --serve): a demo against a loopback server.
+/// Without a URL (and without --serve or --journal): a demo against a loopback server.
 #[derive(Parser, Debug)]
 #[command(
     name = "transfer",
     after_help = "RUST_LOG sets what is logged (RUST_LOG=actix_transfer=debug).\n\
                   Exit code: 0 when every transfer completed, 1 otherwise, 2 for bad options, \
-                  130 on Ctrl-C."
+                  130 on Ctrl-C or SIGTERM."
 )]
 struct Args {
     /// Where files go (default: the current directory; the demo uses a temp dir).
@@ -50,6 +66,22 @@ struct Args {
     /// No bars; one JSON object per event per line on stdout.
     #[arg(long, conflicts_with = "serve")]
     json: bool,
+    /// Keep the transfers in this SQLite journal: without URLs, continue every unfinished one
+    /// it records; Ctrl-C, SIGTERM or a crash leave them resumable by the next run.
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
+    /// A request header for every URL (repeatable).
+    #[arg(
+        short = 'H',
+        long = "header",
+        value_name = "NAME: VALUE",
+        value_parser = parse_header,
+        requires = "urls"
+    )]
+    headers: Vec<(String, String)>,
+    /// The file's name (inside --dir), for exactly one URL.
+    #[arg(short = 'o', long, value_name = "NAME", requires = "urls")]
+    output: Option<String>,
     /// Run the engine and serve its control plane (REST API, live events, metrics, the
     /// dashboard page) on ADDR until Ctrl-C or SIGTERM.
     #[arg(long, value_name = "ADDR", conflicts_with = "urls")]
@@ -75,7 +107,26 @@ struct Args {
     urls: Vec<String>,
 }
 
-/// The engine's options that come from the command line (`--ca-cert`), or why they are wrong.
+/// `Name: value`, as curl takes it: a token (RFC 9110), a colon, the value (surrounding blanks
+/// trimmed).
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let Some((name, value)) = s.split_once(':') else {
+        return Err("a header is 'Name: value', with a colon".into());
+    };
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(format!(
+            "{name:?} is not a header name: a name is letters, digits and !#$%&'*+-.^_`|~"
+        ));
+    }
+    let value = value.trim_matches([' ', '\t']);
+    if value.chars().any(|c| c.is_ascii_control() && c != '\t') {
+        return Err(format!("the value of {name} has a control character"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// The engine's options that come from the command line, or why they are wrong.
 fn engine_builder(args: &Args) -> Result<EngineBuilder, String> {
     if !args.mirror.is_empty() && args.urls.len() != 1 {
         return Err("--mirror needs exactly one URL to download".into());
@@ -86,17 +137,29 @@ fn engine_builder(args: &Args) -> Result<EngineBuilder, String> {
             .map_err(|e| format!("--ca-cert: cannot read {}: {e}", path.display()))?;
         builder = builder.add_root_certificate(&pem);
     }
-    if !args.urls.is_empty() || args.serve.is_some() {
+    // Not in the demo: its server is on loopback, and a machine's http_proxy would break it.
+    if !args.urls.is_empty() || args.serve.is_some() || args.journal.is_some() {
         builder = builder.proxy_from_env();
     }
     if let Some(url) = &args.proxy {
         builder = builder.proxy(url);
+    }
+    if let Some(path) = &args.journal {
+        builder = builder.journal(path);
     }
     Ok(builder)
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.output.is_some() && args.urls.len() != 1 {
+        Args::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "-o/--output names one file: give exactly one URL",
+            )
+            .exit();
+    }
     let builder = match engine_builder(&args) {
         Ok(b) => b,
         Err(msg) => {
@@ -104,36 +167,86 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let bars = MultiProgress::new();
+    if args.json {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
+        .with_writer(AboveBars(bars.clone()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let code = match args.serve.clone() {
         Some(addr) => {
             actix_rt::System::new().block_on(serve::run(addr, args.token, args.dir, builder))
         }
-        None => actix_rt::System::new().block_on(run(args, builder)),
+        None => actix_rt::System::new().block_on(run(args, builder, bars)),
     };
     ExitCode::from(code)
+}
+
+/// Log lines go to stderr above the bars (the bars are hidden while one is written), so that a
+/// redraw never overwrites them.
+#[derive(Clone)]
+struct AboveBars(MultiProgress);
+
+impl std::io::Write for AboveBars {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.suspend(|| std::io::stderr().write_all(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for AboveBars {
+    type Writer = AboveBars;
+    fn make_writer(&'a self) -> AboveBars {
+        self.clone()
+    }
 }
 
 /// One transfer as the display knows it.
 struct Line {
     name: String,
+    url: String,
     bar: Option<ProgressBar>,
     /// The end the demo expects; `None` outside the demo (completed is expected).
     expect: Option<EndState>,
     /// Demo: cancel this one once this many bytes arrived.
     cancel_after: Option<u64>,
+    /// Bytes moved (or on disk), as last heard.
+    bytes: u64,
+}
+
+impl Line {
+    fn new(name: String, url: String) -> Self {
+        Line {
+            name,
+            url,
+            bar: None,
+            expect: None,
+            cancel_after: None,
+            bytes: 0,
+        }
+    }
 }
 
 /// Receives every event: draws bars or prints JSON, cancels the demo's victim, and reports
 /// when every transfer has ended.
 struct Display {
-    engine: Addr<Engine>,
+    /// Set once the engine started (the display subscribes before, to see `Restored`).
+    engine: Option<Addr<Engine>>,
     json: bool,
     lines: HashMap<TransferId, Line>,
-    /// Every outcome seen, tracked or not yet (a fast transfer may end before it is tracked).
+    /// Events of transfers not tracked yet, until every submission was answered: a `Queued`
+    /// (or `Restored`) comes before the id is known here, and is shown with its URL.
+    pending: HashMap<TransferId, Vec<TransferEvent>>,
+    /// Transfers restored from the journal, with their bytes on disk, in order.
+    restored: Vec<(TransferId, TransferState, u64)>,
+    /// Every outcome seen.
     outcomes: HashMap<TransferId, Outcome>,
     /// How many transfers will be tracked, once every submission was answered.
     expected: Option<usize>,
@@ -147,8 +260,19 @@ impl Actor for Display {
 impl Display {
     fn finish_bar(line: &Line, outcome: &Outcome) {
         let Some(bar) = &line.bar else { return };
+        bar.set_style(style(END));
         match outcome {
-            Outcome::Completed { .. } => bar.finish_with_message("done"),
+            Outcome::Completed { bytes, .. } => {
+                if bar.length().is_none() {
+                    bar.set_length(*bytes);
+                }
+                bar.set_position(bar.length().unwrap_or(*bytes));
+                bar.finish_with_message("done");
+            }
+            Outcome::Failed {
+                error: TransferError::Shutdown,
+                ..
+            } => bar.abandon_with_message("stopped"),
             Outcome::Failed { error, .. } => bar.abandon_with_message(format!("failed: {error}")),
             _ => bar.abandon_with_message("cancelled"),
         }
@@ -163,59 +287,26 @@ impl Display {
             }
         }
     }
-}
 
-/// Every submission was answered; `0` transfers were accepted.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Expect(usize);
-
-impl Handler<Expect> for Display {
-    type Result = ();
-    fn handle(&mut self, Expect(n): Expect, _: &mut Context<Self>) {
-        self.expected = Some(n);
-        self.check_done();
-    }
-}
-
-/// Registers a transfer with the display (sent before its events can matter).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Track(TransferId, Line);
-
-/// Resolves once every tracked transfer ended.
-#[derive(Message)]
-#[rtype(result = "HashMap<TransferId, Outcome>")]
-struct Outcomes;
-
-impl Handler<Track> for Display {
-    type Result = ();
-    fn handle(&mut self, Track(id, line): Track, _: &mut Context<Self>) {
-        if let Some(outcome) = self.outcomes.get(&id) {
-            Self::finish_bar(&line, outcome);
+    /// One JSON line per event; `queued` and `restored` also carry the URL (added last, so
+    /// that every line keeps the event's own field order).
+    fn print_json(&self, ev: &TransferEvent) {
+        let mut text = serde_json::to_string(ev).expect("events serialise");
+        if let (EventKind::Queued | EventKind::Restored { .. }, Some(line)) =
+            (&ev.kind, self.lines.get(&ev.id))
+        {
+            if text.ends_with('}') {
+                text.pop();
+                let url = serde_json::to_string(&line.url).expect("a string serialises");
+                text.push_str(&format!(",\"url\":{url}}}"));
+            }
         }
-        self.lines.insert(id, line);
-        self.check_done();
+        println!("{text}");
     }
-}
 
-impl Handler<Outcomes> for Display {
-    type Result = MessageResult<Outcomes>;
-    fn handle(&mut self, _: Outcomes, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.outcomes.clone())
-    }
-}
-
-const BAR: &str = "{prefix:>16} [{bar:32}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {msg}";
-const WAITING: &str = "{prefix:>16} {spinner} {msg}";
-const SPINNER: &str = "{prefix:>16} {spinner} {bytes:>10} (size unknown) {bytes_per_sec:>12} {msg}";
-
-impl Handler<TransferEvent> for Display {
-    type Result = ();
-
-    fn handle(&mut self, ev: TransferEvent, ctx: &mut Context<Self>) {
+    fn apply(&mut self, ev: TransferEvent, ctx: &mut Context<Self>) {
         if self.json {
-            println!("{}", serde_json::to_string(&ev).expect("events serialise"));
+            self.print_json(&ev);
         }
         if let EventKind::Ended(outcome) = &ev.kind {
             self.outcomes.insert(ev.id, outcome.clone());
@@ -224,51 +315,116 @@ impl Handler<TransferEvent> for Display {
             return;
         };
         match &ev.kind {
+            EventKind::Restored { bytes_on_disk, .. } => {
+                line.bytes = *bytes_on_disk;
+                if let Some(bar) = &line.bar {
+                    // The journal's figure: it may lag behind the `.part` (the resume
+                    // continues from the file's own length).
+                    bar.set_message(match bytes_on_disk {
+                        0 => "restored".to_owned(),
+                        n => format!("restored, {} on disk", Size(*n)),
+                    });
+                }
+            }
             EventKind::Began {
                 bytes_estimated, ..
             } => {
                 if let Some(bar) = &line.bar {
                     match bytes_estimated {
                         Some(n) => {
-                            bar.set_style(ProgressStyle::with_template(BAR).unwrap());
+                            bar.set_style(style(BAR));
                             bar.set_length(*n);
                         }
-                        None => bar.set_style(ProgressStyle::with_template(SPINNER).unwrap()),
+                        None => bar.set_style(style(SPINNER)),
                     }
+                    bar.set_message("");
                 }
-            }
-            EventKind::Progress {
-                bytes_transferred, ..
-            } => {
-                if let Some(bar) = &line.bar {
-                    bar.set_position(*bytes_transferred);
-                    bar.tick();
-                }
-                if line.cancel_after.is_some_and(|n| *bytes_transferred >= n) {
-                    line.cancel_after = None;
-                    let (engine, id, bar) = (self.engine.clone(), ev.id, line.bar.clone());
-                    let json = self.json;
+                // The file's real name (a server's Content-Disposition, a redirect, a
+                // conflict's " (1)"), once the engine has chosen it.
+                if let (Some(engine), Some(bar)) = (self.engine.clone(), line.bar.clone()) {
+                    let id = ev.id;
                     ctx.spawn(
                         async move {
-                            let text = match engine.send(Cancel(id)).await {
-                                Ok(reply) => format!("demo: Cancel({id}) answered {reply:?}"),
-                                Err(e) => format!("demo: Cancel({id}) not delivered: {e}"),
-                            };
-                            match (json, bar) {
-                                (false, Some(bar)) => bar.println(text),
-                                _ => eprintln!("{text}"),
+                            if let Ok(Some(status)) = engine.send(Status(id)).await {
+                                if let Some(name) = status.path.as_deref().and_then(file_name) {
+                                    bar.set_prefix(fit(&name, NAME_WIDTH));
+                                }
                             }
                         }
                         .into_actor(self),
                     );
                 }
             }
+            EventKind::Progress {
+                bytes_transferred,
+                bytes_estimated,
+            } => {
+                line.bytes = *bytes_transferred;
+                if let Some(bar) = &line.bar {
+                    if bar.length().is_none() {
+                        if let Some(n) = bytes_estimated {
+                            bar.set_style(style(BAR));
+                            bar.set_length(*n);
+                        }
+                    }
+                    let resumed = bar.position() == 0 && *bytes_transferred > 0;
+                    bar.set_position(*bytes_transferred);
+                    if resumed {
+                        // The bytes a resume starts from arrived earlier, not in this moment:
+                        // the speed and ETA count from here (the tick records the position,
+                        // which it does only while no steady ticker runs; the reset forgets
+                        // the jump to it).
+                        bar.disable_steady_tick();
+                        bar.tick();
+                        bar.reset_eta();
+                        bar.enable_steady_tick(TICK);
+                    }
+                }
+                if line.cancel_after.is_some_and(|n| *bytes_transferred >= n) {
+                    line.cancel_after = None;
+                    let (id, bar) = (ev.id, line.bar.clone());
+                    let json = self.json;
+                    if let Some(engine) = self.engine.clone() {
+                        ctx.spawn(
+                            async move {
+                                let text = match engine.send(Cancel(id)).await {
+                                    Ok(reply) => format!("demo: Cancel({id}) answered {reply:?}"),
+                                    Err(e) => format!("demo: Cancel({id}) not delivered: {e}"),
+                                };
+                                match (json, bar) {
+                                    (false, Some(bar)) if !bar.is_hidden() => bar.println(text),
+                                    _ => eprintln!("{text}"),
+                                }
+                            }
+                            .into_actor(self),
+                        );
+                    }
+                }
+            }
             EventKind::Retrying { attempt, error, .. } => {
                 if let Some(bar) = &line.bar {
+                    bar.set_style(style(END));
                     bar.set_message(format!("retry {attempt}: {error}"));
                 }
             }
+            EventKind::Paused { bytes_transferred } => {
+                line.bytes = *bytes_transferred;
+                if let Some(bar) = &line.bar {
+                    bar.set_style(style(END));
+                    bar.set_message("paused");
+                }
+            }
             EventKind::Ended(outcome) => {
+                if let Outcome::Completed {
+                    output: Output::File(path),
+                    ..
+                } = outcome
+                {
+                    if let (Some(bar), Some(name)) = (&line.bar, file_name(path)) {
+                        bar.set_prefix(fit(&name, NAME_WIDTH));
+                    }
+                }
+                line.bytes = outcome.bytes().max(line.bytes);
                 Self::finish_bar(line, outcome);
                 self.check_done();
             }
@@ -277,16 +433,223 @@ impl Handler<TransferEvent> for Display {
     }
 }
 
+/// Every submission was answered; `n` transfers are tracked.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Expect(usize);
+
+impl Handler<Expect> for Display {
+    type Result = ();
+    fn handle(&mut self, Expect(n): Expect, ctx: &mut Context<Self>) {
+        self.expected = Some(n);
+        // Events of transfers that are not ours (none in this program): shown as they are.
+        for (_, events) in std::mem::take(&mut self.pending) {
+            for ev in events {
+                self.apply(ev, ctx);
+            }
+        }
+        self.check_done();
+    }
+}
+
+/// The engine started.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Started(Addr<Engine>);
+
+impl Handler<Started> for Display {
+    type Result = ();
+    fn handle(&mut self, Started(engine): Started, _: &mut Context<Self>) {
+        self.engine = Some(engine);
+    }
+}
+
+/// Registers a transfer with the display, and shows the events it already had.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Track(TransferId, Line);
+
+impl Handler<Track> for Display {
+    type Result = ();
+    fn handle(&mut self, Track(id, line): Track, ctx: &mut Context<Self>) {
+        self.lines.insert(id, line);
+        for ev in self.pending.remove(&id).unwrap_or_default() {
+            self.apply(ev, ctx);
+        }
+        self.check_done();
+    }
+}
+
+/// The transfers the journal restored (their `Restored` events arrived before the engine
+/// answered anything else).
+#[derive(Message)]
+#[rtype(result = "Vec<(TransferId, TransferState, u64)>")]
+struct RestoredIds;
+
+impl Handler<RestoredIds> for Display {
+    type Result = MessageResult<RestoredIds>;
+    fn handle(&mut self, _: RestoredIds, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.restored.clone())
+    }
+}
+
+/// The outcome and bytes of every tracked transfer, and the end the demo expects; every bar
+/// still running stops (a transfer a journaled shutdown keeps resumable has no `Ended`, and
+/// its bar's ticker would draw it again under the summary).
+#[derive(Message)]
+#[rtype(result = "HashMap<TransferId, (Option<Outcome>, u64, Option<EndState>)>")]
+struct Report;
+
+impl Handler<Report> for Display {
+    type Result = MessageResult<Report>;
+    fn handle(&mut self, _: Report, _: &mut Context<Self>) -> Self::Result {
+        for bar in self.lines.values().filter_map(|l| l.bar.as_ref()) {
+            if !bar.is_finished() {
+                bar.set_style(style(END));
+                bar.abandon_with_message("stopped");
+            }
+        }
+        MessageResult(
+            self.lines
+                .iter()
+                .map(|(id, l)| (*id, (self.outcomes.get(id).cloned(), l.bytes, l.expect)))
+                .collect(),
+        )
+    }
+}
+
+impl Handler<TransferEvent> for Display {
+    type Result = ();
+
+    fn handle(&mut self, ev: TransferEvent, ctx: &mut Context<Self>) {
+        if let EventKind::Restored {
+            state,
+            bytes_on_disk,
+        } = &ev.kind
+        {
+            self.restored.push((ev.id, *state, *bytes_on_disk));
+        }
+        if self.expected.is_none() && !self.lines.contains_key(&ev.id) {
+            self.pending.entry(ev.id).or_default().push(ev);
+            return;
+        }
+        self.apply(ev, ctx);
+    }
+}
+
+/// How often a bar redraws (its spinner turns) without news.
+const TICK: Duration = Duration::from_millis(120);
+
+/// Names are cut to this many columns: every bar fits 80 columns.
+const NAME_WIDTH: usize = 20;
+// 20 + 1 + 20 + 1 + 17 + 1 + 10 + 1 + 8 = 79 columns.
+const BAR: &str = "{prefix} [{bar:18}] {size} {speed} {eta}";
+const END: &str = "{prefix} [{bar:18}] {size} {wide_msg}";
+const WAITING: &str = "{prefix} {spinner} {wide_msg}";
+const SPINNER: &str = "{prefix} {spinner} {done:>8} (size unknown) {speed} {wide_msg}";
+
+/// A bar style, with the compact keys that keep it narrow: `size` (`done/total`), `done`,
+/// `speed` and `eta`.
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("a valid template")
+        .with_key("size", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let total = s.len().map_or("?".to_owned(), |n| Size(n).to_string());
+            let _ = write!(w, "{:>8}/{total:<8}", Size(s.pos()).to_string());
+        })
+        .with_key("done", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{}", Size(s.pos()));
+        })
+        .with_key("speed", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:>10}", format!("{}/s", Size(s.per_sec() as u64)));
+        })
+        .with_key("eta", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let eta = match s.len() {
+                Some(len) if s.pos() < len && s.per_sec() >= 1.0 => {
+                    format!("eta {:#}", indicatif::HumanDuration(s.eta()))
+                }
+                _ => String::new(),
+            };
+            let _ = write!(w, "{eta:<8}");
+        })
+}
+
+/// Bytes in at most 8 columns: `999 B`, `1.5 KiB`, `12.3 MiB`, `123 GiB`.
+struct Size(u64);
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+        let mut n = self.0 as f64;
+        let mut unit = 0;
+        while n >= 1000.0 && unit < UNITS.len() - 1 {
+            n /= 1024.0;
+            unit += 1;
+        }
+        match (unit, n) {
+            (0, _) => write!(f, "{} B", self.0),
+            (_, n) if n < 10.0 => write!(f, "{n:.2} {}", UNITS[unit]),
+            (_, n) if n < 100.0 => write!(f, "{n:.1} {}", UNITS[unit]),
+            (_, n) => write!(f, "{n:.0} {}", UNITS[unit]),
+        }
+    }
+}
+
+/// `name` in exactly `width` columns: padded, or cut with an ellipsis.
+fn fit(name: &str, width: usize) -> String {
+    let n = name.chars().count();
+    if n <= width {
+        format!("{name:<width$}")
+    } else {
+        let head: String = name.chars().take(width - 1).collect();
+        format!("{head}…")
+    }
+}
+
+fn file_name(path: &Path) -> Option<String> {
+    path.file_name().map(|n| n.to_string_lossy().into_owned())
+}
+
+/// What a bar shows before the engine named the file: the URL's last path segment, decoded,
+/// never its query (which may hold a token); the host when the path is empty.
+fn short_name(url: &str) -> String {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return "download".into();
+    };
+    let segment = parsed
+        .path_segments()
+        .and_then(|mut s| s.rfind(|s| !s.is_empty()))
+        .map(|s| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map_or_else(|| s.to_owned(), |(_, v)| v.into_owned())
+        });
+    let name = segment.or_else(|| parsed.host_str().map(str::to_owned));
+    let name = name.unwrap_or_else(|| "download".into());
+    // Control characters would move the cursor.
+    name.chars().filter(|c| !c.is_control()).collect()
+}
+
 /// Start the engine from `builder`, or say (exit code 2) which option keeps it from starting.
-fn start(builder: EngineBuilder, dir: &std::path::Path) -> Result<Addr<Engine>, u8> {
+fn start(builder: EngineBuilder, dir: &Path) -> Result<Addr<Engine>, u8> {
     builder.download_dir(dir).try_start().map_err(|e| {
         eprintln!("{e}");
         2
     })
 }
 
-async fn run(args: Args, builder: EngineBuilder) -> u8 {
-    let demo = args.urls.is_empty();
+/// A bar for one transfer, under the others.
+fn new_bar(bars: &MultiProgress, name: &str) -> ProgressBar {
+    let bar = bars.add(ProgressBar::new_spinner());
+    bar.set_style(style(WAITING));
+    bar.set_prefix(fit(name, NAME_WIDTH));
+    bar.set_message("waiting");
+    bar.enable_steady_tick(TICK);
+    bar
+}
+
+async fn run(args: Args, builder: EngineBuilder, bars: MultiProgress) -> u8 {
+    let demo = args.urls.is_empty() && args.journal.is_none();
     // The demo's server and its temp dir live until the end of `run`.
     let mut _server = None;
     let mut _tempdir = None;
@@ -308,49 +671,65 @@ async fn run(args: Args, builder: EngineBuilder) -> u8 {
         args.urls
             .iter()
             .map(|u| {
-                let line = Line {
-                    name: short_name(u),
-                    bar: None,
-                    expect: None,
-                    cancel_after: None,
+                let mut download = Download::new(u.clone());
+                for (name, value) in &args.headers {
+                    download = download.header(name.clone(), value.clone());
+                }
+                let name = match &args.output {
+                    Some(name) => {
+                        download = download.to(name.clone());
+                        name.clone()
+                    }
+                    None => short_name(u),
                 };
-                let download = Download::new(u.clone()).mirrors(args.mirror.iter().cloned());
-                (u.clone(), download, line)
+                download = download.mirrors(args.mirror.iter().cloned());
+                (u.clone(), download, Line::new(name, u.clone()))
             })
             .collect()
     };
 
-    let engine = match start(builder, &dir) {
-        Ok(e) => e,
-        Err(code) => return code,
-    };
     let (all_tx, all_rx) = oneshot::channel();
     let display = Display {
-        engine: engine.clone(),
+        engine: None,
         json: args.json,
         lines: HashMap::new(),
+        pending: HashMap::new(),
+        restored: Vec::new(),
         outcomes: HashMap::new(),
         expected: None,
         all_ended: Some(all_tx),
     }
     .start();
-    engine
-        .send(Subscribe::all(display.clone().recipient()))
-        .await
-        .expect("engine is running")
-        .expect("the display is running");
+    // Subscribed before the start: it sees the `Restored` event of every transfer the journal
+    // brings back.
+    let builder = builder.subscriber(display.clone().recipient());
+    let engine = match start(builder, &dir) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    display.send(Started(engine.clone())).await.unwrap();
 
-    let bars = MultiProgress::new();
-    if args.json {
-        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let mut ids = Vec::new();
+    for (id, state, bytes) in display.send(RestoredIds).await.unwrap() {
+        let status = engine.send(Status(id)).await.ok().flatten();
+        let url = status.as_ref().map(|s| s.url.clone()).unwrap_or_default();
+        let name = status
+            .as_ref()
+            .and_then(|s| s.path.as_deref().and_then(file_name))
+            .unwrap_or_else(|| short_name(&url));
+        let mut line = Line::new(name, url);
+        line.bytes = bytes;
+        line.bar = Some(new_bar(&bars, &line.name));
+        display.send(Track(id, line)).await.unwrap();
+        if state == TransferState::Paused {
+            // Every unfinished transfer continues, paused ones too.
+            let _ = engine.send(Resume(id)).await;
+        }
+        ids.push(id);
     }
     let mut rejected = 0;
-    let mut ids = Vec::new();
     for (url, download, mut line) in jobs {
-        let bar = bars.add(ProgressBar::new_spinner());
-        bar.set_style(ProgressStyle::with_template(WAITING).unwrap());
-        bar.set_prefix(line.name.clone());
-        bar.enable_steady_tick(Duration::from_millis(120));
+        let bar = new_bar(&bars, &line.name);
         match engine.send(download).await.expect("engine is running") {
             Ok(id) => {
                 line.bar = Some(bar);
@@ -362,47 +741,62 @@ async fn run(args: Args, builder: EngineBuilder) -> u8 {
                 if args.json {
                     println!("{}", rejected_json(&url, &error));
                 } else {
-                    eprintln!("refused {url}: {error} ({})", error.kind());
+                    bars.suspend(|| eprintln!("refused {url}: {error} ({})", error.kind()));
                 }
                 rejected += 1;
             }
         }
     }
     if ids.is_empty() {
+        if let (Some(journal), 0) = (&args.journal, rejected) {
+            if !args.json {
+                println!("nothing to resume in {}", journal.display());
+            }
+            engine.send(Shutdown).await.ok();
+            return 0;
+        }
         return 1;
     }
     display.send(Expect(ids.len())).await.unwrap();
 
-    let ctrl_c = Box::pin(actix_rt::signal::ctrl_c());
     let interrupted = matches!(
-        futures::future::select(all_rx, ctrl_c).await,
+        futures::future::select(all_rx, Box::pin(stop_signal())).await,
         Either::Right(_)
     );
     if interrupted {
-        // Ctrl-C: cancel everything, then wait for every Ended.
-        for id in &ids {
-            let _ = engine.send(Cancel(*id)).await;
+        if args.journal.is_some() {
+            // Stop resumably: the journal keeps every unfinished transfer, `.part` files
+            // stay, and the next run continues them.
+            engine.send(Shutdown).await.ok();
+        } else {
+            // Cancel everything, then wait for every Ended.
+            for id in &ids {
+                let _ = engine.send(Cancel(*id)).await;
+            }
+            for id in &ids {
+                let _ = engine.send(actix_transfer::Wait(*id)).await;
+            }
         }
-        for id in &ids {
-            let _ = engine.send(actix_transfer::Wait(*id)).await;
-        }
+    } else if args.journal.is_some() {
+        // Everything ended: close the journal cleanly.
+        engine.send(Shutdown).await.ok();
     }
-    let outcomes = display.send(Outcomes).await.unwrap();
-    let lines = display.send(Lines).await.unwrap();
+    let report = display.send(Report).await.unwrap();
     if !args.json {
         bars.clear().ok();
-        summary(&ids, &outcomes, &dir);
+        let dir = if demo && args.dir.is_none() {
+            None
+        } else {
+            Some(dir.as_path())
+        };
+        summary(&ids, &report, dir, args.journal.as_deref());
     }
     if interrupted {
         return 130;
     }
     let all_as_expected = ids.iter().all(|id| {
-        let expect = lines
-            .get(id)
-            .copied()
-            .flatten()
-            .unwrap_or(EndState::Completed);
-        outcomes.get(id).map(|o| o.end_state()) == Some(expect)
+        let (outcome, _, expect) = &report[id];
+        outcome.as_ref().map(Outcome::end_state) == Some(expect.unwrap_or(EndState::Completed))
     });
     if all_as_expected && rejected == 0 {
         0
@@ -411,24 +805,39 @@ async fn run(args: Args, builder: EngineBuilder) -> u8 {
     }
 }
 
-/// The expected end of each tracked transfer.
-#[derive(Message)]
-#[rtype(result = "HashMap<TransferId, Option<EndState>>")]
-struct Lines;
-
-impl Handler<Lines> for Display {
-    type Result = MessageResult<Lines>;
-    fn handle(&mut self, _: Lines, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.lines.iter().map(|(id, l)| (*id, l.expect)).collect())
+/// What became of each transfer. `dir`: where the files are (`None` for the demo's temp dir,
+/// which is gone when this is read).
+fn summary(
+    ids: &[TransferId],
+    report: &HashMap<TransferId, (Option<Outcome>, u64, Option<EndState>)>,
+    dir: Option<&Path>,
+    journal: Option<&Path>,
+) {
+    match dir {
+        Some(dir) => println!("\nsaved under {}", dir.display()),
+        None => println!("\nthe demo's files were in a temporary directory, now removed"),
     }
-}
-
-fn summary(ids: &[TransferId], outcomes: &HashMap<TransferId, Outcome>, dir: &std::path::Path) {
-    println!("\nsaved under {}", dir.display());
     for id in ids {
-        match outcomes.get(id) {
+        let (outcome, bytes, _) = &report[id];
+        match outcome {
             Some(Outcome::Completed { bytes, output, .. }) => {
-                println!("  #{id} completed, {bytes} bytes: {output:?}")
+                let name = match output {
+                    Output::File(path) => file_name(path).unwrap_or_default(),
+                    _ => String::new(),
+                };
+                println!("  #{id} completed, {bytes} bytes: {name}")
+            }
+            Some(Outcome::Failed {
+                error: TransferError::Shutdown,
+                ..
+            })
+            | None
+                if journal.is_some() =>
+            {
+                println!(
+                    "  #{id} stopped at {bytes} bytes; continue with --journal {}",
+                    journal.unwrap_or(Path::new("")).display()
+                )
             }
             Some(Outcome::Failed { error, bytes, .. }) => {
                 println!(
@@ -446,9 +855,19 @@ fn rejected_json(url: &str, error: &TransferError) -> String {
     serde_json::json!({ "event": "rejected", "url": url, "error": error }).to_string()
 }
 
-fn short_name(url: &str) -> String {
-    let name = url.rsplit('/').find(|s| !s.is_empty()).unwrap_or(url);
-    name.chars().take(16).collect()
+/// Ctrl-C, or SIGTERM on unix.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use actix_rt::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            let ctrl_c = Box::pin(actix_rt::signal::ctrl_c());
+            let term = Box::pin(term.recv());
+            futures::future::select(ctrl_c, term).await;
+            return;
+        }
+    }
+    let _ = actix_rt::signal::ctrl_c().await;
 }
 
 /// The demo: a loopback server with files of several kinds, and what each should become.
@@ -488,11 +907,10 @@ mod demo {
         if !json {
             println!("demo: serving on {base}");
         }
-        let line = |name: &str, expect: EndState, cancel_after: Option<u64>| Line {
-            name: name.into(),
-            bar: None,
+        let line = |name: &str, url: &str, expect: EndState, cancel_after: Option<u64>| Line {
             expect: Some(expect),
             cancel_after,
+            ..Line::new(name.into(), url.into())
         };
         use EndState::*;
         // (path, per-transfer rate limit, expected end, cancel after this many bytes)
@@ -512,7 +930,8 @@ mod demo {
                 if let Some(r) = rate {
                     d = d.max_rate(r);
                 }
-                (url, d, line(path, expect, cancel_after))
+                let line = line(path, &url, expect, cancel_after);
+                (url, d, line)
             })
             .collect();
         (handle, jobs)
@@ -599,7 +1018,7 @@ mod serve {
         let server = server.run();
         let handle = server.handle();
         actix_rt::spawn(async move {
-            stop_signal().await;
+            super::stop_signal().await;
             // End the event streams first: a graceful stop would otherwise wait for them.
             panel.close().await;
             handle.stop(true).await;
@@ -613,20 +1032,5 @@ mod serve {
                 1
             }
         }
-    }
-
-    /// Ctrl-C, or SIGTERM on unix.
-    async fn stop_signal() {
-        #[cfg(unix)]
-        {
-            use actix_rt::signal::unix::{signal, SignalKind};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                let ctrl_c = Box::pin(actix_rt::signal::ctrl_c());
-                let term = Box::pin(term.recv());
-                futures::future::select(ctrl_c, term).await;
-                return;
-            }
-        }
-        let _ = actix_rt::signal::ctrl_c().await;
     }
 }

@@ -7,6 +7,7 @@ use support::{hostile, ranged};
 
 mod bandwidth;
 mod cancel;
+mod cli;
 mod download;
 mod engine;
 mod error_taxonomy;

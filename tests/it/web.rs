@@ -1043,7 +1043,16 @@ mod browser {
                 json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
             )
             .await;
-            actix_rt::time::sleep(Duration::from_millis(300)).await; // a relayout
+            // The new metrics took effect and the page has painted a frame at them.
+            self.until(
+                &format!("the page laid out at {width}x{height}"),
+                &format!("window.innerWidth === {width} && window.innerHeight === {height}"),
+            )
+            .await;
+            self.eval(
+                "new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))",
+            )
+            .await;
             let shot = self
                 .call("Page.captureScreenshot", json!({"format": "png"}))
                 .await;
@@ -1273,6 +1282,32 @@ mod browser {
             true,
             "no horizontal scrolling at phone width"
         );
+
+        // A `restored` event (what an engine with a journal publishes first for a transfer it
+        // brought back at start), as the API serialises it: the page shows the transfer in
+        // its state, with its bytes on disk.
+        let restored = actix_transfer::TransferEvent {
+            id: actix_transfer::TransferId::new(999).unwrap(),
+            seq: 1 << 40,
+            kind: actix_transfer::EventKind::Restored {
+                state: actix_transfer::TransferState::Paused,
+                bytes_on_disk: 5 << 20,
+            },
+        };
+        cdp.eval(&format!(
+            "onEvent({}); true",
+            serde_json::to_string(&restored).unwrap()
+        ))
+        .await;
+        let row = "document.querySelector('tr[data-id=\"999\"]')";
+        cdp.until(
+            "the restored transfer shows paused with its bytes",
+            &format!(
+                "!!{row} && {row}.dataset.state === 'paused' \
+                 && {row}.querySelector('.size').textContent.startsWith('5.0 MiB')"
+            ),
+        )
+        .await;
         server.stop().await;
     }
 }

@@ -1,0 +1,720 @@
+//! examples/transfer.rs as a user runs it: the built binary as a process (real signals, a real
+//! `kill -9`, a real terminal for the bars) against loopback servers.
+
+#![cfg(all(unix, feature = "journal"))]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::ranged::{self, Act};
+use crate::support::{self, LIMIT};
+
+/// The example binary, next to this test binary (`cargo test` builds the examples).
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/debug/deps/it-… → target/debug/examples/transfer
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/debug")
+        .join("examples")
+        .join("transfer");
+    assert!(
+        path.exists(),
+        "\n\n*** {} IS MISSING: these tests run the example as a process. `cargo test` builds \
+         it; a filtered run may not: `cargo build --all-features --example transfer` first. ***\n",
+        path.display()
+    );
+    // `cargo test --test it` alone does not rebuild examples: never test a stale binary.
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/transfer.rs");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).unwrap();
+    assert!(
+        modified(&path) >= modified(&source),
+        "\n\n*** {} IS OLDER THAN examples/transfer.rs: `cargo build --all-features --example \
+         transfer` first (`cargo test` builds it). ***\n",
+        path.display()
+    );
+    path
+}
+
+/// A running `transfer`: its stdout lines as they come, its stderr at the end.
+struct Cli {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Cli {
+    fn start(args: &[&str]) -> Cli {
+        let mut child = Command::new(example())
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the example starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Cli {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
+    /// The first JSON line for which `pred` holds (bounded wait).
+    async fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        let mut checked = 0;
+        loop {
+            self.drain();
+            for line in &self.seen[checked..] {
+                if let Ok(v) = serde_json::from_str::<Value>(line) {
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+            }
+            checked = self.seen.len();
+            assert!(
+                start.elapsed() < LIMIT,
+                "{what}: never printed; stdout:\n{}",
+                self.seen.join("\n")
+            );
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The exit code (bounded wait), with stdout complete.
+    async fn exit(&mut self) -> Option<i32> {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(start.elapsed() < LIMIT, "the example did not exit");
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        };
+        // The reader thread ends with the pipe.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        status.code()
+    }
+
+    fn stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut s);
+        }
+        s
+    }
+
+    fn json(&self) -> Vec<Value> {
+        self.seen
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: `kill` on our own child's pid, which has not been reaped yet.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill({sig})");
+    }
+}
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn slow() -> Act {
+    Act::Slow {
+        chunk: 16 << 10,
+        every: Duration::from_millis(5),
+    }
+}
+
+fn bytes_of(v: &Value) -> u64 {
+    v["bytes_transferred"].as_u64().unwrap_or(0)
+}
+
+/// `kill -9` in the middle of a download, then a rerun with the same journal and no URL: the
+/// rerun prints a `restored` line for the same id with its bytes on disk, asks the server for
+/// the rest with `Range`, completes the file byte-exact and exits 0.
+#[actix_rt::test]
+async fn a_download_killed_mid_way_continues_when_rerun_with_the_journal() {
+    let content = support::content(8 << 20, 3);
+    let server = ranged::start(content.clone());
+    server.script([slow()]);
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, dl) = (dir.path().join("j.db"), dir.path().join("dl"));
+    let (journal_s, dl_s) = (journal.to_str().unwrap(), dl.to_str().unwrap());
+    let url = format!("{}/file", server.url);
+
+    let mut first = Cli::start(&["--journal", journal_s, "--dir", dl_s, "--json", &url]);
+    let queued = first.until("queued", |v| v["event"] == "queued").await;
+    let id = queued["id"].as_u64().unwrap();
+    first
+        .until("256 KiB", |v| {
+            v["event"] == "progress" && bytes_of(v) >= 256 << 10
+        })
+        .await;
+    // Killed once some bytes are in the `.part` (the engine writes in batches).
+    let start = Instant::now();
+    while std::fs::metadata(dl.join("file.part")).map_or(0, |m| m.len()) == 0 {
+        assert!(start.elapsed() < LIMIT, "nothing was written to the .part");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.signal(libc::SIGKILL);
+    assert_eq!(first.exit().await, None, "killed by the signal");
+    assert!(!dl.join("file").exists(), "no file under its final name");
+    let part = std::fs::metadata(dl.join("file.part")).unwrap().len();
+    assert!(part > 0 && part < content.len() as u64, "{part}");
+
+    let mut second = Cli::start(&["--journal", journal_s, "--dir", dl_s, "--json"]);
+    let code = second.exit().await;
+    let stderr = second.stderr();
+    assert_eq!(
+        code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{stderr}",
+        second.seen.join("\n")
+    );
+    let events = second.json();
+    let restored = events
+        .iter()
+        .find(|v| v["event"] == "restored")
+        .unwrap_or_else(|| panic!("no restored line: {:?}", second.seen));
+    assert_eq!(restored["id"].as_u64(), Some(id));
+    assert!(restored["bytes_on_disk"].is_u64(), "{restored}");
+    assert_eq!(restored["url"].as_str(), Some(&*url));
+    assert!(events.iter().any(|v| v["id"].as_u64() == Some(id)
+        && v["event"] == "ended"
+        && v["outcome"] == "completed"));
+    assert_eq!(std::fs::read(dl.join("file")).unwrap(), content);
+    assert!(!dl.join("file.part").exists());
+    let resumed = server.seen().last().cloned().unwrap();
+    let range = resumed.range.expect("the rerun asked for a range");
+    let from: u64 = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{range}"));
+    assert!(
+        from > 0 && from <= part,
+        "Range {range} with {part} bytes on disk"
+    );
+    assert_eq!(resumed.if_range.as_deref(), Some("\"v1\""));
+}
+
+/// Ctrl-C (SIGINT) with a journal stops the download resumably: exit code 130, the `.part`
+/// kept; the next run with the same journal asks for the rest with `Range` and completes it.
+#[actix_rt::test]
+async fn ctrl_c_with_a_journal_exits_130_and_the_next_run_resumes() {
+    let content = support::content(6 << 20, 4);
+    let server = ranged::start(content.clone());
+    server.script([slow()]);
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, dl) = (dir.path().join("j.db"), dir.path().join("dl"));
+    let (journal_s, dl_s) = (journal.to_str().unwrap(), dl.to_str().unwrap());
+    let url = format!("{}/file", server.url);
+
+    let mut first = Cli::start(&["--journal", journal_s, "--dir", dl_s, "--json", &url]);
+    first
+        .until("256 KiB", |v| {
+            v["event"] == "progress" && bytes_of(v) >= 256 << 10
+        })
+        .await;
+    first.signal(libc::SIGINT);
+    assert_eq!(first.exit().await, Some(130), "{}", first.stderr());
+    assert!(!dl.join("file").exists());
+    let part = std::fs::metadata(dl.join("file.part")).unwrap().len();
+    assert!(part > 0 && part < content.len() as u64, "{part}");
+
+    let mut second = Cli::start(&["--journal", journal_s, "--dir", dl_s, "--json"]);
+    assert_eq!(second.exit().await, Some(0), "{}", second.stderr());
+    assert_eq!(std::fs::read(dl.join("file")).unwrap(), content);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(
+        seen[1].range.as_deref(),
+        Some(&*format!("bytes={part}-")),
+        "the rerun continues from the .part"
+    );
+}
+
+/// With `--json`, every `queued` line carries the URL it was given for.
+#[actix_rt::test]
+async fn json_queued_lines_carry_the_url() {
+    let server = ranged::start(support::content(64 << 10, 5));
+    let dir = tempfile::tempdir().unwrap();
+    let urls = [
+        format!("{}/file?n=1", server.url),
+        format!("{}/file?n=2", server.url),
+    ];
+    let mut cli = Cli::start(&[
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--json",
+        &urls[0],
+        &urls[1],
+    ]);
+    assert_eq!(cli.exit().await, Some(0), "{}", cli.stderr());
+    let queued: Vec<Value> = cli
+        .json()
+        .into_iter()
+        .filter(|v| v["event"] == "queued")
+        .collect();
+    assert_eq!(queued.len(), 2, "{:?}", cli.seen);
+    let mut got: Vec<&str> = queued.iter().map(|v| v["url"].as_str().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, [&*urls[0], &*urls[1]]);
+}
+
+/// `-H 'Name: value'` is sent with the request; a header without a colon is a usage error
+/// (exit code 2, a sentence on stderr) and nothing is requested.
+#[actix_rt::test]
+async fn a_header_option_reaches_the_server_and_a_bad_one_is_a_usage_error() {
+    let server = ranged::start(support::content(64 << 10, 6));
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{}/file", server.url);
+    let d = dir.path().to_str().unwrap();
+
+    let mut bad = Cli::start(&["--dir", d, "--json", "-H", "Authorization Bearer x", &url]);
+    assert_eq!(bad.exit().await, Some(2));
+    let stderr = bad.stderr();
+    assert!(stderr.contains("'Name: value'"), "{stderr}");
+    assert!(server.seen().is_empty(), "nothing was requested");
+
+    let mut cli = Cli::start(&[
+        "--dir",
+        d,
+        "--json",
+        "-H",
+        "Authorization: Bearer s3cret",
+        &url,
+    ]);
+    assert_eq!(cli.exit().await, Some(0), "{}", cli.stderr());
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].authorization.as_deref(), Some("Bearer s3cret"));
+}
+
+/// `-o NAME` names the file (whatever the URL says); with two URLs it is a usage error.
+#[actix_rt::test]
+async fn an_output_option_names_the_file_for_one_url_only() {
+    let content = support::content(64 << 10, 7);
+    let server = ranged::start(content.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{}/file?token=secret", server.url);
+    let d = dir.path().to_str().unwrap();
+
+    let mut two = Cli::start(&["--dir", d, "-o", "x.bin", &url, &url]);
+    assert_eq!(two.exit().await, Some(2));
+    assert!(two.stderr().contains("exactly one URL"));
+
+    let mut cli = Cli::start(&["--dir", d, "--json", "-o", "named.bin", &url]);
+    assert_eq!(cli.exit().await, Some(0), "{}", cli.stderr());
+    assert_eq!(
+        std::fs::read(dir.path().join("named.bin")).unwrap(),
+        content
+    );
+    assert_eq!(support::files(dir.path()).len(), 1, "only that file");
+}
+
+/// The bars as a terminal of 80 columns shows them (the example runs under `script`, which
+/// gives it a pseudo-terminal: indicatif draws only to a terminal): every line fits in 80
+/// columns, the bar is named after the file and never shows the URL's query (a token), and it
+/// shows an ETA while the download runs.
+#[actix_rt::test]
+async fn the_bars_fit_80_columns_show_an_eta_and_never_the_query() {
+    let script = Path::new("/usr/bin/script");
+    if !script.exists() {
+        let msg = "*** /usr/bin/script (util-linux) is missing: the bars cannot be checked ***";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+        eprintln!("{msg}");
+        return;
+    }
+    let content = support::content(3 << 20, 8);
+    let server = ranged::start(content.clone());
+    server.script([slow()]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{}/file?token=SECRET", server.url);
+    let command = format!(
+        "stty cols 80 rows 24; exec {} --dir {} '{url}'",
+        example().display(),
+        dir.path().display()
+    );
+    let mut cli = Cli {
+        child: Command::new(script)
+            .args(["-q", "-f", "-e", "-c", &command, "/dev/null"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        lines: mpsc::channel().1,
+        seen: Vec::new(),
+    };
+    let mut out = String::new();
+    let mut stdout = cli.child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut bytes);
+        bytes
+    });
+    assert_eq!(cli.exit().await, Some(0), "{}", cli.stderr());
+    out.push_str(&String::from_utf8_lossy(&reader.join().unwrap()));
+    assert_eq!(std::fs::read(dir.path().join("file")).unwrap(), content);
+
+    let screen = strip_ansi(&out);
+    let lines: Vec<&str> = screen.split(['\r', '\n']).collect();
+    let widest = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(
+        widest <= 80,
+        "a line of {widest} columns:\n{}",
+        lines
+            .iter()
+            .filter(|l| l.chars().count() > 80)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(!screen.contains("SECRET"), "the token is on screen");
+    assert!(!screen.contains("token="), "the query is on screen");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("file ") && l.contains("eta ")),
+        "no bar named `file` with an ETA:\n{screen}"
+    );
+    // What is left on the terminal at the end: the summary, and no bar above it (a bar wider
+    // than the terminal wraps, and the redraws that clear it then miss its other rows).
+    let last = final_screen(&out, 80);
+    assert!(
+        last.iter().any(|l| l.starts_with("saved under")),
+        "no summary:\n{}",
+        last.join("\n")
+    );
+    assert!(
+        !last.iter().any(|l| l.contains('█') || l.contains('░')),
+        "a bar is left on the screen:\n{}",
+        last.join("\n")
+    );
+}
+
+/// The rows a terminal `cols` wide shows once `out` was written to it (a minimal emulator of
+/// what indicatif and the summary use: text with pending wrap at the right margin, CR, LF,
+/// and the CSI sequences that move the cursor and erase; others are ignored).
+fn final_screen(out: &str, cols: usize) -> Vec<String> {
+    let mut rows: Vec<Vec<char>> = vec![Vec::new()];
+    let (mut row, mut col) = (0usize, 0usize);
+    let mut chars = out.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => col = 0,
+            '\n' => {
+                row += 1;
+                col = 0;
+            }
+            '\x1b' => {
+                if chars.peek() != Some(&'[') {
+                    chars.next();
+                    continue;
+                }
+                chars.next();
+                let mut param = String::new();
+                let mut end = ' ';
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        end = c;
+                        break;
+                    }
+                    param.push(c);
+                }
+                let n = param.parse::<usize>().unwrap_or(1).max(1);
+                while rows.len() <= row {
+                    rows.push(Vec::new());
+                }
+                match end {
+                    'A' => row = row.saturating_sub(n),
+                    'B' => row += n,
+                    'C' => col = (col + n).min(cols - 1),
+                    'D' => col = col.saturating_sub(n),
+                    'G' => col = n - 1,
+                    'K' => match param.as_str() {
+                        "2" => rows[row].clear(),
+                        "1" => {
+                            for x in rows[row].iter_mut().take(col + 1) {
+                                *x = ' ';
+                            }
+                        }
+                        _ => rows[row].truncate(col),
+                    },
+                    'J' => {
+                        rows[row].truncate(col);
+                        rows.truncate(row + 1);
+                    }
+                    _ => {}
+                }
+            }
+            c if c.is_control() => {}
+            c => {
+                if col >= cols {
+                    row += 1;
+                    col = 0;
+                }
+                while rows.len() <= row {
+                    rows.push(Vec::new());
+                }
+                let line = &mut rows[row];
+                while line.len() < col {
+                    line.push(' ');
+                }
+                if col < line.len() {
+                    line[col] = c;
+                } else {
+                    line.push(c);
+                }
+                col += 1;
+            }
+        }
+    }
+    rows.into_iter()
+        .map(|r| r.into_iter().collect::<String>().trim_end().to_owned())
+        .collect()
+}
+
+/// The text a terminal shows, without its escape sequences (CSI and OSC).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('[') => {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            Some(']') => {
+                for c in chars.by_ref() {
+                    if c == '\x07' {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `--serve --journal`: a download added through the API and interrupted by SIGTERM continues
+/// when the server is started again on the same journal (same id, `Range` from the `.part`),
+/// and completes byte-exact.
+#[actix_rt::test]
+async fn serve_with_a_journal_continues_after_sigterm_and_a_restart() {
+    let content = support::content(8 << 20, 9);
+    let server = ranged::start(content.clone());
+    server.script([slow()]);
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, dl) = (dir.path().join("j.db"), dir.path().join("dl"));
+    let args = [
+        "--serve",
+        "127.0.0.1:0",
+        "--token",
+        "tk",
+        "--journal",
+        journal.to_str().unwrap(),
+        "--dir",
+        dl.to_str().unwrap(),
+    ];
+    let client = awc::Client::new();
+    let base = |cli: &Cli| {
+        let line = cli
+            .seen
+            .iter()
+            .find(|l| l.starts_with("open http://"))
+            .unwrap();
+        line["open ".len()..]
+            .split('/')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let wait_open = |mut cli: Cli| async move {
+        let start = Instant::now();
+        while !cli.seen.iter().any(|l| l.starts_with("open http://")) {
+            assert!(start.elapsed() < LIMIT, "no URL printed: {:?}", cli.seen);
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+            cli.drain();
+        }
+        cli
+    };
+    let status = |base: String, id: u64| {
+        let client = client.clone();
+        async move {
+            let mut res = client
+                .get(format!("{base}/api/transfers/{id}"))
+                .bearer_auth("tk")
+                .send()
+                .await
+                .unwrap();
+            res.json::<Value>().await.unwrap()
+        }
+    };
+
+    let mut first = wait_open(Cli::start(&args)).await;
+    let b = base(&first);
+    let mut res = client
+        .post(format!("{b}/api/transfers"))
+        .bearer_auth("tk")
+        .send_json(&serde_json::json!({ "url": format!("{}/file", server.url) }))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let id = res.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    let start = Instant::now();
+    while std::fs::metadata(dl.join("file.part")).map_or(0, |m| m.len()) == 0 {
+        assert!(start.elapsed() < LIMIT, "nothing was written to the .part");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.signal(libc::SIGTERM);
+    assert_eq!(first.exit().await, Some(0), "{}", first.stderr());
+    assert!(!dl.join("file").exists());
+    let part = std::fs::metadata(dl.join("file.part")).unwrap().len();
+    assert!(part > 0 && part < content.len() as u64, "{part}");
+
+    let second = wait_open(Cli::start(&args)).await;
+    let b = base(&second);
+    let start = Instant::now();
+    loop {
+        let s = status(b.clone(), id).await;
+        if s["state"] == "ended" {
+            assert_eq!(s["outcome"], "completed", "{s}");
+            break;
+        }
+        assert!(start.elapsed() < LIMIT, "never ended: {s}");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::read(dl.join("file")).unwrap(), content);
+    let seen = server.seen();
+    assert_eq!(
+        seen.last().unwrap().range.as_deref(),
+        Some(&*format!("bytes={part}-"))
+    );
+}
+
+/// Ctrl-C with a journal, seen on an 80-column terminal: once the program has exited, the
+/// terminal shows the summary (which transfer stopped, how to continue) and no bar: a bar
+/// left running (its transfer kept resumable, without an end) would be drawn again.
+#[actix_rt::test]
+async fn ctrl_c_with_a_journal_leaves_the_summary_and_no_bar_on_the_terminal() {
+    let script = Path::new("/usr/bin/script");
+    if !script.exists() {
+        let msg = "*** /usr/bin/script (util-linux) is missing: the bars cannot be checked ***";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+        eprintln!("{msg}");
+        return;
+    }
+    let content = support::content(8 << 20, 10);
+    let server = ranged::start(content);
+    server.script([slow()]);
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, dl) = (dir.path().join("j.db"), dir.path().join("dl"));
+    let command = format!(
+        "stty cols 80 rows 24; exec {} --journal {} --dir {} '{}/file'",
+        example().display(),
+        journal.display(),
+        dl.display(),
+        server.url
+    );
+    let mut child = Command::new(script)
+        .args(["-q", "-f", "-e", "-c", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut bytes);
+        bytes
+    });
+    // The example is script's child (the shell execs it).
+    let children = format!("/proc/{0}/task/{0}/children", child.id());
+    let start = Instant::now();
+    let pid = loop {
+        let part = std::fs::metadata(dl.join("file.part")).map_or(0, |m| m.len());
+        let pid = std::fs::read_to_string(&children).ok().and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+        });
+        if let (Some(pid), true) = (pid, part > 0) {
+            break pid;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "the download never wrote to its .part"
+        );
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    };
+    // SAFETY: a signal to the example, which runs until it has handled it.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < LIMIT, "the example did not exit");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(130));
+    let out = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    let screen = final_screen(&out, 80);
+    let text = screen.join("\n");
+    assert!(
+        screen
+            .iter()
+            .any(|l| l.contains("stopped at") && l.contains("--journal")),
+        "no summary saying how to continue:\n{text}"
+    );
+    assert!(
+        !screen.iter().any(|l| l.contains('█') || l.contains('░')),
+        "a bar is left on the screen:\n{text}"
+    );
+}
