@@ -645,7 +645,28 @@ pub(crate) struct Job {
 /// Parse and check an absolute http(s) URL.
 ///
 /// A refusal quotes the URL without credentials or query ([`redact::raw`]).
+///
+/// The last URL accepted on this thread is kept with its parse: a load test or a poller
+/// submits the same URL again and again, and the `url` crate's parse (host serialization,
+/// IDNA) costs more than the rest of a submit. The answer depends on the text alone, so a
+/// copy of the kept parse is the same answer.
 pub(crate) fn parse_url(raw: &str) -> Result<Url, TransferError> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(Box<str>, Url)>> = const { std::cell::RefCell::new(None) };
+    }
+    let kept = LAST.with_borrow(|last| match last {
+        Some((text, url)) if **text == *raw => Some(url.clone()),
+        _ => None,
+    });
+    if let Some(url) = kept {
+        return Ok(url);
+    }
+    let url = parse_url_afresh(raw)?;
+    LAST.set(Some((raw.into(), url.clone())));
+    Ok(url)
+}
+
+fn parse_url_afresh(raw: &str) -> Result<Url, TransferError> {
     let shown = redact::raw(raw);
     let url = Url::parse(raw.trim())
         .map_err(|e| TransferError::invalid(format!("invalid URL {shown:?}: {e}")))?;
@@ -928,6 +949,29 @@ mod tests {
         ] {
             let got = parse_headers(&[(name.into(), value.into())]);
             assert_eq!(got.is_ok(), ok, "{name:?}: {value:?}");
+        }
+    }
+
+    #[test]
+    fn a_kept_parse_answers_as_a_fresh_one() {
+        let texts = [
+            "http://127.0.0.1:1/x",
+            "http://127.0.0.1:1/x",
+            " http://127.0.0.1:1/x",
+            "http://Example.COM/a b?q#f",
+            "http://Example.COM/a b?q#f",
+            "not a url",
+            "http://127.0.0.1:1/x",
+            "http://user:pw@127.0.0.1/",
+            "http://user:pw@127.0.0.1/",
+        ];
+        for text in texts {
+            let (kept, fresh) = (parse_url(text), parse_url_afresh(text));
+            match (kept, fresh) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{text:?}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text:?}"),
+                (a, b) => panic!("{text:?}: {a:?} vs {b:?}"),
+            }
         }
     }
 }

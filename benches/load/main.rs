@@ -14,10 +14,13 @@
 //! large upload), `open` (thousands of open slow transfers: memory, then cancel them all; each
 //! side in a fresh child process, so that neither inherits the other's heap), `queue`
 //! (100,000 downloads waiting for an admission slot: memory each, submit time, cancel them
-//! all; also in a child process), `cancel` (cancel latency under load), `rate` (a global
-//! bandwidth limit: achieved rate over 5 s), `journal` (the durable journal on vs off: small
-//! downloads to files, one large download, open transfers, a start on a long history; needs
-//! the `journal` feature).
+//! all; also in a child process), `cancel` (cancel latency under load: p50, p99, p99.9, with
+//! how busy the machine was meanwhile), `rate` (a global bandwidth limit: achieved rate over
+//! 5 s), `journal` (the durable journal on vs off: small downloads to files, one large
+//! download, open transfers, a start on a long history; needs the `journal` feature),
+//! `loadgen` (the load generator, examples/loadtest.rs, against wrk and oha at 64
+//! connections: requests/s and client CPU per request; and its p99 under a server's 1 s stall,
+//! closed loop vs a rate schedule).
 //!
 //! `small` and `cancel` run the engine with one worker thread and inline (`workers(0)`);
 //! segmented downloads use two workers, everything else one. `small` feeds the engine two
@@ -29,12 +32,14 @@
 //! (never failing on a miss), and writes the same as JSON (`target/load-bench.json` unless
 //! `--json PATH`). Timings are never asserted anywhere.
 //!
-//! Rows that time something (MB/s, transfers/s, latencies, submit and cancel times, and the
-//! ratios built on them) and the CPU per transfer need a quiet machine: other processes on the
-//! same cores slow each side unevenly and inflate CPU time through contention, and interleaving
-//! the rounds only evens out slow drift. The memory rows (`open`'s and `queue`'s RSS), the
-//! bytes counted after a cancel's reply and the `rate` rows (a limit well below what loopback
-//! carries) hold on a busy machine too.
+//! Rows that time something (MB/s, transfers/s, requests/s, latencies, submit and cancel
+//! times, and the ratios built on them) and the CPU per transfer or request need a quiet
+//! machine: other processes on the same cores slow each side unevenly and inflate CPU time
+//! through contention, and interleaving the rounds only evens out slow drift. `cancel` prints
+//! the machine's busy and stolen CPU and its load average beside its latencies, to tell a
+//! noisy run. The memory rows (`open`'s and `queue`'s RSS), the bytes counted after a cancel's
+//! reply, the `rate` rows (a limit well below what loopback carries) and `loadgen`'s p99 under
+//! a stall on a rate schedule (a second of stall dwarfs the noise) hold on a busy machine too.
 //!
 //! The `file` figures depend on the page cache: right after a large build (or a CI clone) the
 //! single-stream writer pays for reclaiming pages and runs markedly slower. For comparable runs
@@ -108,6 +113,9 @@ fn main() {
                 "rate" => scenario::rate::run(&o, &server.base, dir.path(), &mut report).await,
                 "journal" => {
                     scenario::journal::run(&o, &server.base, dir.path(), &mut report).await
+                }
+                "loadgen" => {
+                    scenario::loadgen::run(&o, &server.base, dir.path(), &mut report).await
                 }
                 other => eprintln!("unknown scenario {other:?}; known: {ALL:?}"),
             }

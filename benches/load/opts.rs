@@ -9,8 +9,9 @@ pub struct Opts {
     pub json: PathBuf,
 }
 
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     "file", "segments", "small", "files", "upload", "open", "queue", "cancel", "rate", "journal",
+    "loadgen",
 ];
 
 pub fn opts() -> Opts {

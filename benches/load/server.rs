@@ -1,6 +1,8 @@
 //! The server, in a child process: `load --serve` prints its port and serves until stdin closes.
 //! Its endpoints: `/bytes/{n}` (ranged, with an ETag), `/paced/{n}` (the same at `PACE` per
-//! connection), `/slow/{n}` (a trickle) and `/upload` (answers the byte count).
+//! connection), `/slow/{n}` (a trickle), `/stall-once/{ms}/{key}` (4 KiB; the first request
+//! with a key holds the server's one thread for `ms` first) and `/upload` (answers the byte
+//! count).
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -9,6 +11,10 @@ use std::{
 };
 
 use futures::StreamExt;
+
+/// The keys of `/stall-once` already used.
+static STALLED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
 
 pub fn serve() {
     use actix_web::{web, App, HttpResponse, HttpServer};
@@ -49,6 +55,18 @@ pub fn serve() {
                             ))
                         });
                         HttpResponse::Ok().no_chunking(n).streaming(body)
+                    }),
+                )
+                .route(
+                    "/stall-once/{ms}/{key}",
+                    web::get().to(|p: web::Path<(u64, String)>| async move {
+                        // The first request with a key blocks the server's one thread: every
+                        // connection waits, as behind a server's pause.
+                        let (ms, key) = p.into_inner();
+                        if STALLED.lock().unwrap().insert(key) {
+                            std::thread::sleep(Duration::from_millis(ms));
+                        }
+                        HttpResponse::Ok().body(vec![0x5au8; 4096])
                     }),
                 )
                 .route(

@@ -73,7 +73,11 @@ pub(crate) async fn send(
     let mut hops = 0u32;
     loop {
         let cross_origin = !same_origin(&url, &req.url);
-        let mut creq = client.request(method.clone(), url.as_str());
+        let mut creq = match uri_of(&url) {
+            Some(uri) => client.request(method.clone(), uri),
+            // awc refuses it when the request is sent, with its own error.
+            None => client.request(method.clone(), url.as_str()),
+        };
         let mut user_set_encoding = false;
         let mut ranged = false;
         for (name, value) in &req.headers {
@@ -254,6 +258,26 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, TransferError> {
         }
     }
     Ok(found)
+}
+
+/// `url` as the `Uri` awc sends to, or `None` where `Uri` refuses it. The last one made on this
+/// thread is kept: requests to one URL in a row (a load test, a poller) parse it once. The
+/// answer depends on the text alone, and a `Uri` is shared, not copied, when cloned.
+fn uri_of(url: &Url) -> Option<awc::http::Uri> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(Box<str>, awc::http::Uri)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let kept = LAST.with_borrow(|last| match last {
+        Some((text, uri)) if **text == *url.as_str() => Some(uri.clone()),
+        _ => None,
+    });
+    if kept.is_some() {
+        return kept;
+    }
+    let uri = awc::http::Uri::try_from(url.as_str()).ok()?;
+    LAST.set(Some((url.as_str().into(), uri.clone())));
+    Some(uri)
 }
 
 /// Whether two http(s) URLs have the same origin (scheme, host, port), as `Url::origin`
@@ -902,5 +926,20 @@ mod tests {
         )));
         assert_eq!(refused.kind(), crate::ErrorKind::Connect);
         assert!(refused.is_retryable());
+    }
+
+    #[test]
+    fn a_kept_uri_is_the_uri_of_the_text() {
+        for text in [
+            "http://127.0.0.1:1/x?q=1",
+            "http://127.0.0.1:1/x?q=1",
+            "http://a.test/y",
+            "https://[::1]:8443/%20z",
+            "http://127.0.0.1:1/x?q=1",
+        ] {
+            let url = Url::parse(text).unwrap();
+            let fresh = awc::http::Uri::try_from(url.as_str()).unwrap();
+            assert_eq!(uri_of(&url), Some(fresh), "{text}");
+        }
     }
 }

@@ -1,4 +1,6 @@
-//! `cancel`: cancel latency under load, in each layout.
+//! `cancel`: cancel latency under load, in each layout (p50, p99, p99.9), beside how busy the
+//! machine was meanwhile (CPU busy and stolen, from /proc/stat; the load average before and
+//! after): the latencies hold on a quiet machine only.
 
 use std::{
     path::Path,
@@ -10,7 +12,7 @@ use actix_transfer::{Cancel, Fetch, Shutdown, Status, Wait};
 
 use crate::{
     engine::{engine_on, LAYOUTS},
-    metrics::percentile,
+    metrics::{load_average, percentile, CpuTicks},
     opts::Opts,
     report::Report,
 };
@@ -90,22 +92,57 @@ async fn cancel_latencies(
 }
 
 pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
-    let victims: usize = if o.quick { 100 } else { 500 };
+    // Enough cancels that p99.9 is a measured one, not the slowest of a handful.
+    let victims: usize = if o.quick { 300 } else { 2_000 };
     for (workers, layout) in LAYOUTS {
+        let (ticks, load_before) = (CpuTicks::now(), load_average());
         let (lat, after) = cancel_latencies(workers, base, dir, victims).await;
+        let (busy, steal) = CpuTicks::now().since(&ticks);
+        let ms = |p: f64| percentile(&lat, p).as_secs_f64() * 1e3;
         report.add(
             "cancel",
             &format!("{layout}: {victims} cancels under load: p50 latency"),
-            percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            ms(0.5),
             "ms",
         );
         report.target(
             "cancel",
             &format!("{layout}: p99 Cancel -> reply"),
-            percentile(&lat, 0.99).as_secs_f64() * 1e3,
+            ms(0.99),
             "ms",
             1.0,
             false,
+        );
+        report.add(
+            "cancel",
+            &format!("{layout}: p99.9 Cancel -> reply"),
+            ms(0.999),
+            "ms",
+        );
+        // How busy the machine was meanwhile: the latency rows hold on a quiet machine only.
+        report.add(
+            "cancel",
+            &format!("{layout}: machine CPU busy meanwhile"),
+            busy,
+            "%",
+        );
+        report.add(
+            "cancel",
+            &format!("{layout}: CPU stolen meanwhile"),
+            steal,
+            "%",
+        );
+        report.add(
+            "cancel",
+            &format!("{layout}: load average (1 min) before"),
+            load_before,
+            "",
+        );
+        report.add(
+            "cancel",
+            &format!("{layout}: load average (1 min) after"),
+            load_average(),
+            "",
         );
         report.target(
             "cancel",

@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod file;
 pub mod files;
 pub mod journal;
+pub mod loadgen;
 pub mod open;
 pub mod queue;
 pub mod rate;

@@ -150,10 +150,11 @@ pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
                 "ms",
             );
         }
+        let cpu_bare = median(cpu_bare);
         report.add(
             "small",
             &format!("@{conc} bare awc CPU per transfer"),
-            median(cpu_bare),
+            cpu_bare,
             "us",
         );
         let curl_rate = curl().and_then(|curl| {
@@ -188,7 +189,7 @@ pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
                 &m("transfers/s vs bare awc"),
                 "awc",
                 rate / bare,
-                0.95,
+                0.7,
                 true,
             );
             if let Some(c) = curl_rate {
@@ -207,6 +208,14 @@ pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
                 col(1),
                 "us",
                 30.0,
+                false,
+            );
+            report.ratio(
+                "small",
+                &m("client CPU per transfer vs bare awc"),
+                "awc",
+                col(1) / cpu_bare,
+                1.5,
                 false,
             );
             report.add("small", &m("p50 submit->Ended"), col(2), "ms");
