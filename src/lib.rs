@@ -171,6 +171,8 @@ mod engine;
 mod error;
 mod event;
 mod file;
+#[cfg(feature = "redis")]
+pub mod fleet;
 mod handle;
 mod http;
 #[cfg(feature = "journal")]
