@@ -12,6 +12,7 @@ mod engine;
 mod error_taxonomy;
 mod events;
 mod file_safety;
+mod fleet;
 mod handle;
 mod http_encoding;
 mod http_framing;

@@ -5,6 +5,7 @@
 pub mod hostile;
 pub mod ranged;
 mod recorder;
+pub mod redis;
 
 pub use recorder::{Drained, Events, Recorder};
 
