@@ -300,12 +300,15 @@ impl Node {
                     match res {
                         Ok(reply) => {
                             act.read_failures = 0;
+                            // Taken even while stopping: they are pending on this node now.
                             for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
                                 act.take(entry, 1, ctx);
                             }
                             act.pump(ctx);
+                            act.check_drained();
                         }
                         Err(e) => {
+                            act.check_drained();
                             act.read_failures += 1;
                             tracing::warn!(node = %act.cfg.name, error = %e, "reading jobs failed; retrying");
                             if e.code() == Some("NOGROUP") {
@@ -401,7 +404,9 @@ impl Node {
             key: key.to_string(),
             job: id.to_string(),
             node: self.cfg.name.clone(),
-            attempts: h.map_or(1, |h| h.deliveries),
+            attempts: h.map_or(1, |h| {
+                h.deliveries + h.job.as_ref().map_or(0, |j| u64::from(j.requeued))
+            }),
             started_ms: h.map_or_else(now_ms, |h| h.started_ms),
         }
     }
@@ -733,7 +738,7 @@ impl Node {
     }
 
     fn check_drained(&mut self) {
-        if self.stopping && self.held.is_empty() && self.unwritten.is_empty() {
+        if self.stopping && !self.reading && self.held.is_empty() && self.unwritten.is_empty() {
             for tx in self.drained.drain(..) {
                 let _ = tx.send(());
             }

@@ -579,3 +579,53 @@ async fn three_nodes_one_killed_every_job_ends_once() {
     );
     eprintln!("node1 held {held} jobs when killed; {claimed} jobs ran again elsewhere");
 }
+
+#[actix_rt::test]
+async fn a_retryable_failure_runs_again_up_to_the_count_and_a_permanent_one_never() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let srv = server();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        engine(dir.path(), 2),
+        config(&redis, "n1", 2).max_attempts(3),
+    )
+    .await
+    .unwrap();
+    let client = fleet(&redis).await;
+    client
+        .submit(&JobSpec::download(srv.url("/status/503")).key("busy"))
+        .await
+        .unwrap();
+    client
+        .submit(&JobSpec::download(srv.url("/status/404")).key("gone"))
+        .await
+        .unwrap();
+    let mut c = conn(&redis).await;
+    until_within("both have results", LIMIT, || {
+        let mut c = c.clone();
+        async move { written(&mut c).await >= 2 }
+    })
+    .await;
+    let all = by_key(&results(&mut c).await);
+    assert_eq!(all["busy"]["outcome"], "failed");
+    assert_eq!(all["busy"]["status"], "503");
+    assert_eq!(all["busy"]["attempts"], "3");
+    assert_eq!(all["gone"]["error_kind"], "server");
+    assert_eq!(all["gone"]["attempts"], "1");
+    let requests = srv.state.requests.lock().unwrap().clone();
+    let count = |p: &str| requests.iter().filter(|r| *r == p).count();
+    assert_eq!(
+        count("/status/503"),
+        3,
+        "a retryable failure runs 3 times in all"
+    );
+    assert_eq!(
+        count("/status/404"),
+        1,
+        "a permanent failure is never run again"
+    );
+    assert_eq!(pending(&mut c, "n1").await, (0, 0));
+    node.send(Drain).await.unwrap();
+}
