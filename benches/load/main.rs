@@ -15,7 +15,8 @@
 //! side in a fresh child process, so that neither inherits the other's heap), `queue`
 //! (100,000 downloads waiting for an admission slot: memory each, submit time, cancel them
 //! all; also in a child process), `cancel` (cancel latency under load), `rate` (a global
-//! bandwidth limit: achieved rate over 5 s).
+//! bandwidth limit: achieved rate over 5 s), `fleet` (jobs through Redis Streams vs a local
+//! Engine, and 1, 2, 3 nodes on a paced server; skipped when `redis-server` is missing).
 //!
 //! `small` and `cancel` run the engine with one worker thread and inline (`workers(0)`);
 //! segmented downloads use two workers, everything else one. `small` feeds the engine two
@@ -101,6 +102,7 @@ fn main() {
                 "queue" => scenario::queue::run(&o, &server.base, dir.path(), &mut report).await,
                 "cancel" => scenario::cancel::run(&o, &server.base, dir.path(), &mut report).await,
                 "rate" => scenario::rate::run(&o, &server.base, dir.path(), &mut report).await,
+                "fleet" => scenario::fleet::run(&o, &server.base, dir.path(), &mut report).await,
                 other => eprintln!("unknown scenario {other:?}; known: {ALL:?}"),
             }
             eprintln!("scenario {s} took {:.1} s", started.elapsed().as_secs_f64());

@@ -9,8 +9,8 @@ pub struct Opts {
     pub json: PathBuf,
 }
 
-pub const ALL: [&str; 9] = [
-    "file", "segments", "small", "files", "upload", "open", "queue", "cancel", "rate",
+pub const ALL: [&str; 10] = [
+    "file", "segments", "small", "files", "upload", "open", "queue", "cancel", "rate", "fleet",
 ];
 
 pub fn opts() -> Opts {

@@ -5,6 +5,7 @@
 pub mod cancel;
 pub mod file;
 pub mod files;
+pub mod fleet;
 pub mod open;
 pub mod queue;
 pub mod rate;
