@@ -41,9 +41,10 @@
 //!
 //! # What holds
 //!
-//! * **One result per key.** A result is written by one Lua script that sets a guard key
-//!   (`<jobs>:done:<key>`, `SET NX`), appends the result and acknowledges the job, or does
-//!   nothing but acknowledge when the guard already exists: a slow node finishing a job that
+//! * **One result per key.** A result is written by one Lua script that checks and sets a
+//!   guard key (`<jobs>:done:<key>`), appends the result and acknowledges the job, or does
+//!   nothing but acknowledge when the guard already exists (a script runs alone: nothing
+//!   comes between the check and the set): a slow node finishing a job that
 //!   another node claimed writes no second result.
 //! * **A job is acknowledged exactly when its result exists** (or when it is queued again as a
 //!   new entry, in the same script). A node that stops before writing a result leaves the job
@@ -75,16 +76,20 @@ use redis::AsyncCommands;
 /// KEYS: done guard, results stream, jobs stream. ARGV: group, entry id, then the result's
 /// field/value pairs. Returns the result's entry id, or `false` when a result for the key
 /// already existed (the job is acknowledged all the same: its result exists).
+///
+/// A script is not rolled back when a command in it fails: the result is appended before the
+/// guard is set (a failed `XADD` leaves nothing behind, and the node writes again), and the
+/// acknowledgement cannot fail the script (`pcall`: a group or stream that vanished, as after
+/// a restart without persistence, leaves nothing to acknowledge).
 const FINISH: &str = r#"
-if redis.call('SET', KEYS[1], ARGV[2], 'NX') then
-  local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
-  redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
-  redis.call('XDEL', KEYS[3], ARGV[2])
-  return id
+local id = false
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+  redis.call('SET', KEYS[1], ARGV[2])
 end
-redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[3], ARGV[2])
-return false
+redis.pcall('XACK', KEYS[3], ARGV[1], ARGV[2])
+redis.pcall('XDEL', KEYS[3], ARGV[2])
+return id
 "#;
 
 /// The Lua script that queues a job again (a retryable failure) and acknowledges the old entry.
@@ -95,8 +100,8 @@ const REQUEUE: &str = r#"
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
 end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
+redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.pcall('XDEL', KEYS[1], ARGV[2])
 return 1
 "#;
 

@@ -629,3 +629,48 @@ async fn a_retryable_failure_runs_again_up_to_the_count_and_a_permanent_one_neve
     assert_eq!(pending(&mut c, "n1").await, (0, 0));
     node.send(Drain).await.unwrap();
 }
+
+/// Redis lost the group (a restart without persistence, an operator's `XGROUP DESTROY`) while
+/// a job ran: its result is still written once, the node lets go of the job and its reads
+/// create the group again.
+#[actix_rt::test]
+async fn a_lost_group_does_not_stall_a_result() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let srv = server();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(engine(dir.path(), 1), config(&redis, "n1", 1))
+        .await
+        .unwrap();
+    let client = fleet(&redis).await;
+    client
+        .submit(
+            &JobSpec::download(srv.url("/slow/409600"))
+                .key("k")
+                .path("k"),
+        )
+        .await
+        .unwrap();
+    let mut c = conn(&redis).await;
+    until_within("the node took the job", LIMIT, || {
+        let mut c = c.clone();
+        async move { pending(&mut c, "n1").await.1 == 1 }
+    })
+    .await;
+    let names = Names::default();
+    let _: i64 = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(&names.jobs)
+        .arg(&names.group)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    actix_rt::time::timeout(LIMIT, node.send(Drain))
+        .await
+        .expect("the node let go of its job")
+        .unwrap();
+    let all = by_key(&results(&mut c).await);
+    assert_eq!(all["k"]["outcome"], "completed");
+    assert_eq!(std::fs::read(&all["k"]["path"]).unwrap(), pattern(409600));
+}
