@@ -674,3 +674,48 @@ async fn a_lost_group_does_not_stall_a_result() {
     assert_eq!(all["k"]["outcome"], "completed");
     assert_eq!(std::fs::read(&all["k"]["path"]).unwrap(), pattern(409600));
 }
+
+/// What Ctrl-C does in `examples/fleet.rs`: a drained node takes no new job, finishes the ones
+/// it holds and writes their results; the others stay in the stream for other nodes.
+#[actix_rt::test]
+async fn a_drained_node_finishes_what_it_holds_and_takes_nothing_more() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let srv = server();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(engine(dir.path(), 2), config(&redis, "n1", 2).prefetch(0))
+        .await
+        .unwrap();
+    let client = fleet(&redis).await;
+    for i in 0..6 {
+        client
+            .submit(
+                &JobSpec::download(srv.url("/slow/204800"))
+                    .key(format!("k{i}"))
+                    .path(format!("{i}")),
+            )
+            .await
+            .unwrap();
+    }
+    let mut c = conn(&redis).await;
+    until_within("the node holds two jobs", LIMIT, || {
+        let mut c = c.clone();
+        async move { pending(&mut c, "n1").await.1 == 2 }
+    })
+    .await;
+    actix_rt::time::timeout(LIMIT, node.send(Drain))
+        .await
+        .expect("the drain ended")
+        .unwrap();
+    let all = by_key(&results(&mut c).await);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all.values().all(|r| r["outcome"] == "completed"));
+    assert_eq!(pending(&mut c, "n1").await, (0, 0));
+    let left: usize = redis::cmd("XLEN")
+        .arg(Names::default().jobs)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(left, 4, "the jobs it did not take wait for other nodes");
+}
