@@ -173,6 +173,8 @@ mod event;
 #[cfg(feature = "journal")]
 mod fault;
 mod file;
+#[cfg(feature = "redis")]
+pub mod fleet;
 mod handle;
 mod http;
 mod input;

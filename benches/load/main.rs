@@ -20,7 +20,8 @@
 //! download, open transfers, a start on a long history; needs the `journal` feature),
 //! `loadgen` (the load generator, examples/loadtest.rs, against wrk and oha at 64
 //! connections: requests/s and client CPU per request; and its p99 under a server's 1 s stall,
-//! closed loop vs a rate schedule).
+//! closed loop vs a rate schedule), `fleet` (jobs through Redis Streams vs a local Engine, and
+//! 1, 2, 3 nodes on a paced server; skipped when `redis-server` is missing).
 //!
 //! `small` and `cancel` run the engine with one worker thread and inline (`workers(0)`);
 //! segmented downloads use two workers, everything else one. `small` feeds the engine two
@@ -117,6 +118,7 @@ fn main() {
                 "loadgen" => {
                     scenario::loadgen::run(&o, &server.base, dir.path(), &mut report).await
                 }
+                "fleet" => scenario::fleet::run(&o, &server.base, dir.path(), &mut report).await,
                 other => eprintln!("unknown scenario {other:?}; known: {ALL:?}"),
             }
             eprintln!("scenario {s} took {:.1} s", started.elapsed().as_secs_f64());

@@ -9,9 +9,9 @@ pub struct Opts {
     pub json: PathBuf,
 }
 
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     "file", "segments", "small", "files", "upload", "open", "queue", "cancel", "rate", "journal",
-    "loadgen",
+    "loadgen", "fleet",
 ];
 
 pub fn opts() -> Opts {

@@ -5,6 +5,7 @@
 pub mod cancel;
 pub mod file;
 pub mod files;
+pub mod fleet;
 pub mod journal;
 pub mod loadgen;
 pub mod open;

@@ -6,6 +6,7 @@ pub mod hostile;
 pub mod proxy;
 pub mod ranged;
 mod recorder;
+pub mod redis;
 
 pub use recorder::{Drained, Events, Recorder};
 
