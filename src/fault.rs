@@ -6,6 +6,8 @@
 /// Where a crash can be injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Point {
+    /// A download's `.part` is created; the journal has not recorded it yet.
+    PartCreated,
     /// A download's `.part` is created and recorded in the journal; nothing is written yet.
     PartRecorded,
     /// A completed download was moved into place; the journal has not recorded the end.
@@ -20,6 +22,7 @@ impl Point {
     #[cfg_attr(not(feature = "__fault-injection"), allow(dead_code))]
     fn name(self) -> &'static str {
         match self {
+            Point::PartCreated => "part-created",
             Point::PartRecorded => "part-recorded",
             Point::Placed => "placed",
         }

@@ -792,6 +792,32 @@ pub(crate) fn adopt_part(target: &Path) -> Result<Option<(Placement, File, u64)>
     Ok(Some((placement, file, meta.len())))
 }
 
+/// The `.part` of a restored download created by a process that died before the journal
+/// recorded it. The journal records a `.part` before its first byte, so such a file is empty;
+/// and no running download holds it (each holds its lock for its life). Taken back as this
+/// download's, so a restart keeps the name instead of moving on to `name (1)` beside an orphan.
+/// Anything else there (bytes, a link, a lock held) is left to [`prepare_part`]'s rules.
+#[cfg(feature = "journal")]
+pub(crate) fn adopt_empty_orphan(
+    dir: &Path,
+    rel: &Path,
+) -> Result<Option<(Placement, File)>, TransferError> {
+    let real_parent = make_dirs(dir, rel)?;
+    let Some(name) = rel.file_name() else {
+        return Ok(None);
+    };
+    match adopt_part(&real_parent.join(name)) {
+        Ok(Some((placement, file, 0))) => Ok(Some((placement, file))),
+        // Not ours: dropping the file releases the lock.
+        Ok(_) => Ok(None),
+        Err(TransferError::File {
+            kind: FileErrorKind::InUse,
+            ..
+        }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The file a download restored from the journal already placed: it was moved into place
 /// (the rename keeps the inode) but the process stopped before the journal recorded the end.
 /// Found when `target`'s `.part` is gone and `target`, or one of its `Uniquify` names up to

@@ -222,6 +222,16 @@ impl Ctx {
         }
     }
 
+    /// Like [`journal`](Self::journal), and the commit's acknowledgement to wait for. `None`
+    /// without a journal.
+    #[cfg(feature = "journal")]
+    pub(crate) fn journal_acked(
+        &self,
+        changes: impl FnOnce() -> crate::journal::Changes,
+    ) -> Option<crate::journal::Reply<()>> {
+        Some(self.journal.as_ref()?.update(self.id.get(), changes()))
+    }
+
     /// The `.part` this download writes into: its final name and its identity, to be
     /// committed before any byte is written into it, so that no crash leaves a `.part` with
     /// data the next start does not know, and a file found under its final name after a

@@ -158,8 +158,8 @@ impl TransferActor {
         #[cfg(feature = "journal")]
         let restore = self.shared.job.restore.clone();
         #[cfg(feature = "journal")]
-        {
-            self.shared.journal(|| crate::journal::Changes {
+        let started = {
+            let started = self.shared.journal_acked(|| crate::journal::Changes {
                 state: Some(TransferState::Active),
                 started_ms: Some(Some(crate::journal::now_ms())),
                 ..Default::default()
@@ -167,10 +167,32 @@ impl TransferActor {
             if let Some(error) = restore.as_ref().and_then(|r| r.fail.clone()) {
                 return self.end_failed(error, false, ctx);
             }
-        }
+            started
+        };
         let JobKind::Download(_) = &self.shared.job.kind else {
             return self.start_attempt(ctx);
         };
+        // No `.part` is created before the transfer's row is committed (the journal's one
+        // queue commits the row before this change): a crash never leaves a `.part` behind
+        // that the next start cannot know.
+        #[cfg(feature = "journal")]
+        if let Some(started) = started {
+            ctx.spawn(wrap_future(started).map(|res, act: &mut Self, ctx| {
+                if let Err(error) = res {
+                    tracing::warn!(parent: &act.span, %error, "the journal did not record the start");
+                }
+                act.prepare_download(ctx);
+            }));
+            return;
+        }
+        self.prepare_download(ctx);
+    }
+
+    /// Downloads: find a file a previous process already placed (restored from the journal),
+    /// else open the `.part`.
+    fn prepare_download(&mut self, ctx: &mut Context<Self>) {
+        #[cfg(feature = "journal")]
+        let restore = self.shared.job.restore.clone();
         #[cfg(feature = "journal")]
         if let Some((target, id)) = restore
             .as_ref()
@@ -231,6 +253,11 @@ impl TransferActor {
                 let Some(target) = target else {
                     return Ok(None);
                 };
+                // Its `.part` created but not recorded when its process died: take it back,
+                // so that the download keeps its name.
+                if let Some((p, f)) = sink::adopt_empty_orphan(&dir, &target)? {
+                    return Ok(Some((p, Writer::new(f, hashed).write_behind(fsync))));
+                }
                 sink::prepare_part(&dir, &target, conflict)
                     .map(|(p, f)| Some((p, Writer::new(f, hashed).write_behind(fsync))))
             });
@@ -283,6 +310,7 @@ impl TransferActor {
                     let download = &act.shared.download;
                     act.shared.set_bytes(writer.written);
                     act.shared.progress.set_path(placement.target.clone());
+                    crate::fault::point(crate::fault::Point::PartCreated);
                     #[cfg(feature = "journal")]
                     let recorded = act.shared.record_part(&placement);
                     *download.placement.borrow_mut() = Some(placement);

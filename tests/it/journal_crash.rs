@@ -308,6 +308,24 @@ async fn a_crash_right_after_the_part_was_created_leaves_no_orphan() {
     assert_eq!(std::fs::read(downloads.join("f.bin")).unwrap(), content);
 }
 
+/// A crash after the `.part` was created and before the journal recorded it (nothing is
+/// written into it before then, so it is empty): the next start takes that `.part` back and
+/// downloads into it under the same name, with no orphan `.part` and no `(1)` copy.
+#[cfg(feature = "__fault-injection")]
+#[actix_rt::test]
+async fn a_crash_before_the_part_was_recorded_keeps_the_name_and_leaves_no_orphan() {
+    let (server, content, dir, first, second) = crash_at("part-created").await;
+    let downloads = dir.path().join("dl");
+    assert_eq!(tagged(&first, "ENDED"), Vec::<&str>::new(), "{first:?}");
+    assert_eq!(tagged(&second, "RESTORED").len(), 1, "{second:?}");
+    let ended = tagged(&second, "ENDED");
+    assert_eq!(ended.len(), 1, "{second:?}");
+    assert!(ended[0].ends_with("/f.bin"), "{ended:?}");
+    assert_eq!(server.seen().len(), 1, "{:?}", server.seen());
+    assert_eq!(names(&downloads), ["f.bin"]);
+    assert_eq!(std::fs::read(downloads.join("f.bin")).unwrap(), content);
+}
+
 /// What a download's files were right after a kill.
 #[derive(Debug, Clone, Copy)]
 struct Snap {
