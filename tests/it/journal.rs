@@ -726,3 +726,54 @@ async fn a_journal_that_fails_while_running_refuses_submits_and_running_transfer
     }
     assert_eq!(recorded.len(), accepted.len(), "{recorded:?}");
 }
+
+/// An upload restored from the journal is sent again from its start when its source file is
+/// unchanged (size and modification time), and fails with a clear error, without a request,
+/// when the file changed while the engine was stopped.
+#[actix_rt::test]
+async fn a_restored_upload_is_sent_again_only_from_an_unchanged_source() {
+    use crate::support::hostile::{Hostile, Step};
+    use actix_transfer::Upload;
+    let server = support::server();
+    // Holds the engine's one slot, so that both uploads are still queued at the shutdown.
+    let blocker = Hostile::always(vec![Step::Hang]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.db");
+    let (same, changed) = (dir.path().join("same.bin"), dir.path().join("changed.bin"));
+    std::fs::write(&same, support::content(100_000, 3)).unwrap();
+    std::fs::write(&changed, support::content(100_000, 4)).unwrap();
+    let engine = journaled(dir.path(), &journal)
+        .max_active(1)
+        .try_start()
+        .unwrap();
+    support::submit(&engine, Download::new(blocker.url("/hang")).to("hang.bin"))
+        .await
+        .unwrap();
+    let a = support::submit(&engine, Upload::new(server.url("/upload"), &same))
+        .await
+        .unwrap();
+    let b = support::submit(&engine, Upload::new(server.url("/upload"), &changed))
+        .await
+        .unwrap();
+    stop(&engine).await;
+    std::fs::write(&changed, support::content(100_001, 4)).unwrap();
+
+    let engine = journaled(dir.path(), &journal)
+        .max_active(4)
+        .try_start()
+        .unwrap();
+    let sent = support::wait(&engine, a).await;
+    assert!(sent.is_completed(), "{sent:?}");
+    assert_eq!(sent.bytes(), 100_000);
+    let refused = support::wait(&engine, b).await;
+    let error = refused.error().expect("the changed source fails");
+    assert_eq!(error.kind(), ErrorKind::InvalidRequest, "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("changed while the engine was stopped"),
+        "{error}"
+    );
+    assert_eq!(refused.bytes(), 0);
+    stop(&engine).await;
+}
