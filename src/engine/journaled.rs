@@ -44,7 +44,19 @@ pub(crate) struct EngineJournal {
 pub(super) fn open(path: &std::path::Path, sync: bool, keep: Keep) -> Result<Opened, JournalError> {
     let journal = Journal::open(path, sync)?;
     let max_id = journal.max_id().wait()?;
-    let unfinished = journal.load_unfinished().wait()?;
+    let mut unfinished = journal.load_unfinished().wait()?;
+    // Progress is not journaled per chunk: after a crash a row's figure lags behind its
+    // `.part`. A download's bytes on disk are what its `.part` holds now (what the resume's
+    // `Range` starts from); with no `.part` to adopt it starts from zero.
+    for row in &mut unfinished {
+        if row.kind == TransferKind::Download {
+            row.bytes_on_disk = row
+                .path
+                .as_deref()
+                .and_then(crate::file::sink::kept_part_len)
+                .unwrap_or(0);
+        }
+    }
     let starts: u64 = journal
         .meta("starts")
         .wait()?

@@ -298,13 +298,17 @@ impl<A: Clone> Records<A> {
             self.admission.enqueue(&host, key, id);
             Slot::Queued { key, runner }
         };
+        let progress = Arc::new(Progress::new());
+        if let EventKind::Restored { bytes_on_disk, .. } = &restored {
+            progress.set_transferred(*bytes_on_disk);
+        }
         let mut record = Record {
             kind,
             url,
             path,
             host,
             priority,
-            progress: Arc::new(Progress::new()),
+            progress,
             rate,
             slot,
             waiters: Vec::new(),

@@ -303,8 +303,10 @@ pub enum EventKind {
         /// Where it was when the last process ended: `Queued`, `Active` (it continues) or
         /// `Paused` (it stays paused until resumed).
         state: crate::TransferState,
-        /// Bytes of its `.part` file the journal recorded (a download continues from the
-        /// `.part`'s length when it has a validator to resume with).
+        /// Bytes of a download's `.part` file as found on disk at the restore (0 when there
+        /// is none to continue): the figure its `Range` continues from when it has a
+        /// validator to resume with, even when the journal recorded fewer (progress is not
+        /// journaled per chunk). An upload's is the figure the journal recorded.
         bytes_on_disk: u64,
     },
     /// The transfer ended. Always the last event, exactly once.

@@ -818,6 +818,16 @@ pub(crate) fn adopt_empty_orphan(
     }
 }
 
+/// The length of the `.part` kept for `target` that [`adopt_part`] would take up (a regular
+/// file with one link, not a symbolic link), `None` when there is none: the bytes a restored
+/// download continues from. The journal does not record progress per chunk, so after a crash
+/// this length, not the recorded figure, is what is on disk. Blocking.
+#[cfg(feature = "journal")]
+pub(crate) fn kept_part_len(target: &Path) -> Option<u64> {
+    let meta = part_path(target).symlink_metadata().ok()?;
+    (meta.is_file() && meta.nlink() == 1).then_some(meta.len())
+}
+
 /// The file a download restored from the journal already placed: it was moved into place
 /// (the rename keeps the inode) but the process stopped before the journal recorded the end.
 /// Found when `target`'s `.part` is gone and `target`, or one of its `Uniquify` names up to

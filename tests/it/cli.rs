@@ -229,6 +229,8 @@ async fn a_download_killed_mid_way_continues_when_rerun_with_the_journal() {
         from > 0 && from <= part,
         "Range {range} with {part} bytes on disk"
     );
+    // The restored line says the bytes the resume continues from, not the journal's figure.
+    assert_eq!(restored["bytes_on_disk"].as_u64(), Some(from), "{restored}");
     assert_eq!(resumed.if_range.as_deref(), Some("\"v1\""));
 }
 

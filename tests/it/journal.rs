@@ -777,3 +777,109 @@ async fn a_restored_upload_is_sent_again_only_from_an_unchanged_source() {
     assert_eq!(refused.bytes(), 0);
     stop(&engine).await;
 }
+
+/// Progress is not journaled per chunk, so after a `kill -9` a row can say 0 bytes while the
+/// `.part` holds many (here: rows set back to 0 after the shutdown, as a SIGKILL leaves them).
+/// At the restart, `Restored` reports the bytes actually on disk (the `.part`'s length), the
+/// same figure the resume's `Range` starts from; a paused one's `Status` says it too.
+#[actix_rt::test]
+async fn restored_reports_the_part_length_when_the_journal_recorded_fewer_bytes() {
+    let content = support::content(4 << 20, 11);
+    let (active_srv, paused_srv) = (
+        ranged::start(content.clone()),
+        ranged::start(content.clone()),
+    );
+    for s in [&active_srv, &paused_srv] {
+        s.script([Act::Slow {
+            chunk: 16 << 10,
+            every: Duration::from_millis(5),
+        }]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.db");
+    let downloads = dir.path().join("dl");
+
+    let engine = journaled(&downloads, &journal).try_start().unwrap();
+    let active = support::submit(
+        &engine,
+        Download::new(format!("{}/file", active_srv.url)).to("active.bin"),
+    )
+    .await
+    .unwrap();
+    let paused = support::submit(
+        &engine,
+        Download::new(format!("{}/file", paused_srv.url)).to("paused.bin"),
+    )
+    .await
+    .unwrap();
+    for id in [active, paused] {
+        support::poll_status(&engine, id, |s| s.bytes_transferred >= 64 << 10).await;
+    }
+    engine
+        .send(actix_transfer::Pause(paused))
+        .await
+        .unwrap()
+        .unwrap();
+    support::poll_status(&engine, paused, |s| s.state == TransferState::Paused).await;
+    stop(&engine).await;
+    let len = |name: &str| std::fs::metadata(downloads.join(name)).unwrap().len();
+    let (active_len, paused_len) = (len("active.bin.part"), len("paused.bin.part"));
+    assert!(active_len > 0 && active_len < content.len() as u64);
+    assert!(paused_len > 0 && paused_len < content.len() as u64);
+    {
+        let conn = rusqlite::Connection::open(&journal).unwrap();
+        let n = conn
+            .execute("UPDATE transfers SET bytes_on_disk = 0", [])
+            .unwrap();
+        assert_eq!(n, 2);
+    }
+
+    let second = Events::default();
+    let recorder = second.recorder();
+    let engine = journaled(&downloads, &journal)
+        .subscriber(recorder.clone().recipient())
+        .try_start()
+        .unwrap();
+    for id in [active, paused] {
+        second
+            .until_kind(id, |k| matches!(k, EventKind::Restored { .. }))
+            .await;
+    }
+    let restored = |id| match &second.of(id)[0].kind {
+        EventKind::Restored {
+            state,
+            bytes_on_disk,
+        } => (*state, *bytes_on_disk),
+        other => panic!("the first event of {id} after the restart is {other:?}"),
+    };
+    assert_eq!(restored(active), (TransferState::Active, active_len));
+    assert_eq!(restored(paused), (TransferState::Paused, paused_len));
+    let st = status(&engine, paused).await.unwrap();
+    assert_eq!(
+        (st.state, st.bytes_transferred),
+        (TransferState::Paused, paused_len)
+    );
+
+    let outcome = support::wait(&engine, active).await;
+    assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
+    assert_eq!(
+        active_srv.seen().last().unwrap().range.as_deref(),
+        Some(&*format!("bytes={active_len}-"))
+    );
+    engine
+        .send(actix_transfer::Resume(paused))
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = support::wait(&engine, paused).await;
+    assert!(matches!(outcome, Outcome::Completed { .. }), "{outcome:?}");
+    assert_eq!(
+        paused_srv.seen().last().unwrap().range.as_deref(),
+        Some(&*format!("bytes={paused_len}-"))
+    );
+    for name in ["active.bin", "paused.bin"] {
+        assert_eq!(std::fs::read(downloads.join(name)).unwrap(), content);
+    }
+    stop(&engine).await;
+    drop(recorder);
+}
