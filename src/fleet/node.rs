@@ -366,6 +366,13 @@ impl Node {
         }
         self.held.insert(id.clone(), held);
         self.by_key.insert(key.clone(), id.clone());
+        self.check(id, key, 0, ctx);
+    }
+
+    /// Check a held job's guards (done, cancelled), then run it. A check that fails (Redis
+    /// stopped, a connection lost) is made again while the job stays held: it is pending on
+    /// this node, and only this node's refresh keeps another one from running it too.
+    fn check(&mut self, id: String, key: String, failures: u32, ctx: &mut Context<Self>) {
         let mut conn = self.conn.clone();
         let (done, cancelled) = (self.cfg.names.done(&key), self.cfg.names.cancelled(&key));
         ctx.spawn(
@@ -389,10 +396,13 @@ impl Node {
                     }
                 }
                 Err(e) => {
-                    // Left pending on this node but no longer refreshed: claimed again later.
-                    tracing::warn!(node = %act.cfg.name, error = %e, "checking a job failed; it will be claimed again");
-                    act.release(&id);
-                    ctx.run_later(backoff(3), |act, ctx| act.pump(ctx));
+                    let failures = failures.saturating_add(1);
+                    tracing::warn!(node = %act.cfg.name, job = %id, error = %e, "checking a job failed; checking again");
+                    ctx.run_later(backoff(failures), move |act, ctx| {
+                        if act.held.contains_key(&id) {
+                            act.check(id, key, failures, ctx);
+                        }
+                    });
                 }
             }),
         );

@@ -441,6 +441,72 @@ async fn a_node_reconnects_after_a_redis_restart_and_loses_nothing() {
     node.send(Drain).await.unwrap();
 }
 
+/// How many times Redis refused `EXISTS` (the node's guard check) since the ACL log began.
+async fn refused_checks(c: &mut redis::aio::MultiplexedConnection) -> i64 {
+    let log: Vec<HashMap<String, redis::Value>> =
+        redis::cmd("ACL").arg("LOG").query_async(c).await.unwrap();
+    log.iter()
+        .filter(|e| {
+            e.get("object")
+                .and_then(|o| redis::from_redis_value::<String>(o.clone()).ok())
+                .is_some_and(|o| o == "exists")
+        })
+        .filter_map(|e| redis::from_redis_value::<i64>(e.get("count")?.clone()).ok())
+        .sum()
+}
+
+/// A job read just before Redis stopped answering: its guard check fails, and the node checks
+/// again while it keeps the job (and keeps it from looking idle), instead of dropping it to be
+/// claimed again. Redis refusing `EXISTS` for a while (an ACL rule) stands in for the outage,
+/// so the failure lands exactly between the read and the check.
+#[actix_rt::test]
+async fn a_job_whose_guard_check_failed_is_checked_again_and_runs_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let srv = server();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&redis, "n1", 1).claim_idle(Duration::from_millis(300));
+    let node = Node::start(engine(dir.path(), 1), cfg).await.unwrap();
+    let mut c = conn(&redis).await;
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("-exists")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let client = fleet(&redis).await;
+    client
+        .submit(&JobSpec::download(srv.url("/bytes/4096")).key("k").path("k"))
+        .await
+        .unwrap();
+    // Refused three times: longer than the claim idle time, had the node let go of the job.
+    until_within("the node's check was refused three times", LIMIT, || {
+        let mut c = c.clone();
+        async move { refused_checks(&mut c).await >= 3 }
+    })
+    .await;
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("+exists")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    until_within("the job has its result", LIMIT, || {
+        let mut c = c.clone();
+        async move { written(&mut c).await >= 1 }
+    })
+    .await;
+    let all = by_key(&results(&mut c).await);
+    assert_eq!(all["k"]["outcome"], "completed", "{:?}", all["k"]);
+    assert_eq!(all["k"]["attempts"], "1", "delivered once: {:?}", all["k"]);
+    assert_eq!(std::fs::read(&all["k"]["path"]).unwrap(), pattern(4096));
+    assert_eq!(pending(&mut c, "n1").await, (0, 0));
+    node.send(Drain).await.unwrap();
+}
+
 /// The environment of the child mode of `three_nodes_one_killed_every_job_ends_once`.
 const CHILD_REDIS: &str = "ACTIX_TRANSFER_TEST_FLEET_REDIS";
 const CHILD_NAME: &str = "ACTIX_TRANSFER_TEST_FLEET_NAME";
