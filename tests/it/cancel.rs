@@ -155,13 +155,29 @@ async fn a_storm_of_cancels_racing_completions_always_agrees_with_ended() {
         };
         ids.push(id);
     }
-    // Cancel every transfer at a different moment, concurrently.
+    // Cancel every transfer at a different moment, concurrently: at once, when it begins (a
+    // small body ends about then), after a delay spread over 0-100 ms, or after it ended. The
+    // moments are tied to each transfer's own events, not to the clock alone, so every phase
+    // is reached however busy the machine is.
     let replies = futures::future::join_all(ids.iter().enumerate().map(|(i, id)| {
         let engine = rig.engine.clone();
+        let events = &rig.events;
         let id = *id;
         async move {
-            // Spread the cancels over 0-100 ms so some land before, during and after the end.
-            actix_rt::time::sleep(Duration::from_micros((i % 41) as u64 * 2500)).await;
+            match i % 4 {
+                0 => {}
+                1 => {
+                    events
+                        .until_kind(id, |k| {
+                            matches!(k, EventKind::Began { .. } | EventKind::Ended(_))
+                        })
+                        .await;
+                }
+                2 => actix_rt::time::sleep(Duration::from_micros((i % 41) as u64 * 2500)).await,
+                _ => {
+                    events.until_ended(id).await;
+                }
+            }
             (id, engine.send(Cancel(id)).await.unwrap())
         }
     }))
