@@ -310,6 +310,7 @@ impl TransferActor {
                     let download = &act.shared.download;
                     act.shared.set_bytes(writer.written);
                     act.shared.progress.set_path(placement.target.clone());
+                    #[cfg(feature = "journal")]
                     crate::fault::point(crate::fault::Point::PartCreated);
                     #[cfg(feature = "journal")]
                     let recorded = act.shared.record_part(&placement);
