@@ -401,9 +401,10 @@ impl Handler<Wait> for Engine {
 ///
 /// Replies `Err(RecipientGone)` when the recipient's actor has already stopped.
 ///
-/// The recipient is held weakly: a subscription never keeps an actor alive (keep its `Addr`
-/// somewhere, or it stops and receives nothing: `Subscribe::all(Printer.start().recipient())`
-/// subscribes an actor that stops as soon as the Engine lets go of the message).
+/// The recipient is held as any actix `Recipient` is: the subscription keeps the actor's
+/// mailbox open, so `Subscribe::all(Printer.start().recipient())` receives events with no
+/// `Addr` kept anywhere. It lasts until [`Unsubscribe`] or until the actor stops itself
+/// (`ctx.stop()`); a stopped recipient is dropped the first time an event finds it.
 ///
 /// # A slow subscriber
 ///

@@ -48,8 +48,8 @@ const ROOM: usize = 16;
 /// A subscriber's `Progress` events not handled yet, and those kept aside while it has no room.
 ///
 /// A mailbox has no length anyone can read, and actix's `try_send` refuses a message only
-/// to the very sender whose earlier message filled the mailbox (a sender upgraded afresh from
-/// the weak recipient, as every publish does, is never refused). So each `Progress` goes with
+/// to the very sender whose earlier message filled the mailbox (a sender cloned afresh from
+/// the subscription's recipient, as every publish does, is never refused). So each `Progress` goes with
 /// `send`, whose reply tells when it was handled, and the window counts the unhandled ones.
 /// While `ROOM` of them wait, a new one is kept aside instead, the latest per transfer
 /// (a newer one replaces it), and goes out when there is room again, at the next `Progress`

@@ -2,11 +2,12 @@
 //!
 //! Transfer actors publish straight to subscribers from their worker thread; events never pass
 //! through the Engine. Who gets an event is decided when it is published; on a worker thread
-//! it is sent at the end of that thread's turn (see `outbox`). Recipients are stored weak (a
-//! subscription never keeps an actor alive; an event held back holds its recipient until the
-//! end of that turn) and sent without waiting on a full mailbox, so a slow or dead subscriber
-//! cannot stall a transfer; its `Progress` events coalesce instead (see `outbox::Window`).
-//! Dead recipients are dropped the first time a publish finds them.
+//! it is sent at the end of that thread's turn (see `outbox`). Recipients are held as actix
+//! holds them (a subscription keeps its actor's mailbox open, as any `Recipient` does, so
+//! `Subscribe::all(Printer.start().recipient())` works) until `Unsubscribe` or until the actor
+//! stops itself; events are sent without waiting on a full mailbox, so a slow or dead
+//! subscriber cannot stall a transfer; its `Progress` events coalesce instead (see
+//! `outbox::Window`). Stopped recipients are dropped the first time a publish finds them.
 //!
 //! Each subscription names the kinds of events it wants; the union of all of them is kept in
 //! one atomic, which publishers read before they build an event: a kind nobody asked for is
@@ -21,7 +22,7 @@ use std::sync::{
     Arc, RwLock,
 };
 
-use actix::{Recipient, WeakRecipient};
+use actix::Recipient;
 
 use crate::event::{
     outbox::{self, Target, Window},
@@ -43,7 +44,7 @@ pub enum SubscribeError {
 
 struct Entry {
     sid: u64,
-    to: WeakRecipient<TransferEvent>,
+    to: Recipient<TransferEvent>,
     kinds: EventKinds,
     window: Arc<Window>,
 }
@@ -108,24 +109,22 @@ impl Subscribers {
             return Err(SubscribeError::RecipientGone);
         }
         let sid = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut reg = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(ended) = only.and_then(|id| reg.ended.get(&id)) {
+            if kinds.contains(EventKinds::ENDED) {
+                recipient.do_send(ended.clone());
+            }
+            return Ok(SubscriptionId(sid));
+        }
         let entry = Entry {
             sid,
-            to: recipient.downgrade(),
+            to: recipient,
             kinds,
             window: Arc::default(),
         };
-        let mut reg = self.inner.write().unwrap_or_else(|e| e.into_inner());
         match only {
             None => reg.all.push(entry),
-            Some(id) => {
-                if let Some(ended) = reg.ended.get(&id) {
-                    if kinds.contains(EventKinds::ENDED) {
-                        recipient.do_send(ended.clone());
-                    }
-                    return Ok(SubscriptionId(sid));
-                }
-                reg.by_id.entry(id).or_default().push(entry);
-            }
+            Some(id) => reg.by_id.entry(id).or_default().push(entry),
         }
         reg.count(kinds, true);
         self.update(&mut reg, &[]);
@@ -185,7 +184,7 @@ impl Subscribers {
 
     fn prune(&self) {
         let mut reg = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let removed = remove_where(&mut reg, |e| !alive(&e.to));
+        let removed = remove_where(&mut reg, |e| !e.to.connected());
         self.update(&mut reg, &removed);
     }
 }
@@ -209,10 +208,6 @@ fn remove_where(reg: &mut Registry, gone: impl Fn(&Entry) -> bool) -> Vec<Entry>
         !v.is_empty()
     });
     removed
-}
-
-fn alive(weak: &WeakRecipient<TransferEvent>) -> bool {
-    weak.upgrade().is_some_and(|r| r.connected())
 }
 
 /// When events go out.
@@ -252,17 +247,16 @@ fn deliver<'a>(
         if !(wanted || window_only) {
             continue;
         }
-        match e.to.upgrade() {
-            Some(r) if r.connected() => {
-                let target = Target {
-                    to: wanted.then_some(r),
-                    window: Arc::clone(&e.window),
-                };
-                if let Some(p) = previous.replace(target) {
-                    send(p, event.clone(), when);
-                }
-            }
-            _ => dead = true,
+        if !e.to.connected() {
+            dead = true;
+            continue;
+        }
+        let target = Target {
+            to: wanted.then(|| e.to.clone()),
+            window: Arc::clone(&e.window),
+        };
+        if let Some(p) = previous.replace(target) {
+            send(p, event.clone(), when);
         }
     }
     if let Some(last) = previous {

@@ -403,6 +403,79 @@ async fn subscribing_a_stopped_recipient_is_refused() {
     assert_eq!(one, Err(SubscribeError::RecipientGone));
 }
 
+/// Counts the `Ended` events it receives into a shared counter; nobody keeps its `Addr`.
+struct Counter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+impl Actor for Counter {
+    type Context = Context<Self>;
+}
+impl Handler<TransferEvent> for Counter {
+    type Result = ();
+    fn handle(&mut self, event: TransferEvent, _: &mut Context<Self>) {
+        if matches!(event.kind, EventKind::Ended(_)) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// The usual actix idiom, `Subscribe::all(Printer.start().recipient())` with the `Addr`
+/// dropped at once, receives every event: the subscription holds the recipient.
+#[actix_rt::test]
+async fn a_subscriber_whose_addr_was_dropped_still_receives_events() {
+    let server = server();
+    let rig = rig().await;
+    let ended = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    rig.engine
+        .send(Subscribe::all(Counter(ended.clone()).start().recipient()))
+        .await
+        .unwrap()
+        .expect("a live recipient is accepted");
+    let ids = [
+        rig.submit(Fetch::get(server.url("/bytes/10"))).await,
+        rig.submit(Fetch::get(server.url("/bytes/20"))).await,
+    ];
+    for id in ids {
+        rig.wait(id).await;
+    }
+    // Both `Ended` went out before `Wait` answered; bound the wait for their handling.
+    let deadline = std::time::Instant::now() + LIMIT;
+    while ended.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subscriber received {} of 2 endings",
+            ended.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A subscriber that stops itself is let go: the subscription does not keep it running, and
+/// later events are not sent to it.
+#[actix_rt::test]
+async fn a_subscriber_that_stops_itself_is_let_go() {
+    let server = server();
+    let rig = rig().await;
+    let stopper = Stopper.start();
+    rig.engine
+        .send(Subscribe::all(stopper.clone().recipient()))
+        .await
+        .unwrap()
+        .unwrap();
+    // Its first event (the `Queued` of this fetch) stops it.
+    let id = rig.submit(Fetch::get(server.url("/bytes/10"))).await;
+    rig.wait(id).await;
+    let deadline = std::time::Instant::now() + LIMIT;
+    while stopper.connected() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the subscriber never stopped"
+        );
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Publishing to a stopped subscriber drops it and disturbs nothing.
+    let id = rig.submit(Fetch::get(server.url("/bytes/10"))).await;
+    assert!(rig.wait(id).await.is_completed());
+}
+
 /// A subscription to some kinds receives those only; when no subscription wants a kind, a
 /// transfer builds no event of it (not even a `seq` number is spent on it).
 #[actix_rt::test]
