@@ -46,7 +46,7 @@ pub(crate) struct DownloadOptions {
 }
 
 /// A transfer's own timeouts; each `None` is the engine's.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Timeouts {
     pub(crate) headers: Option<Duration>,
     pub(crate) idle: Option<Duration>,

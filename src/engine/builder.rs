@@ -43,7 +43,7 @@ pub struct EngineBuilder {
     keep_ended: usize,
     keep_ended_bytes: u64,
     #[cfg(feature = "journal")]
-    journal: Option<JournalOptions>,
+    journal: JournalOptions,
     /// Subscriptions in place before the engine starts (they see the `Restored` events).
     early_subscribers: Vec<actix::Recipient<crate::TransferEvent>>,
     #[cfg(feature = "rustls")]
@@ -51,11 +51,12 @@ pub struct EngineBuilder {
     proxy: crate::http::proxy::ProxyOptions,
 }
 
-/// Where the journal is and how it is kept (see [`EngineBuilder::journal`]).
+/// Where the journal is (none: no journal) and how it is kept (see [`EngineBuilder::journal`]);
+/// the options may come before or after the path.
 #[cfg(feature = "journal")]
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct JournalOptions {
-    path: PathBuf,
+    path: Option<PathBuf>,
     sync: bool,
     keep: crate::journal::Keep,
 }
@@ -90,7 +91,7 @@ impl Default for EngineBuilder {
             keep_ended: DEFAULT_KEEP_ENDED,
             keep_ended_bytes: DEFAULT_KEEP_ENDED_BYTES,
             #[cfg(feature = "journal")]
-            journal: None,
+            journal: JournalOptions::default(),
             early_subscribers: Vec::new(),
             #[cfg(feature = "rustls")]
             tls: Default::default(),
@@ -275,23 +276,16 @@ impl EngineBuilder {
     /// without a request.
     #[cfg(feature = "journal")]
     pub fn journal(mut self, path: impl Into<PathBuf>) -> Self {
-        let keep = self.journal.as_ref().map(|j| (j.sync, j.keep));
-        let (sync, keep) = keep.unwrap_or((false, crate::journal::Keep::default()));
-        self.journal = Some(JournalOptions {
-            path: path.into(),
-            sync,
-            keep,
-        });
+        self.journal.path = Some(path.into());
         self
     }
 
     /// Fsync every journal commit (durable across a power cut, not only a crash of the
-    /// process). Default: off (WAL with `synchronous=NORMAL`). Needs [`journal`](Self::journal).
+    /// process). Default: off (WAL with `synchronous=NORMAL`). Applies to the
+    /// [`journal`](Self::journal), given before or after this.
     #[cfg(feature = "journal")]
     pub fn journal_sync(mut self, on: bool) -> Self {
-        if let Some(j) = self.journal.as_mut() {
-            j.sync = on;
-        }
+        self.journal.sync = on;
         self
     }
 
@@ -300,12 +294,11 @@ impl EngineBuilder {
     /// start and as transfers end. Until then [`Status`](crate::Status),
     /// [`List`](crate::List) and [`Wait`](crate::Wait) answer for them from the journal, also
     /// after a restart and after [`keep_ended`](Self::keep_ended) dropped them from memory.
-    /// Default: 10,000 and 90 days. Needs [`journal`](Self::journal).
+    /// Default: 10,000 and 90 days. Applies to the [`journal`](Self::journal), given before
+    /// or after this.
     #[cfg(feature = "journal")]
     pub fn journal_keep(mut self, count: u64, age: Duration) -> Self {
-        if let Some(j) = self.journal.as_mut() {
-            j.keep = crate::journal::Keep { count, age };
-        }
+        self.journal.keep = crate::journal::Keep { count, age };
         self
     }
 
@@ -416,9 +409,9 @@ impl EngineBuilder {
         // The journal opens (and is read) before any thread starts: a journal the engine
         // cannot read stops the start with nothing else done.
         #[cfg(feature = "journal")]
-        let journal = match &self.journal {
-            Some(j) => Some(
-                super::journaled::open(&j.path, j.sync, j.keep)
+        let journal = match &self.journal.path {
+            Some(path) => Some(
+                super::journaled::open(path, self.journal.sync, self.journal.keep)
                     .map_err(|e| StartError::Journal(JournalError(e)))?,
             ),
             None => None,

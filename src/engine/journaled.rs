@@ -167,6 +167,7 @@ pub(super) fn row_of(id: u64, job: &Job, source_mtime_ns: Option<i64>) -> Option
         priority: job.priority,
         max_rate: job.max_rate,
         max_attempts: job.max_attempts,
+        timeouts: job.timeouts,
         ..Options::default()
     };
     match &job.kind {
@@ -183,7 +184,12 @@ pub(super) fn row_of(id: u64, job: &Job, source_mtime_ns: Option<i64>) -> Option
             o.fsync = opts.fsync;
             o.mirrors = opts.mirrors.iter().map(|u| u.as_str().to_owned()).collect();
         }
-        JobKind::Upload { body, size, .. } => {
+        JobKind::Upload {
+            body,
+            size,
+            max_body,
+        } => {
+            row.options.max_body = *max_body;
             row.target = body.file().cloned();
             row.source_len = Some(*size);
             row.source_mtime_ns = source_mtime_ns;
@@ -237,6 +243,16 @@ fn job_of(row: &Row) -> Result<Job, TransferError> {
                 d = d.fsync(f);
             }
             d = d.mirrors(o.mirrors.iter().cloned());
+            let t = o.timeouts;
+            if let Some(t) = t.headers {
+                d = d.headers_timeout(t);
+            }
+            if let Some(t) = t.idle {
+                d = d.idle_timeout(t);
+            }
+            if let Some(t) = t.total {
+                d = d.total_timeout(t);
+            }
             d.validate()?
         }
         TransferKind::Upload | TransferKind::Fetch => {
@@ -253,6 +269,19 @@ fn job_of(row: &Row) -> Result<Job, TransferError> {
             }
             if let Some(n) = row.options.max_attempts {
                 u = u.max_attempts(n);
+            }
+            if let Some(n) = row.options.max_body {
+                u = u.max_body(n);
+            }
+            let t = row.options.timeouts;
+            if let Some(t) = t.headers {
+                u = u.headers_timeout(t);
+            }
+            if let Some(t) = t.idle {
+                u = u.idle_timeout(t);
+            }
+            if let Some(t) = t.total {
+                u = u.total_timeout(t);
             }
             let size = row.source_len.unwrap_or(0);
             let mut job = u.validate(size)?;

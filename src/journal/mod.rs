@@ -59,7 +59,7 @@
 //!
 //! | Transition | Write | Waits before |
 //! |---|---|---|
-//! | submit (`Download`, `Upload`) accepted | `Insert(row)` (state `queued`, `created_ms`), every submit of one Engine turn in one [`Journal::write`] | replying `Ok(id)` |
+//! | submit (`Download`, `Upload`) accepted | `Insert(row)` (state `queued`, `created_ms`); the writer commits every write waiting for it in one transaction, so a burst of submits shares a commit (group commit) | replying `Ok(id)` |
 //! | admitted, actor started | `Update(state: active, started_ms)` | nothing |
 //! | download: `.part` created (or re-adopted) | `Update(path, part_dev, part_ino)` | writing into it |
 //! | `Began` (response accepted) | `Update(final_url, path, etag, last_modified, date, expected_len)` | writing the body |
@@ -70,7 +70,7 @@
 //! | shutdown with a journal | `Update(bytes_on_disk)` for each running or paused download or upload (its state stays: left resumable; no `Ended` is published) | stopping |
 //! | actor torn down (panic, arbiter stopped) | the end, as `ended` | publishing `Ended` (blocking the dying thread) |
 //! | `Erase` | `Erase(id)` | replying |
-//! | after each end, or on a timer | `Keep` ([`Keep::default`]: 10,000 ended or 90 days) | nothing |
+//! | at start, and after each end | `Keep` ([`Keep::default`]: 10,000 ended or 90 days) | nothing |
 //!
 //! On start: [`Journal::open`], then [`Journal::max_id`] (ids continue past it) and
 //! [`Journal::load_unfinished`] (queued, active, paused rows, by id). `Status`, `List` and

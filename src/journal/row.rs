@@ -12,6 +12,7 @@ use crate::{
     event::status::{TransferKind, TransferState},
     event::{Outcome, Output},
     file::policy::{Conflict, Partial},
+    request::Timeouts,
     retry::RetryPolicy,
 };
 
@@ -83,6 +84,10 @@ pub(crate) struct Options {
     pub(crate) fsync: Option<bool>,
     /// Downloads: the other URLs of the file, as submitted.
     pub(crate) mirrors: Vec<String>,
+    /// The transfer's own timeouts.
+    pub(crate) timeouts: Timeouts,
+    /// Uploads: the cap on the response body kept in memory.
+    pub(crate) max_body: Option<u64>,
 }
 
 impl Row {
@@ -190,6 +195,10 @@ pub(super) const COLUMNS: &[&str] = &[
     "part_dev",
     "part_ino",
     "mirrors",
+    "headers_timeout_ms",
+    "idle_timeout_ms",
+    "total_timeout_ms",
+    "max_body",
 ];
 
 /// `SELECT <every column> FROM transfers`.
@@ -266,6 +275,10 @@ impl Row {
             opt_int(self.part_file.map(|(dev, _)| dev)),
             opt_int(self.part_file.map(|(_, ino)| ino)),
             Value::Text(serde_json::to_string(&o.mirrors).unwrap_or_default()),
+            opt_int(o.timeouts.headers.map(timeout_millis)),
+            opt_int(o.timeouts.idle.map(timeout_millis)),
+            opt_int(o.timeouts.total.map(timeout_millis)),
+            opt_int(o.max_body),
         ]
     }
 
@@ -310,6 +323,19 @@ impl Row {
         let mirrors_at = COLUMNS.iter().position(|c| *c == "mirrors");
         let mirrors: Vec<String> = col!(mirrors_at.unwrap_or(COLUMNS.len()), |v| as_str(v)
             .and_then(|s| serde_json::from_str(s).ok()));
+        let at = |name: &str| {
+            COLUMNS
+                .iter()
+                .position(|c| *c == name)
+                .unwrap_or(COLUMNS.len())
+        };
+        let ms = |v| nullable(as_u64)(v).map(|n| n.map(Duration::from_millis));
+        let timeouts = Timeouts {
+            headers: col!(at("headers_timeout_ms"), ms),
+            idle: col!(at("idle_timeout_ms"), ms),
+            total: col!(at("total_timeout_ms"), ms),
+        };
+        let max_body: Option<u64> = col!(at("max_body"), nullable(as_u64));
         Ok(Row {
             id,
             kind: col!(1, |v| as_str(v).and_then(kind_from)),
@@ -336,6 +362,8 @@ impl Row {
                 retry,
                 fsync: col!(25, nullable(as_bool)),
                 mirrors,
+                timeouts,
+                max_body,
             },
             state: col!(26, |v| as_str(v).and_then(state_from)),
             bytes_on_disk: col!(27, as_u64),
@@ -430,6 +458,13 @@ fn opt_text(s: Option<&str>) -> Value {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A timeout in whole milliseconds, rounded up: a positive one never becomes zero (which
+/// means no limit).
+fn timeout_millis(d: Duration) -> u64 {
+    let partial = !d.subsec_nanos().is_multiple_of(1_000_000);
+    millis(d).saturating_add(partial.into())
 }
 
 /// A path as text when it is UTF-8 (readable in the `sqlite3` shell), else as its bytes.

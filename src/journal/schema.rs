@@ -83,6 +83,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE transfers ADD COLUMN part_ino INTEGER;",
     // A download's mirrors, as a JSON array of URLs (`[]` for the rows written before).
     "ALTER TABLE transfers ADD COLUMN mirrors TEXT NOT NULL DEFAULT '[]';",
+    // v4: a transfer's own timeouts (milliseconds) and an upload's cap on its response body;
+    // NULL: the engine's setting (as every row written before had it).
+    "ALTER TABLE transfers ADD COLUMN headers_timeout_ms INTEGER;
+    ALTER TABLE transfers ADD COLUMN idle_timeout_ms INTEGER;
+    ALTER TABLE transfers ADD COLUMN total_timeout_ms INTEGER;
+    ALTER TABLE transfers ADD COLUMN max_body INTEGER;",
 ];
 
 /// The schema version this build writes and reads.

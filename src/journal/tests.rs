@@ -85,6 +85,12 @@ fn full_row() -> Row {
                 "http://127.0.0.1:8081/a".into(),
                 "https://mirror.test/b?sig=x".into(),
             ],
+            timeouts: crate::request::Timeouts {
+                headers: Some(Duration::from_millis(2)),
+                idle: Some(Duration::ZERO),
+                total: Some(Duration::from_millis(u64::MAX)),
+            },
+            max_body: Some(u64::MAX),
         },
         state: TransferState::Failed,
         bytes_on_disk: 999,
@@ -132,6 +138,16 @@ fn every_column_round_trips_through_a_reopen() {
     assert_eq!(journal.get(42).wait().unwrap(), Some(row.clone()));
     assert_eq!(journal.get(7).wait().unwrap(), Some(minimal));
     assert_eq!(journal.get(8).wait().unwrap(), None);
+
+    // Timeouts are kept in whole milliseconds, rounded up: a positive one never reads back
+    // as zero, which means no limit.
+    let mut short = queued(9);
+    short.options.timeouts.idle = Some(Duration::from_micros(1500));
+    short.options.timeouts.headers = Some(Duration::from_nanos(1));
+    journal.insert(short).wait().unwrap();
+    let back = journal.get(9).wait().unwrap().unwrap().options.timeouts;
+    assert_eq!(back.idle, Some(Duration::from_millis(2)));
+    assert_eq!(back.headers, Some(Duration::from_millis(1)));
 
     // Every column a transition changes, and clearing the nullable ones.
     let changes = Changes {

@@ -125,7 +125,22 @@ async fn an_unreadable_journal_refuses_the_start_and_touches_nothing() {
         let bytes = std::fs::read(&path).unwrap();
         bytes[..bytes.len() / 3].to_vec()
     };
-    let cases: [(&str, Vec<u8>); 2] = [
+    let newer = {
+        // A real journal whose schema comes from a later version of the crate.
+        let path = dir.path().join("real-newer.db");
+        let engine = Engine::builder()
+            .download_dir(&downloads)
+            .journal(&path)
+            .try_start()
+            .unwrap();
+        engine.send(Shutdown).await.unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 999).unwrap();
+        drop(conn);
+        std::fs::read(&path).unwrap()
+    };
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("newer.db", newer),
         (
             "random.db",
             (0..4096u32)
@@ -882,4 +897,61 @@ async fn restored_reports_the_part_length_when_the_journal_recorded_fewer_bytes(
     }
     stop(&engine).await;
     drop(recorder);
+}
+
+/// A restored transfer keeps its own options, the timeouts and an upload's cap on its
+/// response too: after the restart, a download with its own 300 ms headers timeout fails as a
+/// timeout against a server that never answers (the engine's own timeout is zero, no limit),
+/// and an upload capped at 3 response bytes fails when the server answers more.
+#[actix_rt::test]
+async fn restored_transfers_keep_their_own_timeouts_and_response_cap() {
+    use crate::support::hostile::{Hostile, Step};
+    use actix_transfer::Upload;
+    let server = support::server();
+    let blocker = Hostile::always(vec![Step::Hang]);
+    let silent = Hostile::always(vec![Step::Hang]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.db");
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, support::content(10_000, 5)).unwrap();
+    // The engine itself never times out: only a transfer's own timeout can end the hang.
+    let engine = |max_active| {
+        journaled(dir.path(), &journal)
+            .headers_timeout(Duration::ZERO)
+            .idle_timeout(Duration::ZERO)
+            .max_active(max_active)
+            .try_start()
+            .unwrap()
+    };
+    let first = engine(1);
+    // Holds the one slot, so that both are still queued at the shutdown.
+    support::submit(&first, Download::new(blocker.url("/hang")).to("hang.bin"))
+        .await
+        .unwrap();
+    let download = support::submit(
+        &first,
+        Download::new(silent.url("/never"))
+            .to("never.bin")
+            .headers_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    let upload = support::submit(
+        &first,
+        Upload::new(server.url("/upload"), &source).max_body(3),
+    )
+    .await
+    .unwrap();
+    stop(&first).await;
+
+    let second = engine(4);
+    let timed_out = support::wait(&second, download).await;
+    let error = timed_out.error().expect("the restored download timed out");
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    let capped = support::wait(&second, upload).await;
+    let error = capped
+        .error()
+        .expect("the restored upload's answer is over its cap");
+    assert_eq!(error.kind(), ErrorKind::BodyTooLarge, "{error}");
+    stop(&second).await;
 }
