@@ -38,6 +38,25 @@ pub(super) struct Opened {
 pub(crate) struct EngineJournal {
     pub(crate) journal: Arc<Journal>,
     pub(crate) keep: Keep,
+    /// Ids up to this one are recorded as issued (by a row, or by [`Journal::reserve`]).
+    pub(crate) reserved: u64,
+}
+
+/// How many ids one reservation covers: transfers with no row (fetches) wait for a commit
+/// once per this many.
+const ID_BLOCK: u64 = 1024;
+
+impl EngineJournal {
+    /// For a transfer with no row, about to be issued `id`: the commit to wait for before its
+    /// id is answered, when `id` is past the ids already recorded. So a fetch's id, too, is
+    /// never issued again after a crash or a restart.
+    pub(crate) fn reserve(&mut self, id: u64) -> Option<crate::journal::Reply<()>> {
+        if id <= self.reserved {
+            return None;
+        }
+        self.reserved = id.saturating_add(ID_BLOCK - 1);
+        Some(self.journal.reserve(self.reserved))
+    }
 }
 
 /// Open the journal and read what the start needs (blocks: called before the engine starts).
@@ -132,6 +151,7 @@ impl Opened {
         EngineJournal {
             journal: Arc::new(self.journal),
             keep: self.keep,
+            reserved: self.max_id,
         }
     }
 }

@@ -123,9 +123,13 @@ impl Engine {
         };
         let (id, effects) = self.records.submit(job);
         // The insert is queued before the transfer's actor exists: the journal's one queue
-        // keeps every later write of this transfer behind it.
+        // keeps every later write of this transfer behind it. A transfer with no row (a
+        // fetch) has its id reserved instead, a block at a time.
         #[cfg(feature = "journal")]
-        let ack = row.and_then(|row| Some(self.journal.as_ref()?.journal.insert(row)));
+        let ack = self.journal.as_mut().and_then(|j| match row {
+            Some(row) => Some(j.journal.insert(row)),
+            None => j.reserve(id.get()),
+        });
         self.apply(effects);
         self.admit(ctx);
         #[cfg(feature = "journal")]

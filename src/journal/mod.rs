@@ -60,6 +60,7 @@
 //! | Transition | Write | Waits before |
 //! |---|---|---|
 //! | submit (`Download`, `Upload`) accepted | `Insert(row)` (state `queued`, `created_ms`); the writer commits every write waiting for it in one transaction, so a burst of submits shares a commit (group commit) | replying `Ok(id)` |
+//! | submit of a fetch (no row) past the ids recorded | `Reserve(id + 1023)`: the high-water mark of ids, so no id is issued twice | replying `Ok(id)` |
 //! | admitted, actor started | `Update(state: active, started_ms)` | nothing |
 //! | download: `.part` created (or re-adopted) | `Update(path, part_dev, part_ino)` | writing into it |
 //! | `Began` (response accepted) | `Update(final_url, path, etag, last_modified, date, expected_len)` | writing the body |
@@ -254,6 +255,8 @@ pub(crate) enum Op {
     Keep { keep: Keep, now_ms: i64 },
     /// Set (or with `None` clear) a `meta` entry.
     SetMeta { key: String, value: Option<String> },
+    /// Ids up to this one may be issued with no row (fetches): the next start issues past it.
+    Reserve(u64),
 }
 
 /// How much history the journal keeps: at most `count` ended transfers, none that ended
@@ -412,6 +415,11 @@ impl Journal {
     /// Records a transition of transfer `id`.
     pub(crate) fn update(&self, id: u64, changes: Changes) -> Reply<()> {
         self.write(vec![Op::Update(id, Box::new(changes))])
+    }
+
+    /// Reserves the ids up to `upto`: never issued again, though no row records them.
+    pub(crate) fn reserve(&self, upto: u64) -> Reply<()> {
+        self.write(vec![Op::Reserve(upto)])
     }
 
     /// Forgets transfer `id`.

@@ -101,8 +101,10 @@ fn apply(conn: &Connection, batch: &[Write]) -> rusqlite::Result<Vec<Result<(), 
         }
         let mut result = Ok(());
         for op in &write.ops {
-            if let Op::Insert(row) = op {
-                high = high.max(row.id);
+            match op {
+                Op::Insert(row) => high = high.max(row.id),
+                Op::Reserve(upto) => high = high.max(*upto),
+                _ => {}
             }
             match one(conn, op)? {
                 Ok(()) => {}
@@ -183,6 +185,8 @@ fn one(conn: &Connection, op: &Op) -> rusqlite::Result<Result<(), JournalError>>
             retain(conn, keep, *now_ms)?;
             Ok(Ok(()))
         }
+        // Written with the high-water mark, after the batch.
+        Op::Reserve(_) => Ok(Ok(())),
         Op::SetMeta { key, value } => {
             conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
                 .execute(rusqlite::params![key, value])?;

@@ -955,3 +955,31 @@ async fn restored_transfers_keep_their_own_timeouts_and_response_cap() {
     assert_eq!(error.kind(), ErrorKind::BodyTooLarge, "{error}");
     stop(&second).await;
 }
+
+/// Fetches have no row (their bodies live in memory), yet their ids are never issued again
+/// either: the journal records ids issued without a row a block at a time, before the first
+/// of them is answered.
+#[actix_rt::test]
+async fn fetch_ids_are_never_issued_again_after_a_restart() {
+    use actix_transfer::Fetch;
+    let server = support::server();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.db");
+    let mut before = Vec::new();
+    for _ in 0..2 {
+        let engine = journaled(dir.path(), &journal).try_start().unwrap();
+        for _ in 0..3 {
+            let id = support::submit(&engine, Fetch::get(server.url("/bytes/10")))
+                .await
+                .unwrap();
+            assert!(support::wait(&engine, id).await.is_completed());
+            assert!(
+                before.iter().all(|b: &TransferId| b.get() < id.get()),
+                "{id} issued again, or out of order, after {before:?}"
+            );
+            before.push(id);
+        }
+        stop(&engine).await;
+    }
+    assert!(rows(&journal).is_empty(), "fetches have no rows");
+}
