@@ -642,6 +642,114 @@ async fn the_url_policy_refuses_before_anything_is_sent() {
     server.stop().await;
 }
 
+/// The `access-control-*` headers of a response, names and values.
+fn cors_headers(res: &awc::ClientResponse<impl futures::Stream>) -> Vec<(String, String)> {
+    res.headers()
+        .iter()
+        .filter(|(n, _)| n.as_str().starts_with("access-control-"))
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// A browser's preflight before a cross-origin `POST` with the token and a JSON body.
+async fn preflight(base: &str, origin: &str) -> awc::ClientResponse<impl futures::Stream> {
+    client()
+        .request(
+            actix_web::http::Method::OPTIONS,
+            format!("{base}/api/transfers"),
+        )
+        .insert_header(("origin", origin))
+        .insert_header(("access-control-request-method", "POST"))
+        .insert_header((
+            "access-control-request-headers",
+            "authorization, content-type",
+        ))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A `GET` with the token from a page of `origin`.
+async fn get_from(url: &str, origin: &str) -> awc::ClientResponse<impl futures::Stream> {
+    client()
+        .get(url)
+        .bearer_auth(TOKEN)
+        .insert_header(("origin", origin))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn cors_is_off_by_default_and_answers_only_the_configured_origin() {
+    const UI: &str = "https://ui.example";
+    const FOREIGN: &str = "https://evil.example";
+
+    // By default: no preflight answer, no CORS header on anything.
+    let p = panel().await;
+    let res = preflight(&p.base, UI).await;
+    assert_ne!(res.status().as_u16(), 204);
+    assert_eq!(cors_headers(&res), [], "default preflight");
+    let res = get_from(&format!("{}/api/transfers", p.base), UI).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(cors_headers(&res), [], "default GET");
+
+    let p = panel_with(|c| c.allow_origin(UI)).await;
+    let res = preflight(&p.base, UI).await;
+    assert_eq!(res.status().as_u16(), 204);
+    let h = cors_headers(&res);
+    let get = |name: &str| {
+        h.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {name} in {h:?}"))
+    };
+    assert_eq!(get("access-control-allow-origin"), UI);
+    assert!(
+        get("access-control-allow-methods").contains("POST"),
+        "{h:?}"
+    );
+    let allowed = get("access-control-allow-headers");
+    assert!(
+        allowed.contains("authorization") && allowed.contains("content-type"),
+        "{h:?}"
+    );
+    assert_eq!(res.headers().get("vary").unwrap(), "Origin");
+
+    let res = preflight(&p.base, FOREIGN).await;
+    assert_ne!(res.status().as_u16(), 204);
+    assert_eq!(cors_headers(&res), [], "a foreign origin's preflight");
+    let res = get_from(&format!("{}/api/transfers", p.base), FOREIGN).await;
+    assert_eq!(cors_headers(&res), [], "a foreign origin's GET");
+
+    for url in [
+        format!("{}/api/transfers", p.base),
+        format!("{}/api/stats", p.base),
+        format!("{}/metrics", p.base),
+    ] {
+        let res = get_from(&url, UI).await;
+        assert_eq!(res.status(), 200, "{url}");
+        assert_eq!(
+            res.headers().get("access-control-allow-origin").unwrap(),
+            UI,
+            "{url}"
+        );
+    }
+    // A refusal too, so that the page can read why; and the refusal still changes nothing.
+    let res = client()
+        .post(format!("{}/api/transfers", p.base))
+        .insert_header(("origin", UI))
+        .send_json(&json!({"url": "http://127.0.0.1:9/x"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.headers().get("access-control-allow-origin").unwrap(),
+        UI
+    );
+    assert!(p.engine.send(List::all()).await.unwrap().is_empty());
+}
+
 /// One frame: its id, event type (`message` when none), data, or a comment.
 #[derive(Debug, Clone, PartialEq)]
 struct Frame {
