@@ -788,3 +788,51 @@ async fn serve_exits_within_two_seconds_of_sigterm_with_event_clients_connected(
         }
     }
 }
+
+/// `--serve` on an address beyond loopback says so and refuses URLs into private networks
+/// (server-side request forgery), before anything is requested; on loopback it does not
+/// (`serve_with_a_journal_continues_after_sigterm_and_a_restart` downloads from 127.0.0.1).
+#[actix_rt::test]
+async fn serve_beyond_loopback_refuses_urls_into_private_networks() {
+    let server = ranged::start(support::content(1 << 10, 12));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cli = Cli::start(&[
+        "--serve",
+        "0.0.0.0:0",
+        "--token",
+        "tk",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    // Requests go to loopback only, whatever the address listened on.
+    let base = cli.served_at().await.replace("0.0.0.0", "127.0.0.1");
+    let start = Instant::now();
+    while !cli
+        .seen
+        .iter()
+        .any(|l| l.contains("server-side request forgery"))
+    {
+        assert!(start.elapsed() < LIMIT, "no policy line: {:?}", cli.seen);
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+        cli.drain();
+    }
+    let client = awc::Client::builder().timeout(LIMIT).finish();
+    for url in [
+        format!("{}/file", server.url),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://localhost:9/".to_owned(),
+    ] {
+        let mut res = client
+            .post(format!("{base}/api/transfers"))
+            .bearer_auth("tk")
+            .send_json(&serde_json::json!({ "url": url }))
+            .await
+            .unwrap();
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(res.status().as_u16(), 403, "{url}: {v}");
+        assert_eq!(v["error"]["kind"], "forbidden", "{v}");
+    }
+    assert!(server.seen().is_empty(), "nothing was requested");
+    cli.signal(libc::SIGTERM);
+    assert_eq!(cli.exit().await, Some(0), "{}", cli.stderr());
+}
