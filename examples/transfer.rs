@@ -33,7 +33,9 @@
 //!
 //! Exit code: 0 when every transfer completed (in the demo: when every transfer ended as the
 //! demo expects, including the one it cancels and the one that gets a 404), 1 otherwise, 2 for
-//! bad options, 130 on Ctrl-C or SIGTERM.
+//! bad options, 130 on Ctrl-C or SIGTERM. With `--serve`, which runs until it is stopped: 0
+//! once Ctrl-C or SIGTERM stopped it cleanly, 1 if it cannot listen or the server failed, 2 for
+//! bad options.
 
 use std::{
     collections::HashMap,
@@ -60,7 +62,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressState, ProgressStyle};
     name = "transfer",
     after_help = "RUST_LOG sets what is logged (RUST_LOG=actix_transfer=debug).\n\
                   Exit code: 0 when every transfer completed, 1 otherwise, 2 for bad options, \
-                  130 on Ctrl-C or SIGTERM."
+                  130 on Ctrl-C or SIGTERM (with --serve: 0 once stopped cleanly)."
 )]
 struct Args {
     /// Where files go (default: the current directory; the demo uses a temp dir).
