@@ -11,7 +11,8 @@
 //! curl localhost:8080/hello                    # the application's own route
 //! ```
 //!
-//! Files go to `DOWNLOAD_DIR`, or a temp dir. `RUST_LOG=actix_transfer=debug` shows the
+//! Ctrl-C or SIGTERM stops it gracefully (event streams first, then the server, then the
+//! engine). Files go to `DOWNLOAD_DIR`, or a temp dir. `RUST_LOG=actix_transfer=debug` shows the
 //! panel's requests (paths only, never query strings or tokens).
 
 use actix_transfer::{
@@ -61,7 +62,7 @@ async fn main() -> std::io::Result<()> {
     .run();
     let handle = server.handle();
     actix_rt::spawn(async move {
-        let _ = actix_rt::signal::ctrl_c().await;
+        stop_signal().await;
         // End the event streams first: a graceful stop would otherwise wait for them.
         panel.close().await;
         handle.stop(true).await;
@@ -69,4 +70,19 @@ async fn main() -> std::io::Result<()> {
     server.await?;
     let _ = engine.send(Shutdown).await;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on unix (what `docker stop`, systemd and `kill` send).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use actix_rt::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            let ctrl_c = Box::pin(actix_rt::signal::ctrl_c());
+            let term = Box::pin(term.recv());
+            futures::future::select(ctrl_c, term).await;
+            return;
+        }
+    }
+    let _ = actix_rt::signal::ctrl_c().await;
 }

@@ -12,6 +12,8 @@
 //! - `submit URL...`: adds one download job per URL and prints each entry id.
 //! - `results [--follow]`: prints the results as JSON lines (`--follow`: waits for more).
 //!
+//! `RUST_LOG` sets what is logged, on stderr (`RUST_LOG=actix_transfer=debug`).
+//!
 //! Defaults: streams `transfer:jobs` and `transfer:results`, group `transfer`. Any program
 //! that can `XADD` can submit jobs: see the formats in the docs of `actix_transfer::fleet`.
 
@@ -92,6 +94,12 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // On stderr: `results` prints its JSON lines on stdout.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let system = actix_rt::System::new();
     match system.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,

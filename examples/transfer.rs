@@ -24,13 +24,18 @@
 //!   `https_proxy`, `all_proxy` and `no_proxy` (or upper case) apply, except in the demo.
 //! - `--serve ADDR`: a download manager: run the engine and serve its control plane (REST API,
 //!   live events, metrics, the dashboard page) on `ADDR` until Ctrl-C or SIGTERM. Prints the
-//!   URL to open; without `--token` it makes a random token and prints it.
+//!   URL to open; without `--token` it makes a random token and prints it. When `ADDR` is not
+//!   loopback only (`0.0.0.0:8080`, a LAN address), URLs whose host is or resolves to a
+//!   loopback, private or link-local address are refused (`403`), so that whoever holds the
+//!   token cannot make the server request its own network.
 //!
 //! `RUST_LOG` sets what is logged (`RUST_LOG=actix_transfer=debug`), on stderr, above the bars.
 //!
 //! Exit code: 0 when every transfer completed (in the demo: when every transfer ended as the
 //! demo expects, including the one it cancels and the one that gets a 404), 1 otherwise, 2 for
-//! bad options, 130 on Ctrl-C or SIGTERM.
+//! bad options, 130 on Ctrl-C or SIGTERM. With `--serve`, which runs until it is stopped: 0
+//! once Ctrl-C or SIGTERM stopped it cleanly, 1 if it cannot listen or the server failed, 2 for
+//! bad options.
 
 use std::{
     collections::HashMap,
@@ -57,7 +62,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressState, ProgressStyle};
     name = "transfer",
     after_help = "RUST_LOG sets what is logged (RUST_LOG=actix_transfer=debug).\n\
                   Exit code: 0 when every transfer completed, 1 otherwise, 2 for bad options, \
-                  130 on Ctrl-C or SIGTERM."
+                  130 on Ctrl-C or SIGTERM (with --serve: 0 once stopped cleanly)."
 )]
 struct Args {
     /// Where files go (default: the current directory; the demo uses a temp dir).
@@ -83,7 +88,8 @@ struct Args {
     #[arg(short = 'o', long, value_name = "NAME", requires = "urls")]
     output: Option<String>,
     /// Run the engine and serve its control plane (REST API, live events, metrics, the
-    /// dashboard page) on ADDR until Ctrl-C or SIGTERM.
+    /// dashboard page) on ADDR until Ctrl-C or SIGTERM. Beyond loopback, URLs into private
+    /// networks are refused.
     #[arg(long, value_name = "ADDR", conflicts_with = "urls")]
     serve: Option<String>,
     /// The control plane's token (default: a random one, printed).
@@ -965,7 +971,7 @@ mod serve {
     use std::path::PathBuf;
 
     use actix_transfer::{
-        web::{ControlPanel, WebConfig},
+        web::{deny_private_networks, ControlPanel, WebConfig},
         EngineBuilder, Shutdown,
     };
     use actix_web::{App, HttpServer};
@@ -999,7 +1005,17 @@ mod serve {
             Ok(e) => e,
             Err(code) => return code,
         };
-        let panel = ControlPanel::start(engine.clone(), WebConfig::with_token(token.clone()));
+        let mut config = WebConfig::with_token(token.clone());
+        // Reachable beyond this machine, the token holder would make the server request its
+        // own network (server-side request forgery): cloud metadata, admin pages on
+        // localhost, the intranet. An address that does not resolve is left to `bind` to
+        // report.
+        let exposed = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())
+            .is_ok_and(|mut a| a.any(|a| !a.ip().is_loopback()));
+        if exposed {
+            config = config.url_policy(deny_private_networks());
+        }
+        let panel = ControlPanel::start(engine.clone(), config);
         let p = panel.clone();
         let server = match HttpServer::new(move || App::new().configure(p.routes()))
             .disable_signals()
@@ -1013,6 +1029,12 @@ mod serve {
         };
         for a in server.addrs() {
             println!("open http://{a}/ (token: {token})");
+        }
+        if exposed {
+            println!(
+                "{addr} is not loopback only: URLs to loopback, private and link-local \
+                 addresses are refused (server-side request forgery)"
+            );
         }
         println!("downloads go to {}; Ctrl-C stops", dir.display());
         let server = server.run();

@@ -141,12 +141,18 @@ async fn guard(
     }
     let path = req.path().to_owned();
     let method = req.method().clone();
-    if let Err(e) = auth::check(shared.config.token.as_deref(), &req) {
-        tracing::debug!(%method, %path, "refused: no valid token");
-        return Ok(req.error_response(e));
-    }
-    let mut res = next.call(req).await?.map_into_boxed_body();
-    tracing::debug!(%method, %path, status = res.status().as_u16(), "api");
+    let mut res = match auth::check(shared.config.token.as_deref(), &req) {
+        Err(e) => {
+            tracing::debug!(%method, %path, "refused: no valid token");
+            req.error_response(e)
+        }
+        Ok(()) => {
+            let res = next.call(req).await?.map_into_boxed_body();
+            tracing::debug!(%method, %path, status = res.status().as_u16(), "api");
+            res
+        }
+    };
+    // On the 401 too: otherwise the allowed page cannot read why it was refused.
     if let Some(origin) = origin {
         if let Ok(v) = header::HeaderValue::from_str(&origin) {
             let h = res.headers_mut();

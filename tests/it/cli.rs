@@ -138,6 +138,24 @@ impl Cli {
             .collect()
     }
 
+    /// `--serve`: the server's base URL (`http://ADDR`), from the `open http://ADDR/ ..` line
+    /// (bounded wait).
+    async fn served_at(&mut self) -> String {
+        let start = Instant::now();
+        loop {
+            self.drain();
+            if let Some(line) = self.seen.iter().find(|l| l.starts_with("open http://")) {
+                return line["open ".len()..]
+                    .split('/')
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join("/");
+            }
+            assert!(start.elapsed() < LIMIT, "no URL printed: {:?}", self.seen);
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     fn signal(&self, sig: i32) {
         // SAFETY: `kill` on our own child's pid, which has not been reaped yet.
         let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
@@ -564,27 +582,6 @@ async fn serve_with_a_journal_continues_after_sigterm_and_a_restart() {
         dl.to_str().unwrap(),
     ];
     let client = awc::Client::new();
-    let base = |cli: &Cli| {
-        let line = cli
-            .seen
-            .iter()
-            .find(|l| l.starts_with("open http://"))
-            .unwrap();
-        line["open ".len()..]
-            .split('/')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join("/")
-    };
-    let wait_open = |mut cli: Cli| async move {
-        let start = Instant::now();
-        while !cli.seen.iter().any(|l| l.starts_with("open http://")) {
-            assert!(start.elapsed() < LIMIT, "no URL printed: {:?}", cli.seen);
-            actix_rt::time::sleep(Duration::from_millis(10)).await;
-            cli.drain();
-        }
-        cli
-    };
     let status = |base: String, id: u64| {
         let client = client.clone();
         async move {
@@ -598,8 +595,8 @@ async fn serve_with_a_journal_continues_after_sigterm_and_a_restart() {
         }
     };
 
-    let mut first = wait_open(Cli::start(&args)).await;
-    let b = base(&first);
+    let mut first = Cli::start(&args);
+    let b = first.served_at().await;
     let mut res = client
         .post(format!("{b}/api/transfers"))
         .bearer_auth("tk")
@@ -619,8 +616,8 @@ async fn serve_with_a_journal_continues_after_sigterm_and_a_restart() {
     let part = std::fs::metadata(dl.join("file.part")).unwrap().len();
     assert!(part > 0 && part < content.len() as u64, "{part}");
 
-    let second = wait_open(Cli::start(&args)).await;
-    let b = base(&second);
+    let mut second = Cli::start(&args);
+    let b = second.served_at().await;
     let start = Instant::now();
     loop {
         let s = status(b.clone(), id).await;
@@ -719,4 +716,123 @@ async fn ctrl_c_with_a_journal_leaves_the_summary_and_no_bar_on_the_terminal() {
         !screen.iter().any(|l| l.contains('█') || l.contains('░')),
         "a bar is left on the screen:\n{text}"
     );
+}
+
+/// `--serve` with event-stream clients, one still connected and one gone: SIGTERM stops the
+/// server and the engine within 2 s, and ends the open stream. (A graceful stop waits for
+/// every open response, up to actix-web's 30 s `shutdown_timeout`, unless the streams are
+/// ended first.)
+#[actix_rt::test]
+async fn serve_exits_within_two_seconds_of_sigterm_with_event_clients_connected() {
+    let server = ranged::start(support::content(8 << 20, 11));
+    server.script([slow()]);
+    let dir = tempfile::tempdir().unwrap();
+    let dl = dir.path().join("dl");
+    let mut cli = Cli::start(&[
+        "--serve",
+        "127.0.0.1:0",
+        "--token",
+        "tk",
+        "--dir",
+        dl.to_str().unwrap(),
+    ]);
+    let base = cli.served_at().await;
+    let client = awc::Client::builder().timeout(LIMIT).finish();
+    // A download in progress, so that the streams carry events.
+    let res = client
+        .post(format!("{base}/api/transfers"))
+        .bearer_auth("tk")
+        .send_json(&serde_json::json!({ "url": format!("{}/file", server.url) }))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let open_stream = || async {
+        let mut res = client
+            .get(format!("{base}/api/events"))
+            .bearer_auth("tk")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        // The first frame (`retry:`): the stream is established on the server's side.
+        let first = actix_rt::time::timeout(LIMIT, futures::StreamExt::next(&mut res)).await;
+        assert!(matches!(first, Ok(Some(Ok(_)))), "no first frame");
+        res
+    };
+    let mut kept = open_stream().await;
+    drop(open_stream().await);
+
+    let start = Instant::now();
+    cli.signal(libc::SIGTERM);
+    let code = loop {
+        if let Some(status) = cli.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(start.elapsed() < LIMIT, "the example did not exit");
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    };
+    let took = start.elapsed();
+    eprintln!("exited {took:?} after SIGTERM");
+    assert_eq!(code, Some(0), "{}", cli.stderr());
+    assert!(
+        took < Duration::from_secs(2),
+        "SIGTERM to exit took {took:?}"
+    );
+    // The open stream ended (closed by the server, not cut by a timeout).
+    let start = Instant::now();
+    loop {
+        match actix_rt::time::timeout(LIMIT, futures::StreamExt::next(&mut kept)).await {
+            Ok(Some(Ok(_))) => assert!(start.elapsed() < LIMIT, "the stream never ended"),
+            Ok(None | Some(Err(_))) => break,
+            Err(_) => panic!("the open stream neither ended nor sent anything"),
+        }
+    }
+}
+
+/// `--serve` on an address beyond loopback says so and refuses URLs into private networks
+/// (server-side request forgery), before anything is requested; on loopback it does not
+/// (`serve_with_a_journal_continues_after_sigterm_and_a_restart` downloads from 127.0.0.1).
+#[actix_rt::test]
+async fn serve_beyond_loopback_refuses_urls_into_private_networks() {
+    let server = ranged::start(support::content(1 << 10, 12));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cli = Cli::start(&[
+        "--serve",
+        "0.0.0.0:0",
+        "--token",
+        "tk",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    // Requests go to loopback only, whatever the address listened on.
+    let base = cli.served_at().await.replace("0.0.0.0", "127.0.0.1");
+    let start = Instant::now();
+    while !cli
+        .seen
+        .iter()
+        .any(|l| l.contains("server-side request forgery"))
+    {
+        assert!(start.elapsed() < LIMIT, "no policy line: {:?}", cli.seen);
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+        cli.drain();
+    }
+    let client = awc::Client::builder().timeout(LIMIT).finish();
+    for url in [
+        format!("{}/file", server.url),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://localhost:9/".to_owned(),
+    ] {
+        let mut res = client
+            .post(format!("{base}/api/transfers"))
+            .bearer_auth("tk")
+            .send_json(&serde_json::json!({ "url": url }))
+            .await
+            .unwrap();
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(res.status().as_u16(), 403, "{url}: {v}");
+        assert_eq!(v["error"]["kind"], "forbidden", "{v}");
+    }
+    assert!(server.seen().is_empty(), "nothing was requested");
+    cli.signal(libc::SIGTERM);
+    assert_eq!(cli.exit().await, Some(0), "{}", cli.stderr());
 }

@@ -147,6 +147,7 @@ async fn create_status_list_and_the_ended_rules() {
     let v = until_status(&p, id, "completes", |v| v["state"] == "ended").await;
     assert_eq!(v["outcome"], "completed");
     assert_eq!(v["kind"], "download");
+    assert_eq!(v["url"], server.url("/bytes/1000"));
     assert_eq!(v["bytes"], 1000);
     assert_eq!(v["total"], 1000);
     assert_eq!(v["eta"], Value::Null);
@@ -265,6 +266,17 @@ async fn a_running_transfer_pauses_resumes_is_rated_and_cancelled() {
         v["eta"].as_u64().is_some(),
         "an active transfer with a speed has an ETA: {v}"
     );
+    let start = Instant::now();
+    loop {
+        let (code, s) = call("GET", &format!("{}/api/stats", p.base), None).await;
+        assert_eq!(code, 200);
+        if s["download_speed"].as_u64() > Some(0) {
+            assert_eq!(s["upload_speed"], 0, "{s}");
+            break;
+        }
+        assert!(start.elapsed() < LIMIT, "no download speed in {s}");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let t = |s: &str| format!("{}/api/transfers/{id}{s}", p.base);
     let (code, v) = call("POST", &t("/erase"), None).await;
@@ -307,6 +319,12 @@ async fn a_running_transfer_pauses_resumes_is_rated_and_cancelled() {
     let v = until_status(&p, id, "cancelled", |v| v["state"] == "ended").await;
     assert_eq!(v["outcome"], "cancelled");
     assert!(!p.dir.path().join("slow.bin").exists());
+    let (code, v) = call("DELETE", &t(""), None).await;
+    assert_eq!(
+        (code, kind(&v), v["error"]["ended"].as_str()),
+        (409, "not_active", Some("cancelled")),
+        "{v}"
+    );
 
     // The figures: one cancelled download, its bytes counted.
     let (code, s) = call("GET", &format!("{}/api/stats", p.base), None).await;
@@ -547,6 +565,18 @@ async fn without_auth_is_a_deliberate_choice_and_mounts_anywhere() {
     )
     .await;
     assert_eq!((code, v), (200, json!([])));
+    let server = server();
+    let mut res = client()
+        .post(format!("{base}/transfers/api/transfers"))
+        .send_json(&json!({"url": server.url("/bytes/10"), "kind": "fetch"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let id = res.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    let location = res.headers().get("location").unwrap().to_str().unwrap();
+    assert_eq!(location, format!("/transfers/api/transfers/{id}"));
+    let (code, v) = call_with("GET", &format!("{base}{location}"), None, None).await;
+    assert_eq!((code, v["id"].as_u64()), (200, Some(id)), "{v}");
     let mut res = client().get(format!("{base}/")).send().await.unwrap();
     assert_eq!(res.body().await.unwrap(), "the app's own page");
     for page in ["/transfers", "/transfers/"] {
@@ -562,6 +592,55 @@ async fn without_auth_is_a_deliberate_choice_and_mounts_anywhere() {
     }
     panel.close().await;
     handle.stop(true).await;
+    server.stop().await;
+}
+
+/// With one transfer at a time, a second one waits: `?state=queued` lists it (and only it),
+/// and it can be cancelled before it starts.
+#[actix_rt::test]
+async fn a_queued_transfer_is_listed_as_queued_and_cancelled_before_it_starts() {
+    let server = server();
+    let p = panel_of(|b| b.max_active(1), |c| c).await;
+    let running = create(&p, json!({"url": server.url("/slow/4000000")})).await;
+    until_status(&p, running, "runs", |v| v["state"] == "active").await;
+    let waiting = create(&p, json!({"url": server.url("/bytes/1000")})).await;
+    let list = |state: &'static str| {
+        let url = format!("{}/api/transfers?state={state}", p.base);
+        async move {
+            let (code, v) = call("GET", &url, None).await;
+            assert_eq!(code, 200, "{v}");
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (t["id"].as_u64().unwrap(), t["state"].clone()))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list("queued").await, [(waiting, json!("queued"))]);
+    assert_eq!(list("active").await, [(running, json!("active"))]);
+    let t = format!("{}/api/transfers/{waiting}", p.base);
+    let (code, v) = call("DELETE", &t, None).await;
+    assert_eq!(code, 204, "{v}");
+    let v = until_status(&p, waiting, "cancelled", |v| v["state"] == "ended").await;
+    assert_eq!(
+        (v["outcome"].as_str(), v["bytes"].as_u64()),
+        (Some("cancelled"), Some(0))
+    );
+    assert_eq!(list("queued").await, []);
+    let (code, v) = call("DELETE", &t, None).await;
+    assert_eq!(
+        (code, v["error"]["ended"].as_str()),
+        (409, Some("cancelled")),
+        "{v}"
+    );
+    let (code, _) = call(
+        "DELETE",
+        &format!("{}/api/transfers/{running}", p.base),
+        None,
+    )
+    .await;
+    assert_eq!(code, 204);
+    server.stop().await;
 }
 
 #[actix_rt::test]
@@ -640,6 +719,114 @@ async fn the_url_policy_refuses_before_anything_is_sent() {
     assert_eq!(server.requests(), 0);
     assert!(p.engine.send(List::all()).await.unwrap().is_empty());
     server.stop().await;
+}
+
+/// The `access-control-*` headers of a response, names and values.
+fn cors_headers(res: &awc::ClientResponse<impl futures::Stream>) -> Vec<(String, String)> {
+    res.headers()
+        .iter()
+        .filter(|(n, _)| n.as_str().starts_with("access-control-"))
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// A browser's preflight before a cross-origin `POST` with the token and a JSON body.
+async fn preflight(base: &str, origin: &str) -> awc::ClientResponse<impl futures::Stream> {
+    client()
+        .request(
+            actix_web::http::Method::OPTIONS,
+            format!("{base}/api/transfers"),
+        )
+        .insert_header(("origin", origin))
+        .insert_header(("access-control-request-method", "POST"))
+        .insert_header((
+            "access-control-request-headers",
+            "authorization, content-type",
+        ))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A `GET` with the token from a page of `origin`.
+async fn get_from(url: &str, origin: &str) -> awc::ClientResponse<impl futures::Stream> {
+    client()
+        .get(url)
+        .bearer_auth(TOKEN)
+        .insert_header(("origin", origin))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn cors_is_off_by_default_and_answers_only_the_configured_origin() {
+    const UI: &str = "https://ui.example";
+    const FOREIGN: &str = "https://evil.example";
+
+    // By default: no preflight answer, no CORS header on anything.
+    let p = panel().await;
+    let res = preflight(&p.base, UI).await;
+    assert_ne!(res.status().as_u16(), 204);
+    assert_eq!(cors_headers(&res), [], "default preflight");
+    let res = get_from(&format!("{}/api/transfers", p.base), UI).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(cors_headers(&res), [], "default GET");
+
+    let p = panel_with(|c| c.allow_origin(UI)).await;
+    let res = preflight(&p.base, UI).await;
+    assert_eq!(res.status().as_u16(), 204);
+    let h = cors_headers(&res);
+    let get = |name: &str| {
+        h.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {name} in {h:?}"))
+    };
+    assert_eq!(get("access-control-allow-origin"), UI);
+    assert!(
+        get("access-control-allow-methods").contains("POST"),
+        "{h:?}"
+    );
+    let allowed = get("access-control-allow-headers");
+    assert!(
+        allowed.contains("authorization") && allowed.contains("content-type"),
+        "{h:?}"
+    );
+    assert_eq!(res.headers().get("vary").unwrap(), "Origin");
+
+    let res = preflight(&p.base, FOREIGN).await;
+    assert_ne!(res.status().as_u16(), 204);
+    assert_eq!(cors_headers(&res), [], "a foreign origin's preflight");
+    let res = get_from(&format!("{}/api/transfers", p.base), FOREIGN).await;
+    assert_eq!(cors_headers(&res), [], "a foreign origin's GET");
+
+    for url in [
+        format!("{}/api/transfers", p.base),
+        format!("{}/api/stats", p.base),
+        format!("{}/metrics", p.base),
+    ] {
+        let res = get_from(&url, UI).await;
+        assert_eq!(res.status(), 200, "{url}");
+        assert_eq!(
+            res.headers().get("access-control-allow-origin").unwrap(),
+            UI,
+            "{url}"
+        );
+    }
+    // A refusal too, so that the page can read why; and the refusal still changes nothing.
+    let res = client()
+        .post(format!("{}/api/transfers", p.base))
+        .insert_header(("origin", UI))
+        .send_json(&json!({"url": "http://127.0.0.1:9/x"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.headers().get("access-control-allow-origin").unwrap(),
+        UI
+    );
+    assert!(p.engine.send(List::all()).await.unwrap().is_empty());
 }
 
 /// One frame: its id, event type (`message` when none), data, or a comment.
