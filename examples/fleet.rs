@@ -6,9 +6,9 @@
 //! cargo run --example fleet -- results --redis redis://127.0.0.1:6379/ --follow
 //! ```
 //!
-//! - `node`: runs a node until Ctrl-C; then it stops taking jobs, lets the ones it holds
-//!   finish, writes their results and exits. Start as many as you like, on as many machines:
-//!   each job goes to one of them.
+//! - `node`: runs a node until Ctrl-C or SIGTERM (what `docker stop` and systemd send); then
+//!   it stops taking jobs, lets the ones it holds finish, writes their results and exits.
+//!   Start as many as you like, on as many machines: each job goes to one of them.
 //! - `submit URL...`: adds one download job per URL and prints each entry id.
 //! - `results [--follow]`: prints the results as JSON lines (`--follow`: waits for more).
 //!
@@ -131,10 +131,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .dir(&dir);
             let node = Node::start(engine, cfg).await?;
             eprintln!(
-                "node {name}: taking jobs from {} (Ctrl-C stops)",
+                "node {name}: taking jobs from {} (Ctrl-C or SIGTERM stops)",
                 common.jobs
             );
-            actix_rt::signal::ctrl_c().await?;
+            stop_signal().await;
             eprintln!("node {name}: stopping; finishing the jobs it holds");
             node.send(Drain).await?;
             eprintln!("node {name}: done");
@@ -176,4 +176,19 @@ fn default_name() -> String {
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "node".into());
     format!("{host}-{}", std::process::id())
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use actix_rt::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            let ctrl_c = Box::pin(actix_rt::signal::ctrl_c());
+            let term = Box::pin(term.recv());
+            futures::future::select(ctrl_c, term).await;
+            return;
+        }
+    }
+    let _ = actix_rt::signal::ctrl_c().await;
 }
