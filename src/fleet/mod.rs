@@ -203,6 +203,9 @@ impl JobSpec {
 #[derive(Clone)]
 pub struct Fleet {
     conn: ConnectionManager,
+    /// For reads that block (`results` with a wait): no response timeout of its own, the
+    /// server answers when the wait ends, and no other command queues behind such a read.
+    blocking: ConnectionManager,
     names: Names,
 }
 
@@ -219,10 +222,27 @@ impl Fleet {
     /// Connect to the Redis at `url` (`redis://host:port/db`).
     pub async fn connect(url: &str, names: Names) -> Result<Fleet, FleetError> {
         let client = redis::Client::open(url).map_err(FleetError::Url)?;
-        let conn = ConnectionManager::new(client)
+        let config = |response: Option<std::time::Duration>| {
+            redis::aio::ConnectionManagerConfig::new()
+                .set_response_timeout(response)
+                .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
+        };
+        // The redis crate's default response timeout (500 ms) fails a busy server's answer and
+        // any read that waits for a result longer than that.
+        let conn = ConnectionManager::new_with_config(
+            client.clone(),
+            config(Some(std::time::Duration::from_secs(5))),
+        )
+        .await
+        .map_err(FleetError::Connect)?;
+        let blocking = ConnectionManager::new_with_config(client, config(None))
             .await
             .map_err(FleetError::Connect)?;
-        Ok(Fleet { conn, names })
+        Ok(Fleet {
+            conn,
+            blocking,
+            names,
+        })
     }
 
     /// The names this client uses.
@@ -275,9 +295,14 @@ impl Fleet {
     ) -> Result<Vec<(String, Vec<(String, String)>)>, FleetError> {
         let mut opts = redis::streams::StreamReadOptions::default().count(count);
         if let Some(b) = block {
-            opts = opts.block(b.as_millis() as usize);
+            // At least 1 ms: `BLOCK 0` waits forever.
+            opts = opts.block(usize::try_from(b.as_millis()).unwrap_or(usize::MAX).max(1));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = if block.is_some() {
+            self.blocking.clone()
+        } else {
+            self.conn.clone()
+        };
         let reply: Option<redis::streams::StreamReadReply> = conn
             .xread_options(&[&self.names.results], &[after], &opts)
             .await

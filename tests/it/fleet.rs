@@ -27,10 +27,13 @@ where
     }
 }
 
+/// The test's own connection; the redis crate's default response timeout (500 ms) is too
+/// short for reading thousands of results on a busy machine.
 async fn conn(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(LIMIT));
     redis::Client::open(redis.url())
         .unwrap()
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .unwrap()
 }
@@ -439,6 +442,41 @@ async fn a_node_reconnects_after_a_redis_restart_and_loses_nothing() {
     }
     assert_eq!(pending(&mut c, "n1").await, (0, 0));
     node.send(Drain).await.unwrap();
+}
+
+/// `Fleet::results` with a wait longer than the redis crate's default response timeout
+/// (500 ms) waits for the result instead of failing with "timed out" (what
+/// `fleet results --follow` did while no job ended), and returns nothing when none came.
+#[actix_rt::test]
+async fn reading_results_waits_as_long_as_asked() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let client = fleet(&redis).await;
+    let empty = client
+        .results("0", 10, Some(Duration::from_millis(1200)))
+        .await
+        .expect("a wait with no result is not an error");
+    assert!(empty.is_empty(), "{empty:?}");
+    // A result written while the reader waits is returned by that read.
+    let writer = {
+        let mut c = conn(&redis).await;
+        async move {
+            actix_rt::time::sleep(Duration::from_millis(700)).await;
+            let _: String = redis::cmd("XADD")
+                .arg(Names::default().results)
+                .arg("*")
+                .arg("key")
+                .arg("k")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+    };
+    let (read, ()) = futures::join!(client.results("0", 10, Some(LIMIT)), writer);
+    let read = read.expect("the wait ends with the result");
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(read[0].1, vec![("key".to_string(), "k".to_string())]);
 }
 
 /// How many times Redis refused `EXISTS` (the node's guard check) since the ACL log began.
