@@ -851,7 +851,9 @@ fn summary(
                     error.kind()
                 )
             }
-            Some(Outcome::Cancelled { bytes }) => println!("  #{id} cancelled after {bytes} bytes"),
+            Some(Outcome::Cancelled { bytes, .. }) => {
+                println!("  #{id} cancelled after {bytes} bytes")
+            }
             _ => println!("  #{id} did not end"),
         }
     }

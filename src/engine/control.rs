@@ -553,11 +553,7 @@ impl Handler<Shutdown> for Engine {
         let first = self.shutdown.is_none();
         self.shutdown.get_or_insert_with(Vec::new).push(tx);
         if first {
-            let outcome = Outcome::Failed {
-                bytes: 0,
-                error: TransferError::Shutdown,
-                attempts: 0,
-            };
+            let outcome = Outcome::failed_unanswered(0, TransferError::Shutdown, 0);
             // With a journal, a download or upload stops resumable: no `Ended` now.
             #[cfg(feature = "journal")]
             let journaled = self.journal.is_some();

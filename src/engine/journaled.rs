@@ -424,7 +424,8 @@ pub(super) fn status_of(row: Row, download_dir: &Path) -> Option<TransferStatus>
 }
 
 /// The outcome of a transfer only the journal remembers, as recorded: a completed download's
-/// file, an upload's response status (its body and the response headers are not recorded).
+/// file, the final response's status (an upload's body and the response headers are not
+/// recorded).
 pub(super) fn outcome_of(row: Row, download_dir: &Path) -> Option<Outcome> {
     let bytes = row.bytes_on_disk;
     Some(match row.state {
@@ -452,8 +453,15 @@ pub(super) fn outcome_of(row: Row, download_dir: &Path) -> Option<Outcome> {
                 message: "the journal recorded no error for this failure".into(),
             }),
             attempts: row.attempts,
+            // The journal keeps the last response's status, not its headers.
+            status: row.status,
+            headers: crate::event::Headers::default(),
         },
-        TransferState::Cancelled => Outcome::Cancelled { bytes },
+        TransferState::Cancelled => Outcome::Cancelled {
+            bytes,
+            status: row.status,
+            headers: crate::event::Headers::default(),
+        },
         TransferState::Queued | TransferState::Active | TransferState::Paused => return None,
     })
 }

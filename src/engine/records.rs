@@ -402,7 +402,7 @@ impl<A: Clone> Records<A> {
             ),
             None => (
                 ControlAnswer::Now(Ok(())),
-                self.end_without_actor(id, Outcome::Cancelled { bytes: 0 }),
+                self.end_without_actor(id, Outcome::cancelled_unanswered(0)),
             ),
         }
     }
@@ -864,12 +864,8 @@ mod tests {
                 url: "http://h.test/x".into(),
                 output: Output::Body(vec![7; body].into()),
             },
-            EndState::Failed => Outcome::Failed {
-                bytes: 0,
-                error: TransferError::Shutdown,
-                attempts: 1,
-            },
-            EndState::Cancelled => Outcome::Cancelled { bytes: 0 },
+            EndState::Failed => Outcome::failed_unanswered(0, TransferError::Shutdown, 1),
+            EndState::Cancelled => Outcome::cancelled_unanswered(0),
         }
     }
 
@@ -1247,7 +1243,7 @@ mod tests {
             let queued_before = fx.t.admission().queued();
             let effects = fx.t.finished(id, outcome(EndState::Cancelled, 0), None);
             let (waiters, answer) = effects.answer.expect("the waiter");
-            assert_eq!(answer, Outcome::Cancelled { bytes: 0 });
+            assert_eq!(answer, Outcome::cancelled_unanswered(0));
             for w in waiters {
                 w.send(answer.clone()).unwrap();
             }
@@ -1365,7 +1361,7 @@ mod tests {
             let (waiters, outcome) = effects.answer.expect("{s:?}: the waiter");
             assert_eq!(
                 (waiters.len(), outcome),
-                (1, Outcome::Cancelled { bytes: 0 })
+                (1, Outcome::cancelled_unanswered(0))
             );
         }
     }

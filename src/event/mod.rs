@@ -460,11 +460,26 @@ pub enum Outcome {
         error: TransferError,
         /// Attempts made (0 when it failed before any request, e.g. at shutdown while queued).
         attempts: u32,
+        /// The status of the last attempt's final response (after redirects), when one
+        /// arrived: the `503` of a [`Server`](TransferError::Server) error, or the `200` of a
+        /// body cut short. `None` when the last attempt failed before an answer (connect, DNS,
+        /// TLS, a timeout waiting for the headers, too many redirects) or made no request.
+        status: Option<u16>,
+        /// That response's headers (its `Retry-After`, a request id to quote to the server's
+        /// operators); empty with no response. A failure read back from the journal keeps its
+        /// status but not its headers.
+        headers: Headers,
     },
     /// The transfer was cancelled; a download's `.part` file was removed.
     Cancelled {
         /// Body bytes moved before the cancel.
         bytes: u64,
+        /// The status of the last attempt's final response, when one arrived before the
+        /// cancel (as for [`Failed`](Outcome::Failed)).
+        status: Option<u16>,
+        /// That response's headers; empty with no response, and for a cancel read back from
+        /// the journal.
+        headers: Headers,
     },
 }
 
@@ -479,6 +494,27 @@ pub enum Output {
 }
 
 impl Outcome {
+    /// A failure no response is known of: before any request (queued, at shutdown), or
+    /// told by something other than the transfer.
+    pub(crate) fn failed_unanswered(bytes: u64, error: TransferError, attempts: u32) -> Self {
+        Outcome::Failed {
+            bytes,
+            error,
+            attempts,
+            status: None,
+            headers: Headers::default(),
+        }
+    }
+
+    /// A cancel no response is known of (a transfer cancelled before it ran).
+    pub(crate) fn cancelled_unanswered(bytes: u64) -> Self {
+        Outcome::Cancelled {
+            bytes,
+            status: None,
+            headers: Headers::default(),
+        }
+    }
+
     /// Completed, failed or cancelled.
     pub fn end_state(&self) -> EndState {
         match self {
@@ -493,7 +529,26 @@ impl Outcome {
         match self {
             Outcome::Completed { bytes, .. }
             | Outcome::Failed { bytes, .. }
-            | Outcome::Cancelled { bytes } => *bytes,
+            | Outcome::Cancelled { bytes, .. } => *bytes,
+        }
+    }
+
+    /// The final response's status: always there when completed; when failed or cancelled,
+    /// that of the last attempt's final response, if one arrived.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Outcome::Completed { status, .. } => Some(*status),
+            Outcome::Failed { status, .. } | Outcome::Cancelled { status, .. } => *status,
+        }
+    }
+
+    /// The final response's headers (see [`status`](Self::status)); empty when no response
+    /// arrived.
+    pub fn headers(&self) -> &Headers {
+        match self {
+            Outcome::Completed { headers, .. }
+            | Outcome::Failed { headers, .. }
+            | Outcome::Cancelled { headers, .. } => headers,
         }
     }
 
@@ -543,24 +598,19 @@ mod serde_impl {
     use super::{Outcome, Output};
     use serde::ser::{Serialize, SerializeMap, Serializer};
 
-    /// `{"outcome": "completed"|"failed"|"cancelled", "bytes": n, ...}` with `status`, `headers`
-    /// (`[name, value]` pairs), `url` and `path` (or `body_len`) when completed, `error` when
-    /// failed.
+    /// `{"outcome": "completed"|"failed"|"cancelled", "bytes": n, "status": n|null, "headers":
+    /// [[name, value], ..], ...}` with `url` and `path` (or `body_len`) when completed, `error`
+    /// and `attempts` when failed. `status` is null (and `headers` empty) when no response
+    /// arrived.
     impl Serialize for Outcome {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let mut m = s.serialize_map(None)?;
             m.serialize_entry("outcome", &self.end_state())?;
             m.serialize_entry("bytes", &self.bytes())?;
+            m.serialize_entry("status", &self.status())?;
+            m.serialize_entry("headers", self.headers())?;
             match self {
-                Outcome::Completed {
-                    status,
-                    headers,
-                    url,
-                    output,
-                    ..
-                } => {
-                    m.serialize_entry("status", status)?;
-                    m.serialize_entry("headers", headers)?;
+                Outcome::Completed { url, output, .. } => {
                     m.serialize_entry("url", url)?;
                     match output {
                         Output::File(p) => m.serialize_entry("path", p)?,
@@ -619,6 +669,39 @@ mod tests {
         assert_eq!(h.iter().count(), 0);
         let none: Headers = Vec::<(String, String)>::new().into_iter().collect();
         assert_eq!(h, none);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn every_outcome_serializes_its_status_and_headers() {
+        use super::{Outcome, TransferError};
+        let answered = Outcome::Failed {
+            bytes: 0,
+            error: TransferError::Server { status: 503 },
+            attempts: 1,
+            status: Some(503),
+            headers: [("retry-after", "7")].into_iter().collect(),
+        };
+        assert_eq!(
+            serde_json::to_value(&answered).unwrap(),
+            serde_json::json!({
+                "outcome": "failed",
+                "bytes": 0,
+                "status": 503,
+                "headers": [["retry-after", "7"]],
+                "error": serde_json::to_value(TransferError::Server { status: 503 }).unwrap(),
+                "attempts": 1,
+            })
+        );
+        assert_eq!(
+            serde_json::to_value(Outcome::cancelled_unanswered(5)).unwrap(),
+            serde_json::json!({
+                "outcome": "cancelled",
+                "bytes": 5,
+                "status": null,
+                "headers": [],
+            })
+        );
     }
 
     #[cfg(feature = "serde")]

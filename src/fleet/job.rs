@@ -224,9 +224,9 @@ impl ResultFields {
     pub(crate) fn of_outcome(base: ResultBase, outcome: &Outcome, sha256: Option<&str>) -> Self {
         let mut r = base.fields("completed");
         r.bytes = outcome.bytes();
+        r.status = outcome.status();
         match outcome {
-            Outcome::Completed { status, .. } => {
-                r.status = Some(*status);
+            Outcome::Completed { .. } => {
                 r.path = outcome.path().map(|p| p.display().to_string());
                 // The engine verified the file against it, so it is the file's digest.
                 if outcome.path().is_some() {
@@ -235,7 +235,6 @@ impl ResultFields {
             }
             Outcome::Failed { error, .. } => {
                 r.outcome = "failed";
-                r.status = error.status();
                 r.error_kind = Some(error.kind().as_str().to_string());
                 r.error = Some(error.to_string());
             }
@@ -436,6 +435,8 @@ mod tests {
                 bytes: 3,
                 error: TransferError::Server { status: 404 },
                 attempts: 1,
+                status: Some(404),
+                headers: Default::default(),
             },
             None,
         );

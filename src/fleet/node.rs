@@ -470,24 +470,14 @@ impl Node {
                         async move { engine.send(Wait(transfer)).await.ok().flatten() }
                             .into_actor(act)
                             .map(move |outcome, act, ctx| {
-                                let outcome = outcome.unwrap_or(Outcome::Failed {
-                                    bytes: 0,
-                                    error: crate::TransferError::Shutdown,
-                                    attempts: 0,
+                                let outcome = outcome.unwrap_or_else(|| {
+                                    Outcome::failed_unanswered(0, crate::TransferError::Shutdown, 0)
                                 });
                                 act.ended(id, transfer, outcome, ctx)
                             }),
                     );
                 }
-                Err(error) => act.ended_with(
-                    id,
-                    Outcome::Failed {
-                        bytes: 0,
-                        error,
-                        attempts: 0,
-                    },
-                    ctx,
-                ),
+                Err(error) => act.ended_with(id, Outcome::failed_unanswered(0, error, 0), ctx),
             }),
         );
     }

@@ -649,20 +649,17 @@ pub(crate) fn ended_changes(outcome: &Outcome, part_bytes: Option<u64>) -> Chang
             ..Changes::default()
         };
     }
-    let (status, path) = match outcome {
-        Outcome::Completed { status, output, .. } => (
-            Some(*status),
-            match output {
-                Output::File(p) => Some(p.clone()),
-                _ => None,
-            },
-        ),
-        _ => (None, None),
+    let path = match outcome {
+        Outcome::Completed {
+            output: Output::File(p),
+            ..
+        } => Some(p.clone()),
+        _ => None,
     };
     Changes {
         state: Some(end.into()),
         outcome: Some(Some(end)),
-        status: Some(status),
+        status: Some(outcome.status()),
         error: Some(outcome.error().map(|e| (e.kind(), e.to_string()))),
         bytes_on_disk: Some(match end {
             EndState::Completed => outcome.bytes(),

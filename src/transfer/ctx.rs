@@ -69,6 +69,9 @@ pub(crate) struct Ctx {
     // What the last attempt found out, for the next decision.
     /// The `Retry-After` of the last failed response.
     pub(crate) retry_after: Cell<Option<Duration>>,
+    /// The status and headers of the current attempt's last final response (after
+    /// redirects): what a failed or cancelled outcome shows of the server's answer.
+    response: RefCell<Option<(u16, Headers)>>,
     /// An error from our own side of a request body (reading the upload file).
     body_error: RefCell<Option<TransferError>>,
     /// What only a download has: its file and what the server taught about resuming it.
@@ -159,6 +162,7 @@ impl Ctx {
             since: Cell::new(now),
             rearm: RefCell::new(None),
             retry_after: Cell::new(None),
+            response: RefCell::new(None),
             body_error: RefCell::new(None),
             download: DownloadState {
                 sources: RefCell::new(Sources::new(1 + mirrors)),
@@ -447,6 +451,27 @@ impl Ctx {
     /// Our own body source's error, if it failed (it explains the send error awc reports).
     pub(crate) fn take_body_error(&self) -> Option<TransferError> {
         self.body_error.borrow_mut().take()
+    }
+
+    /// A final response arrived (after redirects): remember its head for the outcome, and
+    /// return its headers.
+    pub(crate) fn responded(&self, response: &ClientResponse) -> Headers {
+        let headers = crate::http::headers_of(response);
+        *self.response.borrow_mut() = Some((response.status().as_u16(), headers.clone()));
+        headers
+    }
+
+    /// A new attempt begins: no response of it yet.
+    pub(super) fn forget_response(&self) {
+        self.response.borrow_mut().take();
+    }
+
+    /// The status and headers of the last attempt's final response, if one arrived.
+    pub(super) fn last_response(&self) -> (Option<u16>, Headers) {
+        match &*self.response.borrow() {
+            Some((status, headers)) => (Some(*status), headers.clone()),
+            None => (None, Headers::default()),
+        }
     }
 
     /// Note a failed response's `Retry-After` for the backoff.

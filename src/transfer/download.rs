@@ -94,7 +94,7 @@ pub(super) async fn run(ctx: &Rc<Ctx>, opts: &DownloadOptions) -> Result<Done, T
         .filter(|_| ctx.download.resume_source.get() == source);
 
     // At most two requests: a range request, then (if the server botched it) a plain one.
-    let (sent, total) = loop {
+    let (sent, total, headers) = loop {
         let mut request = base.clone();
         let direct = offset > 0 && resume_url.is_some();
         if let Some(url) = resume_url.as_ref().filter(|_| direct) {
@@ -132,6 +132,8 @@ pub(super) async fn run(ctx: &Rc<Ctx>, opts: &DownloadOptions) -> Result<Done, T
             sent => sent?,
         };
         let status = sent.response.status();
+        // Each answer, a refused range's too: a failure after it shows what the server said.
+        let headers = ctx.responded(&sent.response);
         let length = || http::body_length(&sent.response, &Method::GET);
         match status {
             StatusCode::PARTIAL_CONTENT if offset > 0 && sent.ranged => {
@@ -148,7 +150,7 @@ pub(super) async fn run(ctx: &Rc<Ctx>, opts: &DownloadOptions) -> Result<Done, T
                 });
                 if good {
                     let total = range.and_then(|r| r.total);
-                    break (sent, total);
+                    break (sent, total, headers);
                 }
                 tracing::debug!(?range, offset, "refusing a bad 206; restarting from zero");
                 // A mirror with another version of the file has no broken ranges.
@@ -162,7 +164,7 @@ pub(super) async fn run(ctx: &Rc<Ctx>, opts: &DownloadOptions) -> Result<Done, T
             StatusCode::PARTIAL_CONTENT if caller_range && sent.ranged => {
                 // The part the caller asked for; its length is this body's.
                 let remaining = length()?;
-                break (sent, remaining);
+                break (sent, remaining, headers);
             }
             // Part of the resource, to a request that asked for no range (or for a range of
             // a caller's own, which a download cannot place in the file).
@@ -184,7 +186,7 @@ pub(super) async fn run(ctx: &Rc<Ctx>, opts: &DownloadOptions) -> Result<Done, T
                     Some(sent.url.clone()).filter(|url| *url != ctx.job.request.url);
                 ctx.download.resume_source.set(source);
                 let total = length()?;
-                break (sent, total);
+                break (sent, total, headers);
             }
             s if direct
                 && !ctx
@@ -221,7 +223,6 @@ pub(super) async fn run(ctx: &Rc<Ctx>, opts: &DownloadOptions) -> Result<Done, T
     };
     let status = sent.response.status().as_u16();
     let remaining = http::body_length(&sent.response, &Method::GET)?;
-    let headers = http::headers_of(&sent.response);
     ctx.set_bytes(offset);
     ctx.began(
         Some(status),

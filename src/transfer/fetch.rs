@@ -24,6 +24,7 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Done, TransferError> {
     )
     .await?;
     let status = sent.response.status();
+    let headers = ctx.responded(&sent.response);
     if !status.is_success() {
         ctx.note_retry_after(&sent.response);
     }
@@ -38,7 +39,6 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Done, TransferError> {
     if expected.is_some_and(|n| n > limit) {
         return Err(TransferError::BodyTooLarge { limit });
     }
-    let headers = http::headers_of(&sent.response);
     ctx.began(Some(status.as_u16()), || headers.clone(), expected);
     ctx.await_body();
     let body = BodyReader::new(sent.response, expected, true)

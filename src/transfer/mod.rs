@@ -337,6 +337,9 @@ impl TransferActor {
 
     fn start_attempt(&mut self, ctx: &mut Context<Self>) {
         let total = self.life.start_attempt();
+        // Now, not in the attempt's future: one aborted before its first poll has no answer
+        // either, and must not show the previous attempt's.
+        self.shared.forget_response();
         let (handle, registration) = AbortHandle::new_pair();
         let shared = Rc::clone(&self.shared);
         let io = async move {
@@ -538,8 +541,11 @@ impl TransferActor {
 
     fn end_cancelled(&mut self, ctx: &mut Context<Self>) {
         let keep = self.partial_policy(|o| o.on_cancel) == Partial::Keep;
+        let (status, headers) = self.shared.last_response();
         let outcome = Outcome::Cancelled {
             bytes: self.shared.bytes(),
+            status,
+            headers,
         };
         self.cleanup_then_end(outcome, !keep, ctx);
     }
@@ -556,10 +562,13 @@ impl TransferActor {
         // An empty .part holds nothing to resume from: it is never kept.
         let delete =
             force_delete || empty || self.partial_policy(|o| o.on_failure) == Partial::Delete;
+        let (status, headers) = self.shared.last_response();
         let outcome = Outcome::Failed {
             bytes: self.shared.bytes(),
             error,
             attempts: self.life.attempts(),
+            status,
+            headers,
         };
         self.cleanup_then_end(outcome, delete, ctx);
     }
@@ -732,10 +741,13 @@ impl TransferActor {
 
     /// The end of a transfer whose actor stopped any other way than through [`Self::end`].
     fn unexpected_end(&self) -> Outcome {
+        let (status, headers) = self.shared.last_response();
         Outcome::Failed {
             bytes: self.shared.bytes(),
             error: TransferError::Panicked("the transfer actor stopped unexpectedly".into()),
             attempts: self.life.attempts(),
+            status,
+            headers,
         }
     }
 

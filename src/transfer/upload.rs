@@ -77,6 +77,7 @@ pub(super) async fn run(
     .await
     .map_err(|e| ctx.take_body_error().unwrap_or(e))?;
     let status = sent.response.status();
+    let headers = ctx.responded(&sent.response);
     if !status.is_success() {
         ctx.note_retry_after(&sent.response);
     }
@@ -86,7 +87,6 @@ pub(super) async fn run(
         });
     }
     let expected = http::body_length(&sent.response, &ctx.job.request.method)?;
-    let headers = http::headers_of(&sent.response);
     ctx.await_body();
     let reply = BodyReader::new(sent.response, expected, false)
         .collect(ctx, max_body.unwrap_or(ctx.cfg.max_body))

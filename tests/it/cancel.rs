@@ -75,7 +75,12 @@ async fn cancel_while_queued_never_sends_a_request() {
         events,
         vec![
             EventKind::Queued,
-            EventKind::Ended(Outcome::Cancelled { bytes: 0 })
+            // Never sent, so no response either.
+            EventKind::Ended(Outcome::Cancelled {
+                bytes: 0,
+                status: None,
+                headers: Headers::default(),
+            })
         ]
     );
     rig.engine.send(Cancel(blocker)).await.unwrap().unwrap();

@@ -368,9 +368,13 @@ async fn after_a_restart_status_list_and_wait_answer_for_transfers_of_the_previo
         support::wait(&engine, done).await,
         Outcome::Completed { .. }
     ));
-    let Outcome::Failed { error, .. } = support::wait(&engine, failed).await else {
+    let Outcome::Failed { error, headers, .. } = support::wait(&engine, failed).await else {
         panic!("the 404 did not fail");
     };
+    assert!(
+        !headers.is_empty(),
+        "the live outcome has the 404's headers"
+    );
     let message = error.to_string();
     stop(&engine).await;
 
@@ -414,7 +418,17 @@ async fn after_a_restart_status_list_and_wait_answer_for_transfers_of_the_previo
         other => panic!("{other:?}"),
     }
     match support::wait(&engine, failed).await {
-        Outcome::Failed { error, .. } => assert_eq!(error.kind(), ErrorKind::Server),
+        Outcome::Failed {
+            error,
+            status,
+            headers,
+            ..
+        } => {
+            assert_eq!(error.kind(), ErrorKind::Server);
+            // The journal records the status, not the headers.
+            assert_eq!(status, Some(404));
+            assert!(headers.is_empty(), "{headers:?}");
+        }
         other => panic!("{other:?}"),
     }
     // An id never issued stays unknown.

@@ -25,6 +25,7 @@ mod journal;
 mod journal_crash;
 mod mirrors;
 mod names;
+mod outcome_response;
 mod proxy;
 mod resilience;
 mod segmented;

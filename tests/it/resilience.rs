@@ -452,7 +452,7 @@ async fn cleanup_policies_and_erase() {
     rig.engine.send(Cancel(id)).await.unwrap().unwrap();
     // Every byte received is in the kept .part, buffered ones included: a resume continues
     // from exactly there.
-    let Outcome::Cancelled { bytes } = rig.events.until_ended(id).await else {
+    let Outcome::Cancelled { bytes, .. } = rig.events.until_ended(id).await else {
         panic!("cancelled")
     };
     let kept = std::fs::read(rig.dir.path().join("kept.bin.part")).unwrap();
