@@ -1060,3 +1060,102 @@ async fn a_mirror_serves_the_file_when_the_url_is_dead() {
         "from zero: nothing came from the dead URL"
     );
 }
+
+/// `--help` of every example prints its usage to stdout, nothing to stderr, and exits 0.
+#[actix_rt::test]
+async fn help_goes_to_stdout_with_exit_code_0_for_every_example() {
+    for name in ["transfer", "fleet", "loadtest", "embed"] {
+        let mut cli = Cli::start_with(name, &["--help"], &[]);
+        let code = cli.exit().await;
+        let stderr = cli.stderr();
+        let stdout = cli.seen.join("\n");
+        assert_eq!(
+            code,
+            Some(0),
+            "{name}: stdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        assert!(stdout.contains("Usage:"), "{name}: {stdout}");
+        assert!(stdout.contains("--help"), "{name}: {stdout}");
+        assert!(stderr.is_empty(), "{name}: {stderr}");
+    }
+}
+
+/// examples/embed.rs reads its options from the environment (`TOKEN`, `PORT`, `DOWNLOAD_DIR`)
+/// as from its flags: without a token it is a usage error (exit code 2); with `TOKEN` and
+/// `PORT=0` it serves the application's route and the control plane (the token required) on
+/// the port it prints, and SIGTERM stops it with exit code 0.
+#[actix_rt::test]
+async fn embed_takes_its_options_from_the_environment_or_its_flags() {
+    // Without TOKEN, whatever this process's environment holds.
+    let mut bare = {
+        let mut command = Command::new(example_named("embed"));
+        command
+            .args(["--port", "0"])
+            .env_remove("TOKEN")
+            .env_remove("PORT")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command.spawn().unwrap()
+    };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = bare.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "embed without a token did not exit"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut bare.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--token"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cli = Cli::start_with(
+        "embed",
+        &[],
+        &[
+            ("TOKEN", "s3cret"),
+            ("PORT", "0"),
+            ("DOWNLOAD_DIR", dir.path().to_str().unwrap()),
+        ],
+    );
+    let start = Instant::now();
+    let base = loop {
+        cli.drain();
+        if let Some(rest) = cli
+            .seen
+            .iter()
+            .find_map(|l| l.strip_prefix("embed: http://"))
+        {
+            let addr = rest.split('/').next().unwrap();
+            break format!("http://{addr}");
+        }
+        if start.elapsed() > LIMIT {
+            let stderr = cli.stderr();
+            panic!("no address printed: {:?}\n{stderr}", cli.seen);
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        cli.seen[0].contains(&*dir.path().display().to_string()),
+        "DOWNLOAD_DIR is where files go: {}",
+        cli.seen[0]
+    );
+    let client = awc::Client::builder().timeout(LIMIT).finish();
+    let mut hello = client.get(format!("{base}/hello")).send().await.unwrap();
+    assert_eq!(hello.status().as_u16(), 200);
+    assert_eq!(&hello.body().await.unwrap()[..], b"hello from the app\n");
+    let api = format!("{base}/transfers/api/transfers");
+    let without = client.get(&api).send().await.unwrap();
+    assert_eq!(without.status().as_u16(), 401);
+    let with = client.get(&api).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(with.status().as_u16(), 200);
+    cli.signal(libc::SIGTERM);
+    assert_eq!(cli.exit().await, Some(0), "{}", cli.stderr());
+}
