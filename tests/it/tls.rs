@@ -7,6 +7,7 @@ use std::{sync::atomic::Ordering::SeqCst, sync::Arc, time::Duration};
 
 use actix_transfer::*;
 use actix_web::http::Version;
+use rcgen::SanType;
 use rustls::{pki_types::PrivatePkcs8KeyDer, RootCertStore};
 
 use crate::support::*;
@@ -24,7 +25,15 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 pub(crate) fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    pki_for(vec![
+        SanType::DnsName("localhost".try_into().unwrap()),
+        SanType::IpAddress([127, 0, 0, 1].into()),
+    ])
+}
+
+/// A CA and a server certificate it signed for the names `sans`, and no other.
+fn pki_for(sans: Vec<SanType>) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -35,10 +44,8 @@ pub(crate) fn pki() -> Pki {
     let issuer = Issuer::new(ca_params, ca_key);
 
     let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = sans;
     let cert = params.signed_by(&key, &issuer).unwrap();
 
     let server = rustls::ServerConfig::builder_with_provider(provider())
@@ -78,7 +85,9 @@ fn quick_retries() -> RetryPolicy {
 
 /// Debug fragments a message must never carry.
 fn assert_sentence(message: &str) {
-    for fragment in ["Some(", "Os {", "Custom {", "kind:", "Error(", "{ "] {
+    for fragment in [
+        "Some(", "Os {", "Custom {", "kind:", "Error(", "{ ", "Other(", "Error {", "Kind(",
+    ] {
         assert!(!message.contains(fragment), "{message}");
     }
 }
@@ -108,6 +117,50 @@ async fn an_untrusted_certificate_fails_as_tls_in_one_attempt() {
                 .and_then(|e| e.downcast_ref::<std::io::Error>())
                 .expect("the io::Error is the source");
             assert!(io.get_ref().is_some_and(|e| e.is::<rustls::Error>()));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !rig.events
+            .kinds(id)
+            .iter()
+            .any(|k| matches!(k, EventKind::Retrying { .. })),
+        "no retry"
+    );
+    assert_eq!(server.requests(), 0, "no request got through");
+    assert!(rig.files().is_empty(), "{:?}", rig.files());
+    server.stop().await;
+}
+
+/// A certificate from a trusted CA whose names do not cover the host (made for
+/// `example.test`, reached as 127.0.0.1): a TLS error in one attempt, never retried (the same
+/// certificate comes back), whose message reads as a sentence naming both.
+#[actix_rt::test]
+async fn a_certificate_for_another_name_fails_as_tls_in_one_attempt() {
+    let pki = pki_for(vec![SanType::DnsName("example.test".try_into().unwrap())]);
+    let server = tls_server(pki.server);
+    let rig = rig_with(|b| {
+        b.retry(quick_retries())
+            .add_root_certificate(pki.ca_pem.as_bytes())
+    })
+    .await;
+    let id = rig
+        .submit(Download::new(server.url("/bytes/1000")).to("a.bin"))
+        .await;
+    match rig.wait(id).await {
+        Outcome::Failed {
+            error, attempts, ..
+        } => {
+            assert_eq!(error.kind(), ErrorKind::Tls, "{error:?}");
+            assert_eq!(attempts, 1, "a name error is never retried");
+            assert!(!error.is_retryable());
+            let message = error.to_string();
+            assert_eq!(
+                message,
+                "TLS handshake failed: invalid peer certificate: certificate not valid for name \
+                 \"127.0.0.1\"; certificate is only valid for dns name \"example.test\""
+            );
+            assert_sentence(&message);
         }
         other => panic!("{other:?}"),
     }
