@@ -355,3 +355,120 @@ async fn a_name_that_does_not_resolve_fails_as_dns() {
     }
     assert!(rig.files().is_empty());
 }
+
+/// The environment variable that makes [`native_roots_child`] run: the parent test sets it to
+/// what the child must see (`trusted` or `refused`).
+#[cfg(feature = "native-roots")]
+const NATIVE_CHILD: &str = "ACTIX_TRANSFER_NATIVE_ROOTS_CHILD";
+
+/// The URL the child downloads from (the parent's TLS server).
+#[cfg(feature = "native-roots")]
+const NATIVE_URL: &str = "ACTIX_TRANSFER_NATIVE_ROOTS_URL";
+
+/// Feature `native-roots`: an engine with default TLS settings (no `add_root_certificate`)
+/// trusts the operating system's roots, which `SSL_CERT_FILE` replaces: pointed at the test
+/// CA's PEM, the TLS server is reached; without it (the system's store, which does not hold
+/// the test CA), the certificate is refused as `Tls`. Each case runs [`native_roots_child`]
+/// alone in a child process (setting variables in this multi-threaded binary would race with
+/// every other test); this server serves both.
+#[cfg(feature = "native-roots")]
+#[actix_rt::test]
+async fn native_roots_follow_ssl_cert_file_in_a_child_process() {
+    use std::{
+        process::{Command, Stdio},
+        time::Instant,
+    };
+    let pki = pki();
+    let server = tls_server(pki.server);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    for (cert_file, expect) in [(Some(&ca), "trusted"), (None, "refused")] {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args([
+                "tls::native_roots_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(NATIVE_CHILD, expect)
+            .env(NATIVE_URL, server.url("/bytes/100000"))
+            .env_remove("SSL_CERT_DIR")
+            .env_remove("SSL_CERT_FILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(file) = cert_file {
+            command.env("SSL_CERT_FILE", file);
+        }
+        let mut child = command.spawn().unwrap();
+        // Read while it runs (a full pipe would stall it); this thread serves the server.
+        let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_string(&mut text);
+                }
+                text
+            })
+        };
+        let out = read(child.stdout.take().map(|p| Box::new(p) as _));
+        let err = read(child.stderr.take().map(|p| Box::new(p) as _));
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > LIMIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{expect}: the child did not exit");
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        };
+        let text = format!("{}\n{}", out.join().unwrap(), err.join().unwrap());
+        assert!(status.success(), "{expect}: {text}");
+        assert!(
+            text.contains("1 passed"),
+            "{expect}: the child test ran: {text}"
+        );
+    }
+    assert_eq!(server.requests(), 1, "only the trusting child got through");
+    server.stop().await;
+}
+
+/// Run by [`native_roots_follow_ssl_cert_file_in_a_child_process`] in a child process; it does
+/// nothing in the test run itself.
+#[cfg(feature = "native-roots")]
+#[actix_rt::test]
+async fn native_roots_child() {
+    let Some(expect) = std::env::var_os(NATIVE_CHILD) else {
+        return;
+    };
+    let url = std::env::var(NATIVE_URL).unwrap();
+    // Default TLS settings: the bundled roots and the operating system's.
+    let rig = rig_with(|b| b.retry(quick_retries())).await;
+    let id = rig.submit(Download::new(url).to("a.bin")).await;
+    let outcome = rig.wait(id).await;
+    match (expect.to_str().unwrap(), outcome) {
+        ("trusted", outcome) => {
+            let path = outcome.path().unwrap_or_else(|| panic!("{outcome:?}"));
+            assert_eq!(std::fs::read(path).unwrap(), pattern(100_000));
+        }
+        (
+            "refused",
+            Outcome::Failed {
+                error, attempts, ..
+            },
+        ) => {
+            assert_eq!(error.kind(), ErrorKind::Tls, "{error:?}");
+            assert_eq!(attempts, 1, "{error}");
+            assert_eq!(
+                error.to_string(),
+                "TLS handshake failed: invalid peer certificate: unknown issuer"
+            );
+        }
+        (expect, other) => panic!("{expect}: {other:?}"),
+    }
+}
