@@ -900,6 +900,7 @@ async fn a_ca_cert_option_trusts_a_private_ca_directly_and_through_a_proxy() {
         ),
         "{line}"
     );
+    support::assert_sentence(line);
     assert_eq!(server.requests(), 0, "no request got through");
     assert!(!dl.join("a.bin").exists());
 

@@ -83,15 +83,6 @@ fn quick_retries() -> RetryPolicy {
         .max_delay(Duration::from_millis(20))
 }
 
-/// Debug fragments a message must never carry.
-fn assert_sentence(message: &str) {
-    for fragment in [
-        "Some(", "Os {", "Custom {", "kind:", "Error(", "{ ", "Other(", "Error {", "Kind(",
-    ] {
-        assert!(!message.contains(fragment), "{message}");
-    }
-}
-
 #[actix_rt::test]
 async fn an_untrusted_certificate_fails_as_tls_in_one_attempt() {
     let pki = pki();
