@@ -466,7 +466,9 @@ fn io_text(e: &std::io::Error) -> String {
 /// `text` with its Debug names as lower-case words: a CamelCase name (`InvalidContentType`:
 /// "invalid content type"), nested tuple variants by their innermost name
 /// (`Other(OtherError(CaUsedAsEndEntity))`: "ca used as end entity"), a struct variant by its
-/// name alone (`NameContext { .. }`: "name context"). Other text is kept.
+/// name alone (`NameContext { .. }`: "name context"), a tuple variant around a value by its
+/// name and the value (`DnsName("a.test")`: `dns name "a.test"`, `IpAddress(10.0.0.1)`: "ip
+/// address 10.0.0.1", as webpki lists a certificate's names). Other text is kept.
 #[cfg_attr(not(feature = "rustls"), allow(dead_code))]
 fn debug_as_words(text: &str) -> String {
     let b = text.as_bytes();
@@ -510,16 +512,29 @@ fn debug_as_words(text: &str) -> String {
         let end = ident_end(i);
         let mut name = &b[i..end];
         let mut next = end;
+        // The value a tuple variant holds, written after its name.
+        let mut value = None;
         if b.get(end) == Some(&b'(') {
             // Tuple variants: `A(B(C))`, when nothing but names and parentheses is inside.
             if let Some(close) = group_end(end, b'(', b')') {
                 let inner = &b[end..close];
+                let names = inner.split(|c| *c == b'(' || *c == b')');
                 if inner
                     .iter()
                     .all(|c| c.is_ascii_alphanumeric() || *c == b'(' || *c == b')')
+                    && names
+                        .filter(|w| !w.is_empty())
+                        .all(|w| w[0].is_ascii_uppercase())
                 {
                     let mut innermost = inner.split(|c| *c == b'(' || *c == b')');
                     name = innermost.rfind(|w| !w.is_empty()).unwrap_or(name);
+                    next = close;
+                } else if !inner[1..inner.len() - 1]
+                    .iter()
+                    .any(|c| b"(){}".contains(c))
+                {
+                    // `Name(value)`: one plain value (a quoted string, an address, a number).
+                    value = Some(&text[end + 1..close - 1]);
                     next = close;
                 }
             }
@@ -542,6 +557,10 @@ fn debug_as_words(text: &str) -> String {
                     out.push(' ');
                 }
                 out.push(c.to_ascii_lowercase() as char);
+            }
+            if let Some(value) = value {
+                out.push(' ');
+                out.push_str(value);
             }
         }
         i = next;
@@ -837,6 +856,15 @@ mod tests {
                 "HTTP/2: Connection refused (os error 111) é",
             ),
             ("Expired", "Expired"),
+            // webpki's list of a certificate's names.
+            (
+                "certificate not valid for name \"127.0.0.1\"; certificate is only valid for \
+                 DnsName(\"example.test\"), IpAddress(10.0.0.1) or Unsupported(0x01)",
+                "certificate not valid for name \"127.0.0.1\"; certificate is only valid for dns \
+                 name \"example.test\", ip address 10.0.0.1 or unsupported 0x01",
+            ),
+            // Around a value that is not plain, only the plain tuple inside is taken apart.
+            ("Wrap(Some(\"x\") and y)", "Wrap(some \"x\" and y)"),
         ] {
             assert_eq!(debug_as_words(text), words, "{text}");
         }

@@ -18,31 +18,50 @@ use crate::support::{self, LIMIT};
 
 /// The example binary, next to this test binary (`cargo test` builds the examples).
 fn example() -> PathBuf {
+    example_named("transfer")
+}
+
+/// The binary of `examples/{name}.rs`, built no earlier than its source.
+fn example_named(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
-    // target/debug/deps/it-… → target/debug/examples/transfer
+    // target/debug/deps/it-… → target/debug/examples/{name}
     let path = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/debug")
         .join("examples")
-        .join("transfer");
+        .join(name);
     assert!(
         path.exists(),
         "\n\n*** {} IS MISSING: these tests run the example as a process. `cargo test` builds \
-         it; a filtered run may not: `cargo build --all-features --example transfer` first. ***\n",
+         it; a filtered run may not: `cargo build --all-features --example {name}` first. ***\n",
         path.display()
     );
     // `cargo test --test it` alone does not rebuild examples: never test a stale binary.
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/transfer.rs");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).unwrap();
     assert!(
         modified(&path) >= modified(&source),
-        "\n\n*** {} IS OLDER THAN examples/transfer.rs: `cargo build --all-features --example \
-         transfer` first (`cargo test` builds it). ***\n",
+        "\n\n*** {} IS OLDER THAN examples/{name}.rs: `cargo build --all-features --example \
+         {name}` first (`cargo test` builds it). ***\n",
         path.display()
     );
     path
 }
+
+/// The proxy variables a CLI reads (`proxy_from_env`): removed from every child's
+/// environment, so that the machine's own proxy settings never reach a test's loopback
+/// servers; a test sets the ones it means.
+const PROXY_VARS: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
 
 /// A running `transfer`: its stdout lines as they come, its stderr at the end.
 struct Cli {
@@ -53,9 +72,19 @@ struct Cli {
 
 impl Cli {
     fn start(args: &[&str]) -> Cli {
-        let mut child = Command::new(example())
-            .args(args)
-            .env_remove("RUST_LOG")
+        Cli::start_with("transfer", args, &[])
+    }
+
+    /// `examples/{name}` with `args`, and `env` set on top of this environment (without
+    /// `RUST_LOG` and the proxy variables).
+    fn start_with(name: &str, args: &[&str], env: &[(&str, &str)]) -> Cli {
+        let mut command = Command::new(example_named(name));
+        command.args(args).env_remove("RUST_LOG");
+        for var in PROXY_VARS {
+            command.env_remove(var);
+        }
+        let mut child = command
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -833,6 +862,301 @@ async fn serve_beyond_loopback_refuses_urls_into_private_networks() {
         assert_eq!(v["error"]["kind"], "forbidden", "{v}");
     }
     assert!(server.seen().is_empty(), "nothing was requested");
+    cli.signal(libc::SIGTERM);
+    assert_eq!(cli.exit().await, Some(0), "{}", cli.stderr());
+}
+
+/// `--ca-cert FILE`: a TLS server whose certificate a CA made in the test signed is refused
+/// without it (a summary line naming the TLS failure, exit code 1, no request got through),
+/// and trusted with it: the file completes byte-exact; through `--proxy` too (a `CONNECT`
+/// tunnel, the origin's certificate checked against the same root).
+#[cfg(feature = "rustls")]
+#[actix_rt::test]
+async fn a_ca_cert_option_trusts_a_private_ca_directly_and_through_a_proxy() {
+    let pki = crate::tls::pki();
+    let server = support::tls_server(pki.server);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let ca = ca.to_str().unwrap();
+    let dl = dir.path().join("dl");
+    let d = dl.to_str().unwrap();
+    let url = server.url("/bytes/300000");
+
+    let mut refused = Cli::start(&["--dir", d, "-o", "a.bin", &url]);
+    let code = refused.exit().await;
+    let stderr = refused.stderr();
+    let stdout = refused.seen.join("\n");
+    assert_eq!(code, Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let line = refused
+        .seen
+        .iter()
+        .find(|l| l.contains(" failed "))
+        .unwrap_or_else(|| panic!("no failure line:\n{stdout}\nstderr:\n{stderr}"));
+    assert!(
+        line.ends_with(
+            "failed after 0 bytes: TLS handshake failed: invalid peer certificate: unknown \
+             issuer (tls)"
+        ),
+        "{line}"
+    );
+    support::assert_sentence(line);
+    assert_eq!(server.requests(), 0, "no request got through");
+    assert!(!dl.join("a.bin").exists());
+
+    let mut trusted = Cli::start(&["--dir", d, "--json", "--ca-cert", ca, "-o", "a.bin", &url]);
+    assert_eq!(trusted.exit().await, Some(0), "{}", trusted.stderr());
+    assert!(trusted
+        .json()
+        .iter()
+        .any(|v| v["event"] == "ended" && v["outcome"] == "completed"));
+    assert_eq!(
+        std::fs::read(dl.join("a.bin")).unwrap(),
+        support::pattern(300_000)
+    );
+    assert_eq!(server.requests(), 1);
+
+    let proxy = support::proxy::TestProxy::start(None);
+    let mut tunnelled = Cli::start(&[
+        "--dir",
+        d,
+        "--json",
+        "--ca-cert",
+        ca,
+        "--proxy",
+        &proxy.url,
+        "-o",
+        "b.bin",
+        &url,
+    ]);
+    assert_eq!(tunnelled.exit().await, Some(0), "{}", tunnelled.stderr());
+    assert_eq!(
+        std::fs::read(dl.join("b.bin")).unwrap(),
+        support::pattern(300_000)
+    );
+    let authority = server.base.trim_start_matches("https://");
+    let seen: Vec<String> = proxy.seen().into_iter().map(|s| s.line).collect();
+    assert_eq!(seen, [format!("CONNECT {authority} HTTP/1.1")]);
+    assert_eq!(server.requests(), 2);
+    server.stop().await;
+}
+
+/// Runs `transfer --dir DIR --json ARGS URL` with `env`; asserts exit code 0 and the file
+/// `file` byte-exact; the temp dir.
+async fn downloads_file(
+    url: &str,
+    content: &[u8],
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut argv = vec!["--dir", dir.path().to_str().unwrap(), "--json"];
+    argv.extend_from_slice(args);
+    argv.push(url);
+    let mut cli = Cli::start_with("transfer", &argv, env);
+    let code = cli.exit().await;
+    assert_eq!(
+        code,
+        Some(0),
+        "{args:?} {env:?}\nstdout:\n{}\nstderr:\n{}",
+        cli.seen.join("\n"),
+        cli.stderr()
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("file")).unwrap(),
+        content,
+        "{args:?} {env:?}"
+    );
+    dir
+}
+
+/// `--proxy URL` sends the requests through that proxy (with its credentials); without it,
+/// `http_proxy` from the environment does; `no_proxy` exempts the hosts it names, from either;
+/// `--proxy` wins over the environment's proxy.
+#[actix_rt::test]
+async fn a_proxy_option_or_the_environments_proxy_is_used_and_no_proxy_honoured() {
+    use support::proxy::{basic, dead_port, Seen, TestProxy};
+    let content = support::content(100 << 10, 13);
+    let server = ranged::start(content.clone());
+    let url = format!("{}/file", server.url);
+    let through = Seen {
+        line: format!("GET {url} HTTP/1.1"),
+        auth: None,
+    };
+    let dead = format!("http://127.0.0.1:{}", dead_port());
+
+    // --proxy, with credentials.
+    let guarded = TestProxy::start(Some(("u", "p")));
+    downloads_file(
+        &url,
+        &content,
+        &["--proxy", &guarded.url_with("u", "p")],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        guarded.seen(),
+        [Seen {
+            auth: Some(basic("u", "p")),
+            ..through.clone()
+        }]
+    );
+    assert_eq!(server.seen().len(), 1);
+
+    // http_proxy from the environment, without --proxy.
+    let proxy = TestProxy::start(None);
+    downloads_file(&url, &content, &[], &[("http_proxy", &proxy.url)]).await;
+    assert_eq!(proxy.seen(), std::slice::from_ref(&through));
+    assert_eq!(server.seen().len(), 2);
+
+    // no_proxy names the host: direct.
+    let no_proxy = ("no_proxy", "example.invalid, 127.0.0.1");
+    downloads_file(&url, &content, &[], &[("HTTP_PROXY", &proxy.url), no_proxy]).await;
+    assert_eq!(proxy.seen().len(), 1, "{:?}", proxy.seen());
+    assert_eq!(server.seen().len(), 3);
+
+    // --proxy over the environment's (a dead one here): the proxy of the option.
+    downloads_file(
+        &url,
+        &content,
+        &["--proxy", &proxy.url],
+        &[("http_proxy", &dead)],
+    )
+    .await;
+    assert_eq!(proxy.seen(), [through.clone(), through.clone()]);
+    assert_eq!(server.seen().len(), 4);
+
+    // no_proxy applies to --proxy too.
+    downloads_file(&url, &content, &["--proxy", &proxy.url], &[no_proxy]).await;
+    assert_eq!(proxy.seen().len(), 2, "{:?}", proxy.seen());
+    assert_eq!(server.seen().len(), 5);
+}
+
+/// `--mirror URL`: the URL given is dead (nothing listens on its port: connection refused);
+/// the retry goes to the mirror, which serves the whole file: it completes byte-exact, exit
+/// code 0, after one `retrying` line naming the refused connection.
+#[actix_rt::test]
+async fn a_mirror_serves_the_file_when_the_url_is_dead() {
+    let content = support::content(256 << 10, 14);
+    let server = ranged::start(content.clone());
+    let dead = format!("http://127.0.0.1:{}/file", support::proxy::dead_port());
+    let mirror = format!("{}/file", server.url);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let mut cli = Cli::start(&["--dir", d, "--json", "--mirror", &mirror, &dead]);
+    assert_eq!(cli.exit().await, Some(0), "{}", cli.stderr());
+    let events = cli.json();
+    let retrying: Vec<&Value> = events.iter().filter(|v| v["event"] == "retrying").collect();
+    assert_eq!(retrying.len(), 1, "{:?}", cli.seen);
+    assert_eq!(retrying[0]["error"]["kind"], "connect", "{}", retrying[0]);
+    assert!(events
+        .iter()
+        .any(|v| v["event"] == "ended" && v["outcome"] == "completed"));
+    assert_eq!(std::fs::read(dir.path().join("file")).unwrap(), content);
+    assert_eq!(support::files(dir.path()).len(), 1, "only that file");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].range, None,
+        "from zero: nothing came from the dead URL"
+    );
+}
+
+/// `--help` of every example prints its usage to stdout, nothing to stderr, and exits 0.
+#[actix_rt::test]
+async fn help_goes_to_stdout_with_exit_code_0_for_every_example() {
+    for name in ["transfer", "fleet", "loadtest", "embed"] {
+        let mut cli = Cli::start_with(name, &["--help"], &[]);
+        let code = cli.exit().await;
+        let stderr = cli.stderr();
+        let stdout = cli.seen.join("\n");
+        assert_eq!(
+            code,
+            Some(0),
+            "{name}: stdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        assert!(stdout.contains("Usage:"), "{name}: {stdout}");
+        assert!(stdout.contains("--help"), "{name}: {stdout}");
+        assert!(stderr.is_empty(), "{name}: {stderr}");
+    }
+}
+
+/// examples/embed.rs reads its options from the environment (`TOKEN`, `PORT`, `DOWNLOAD_DIR`)
+/// as from its flags: without a token it is a usage error (exit code 2); with `TOKEN` and
+/// `PORT=0` it serves the application's route and the control plane (the token required) on
+/// the port it prints, and SIGTERM stops it with exit code 0.
+#[actix_rt::test]
+async fn embed_takes_its_options_from_the_environment_or_its_flags() {
+    // Without TOKEN, whatever this process's environment holds.
+    let mut bare = {
+        let mut command = Command::new(example_named("embed"));
+        command
+            .args(["--port", "0"])
+            .env_remove("TOKEN")
+            .env_remove("PORT")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command.spawn().unwrap()
+    };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = bare.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "embed without a token did not exit"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut bare.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--token"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cli = Cli::start_with(
+        "embed",
+        &[],
+        &[
+            ("TOKEN", "s3cret"),
+            ("PORT", "0"),
+            ("DOWNLOAD_DIR", dir.path().to_str().unwrap()),
+        ],
+    );
+    let start = Instant::now();
+    let base = loop {
+        cli.drain();
+        if let Some(rest) = cli
+            .seen
+            .iter()
+            .find_map(|l| l.strip_prefix("embed: http://"))
+        {
+            let addr = rest.split('/').next().unwrap();
+            break format!("http://{addr}");
+        }
+        if start.elapsed() > LIMIT {
+            let stderr = cli.stderr();
+            panic!("no address printed: {:?}\n{stderr}", cli.seen);
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        cli.seen[0].contains(&*dir.path().display().to_string()),
+        "DOWNLOAD_DIR is where files go: {}",
+        cli.seen[0]
+    );
+    let client = awc::Client::builder().timeout(LIMIT).finish();
+    let mut hello = client.get(format!("{base}/hello")).send().await.unwrap();
+    assert_eq!(hello.status().as_u16(), 200);
+    assert_eq!(&hello.body().await.unwrap()[..], b"hello from the app\n");
+    let api = format!("{base}/transfers/api/transfers");
+    let without = client.get(&api).send().await.unwrap();
+    assert_eq!(without.status().as_u16(), 401);
+    let with = client.get(&api).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(with.status().as_u16(), 200);
     cli.signal(libc::SIGTERM);
     assert_eq!(cli.exit().await, Some(0), "{}", cli.stderr());
 }

@@ -5,6 +5,8 @@
 use actix_transfer::{ErrorKind, FileErrorKind, TimeoutPhase, TransferError};
 use serde_json::{json, Value};
 
+use crate::support::assert_sentence;
+
 /// One error of each cause, with the kind and serialised kind it must have.
 fn one_of_each() -> Vec<(TransferError, ErrorKind, &'static str)> {
     use TransferError as E;
@@ -101,6 +103,11 @@ fn one_of_each() -> Vec<(TransferError, ErrorKind, &'static str)> {
             "cannot_resume",
         ),
         (E::Shutdown, ErrorKind::Shutdown, "shutdown"),
+        (
+            E::Journal("disk I/O error".into()),
+            ErrorKind::Journal,
+            "journal",
+        ),
         (E::Internal("x".into()), ErrorKind::Internal, "internal"),
         (E::Panicked("x".into()), ErrorKind::Panicked, "panicked"),
         (E::Tls("unknown issuer".into()), ErrorKind::Tls, "tls"),
@@ -143,6 +150,58 @@ fn every_cause_has_its_own_kind_and_snake_case_name() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), all.len(), "two causes share a kind");
+}
+
+/// Every cause's `Display` reads as a sentence for people (no Debug fragments), and so do the
+/// variants' other shapes: every timeout phase and file error kind, a proxy without a status,
+/// an error as the journal recorded it.
+#[test]
+fn every_error_displays_as_a_sentence() {
+    use TransferError as E;
+    let mut all: Vec<TransferError> = one_of_each().into_iter().map(|(e, ..)| e).collect();
+    all.extend(
+        [
+            TimeoutPhase::Connect,
+            TimeoutPhase::Headers,
+            TimeoutPhase::Idle,
+            TimeoutPhase::Total,
+        ]
+        .map(E::Timeout),
+    );
+    all.extend(
+        [
+            FileErrorKind::AccessDenied,
+            FileErrorKind::NoSpace,
+            FileErrorKind::NameTooLong,
+            FileErrorKind::AlreadyExists,
+            FileErrorKind::InUse,
+            FileErrorKind::NotADirectory,
+            FileErrorKind::NotFound,
+            FileErrorKind::Transient,
+            FileErrorKind::Failed,
+        ]
+        .map(|kind| E::File {
+            kind,
+            op: "creating",
+            cause: "Permission denied (os error 13)".into(),
+        }),
+    );
+    all.push(E::Proxy {
+        proxy: "http://127.0.0.1:3128".into(),
+        status: None,
+        cause: "could not be reached: Connection refused (os error 111)".into(),
+        retryable: true,
+    });
+    let tls = E::Tls("invalid peer certificate: unknown issuer".into());
+    all.push(E::Recorded {
+        kind: tls.kind(),
+        message: tls.to_string(),
+    });
+    for error in &all {
+        let message = error.to_string();
+        assert_sentence(&message);
+        assert_ne!(message, format!("{error:?}"), "Display is not Debug");
+    }
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::{sync::atomic::Ordering::SeqCst, sync::Arc, time::Duration};
 
 use actix_transfer::*;
 use actix_web::http::Version;
+use rcgen::SanType;
 use rustls::{pki_types::PrivatePkcs8KeyDer, RootCertStore};
 
 use crate::support::*;
@@ -24,7 +25,15 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 pub(crate) fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    pki_for(vec![
+        SanType::DnsName("localhost".try_into().unwrap()),
+        SanType::IpAddress([127, 0, 0, 1].into()),
+    ])
+}
+
+/// A CA and a server certificate it signed for the names `sans`, and no other.
+fn pki_for(sans: Vec<SanType>) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -35,10 +44,8 @@ pub(crate) fn pki() -> Pki {
     let issuer = Issuer::new(ca_params, ca_key);
 
     let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = sans;
     let cert = params.signed_by(&key, &issuer).unwrap();
 
     let server = rustls::ServerConfig::builder_with_provider(provider())
@@ -76,13 +83,6 @@ fn quick_retries() -> RetryPolicy {
         .max_delay(Duration::from_millis(20))
 }
 
-/// Debug fragments a message must never carry.
-fn assert_sentence(message: &str) {
-    for fragment in ["Some(", "Os {", "Custom {", "kind:", "Error(", "{ "] {
-        assert!(!message.contains(fragment), "{message}");
-    }
-}
-
 #[actix_rt::test]
 async fn an_untrusted_certificate_fails_as_tls_in_one_attempt() {
     let pki = pki();
@@ -108,6 +108,50 @@ async fn an_untrusted_certificate_fails_as_tls_in_one_attempt() {
                 .and_then(|e| e.downcast_ref::<std::io::Error>())
                 .expect("the io::Error is the source");
             assert!(io.get_ref().is_some_and(|e| e.is::<rustls::Error>()));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !rig.events
+            .kinds(id)
+            .iter()
+            .any(|k| matches!(k, EventKind::Retrying { .. })),
+        "no retry"
+    );
+    assert_eq!(server.requests(), 0, "no request got through");
+    assert!(rig.files().is_empty(), "{:?}", rig.files());
+    server.stop().await;
+}
+
+/// A certificate from a trusted CA whose names do not cover the host (made for
+/// `example.test`, reached as 127.0.0.1): a TLS error in one attempt, never retried (the same
+/// certificate comes back), whose message reads as a sentence naming both.
+#[actix_rt::test]
+async fn a_certificate_for_another_name_fails_as_tls_in_one_attempt() {
+    let pki = pki_for(vec![SanType::DnsName("example.test".try_into().unwrap())]);
+    let server = tls_server(pki.server);
+    let rig = rig_with(|b| {
+        b.retry(quick_retries())
+            .add_root_certificate(pki.ca_pem.as_bytes())
+    })
+    .await;
+    let id = rig
+        .submit(Download::new(server.url("/bytes/1000")).to("a.bin"))
+        .await;
+    match rig.wait(id).await {
+        Outcome::Failed {
+            error, attempts, ..
+        } => {
+            assert_eq!(error.kind(), ErrorKind::Tls, "{error:?}");
+            assert_eq!(attempts, 1, "a name error is never retried");
+            assert!(!error.is_retryable());
+            let message = error.to_string();
+            assert_eq!(
+                message,
+                "TLS handshake failed: invalid peer certificate: certificate not valid for name \
+                 \"127.0.0.1\"; certificate is only valid for dns name \"example.test\""
+            );
+            assert_sentence(&message);
         }
         other => panic!("{other:?}"),
     }
@@ -301,4 +345,121 @@ async fn a_name_that_does_not_resolve_fails_as_dns() {
         other => panic!("{other:?}"),
     }
     assert!(rig.files().is_empty());
+}
+
+/// The environment variable that makes [`native_roots_child`] run: the parent test sets it to
+/// what the child must see (`trusted` or `refused`).
+#[cfg(feature = "native-roots")]
+const NATIVE_CHILD: &str = "ACTIX_TRANSFER_NATIVE_ROOTS_CHILD";
+
+/// The URL the child downloads from (the parent's TLS server).
+#[cfg(feature = "native-roots")]
+const NATIVE_URL: &str = "ACTIX_TRANSFER_NATIVE_ROOTS_URL";
+
+/// Feature `native-roots`: an engine with default TLS settings (no `add_root_certificate`)
+/// trusts the operating system's roots, which `SSL_CERT_FILE` replaces: pointed at the test
+/// CA's PEM, the TLS server is reached; without it (the system's store, which does not hold
+/// the test CA), the certificate is refused as `Tls`. Each case runs [`native_roots_child`]
+/// alone in a child process (setting variables in this multi-threaded binary would race with
+/// every other test); this server serves both.
+#[cfg(feature = "native-roots")]
+#[actix_rt::test]
+async fn native_roots_follow_ssl_cert_file_in_a_child_process() {
+    use std::{
+        process::{Command, Stdio},
+        time::Instant,
+    };
+    let pki = pki();
+    let server = tls_server(pki.server);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    for (cert_file, expect) in [(Some(&ca), "trusted"), (None, "refused")] {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args([
+                "tls::native_roots_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(NATIVE_CHILD, expect)
+            .env(NATIVE_URL, server.url("/bytes/100000"))
+            .env_remove("SSL_CERT_DIR")
+            .env_remove("SSL_CERT_FILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(file) = cert_file {
+            command.env("SSL_CERT_FILE", file);
+        }
+        let mut child = command.spawn().unwrap();
+        // Read while it runs (a full pipe would stall it); this thread serves the server.
+        let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_string(&mut text);
+                }
+                text
+            })
+        };
+        let out = read(child.stdout.take().map(|p| Box::new(p) as _));
+        let err = read(child.stderr.take().map(|p| Box::new(p) as _));
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > LIMIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{expect}: the child did not exit");
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        };
+        let text = format!("{}\n{}", out.join().unwrap(), err.join().unwrap());
+        assert!(status.success(), "{expect}: {text}");
+        assert!(
+            text.contains("1 passed"),
+            "{expect}: the child test ran: {text}"
+        );
+    }
+    assert_eq!(server.requests(), 1, "only the trusting child got through");
+    server.stop().await;
+}
+
+/// Run by [`native_roots_follow_ssl_cert_file_in_a_child_process`] in a child process; it does
+/// nothing in the test run itself.
+#[cfg(feature = "native-roots")]
+#[actix_rt::test]
+async fn native_roots_child() {
+    let Some(expect) = std::env::var_os(NATIVE_CHILD) else {
+        return;
+    };
+    let url = std::env::var(NATIVE_URL).unwrap();
+    // Default TLS settings: the bundled roots and the operating system's.
+    let rig = rig_with(|b| b.retry(quick_retries())).await;
+    let id = rig.submit(Download::new(url).to("a.bin")).await;
+    let outcome = rig.wait(id).await;
+    match (expect.to_str().unwrap(), outcome) {
+        ("trusted", outcome) => {
+            let path = outcome.path().unwrap_or_else(|| panic!("{outcome:?}"));
+            assert_eq!(std::fs::read(path).unwrap(), pattern(100_000));
+        }
+        (
+            "refused",
+            Outcome::Failed {
+                error, attempts, ..
+            },
+        ) => {
+            assert_eq!(error.kind(), ErrorKind::Tls, "{error:?}");
+            assert_eq!(attempts, 1, "{error}");
+            assert_eq!(
+                error.to_string(),
+                "TLS handshake failed: invalid peer certificate: unknown issuer"
+            );
+        }
+        (expect, other) => panic!("{expect}: {other:?}"),
+    }
 }

@@ -27,6 +27,16 @@ use futures::StreamExt;
 /// The longest any test waits for anything.
 pub const LIMIT: Duration = Duration::from_secs(30);
 
+/// A message for people (an error's `Display`) carries no Debug fragments.
+pub fn assert_sentence(message: &str) {
+    assert!(!message.trim().is_empty(), "an empty message");
+    for fragment in [
+        "Some(", "None", "Os {", "Custom {", "kind:", "Error(", "{ ", "Other(", "Error {", "Kind(",
+    ] {
+        assert!(!message.contains(fragment), "{fragment:?} in: {message}");
+    }
+}
+
 /// Deterministic content of `n` bytes, the body every test server serves and every test
 /// recomputes: byte `i` depends on `i` alone (so any range of a body can be recomputed) and the
 /// sequence has no short period (so a body shifted, reordered or cut and joined differs).
