@@ -155,10 +155,15 @@ async fn guard(
     // On the 401 too: otherwise the allowed page cannot read why it was refused.
     if let Some(origin) = origin {
         if let Ok(v) = header::HeaderValue::from_str(&origin) {
-            let h = res.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-            h.insert(header::VARY, header::HeaderValue::from_static("Origin"));
+            res.headers_mut()
+                .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
         }
+    }
+    // With CORS configured, every answer depends on the request's Origin (a cache must not
+    // give the allowed origin an answer made for another, without the header).
+    if shared.config.allow_origin.is_some() {
+        res.headers_mut()
+            .insert(header::VARY, header::HeaderValue::from_static("Origin"));
     }
     Ok(res)
 }

@@ -27,7 +27,7 @@ pub(crate) fn check(token: Option<&str>, req: &ServiceRequest) -> Result<(), Api
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .and_then(|v| bearer(v.as_bytes()))
         .unwrap_or(b"");
     if !given.is_empty() && token_matches(given, token.as_bytes()) {
         Ok(())
@@ -36,9 +36,35 @@ pub(crate) fn check(token: Option<&str>, req: &ServiceRequest) -> Result<(), Api
     }
 }
 
+/// The credentials of an `Authorization: Bearer <token>` value. The scheme's name is
+/// case-insensitive (RFC 9110 §11.1: clients send `bearer` too), and spaces may separate it
+/// from the token.
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || !rest.starts_with(b" ") {
+        return None;
+    }
+    Some(rest.trim_ascii_start())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::token_matches;
+    use super::{bearer, token_matches};
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer(b"Bearer s3cret"), Some(&b"s3cret"[..]));
+        assert_eq!(bearer(b"bearer s3cret"), Some(&b"s3cret"[..]));
+        assert_eq!(bearer(b"BEARER   s3cret"), Some(&b"s3cret"[..]));
+        assert_eq!(bearer(b"Bearers3cret"), None);
+        assert_eq!(bearer(b"Basic s3cret"), None);
+        assert_eq!(bearer(b"Bear"), None);
+        assert_eq!(
+            bearer(b"Bearer "),
+            Some(&b""[..]),
+            "empty: refused by the caller"
+        );
+    }
 
     #[test]
     fn equal_tokens_match_and_others_do_not() {

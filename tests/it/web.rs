@@ -800,6 +800,8 @@ async fn cors_is_off_by_default_and_answers_only_the_configured_origin() {
     assert_eq!(cors_headers(&res), [], "a foreign origin's preflight");
     let res = get_from(&format!("{}/api/transfers", p.base), FOREIGN).await;
     assert_eq!(cors_headers(&res), [], "a foreign origin's GET");
+    // Its answer differs from the allowed origin's only by the header: a cache must know.
+    assert_eq!(res.headers().get("vary").unwrap(), "Origin");
 
     for url in [
         format!("{}/api/transfers", p.base),
@@ -827,6 +829,14 @@ async fn cors_is_off_by_default_and_answers_only_the_configured_origin() {
         UI
     );
     assert!(p.engine.send(List::all()).await.unwrap().is_empty());
+    // The scheme's name is case-insensitive (RFC 9110): `bearer` works as `Bearer` does.
+    let res = client()
+        .get(format!("{}/api/stats", p.base))
+        .insert_header(("authorization", format!("bearer {TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
 }
 
 /// One frame: its id, event type (`message` when none), data, or a comment.
