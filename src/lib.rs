@@ -65,7 +65,7 @@
 //!
 //! let (tx, rx) = futures::channel::oneshot::channel();
 //! let fetcher = Fetcher { engine: engine.clone(), done: Some(tx) }.start();
-//! // Subscriptions are weak: keep `fetcher` (its Addr) alive for as long as it should listen.
+//! // The subscription keeps `fetcher` listening until it unsubscribes or stops itself.
 //! engine
 //!     .send(Subscribe::all(fetcher.clone().recipient()))
 //!     .await
