@@ -30,6 +30,15 @@ pub(crate) struct Shared {
     pub(crate) config: WebConfig,
 }
 
+impl Drop for Shared {
+    /// The last handle on this control panel is gone (the panel and every app it was mounted
+    /// in): its hub stops, so the engine's subscription does not keep it, and its buffer,
+    /// alive for as long as the engine runs.
+    fn drop(&mut self) {
+        self.hub.do_send(hub::Stop);
+    }
+}
+
 type Data = web::Data<Shared>;
 
 const PAGE: &str = include_str!("page.html");

@@ -298,6 +298,20 @@ impl Handler<Close> for Hub {
     }
 }
 
+/// Stop the hub: its control panel is gone (the engine's subscription to it ends with it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Stop;
+
+impl Handler<Stop> for Hub {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        self.clients.clear();
+        ctx.stop();
+    }
+}
+
 /// What the hub knows for the API: speeds of live transfers and the counters.
 #[derive(Message)]
 #[rtype(result = "Snapshot")]

@@ -326,3 +326,29 @@ impl ControlPanel {
         let _ = self.shared.hub.send(hub::Close).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A control panel dropped (with every app it was mounted in) stops its event hub: the
+    /// engine's subscription does not keep it, and its buffer, alive.
+    #[actix_rt::test]
+    async fn a_dropped_panel_stops_its_hub() {
+        let engine = crate::Engine::builder().start();
+        let panel = ControlPanel::start(engine.clone(), WebConfig::without_auth());
+        let hub = panel.shared.hub.clone();
+        // The hub answers while the panel lives.
+        assert!(hub.send(hub::Snap).await.is_ok());
+        drop(panel);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while hub.connected() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hub still runs after its panel was dropped"
+            );
+            actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        engine.send(crate::Shutdown).await.unwrap();
+    }
+}
