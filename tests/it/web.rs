@@ -1388,6 +1388,20 @@ mod browser {
         )
         .await;
 
+        // A transfer another client adds shows up by itself, to its end: only the event
+        // stream tells the page of a new id (its 2 s poll refreshes the stats and the rows it
+        // already has, never the list).
+        let other = create(
+            &p,
+            json!({"url": server.url("/bytes/1000"), "path": "other.bin"}),
+        )
+        .await;
+        cdp.until(
+            "a transfer added through the API shows, completed, from the event stream",
+            &format!("(document.querySelector('tr[data-id=\"{other}\"] .state')||{{}}).textContent === 'completed'"),
+        )
+        .await;
+
         // Add a URL through the form (with a signed-looking query that must never show).
         let url = server.url("/slow/400000?sig=SECRETSIG");
         cdp.type_text("#url", &url).await;
@@ -1395,7 +1409,7 @@ mod browser {
         cdp.press_enter().await;
         let added = loop {
             let id = cdp
-                .eval("[...document.querySelectorAll('#rows tr')].map(r => +r.dataset.id).filter(id => id !== SLOW)[0] || null".replace("SLOW", &slow.to_string()).as_str())
+                .eval("[...document.querySelectorAll('#rows tr')].map(r => +r.dataset.id).filter(id => id !== SLOW && id !== OTHER)[0] || null".replace("SLOW", &slow.to_string()).replace("OTHER", &other.to_string()).as_str())
                 .await;
             if let Some(id) = id.as_u64() {
                 break id;
@@ -1461,11 +1475,11 @@ mod browser {
         assert_eq!(
             cdp.eval("document.querySelectorAll('#rows tr').length")
                 .await,
-            2
+            3
         );
         cdp.until(
-            "the figures count both ended",
-            "document.getElementById('stats').textContent.includes('2 ended')",
+            "the figures count the three ended",
+            "document.getElementById('stats').textContent.includes('3 ended')",
         )
         .await;
 
