@@ -92,7 +92,10 @@ pub(crate) async fn send(
             creq = creq.append_header((name.clone(), value.clone()));
         }
         if !user_set_encoding {
-            creq = creq.insert_header((header::ACCEPT_ENCODING, "identity"));
+            creq = creq.insert_header((
+                header::ACCEPT_ENCODING,
+                header::HeaderValue::from_static("identity"),
+            ));
         }
         let watch = wire::Watch::default();
         // Without a body, no `Content-Length: 0` either (awc's `send()` would add it).
