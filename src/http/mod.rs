@@ -60,12 +60,16 @@ pub(crate) struct Sent {
 ///
 /// `body` makes a fresh request body for each hop (an upload re-reads its file from the start
 /// after a 307/308), or `None`. `on_redirect` is told each new URL before it is requested.
+/// `on_answer` is shown every answer that is not the final one (a redirect whose location
+/// carries no credentials, an interim answer, a proxy's 407), before it is followed or refused:
+/// a failure after it can tell what the server said last. The final answer is in the `Sent`.
 pub(crate) async fn send(
     client: &Client,
     req: &HttpRequest,
     max_redirects: u32,
     body: &mut dyn FnMut() -> Option<BoxBody>,
     on_redirect: &dyn Fn(&Url),
+    on_answer: &dyn Fn(&ClientResponse),
 ) -> Result<Sent, TransferError> {
     let mut url = req.url.clone();
     let mut method = req.method.clone();
@@ -105,6 +109,9 @@ pub(crate) async fn send(
         };
         let response = wire::watched(&watch, sending).await.map_err(send_error)?;
         let status = response.status();
+        if status.is_informational() || status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            on_answer(&response);
+        }
         if status.is_informational() {
             // awc returns an interim answer (103 Early Hints, an unasked 100 Continue) as if it
             // were final and cannot read past it. The real answer may still arrive on that
@@ -136,6 +143,11 @@ pub(crate) async fn send(
         }
         let location = location.expect("checked above");
         let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
+        let next = url.join(location.trim());
+        // Shown only when its location carries no credentials: those are never shown.
+        if next.as_ref().is_ok_and(|n| !redact::has_credentials(n)) {
+            on_answer(&response);
+        }
         drop(response); // closes that connection; the body of a redirect is not read
         hops += 1;
         if hops > max_redirects {
@@ -148,9 +160,7 @@ pub(crate) async fn send(
             location: redact::raw(&location).to_string(),
             reason,
         };
-        let next = url
-            .join(location.trim())
-            .map_err(|e| refused(format!("invalid location: {e}")))?;
+        let next = next.map_err(|e| refused(format!("invalid location: {e}")))?;
         if !matches!(next.scheme(), "http" | "https") {
             return Err(refused(format!(
                 "scheme {:?} is not http or https",

@@ -118,9 +118,16 @@ pub(super) async fn run(ctx: &Rc<Ctx>, opts: &DownloadOptions) -> Result<Done, T
         // The URL a redirect led to must answer itself: redirecting again, it is not the
         // file's URL any more.
         let redirects = if direct { 0 } else { ctx.cfg.max_redirects };
-        let sent = match http::send(&ctx.client, &request, redirects, &mut || None, &|url| {
-            ctx.redirected(url)
-        })
+        let sent = match http::send(
+            &ctx.client,
+            &request,
+            redirects,
+            &mut || None,
+            &|url| ctx.redirected(url),
+            &|answer| {
+                ctx.responded(answer);
+            },
+        )
         .await
         {
             Err(TransferError::TooManyRedirects { .. }) if direct => {

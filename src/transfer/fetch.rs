@@ -21,6 +21,9 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Done, TransferError> {
         ctx.cfg.max_redirects,
         &mut || body.clone().map(BoxBody::new),
         &|url| ctx.redirected(url),
+        &|answer| {
+            ctx.responded(answer);
+        },
     )
     .await?;
     let status = sent.response.status();

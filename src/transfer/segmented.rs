@@ -361,7 +361,8 @@ async fn open_range(
     redirects: u32,
     strict: bool,
 ) -> Result<ClientResponse, (TransferError, bool)> {
-    let resp = http::send(client, request, redirects, &mut || None, &|_| {})
+    // A segment's answers are not the transfer's outcome (the first response is).
+    let resp = http::send(client, request, redirects, &mut || None, &|_| {}, &|_| {})
         .await
         .map_err(|e| (e, false))?
         .response;

@@ -73,6 +73,9 @@ pub(super) async fn run(
         ctx.cfg.max_redirects,
         &mut make_body,
         &|url| ctx.redirected(url),
+        &|answer| {
+            ctx.responded(answer);
+        },
     )
     .await
     .map_err(|e| ctx.take_body_error().unwrap_or(e))?;

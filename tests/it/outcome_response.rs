@@ -159,3 +159,48 @@ async fn a_download_cancelled_mid_body_has_its_200_and_headers() {
     assert_eq!(*status, Some(200));
     assert_eq!(headers.get("content-length"), Some(&*size.to_string()));
 }
+
+/// A transfer that fails on a redirect (one too many, or to a place it may not go) shows that
+/// redirect: its status and its `Location`, the last thing the server said.
+#[actix_rt::test]
+async fn a_failure_on_a_redirect_shows_that_redirect() {
+    let looping = Hostile::start(|req| {
+        let to = if req.path == "/ping" {
+            "/pong"
+        } else {
+            "/ping"
+        };
+        vec![Step::Write(redirect(302, to))]
+    });
+    let elsewhere = Hostile::always(vec![Step::Write(redirect(301, "ftp://127.0.0.1/file"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let events = Events::subscribe(&engine).await;
+
+    let looped = run_and_compare(&engine, &events, Fetch::get(looping.url("/ping"))).await;
+    assert!(
+        matches!(failure(&looped), TransferError::TooManyRedirects { .. }),
+        "{looped:?}"
+    );
+    assert_eq!(looped.status(), Some(302), "{looped:?}");
+    assert!(
+        matches!(looped.headers().get("location"), Some("/ping" | "/pong")),
+        "{looped:?}"
+    );
+
+    let refused = run_and_compare(
+        &engine,
+        &events,
+        Download::new(elsewhere.url("/file")).to("file"),
+    )
+    .await;
+    assert!(
+        matches!(failure(&refused), TransferError::RedirectRefused { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(refused.status(), Some(301), "{refused:?}");
+    assert_eq!(
+        refused.headers().get("location"),
+        Some("ftp://127.0.0.1/file")
+    );
+}
