@@ -639,7 +639,25 @@ pub(crate) struct Job {
     pub(crate) timeouts: Timeouts,
     /// A transfer restored from the journal: where it was when the last process ended.
     #[cfg(feature = "journal")]
-    pub(crate) restore: Option<Box<crate::journal::Restore>>,
+    pub(crate) restore: Option<Box<Restore>>,
+}
+
+/// What a transfer restored from the journal continues from (see `engine::journaled`).
+#[cfg(feature = "journal")]
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Restore {
+    /// Downloads: the file name chosen before the restart (its `.part` is re-adopted).
+    pub(crate) path: Option<PathBuf>,
+    /// The `If-Range` validator of the `.part`, as `http::validator` gives it.
+    pub(crate) validator: Option<String>,
+    /// The URL that gave it, after redirects.
+    pub(crate) final_url: Option<String>,
+    /// Downloads: the identity of the `.part` created for `path`, and the length the
+    /// response announced: a file with that identity under its final name was placed.
+    pub(crate) part_file: Option<(u64, u64)>,
+    pub(crate) expected_len: Option<u64>,
+    /// Uploads whose source file changed since the submit: fail with this at once.
+    pub(crate) fail: Option<crate::error::TransferError>,
 }
 
 /// Parse and check an absolute http(s) URL.

@@ -16,8 +16,8 @@ use crate::{
     event::status::{TransferKind, TransferState, TransferStatus},
     event::subscribers::{Delivery, Subscribers},
     event::{EventKind, Outcome, Output, TransferId},
-    journal::{Changes, Journal, JournalError, Keep, Options, Restore, Row},
-    request::{Download, Job, JobKind, Upload},
+    journal::{Changes, Journal, JournalError, Keep, Options, Row},
+    request::{Download, Job, JobKind, Restore, Upload},
 };
 
 /// Where a restored transfer's event numbers start: past any number its events had in an

@@ -109,23 +109,6 @@ use crate::event::status::TransferState;
 
 pub(crate) use row::{ended_changes, kept_resumable, Changes, Options, Row};
 
-/// What a transfer restored from the journal continues from (see `engine::journaled`).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Restore {
-    /// Downloads: the file name chosen before the restart (its `.part` is re-adopted).
-    pub(crate) path: Option<PathBuf>,
-    /// The `If-Range` validator of the `.part`, as `http::validator` gives it.
-    pub(crate) validator: Option<String>,
-    /// The URL that gave it, after redirects.
-    pub(crate) final_url: Option<String>,
-    /// Downloads: the identity of the `.part` created for `path`, and the length the
-    /// response announced: a file with that identity under its final name was placed.
-    pub(crate) part_file: Option<(u64, u64)>,
-    pub(crate) expected_len: Option<u64>,
-    /// Uploads whose source file changed since the submit: fail with this at once.
-    pub(crate) fail: Option<crate::error::TransferError>,
-}
-
 /// Unix milliseconds now.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
