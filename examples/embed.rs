@@ -18,6 +18,10 @@
 //! `RUST_LOG=actix_transfer=debug` shows the panel's requests (paths only, never query strings
 //! or tokens).
 
+#[path = "shared/mod.rs"]
+mod shared;
+use shared::stop_signal;
+
 use std::path::PathBuf;
 
 use actix_transfer::{
@@ -88,19 +92,4 @@ async fn main() -> std::io::Result<()> {
     server.await?;
     let _ = engine.send(Shutdown).await;
     Ok(())
-}
-
-/// Ctrl-C, or SIGTERM on unix (what `docker stop`, systemd and `kill` send).
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use actix_rt::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            let ctrl_c = Box::pin(actix_rt::signal::ctrl_c());
-            let term = Box::pin(term.recv());
-            futures::future::select(ctrl_c, term).await;
-            return;
-        }
-    }
-    let _ = actix_rt::signal::ctrl_c().await;
 }

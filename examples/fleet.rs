@@ -17,6 +17,10 @@
 //! Defaults: streams `transfer:jobs` and `transfer:results`, group `transfer`. Any program
 //! that can `XADD` can submit jobs: see the formats in the docs of `actix_transfer::fleet`.
 
+#[path = "shared/mod.rs"]
+mod shared;
+use shared::stop_signal;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -176,19 +180,4 @@ fn default_name() -> String {
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "node".into());
     format!("{host}-{}", std::process::id())
-}
-
-/// Ctrl-C, or SIGTERM on Unix.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use actix_rt::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            let ctrl_c = Box::pin(actix_rt::signal::ctrl_c());
-            let term = Box::pin(term.recv());
-            futures::future::select(ctrl_c, term).await;
-            return;
-        }
-    }
-    let _ = actix_rt::signal::ctrl_c().await;
 }

@@ -37,6 +37,10 @@
 //! once Ctrl-C or SIGTERM stopped it cleanly, 1 if it cannot listen or the server failed, 2 for
 //! bad options.
 
+#[path = "shared/mod.rs"]
+mod shared;
+use shared::stop_signal;
+
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
@@ -861,21 +865,6 @@ fn summary(
 
 fn rejected_json(url: &str, error: &TransferError) -> String {
     serde_json::json!({ "event": "rejected", "url": url, "error": error }).to_string()
-}
-
-/// Ctrl-C, or SIGTERM on unix.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use actix_rt::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            let ctrl_c = Box::pin(actix_rt::signal::ctrl_c());
-            let term = Box::pin(term.recv());
-            futures::future::select(ctrl_c, term).await;
-            return;
-        }
-    }
-    let _ = actix_rt::signal::ctrl_c().await;
 }
 
 /// The demo: a loopback server with files of several kinds, and what each should become.

@@ -83,34 +83,21 @@ fn quick_retries() -> RetryPolicy {
         .max_delay(Duration::from_millis(20))
 }
 
-#[actix_rt::test]
-async fn an_untrusted_certificate_fails_as_tls_in_one_attempt() {
-    let pki = pki();
-    let server = tls_server(pki.server);
-    let rig = rig_with(|b| b.retry(quick_retries())).await;
-    let id = rig
-        .submit(Download::new(server.url("/bytes/1000")).to("a.bin"))
-        .await;
-    match rig.wait(id).await {
-        Outcome::Failed {
-            error, attempts, ..
-        } => {
-            assert_eq!(error.kind(), ErrorKind::Tls, "{error:?}");
-            assert_eq!(attempts, 1, "a certificate error is never retried");
-            assert!(!error.is_retryable());
-            let message = error.to_string();
-            assert_eq!(
-                message,
-                "TLS handshake failed: invalid peer certificate: unknown issuer"
-            );
-            assert_sentence(&message);
-            let io = std::error::Error::source(&error)
-                .and_then(|e| e.downcast_ref::<std::io::Error>())
-                .expect("the io::Error is the source");
-            assert!(io.get_ref().is_some_and(|e| e.is::<rustls::Error>()));
-        }
-        other => panic!("{other:?}"),
-    }
+/// Transfer `id` failed as `Tls` in one attempt, never retried (the same certificate comes
+/// back), with no request through to `server` and no file; its error,
+/// whose message reads as a sentence.
+async fn fails_as_tls_once(rig: &Rig, id: TransferId, server: &Server) -> TransferError {
+    let outcome = rig.wait(id).await;
+    let Outcome::Failed {
+        error, attempts, ..
+    } = outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(error.kind(), ErrorKind::Tls, "{error:?}");
+    assert_eq!(attempts, 1, "a certificate error is never retried");
+    assert!(!error.is_retryable());
+    assert_sentence(&error.to_string());
     assert!(
         !rig.events
             .kinds(id)
@@ -120,6 +107,26 @@ async fn an_untrusted_certificate_fails_as_tls_in_one_attempt() {
     );
     assert_eq!(server.requests(), 0, "no request got through");
     assert!(rig.files().is_empty(), "{:?}", rig.files());
+    error
+}
+
+#[actix_rt::test]
+async fn an_untrusted_certificate_fails_as_tls_in_one_attempt() {
+    let pki = pki();
+    let server = tls_server(pki.server);
+    let rig = rig_with(|b| b.retry(quick_retries())).await;
+    let id = rig
+        .submit(Download::new(server.url("/bytes/1000")).to("a.bin"))
+        .await;
+    let error = fails_as_tls_once(&rig, id, &server).await;
+    assert_eq!(
+        error.to_string(),
+        "TLS handshake failed: invalid peer certificate: unknown issuer"
+    );
+    let io = std::error::Error::source(&error)
+        .and_then(|e| e.downcast_ref::<std::io::Error>())
+        .expect("the io::Error is the source");
+    assert!(io.get_ref().is_some_and(|e| e.is::<rustls::Error>()));
     server.stop().await;
 }
 
@@ -138,32 +145,12 @@ async fn a_certificate_for_another_name_fails_as_tls_in_one_attempt() {
     let id = rig
         .submit(Download::new(server.url("/bytes/1000")).to("a.bin"))
         .await;
-    match rig.wait(id).await {
-        Outcome::Failed {
-            error, attempts, ..
-        } => {
-            assert_eq!(error.kind(), ErrorKind::Tls, "{error:?}");
-            assert_eq!(attempts, 1, "a name error is never retried");
-            assert!(!error.is_retryable());
-            let message = error.to_string();
-            assert_eq!(
-                message,
-                "TLS handshake failed: invalid peer certificate: certificate not valid for name \
-                 \"127.0.0.1\"; certificate is only valid for dns name \"example.test\""
-            );
-            assert_sentence(&message);
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(
-        !rig.events
-            .kinds(id)
-            .iter()
-            .any(|k| matches!(k, EventKind::Retrying { .. })),
-        "no retry"
+    let error = fails_as_tls_once(&rig, id, &server).await;
+    assert_eq!(
+        error.to_string(),
+        "TLS handshake failed: invalid peer certificate: certificate not valid for name \
+         \"127.0.0.1\"; certificate is only valid for dns name \"example.test\""
     );
-    assert_eq!(server.requests(), 0, "no request got through");
-    assert!(rig.files().is_empty(), "{:?}", rig.files());
     server.stop().await;
 }
 
