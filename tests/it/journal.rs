@@ -113,27 +113,28 @@ async fn an_unreadable_journal_refuses_the_start_and_touches_nothing() {
     let downloads = dir.path().join("dl");
     std::fs::create_dir(&downloads).unwrap();
     std::fs::write(downloads.join("keep.bin.part"), b"partial").unwrap();
+    // A real journal, written and closed by an engine.
+    let real = |name: &str| {
+        let path = dir.path().join(name);
+        let downloads = downloads.clone();
+        async move {
+            let engine = Engine::builder()
+                .download_dir(&downloads)
+                .journal(&path)
+                .try_start()
+                .unwrap();
+            engine.send(Shutdown).await.unwrap();
+            path
+        }
+    };
+    // Cut short.
     let truncated = {
-        // A real journal, cut short.
-        let path = dir.path().join("real.db");
-        let engine = Engine::builder()
-            .download_dir(&downloads)
-            .journal(&path)
-            .try_start()
-            .unwrap();
-        engine.send(Shutdown).await.unwrap();
-        let bytes = std::fs::read(&path).unwrap();
+        let bytes = std::fs::read(real("real.db").await).unwrap();
         bytes[..bytes.len() / 3].to_vec()
     };
+    // Its schema from a later version of the crate.
     let newer = {
-        // A real journal whose schema comes from a later version of the crate.
-        let path = dir.path().join("real-newer.db");
-        let engine = Engine::builder()
-            .download_dir(&downloads)
-            .journal(&path)
-            .try_start()
-            .unwrap();
-        engine.send(Shutdown).await.unwrap();
+        let path = real("real-newer.db").await;
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", 999).unwrap();
         drop(conn);
