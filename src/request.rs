@@ -310,6 +310,13 @@ impl Download {
         self.timeouts.total = Some(d);
         self
     }
+
+    /// All of a transfer's own timeouts at once (a transfer restored from the journal).
+    #[cfg(feature = "journal")]
+    pub(crate) fn timeouts(mut self, t: Timeouts) -> Self {
+        self.timeouts = t;
+        self
+    }
 }
 
 impl Message for Download {
@@ -436,6 +443,13 @@ impl Upload {
     /// limit, whatever the engine's). Default: the engine's.
     pub fn total_timeout(mut self, d: Duration) -> Self {
         self.timeouts.total = Some(d);
+        self
+    }
+
+    /// All of a transfer's own timeouts at once (a transfer restored from the journal).
+    #[cfg(feature = "journal")]
+    pub(crate) fn timeouts(mut self, t: Timeouts) -> Self {
+        self.timeouts = t;
         self
     }
 

@@ -263,17 +263,7 @@ fn job_of(row: &Row) -> Result<Job, TransferError> {
                 d = d.fsync(f);
             }
             d = d.mirrors(o.mirrors.iter().cloned());
-            let t = o.timeouts;
-            if let Some(t) = t.headers {
-                d = d.headers_timeout(t);
-            }
-            if let Some(t) = t.idle {
-                d = d.idle_timeout(t);
-            }
-            if let Some(t) = t.total {
-                d = d.total_timeout(t);
-            }
-            d.validate()?
+            d.timeouts(o.timeouts).validate()?
         }
         TransferKind::Upload | TransferKind::Fetch => {
             let file = row.target.clone().unwrap_or_default();
@@ -293,16 +283,7 @@ fn job_of(row: &Row) -> Result<Job, TransferError> {
             if let Some(n) = row.options.max_body {
                 u = u.max_body(n);
             }
-            let t = row.options.timeouts;
-            if let Some(t) = t.headers {
-                u = u.headers_timeout(t);
-            }
-            if let Some(t) = t.idle {
-                u = u.idle_timeout(t);
-            }
-            if let Some(t) = t.total {
-                u = u.total_timeout(t);
-            }
+            u = u.timeouts(row.options.timeouts);
             let size = row.source_len.unwrap_or(0);
             let mut job = u.validate(size)?;
             // The same file, unchanged, is sent again from its start; any other fails.

@@ -462,8 +462,9 @@ pub enum Outcome {
         attempts: u32,
         /// The status of the last attempt's final response (after redirects), when one
         /// arrived: the `503` of a [`Server`](TransferError::Server) error, or the `200` of a
-        /// body cut short. `None` when the last attempt failed before an answer (connect, DNS,
-        /// TLS, a timeout waiting for the headers, too many redirects) or made no request.
+        /// body cut short; of a failure on a redirect (one too many, a location refused), that
+        /// redirect. `None` when the last attempt failed before an answer (connect, DNS, TLS, a
+        /// timeout waiting for the headers) or made no request.
         status: Option<u16>,
         /// That response's headers (its `Retry-After`, a request id to quote to the server's
         /// operators); empty with no response. A failure read back from the journal keeps its

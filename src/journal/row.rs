@@ -320,15 +320,14 @@ impl Row {
         let part_dev: Option<u64> = col!(40, nullable(as_u64));
         let part_ino: Option<u64> = col!(41, nullable(as_u64));
         // Found by name: columns added by later migrations are appended in any order.
-        let mirrors_at = COLUMNS.iter().position(|c| *c == "mirrors");
-        let mirrors: Vec<String> = col!(mirrors_at.unwrap_or(COLUMNS.len()), |v| as_str(v)
-            .and_then(|s| serde_json::from_str(s).ok()));
         let at = |name: &str| {
             COLUMNS
                 .iter()
                 .position(|c| *c == name)
                 .unwrap_or(COLUMNS.len())
         };
+        let mirrors: Vec<String> = col!(at("mirrors"), |v| as_str(v)
+            .and_then(|s| serde_json::from_str(s).ok()));
         let ms = |v| nullable(as_u64)(v).map(|n| n.map(Duration::from_millis));
         let timeouts = Timeouts {
             headers: col!(at("headers_timeout_ms"), ms),
