@@ -458,11 +458,25 @@ async fn reading_results_waits_as_long_as_asked() {
         .await
         .expect("a wait with no result is not an error");
     assert!(empty.is_empty(), "{empty:?}");
-    // A result written while the reader waits is returned by that read.
+    // A result written while the reader waits (Redis counts it among its blocked clients) is
+    // returned by that read.
     let writer = {
         let mut c = conn(&redis).await;
         async move {
-            actix_rt::time::sleep(Duration::from_millis(700)).await;
+            until_within("the reader waits in Redis", LIMIT, || {
+                let mut c = c.clone();
+                async move {
+                    let info: String = redis::cmd("INFO")
+                        .arg("clients")
+                        .query_async(&mut c)
+                        .await
+                        .unwrap();
+                    info.lines()
+                        .find_map(|l| l.strip_prefix("blocked_clients:"))
+                        .is_some_and(|n| n.trim() != "0")
+                }
+            })
+            .await;
             let _: String = redis::cmd("XADD")
                 .arg(Names::default().results)
                 .arg("*")
