@@ -34,11 +34,18 @@ use crate::{
     event::{EventKind, IdMap, TransferEvent, TransferId},
 };
 
-/// Where one event goes: a subscriber (`to`), or only its window (`to: None`, an `Ended` as a
-/// notice to a subscriber that wants `Progress` but not `Ended`).
+/// A subscriber as publishers reach it: its recipient and its `Progress` window, shared
+/// behind one `Arc` (cloning a `Recipient` boxes its sender anew, three allocations per event).
+pub(crate) struct Subscriber {
+    pub(crate) to: Recipient<TransferEvent>,
+    pub(crate) window: Window,
+}
+
+/// Where one event goes: a subscriber (`wanted`), or only its window (an `Ended` as a notice
+/// to a subscriber that wants `Progress` but not `Ended`).
 pub(crate) struct Target {
-    pub(crate) to: Option<Recipient<TransferEvent>>,
-    pub(crate) window: Arc<Window>,
+    pub(crate) sub: Arc<Subscriber>,
+    pub(crate) wanted: bool,
 }
 
 /// How many of a subscriber's `Progress` events may wait in its mailbox (actix's default
@@ -140,16 +147,27 @@ impl Drop for Window {
 
 /// Send `event` to `to` now: a `Progress` through its window, any other at once.
 pub(crate) fn dispatch(to: Target, event: TransferEvent) {
+    let Subscriber { to: r, window } = &*to.sub;
     if let EventKind::Progress { .. } = event.kind {
-        if let Some(r) = &to.to {
-            to.window.progress(r, event);
+        if to.wanted {
+            window.progress(r, event);
         }
         return;
     }
-    to.window.supersede(event.id);
-    if let Some(r) = to.to {
+    window.supersede(event.id);
+    if to.wanted {
         r.do_send(event);
     }
+}
+
+/// When events go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Sent at once.
+    Now,
+    /// Sent at the end of this thread's event-loop turn, with the other messages of that turn:
+    /// a transfer on a worker thread publishes to subscribers on other threads.
+    EndOfTurn,
 }
 
 #[derive(Default)]
@@ -176,9 +194,15 @@ pub(crate) fn event(to: Target, event: TransferEvent) {
     });
 }
 
-/// Report `done` to `engine` at the end of this turn, in one [`FinishedBatch`] with every other
-/// transfer of this thread and engine that ends before then.
-pub(crate) fn finished(engine: &Arc<Reporter>, done: Finished) {
+/// Report `done` to `engine`: at once, or at the end of this turn in one [`FinishedBatch`]
+/// with every other transfer of this thread and engine that ends before then. (A transfer on
+/// the Engine's own thread reports at once: its events went at once too, and a message to an
+/// actor on the same thread wakes no other thread.)
+pub(crate) fn finished(engine: &Arc<Reporter>, done: Finished, when: Delivery) {
+    if when == Delivery::Now {
+        engine.finished.do_send(FinishedBatch(vec![done]));
+        return;
+    }
     OUTBOX.with(|o| {
         let mut o = o.borrow_mut();
         match o.finished.iter_mut().find(|(e, _)| Arc::ptr_eq(e, engine)) {
@@ -212,14 +236,21 @@ fn schedule(o: &mut Outbox) {
     actix_rt::spawn(async {
         // Whatever else is ready on this thread runs first (and may publish or finish too).
         actix_rt::task::yield_now().await;
-        let finished = OUTBOX.with(|o| {
+        let mut finished = OUTBOX.with(|o| {
             let mut o = o.borrow_mut();
             o.scheduled = false;
             std::mem::take(&mut o.finished)
         });
         send_events();
-        for (engine, batch) in finished {
+        for (engine, batch) in finished.drain(..) {
             engine.finished.do_send(FinishedBatch(batch));
         }
+        // Give the list back, as `send_events` does.
+        OUTBOX.with(|o| {
+            let mut o = o.borrow_mut();
+            if o.finished.is_empty() {
+                o.finished = finished;
+            }
+        });
     });
 }

@@ -24,8 +24,9 @@ use std::sync::{
 
 use actix::Recipient;
 
+pub(crate) use crate::event::outbox::Delivery;
 use crate::event::{
-    outbox::{self, Target, Window},
+    outbox::{self, Subscriber, Target, Window},
     EventKind, EventKinds, IdMap, TransferEvent, TransferId,
 };
 
@@ -44,9 +45,8 @@ pub enum SubscribeError {
 
 struct Entry {
     sid: u64,
-    to: Recipient<TransferEvent>,
     kinds: EventKinds,
-    window: Arc<Window>,
+    sub: Arc<Subscriber>,
 }
 
 #[derive(Default)]
@@ -118,9 +118,11 @@ impl Subscribers {
         }
         let entry = Entry {
             sid,
-            to: recipient,
             kinds,
-            window: Arc::default(),
+            sub: Arc::new(Subscriber {
+                to: recipient,
+                window: Window::default(),
+            }),
         };
         match only {
             None => reg.all.push(entry),
@@ -184,7 +186,7 @@ impl Subscribers {
 
     fn prune(&self) {
         let mut reg = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let removed = remove_where(&mut reg, |e| !e.to.connected());
+        let removed = remove_where(&mut reg, |e| !e.sub.to.connected());
         self.update(&mut reg, &removed);
     }
 }
@@ -208,16 +210,6 @@ fn remove_where(reg: &mut Registry, gone: impl Fn(&Entry) -> bool) -> Vec<Entry>
         !v.is_empty()
     });
     removed
-}
-
-/// When events go out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Delivery {
-    /// Sent at once.
-    Now,
-    /// Sent at the end of this thread's event-loop turn, with the other messages of that turn
-    /// (see `outbox`): a transfer on a worker thread publishes to subscribers on other threads.
-    EndOfTurn,
 }
 
 fn send(to: Target, event: TransferEvent, when: Delivery) {
@@ -247,13 +239,13 @@ fn deliver<'a>(
         if !(wanted || window_only) {
             continue;
         }
-        if !e.to.connected() {
+        if !e.sub.to.connected() {
             dead = true;
             continue;
         }
         let target = Target {
-            to: wanted.then(|| e.to.clone()),
-            window: Arc::clone(&e.window),
+            sub: Arc::clone(&e.sub),
+            wanted,
         };
         if let Some(p) = previous.replace(target) {
             send(p, event.clone(), when);

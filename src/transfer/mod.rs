@@ -736,6 +736,7 @@ impl TransferActor {
                 },
                 resumable: suspended,
             },
+            c.delivery(),
         );
     }
 
