@@ -154,7 +154,10 @@ impl Headers {
             text.push_str(name);
             text[start..].make_ascii_lowercase();
             let name_end = text.len() as u32;
-            text.push_str(&String::from_utf8_lossy(value));
+            match std::str::from_utf8(value) {
+                Ok(value) => text.push_str(value),
+                Err(_) => text.push_str(&String::from_utf8_lossy(value)),
+            }
             ends.push((name_end, text.len() as u32));
         }
         Headers(Some(Arc::new(HeaderText {

@@ -171,9 +171,10 @@ impl Service<ConnectInfo<Uri>> for Connector {
 enum Phase {
     /// The client is writing a request (a new connection starts here).
     Request,
-    /// Reading a response head: `seen` bytes of it so far (leading blank lines not counted),
-    /// `status` its status code's first digit, `newlines` line ends in a row (CR ignored).
-    Head { seen: u32, status: u8, newlines: u8 },
+    /// Reading a response head: `seen` characters of it so far up to 10 (leading blank lines
+    /// and CRs not counted; all that matters is whether there was one and where the tenth, the
+    /// status code's first digit, is), `status` that digit, `newlines` line ends in a row.
+    Head { seen: u8, status: u8, newlines: u8 },
     /// After the head of a final (non-1xx) response.
     Body,
 }
@@ -235,11 +236,17 @@ impl Wire {
                             None => (rest, false),
                         };
                         used += line.len() + usize::from(lf);
-                        let chars = line.len() - line.iter().filter(|&&b| b == b'\r').count();
+                        // Past the status digit only whether a line is blank matters: one
+                        // look at its first bytes instead of a count of all of them.
+                        let chars = if seen >= 10 {
+                            usize::from(line.iter().any(|&b| b != b'\r'))
+                        } else {
+                            line.len() - line.iter().filter(|&&b| b == b'\r').count()
+                        };
                         if chars > 0 {
                             newlines = 0;
                             if seen <= 9 && seen as usize + chars > 9 {
-                                // "HTTP/1.1 2xx": the status' first digit, the tenth byte.
+                                // "HTTP/1.1 2xx": the status' first digit, the tenth character.
                                 status = line
                                     .iter()
                                     .filter(|&&b| b != b'\r')
@@ -247,7 +254,7 @@ impl Wire {
                                     .copied()
                                     .unwrap_or(0);
                             }
-                            seen = seen.saturating_add(u32::try_from(chars).unwrap_or(u32::MAX));
+                            seen = (usize::from(seen) + chars).min(10) as u8;
                         }
                         // Blank lines before a head are skipped, like httparse does.
                         if lf && seen > 0 {
@@ -776,7 +783,7 @@ mod tests {
                                 if seen == 9 {
                                     status = b;
                                 }
-                                seen = seen.saturating_add(1);
+                                seen = (seen + 1).min(10);
                             }
                         }
                         phase = match (ended, status) {

@@ -371,9 +371,14 @@ impl TransferActor {
                 }
                 None => guarded.await,
             }
-        }
-        .instrument(self.span.clone());
+        };
         self.attempt = Some(handle);
+        // No subscriber wants the span: the attempt's polls need not enter it.
+        let io = if self.span.is_disabled() {
+            Either::Left(io)
+        } else {
+            Either::Right(io.instrument(self.span.clone()))
+        };
         ctx.spawn(
             wrap_future(Abortable::new(io, registration))
                 .map(|res, act: &mut Self, ctx| act.attempt_done(res, ctx)),
