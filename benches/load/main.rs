@@ -23,6 +23,10 @@
 //! closed loop vs a rate schedule), `fleet` (jobs through Redis Streams vs a local Engine, and
 //! 1, 2, 3 nodes on a paced server; skipped when `redis-server` is missing).
 //!
+//! `small` also runs the floor of the contract (`floor`): a supervisor that spawns one actor
+//! per request, which sends one end event and one report back, and nothing else. Its CPU per
+//! request over bare awc's is what an actor per transfer costs by itself.
+//!
 //! `small` and `cancel` run the engine with one worker thread and inline (`workers(0)`);
 //! segmented downloads use two workers, everything else one. `small` feeds the engine two
 //! ways: all 10,000 submitted at once for its admission to start 64 (or 256) at a time, and a
@@ -49,11 +53,13 @@
 //!
 //! Layout: `opts` (the command line), `server` (the child server process and its endpoints),
 //! `metrics` (CPU time, RSS, percentiles), `report`, `recorder` (the `Ended` recorder),
-//! `engine` (the engine under test), `bare` (the bare awc and curl baselines) and `scenario/`,
+//! `engine` (the engine under test), `bare` (the bare awc and curl baselines), `floor` (the
+//! actor-per-request floor) and `scenario/`,
 //! one file per scenario, which use those and never each other.
 
 mod bare;
 mod engine;
+mod floor;
 mod metrics;
 mod opts;
 mod recorder;

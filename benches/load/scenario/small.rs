@@ -15,6 +15,7 @@ use futures::StreamExt;
 use crate::{
     bare::{bare_client, curl, timed_command},
     engine::{engine_on, LAYOUTS},
+    floor::floor_fetches,
     metrics::{cpu_time, median, percentile},
     opts::Opts,
     report::Report,
@@ -112,6 +113,7 @@ pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
             .collect();
         let mut ours: Vec<Vec<[f64; 4]>> = vec![Vec::new(); variants.len()];
         let (mut bare, mut cpu_bare, mut lat_bare) = (Vec::new(), Vec::new(), Vec::new());
+        let mut cpu_floor = Vec::new();
         for _ in 0..o.rounds {
             for (i, (workers, feed, _)) in variants.iter().enumerate() {
                 ours[i].push(engine_fetches(*workers, *feed, dir, &url, n, conc).await);
@@ -138,6 +140,10 @@ pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
                 percentile(&times, 0.5).as_secs_f64() * 1e3,
                 percentile(&times, 0.99).as_secs_f64() * 1e3,
             ]);
+
+            let cpu0 = cpu_time();
+            floor_fetches(bare_client(), url, 4096, n, conc).await;
+            cpu_floor.push((cpu_time() - cpu0).as_secs_f64() * 1e6 / n as f64);
         }
         let bare = median(bare);
         let s = format!("{n} x 4 KiB @{conc}");
@@ -156,6 +162,19 @@ pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
             &format!("@{conc} bare awc CPU per transfer"),
             cpu_bare,
             "us",
+        );
+        let cpu_floor = median(cpu_floor);
+        report.add(
+            "small",
+            &format!("@{conc} floor (an actor per request) CPU per transfer"),
+            cpu_floor,
+            "us",
+        );
+        report.add(
+            "small",
+            &format!("@{conc} floor CPU per transfer vs bare awc"),
+            cpu_floor / cpu_bare,
+            "x",
         );
         let curl_rate = curl().and_then(|curl| {
             let list = dir.join("urls.txt");
@@ -217,6 +236,12 @@ pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
                 col(1) / cpu_bare,
                 1.5,
                 false,
+            );
+            report.add(
+                "small",
+                &m("client CPU per transfer vs the floor"),
+                col(1) / cpu_floor,
+                "x",
             );
             report.add("small", &m("p50 submit->Ended"), col(2), "ms");
             report.add("small", &m("p99 submit->Ended"), col(3), "ms");
