@@ -480,6 +480,13 @@ impl Ctx {
             .set(crate::retry::retry_after(response.headers()));
     }
 
+    /// Whether every limit the watchdog may apply is either none or longer than `d`. (The
+    /// first wait's, connect + headers, is none or longer whenever the headers' is.)
+    fn limits_all_exceed(&self, d: Duration) -> bool {
+        let none_or_over = |limit: Duration| limit.is_zero() || limit > d;
+        none_or_over(self.headers_timeout()) && none_or_over(self.idle_timeout())
+    }
+
     /// The headers timeout: the transfer's own, else the engine's.
     pub(crate) fn headers_timeout(&self) -> Duration {
         (self.job.timeouts.headers).unwrap_or(self.cfg.headers_timeout)
@@ -493,7 +500,14 @@ impl Ctx {
     /// Fails when no byte moved for the idle timeout during a body, or the headers did not come
     /// within the headers timeout. Never ends otherwise. A zero timeout is no limit, and one
     /// too long to be a point in time never passes.
+    ///
+    /// An attempt whose every limit is longer than a tick waits for the thread's next tick
+    /// before it arms its timer: most attempts end before, and never touch tokio's timer wheel
+    /// (see `tick`).
     pub(super) async fn watchdog(self: Rc<Self>) -> TransferError {
+        if self.limits_all_exceed(super::tick::TICK) {
+            super::tick::next_tick().await;
+        }
         // One timer for the attempt, moved to each new deadline.
         let mut sleep = std::pin::pin!(actix_rt::time::sleep_until(Instant::now().into()));
         loop {

@@ -32,6 +32,7 @@ mod messages;
 mod mirrors;
 mod reply;
 mod segmented;
+mod tick;
 mod time;
 mod upload;
 

@@ -47,6 +47,24 @@ async fn headers_timeout_when_the_server_reads_and_never_answers() {
     assert_empty(dir.path());
 }
 
+/// An attempt whose limits are all longer than the thread's tick (50 ms) arms its timer only
+/// after a tick; one with a shorter limit arms it at once. Both fire: the short one here, the
+/// long ones in the tests around it.
+#[actix_rt::test]
+async fn a_timeout_shorter_than_a_tick_fires_as_well() {
+    let server = Hostile::always(vec![Step::Hang]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| {
+        b.headers_timeout(Duration::from_millis(20))
+            .idle_timeout(LONG)
+    });
+
+    let (_, outcome) = run(&engine, Download::new(server.url("/x")).to(NAME)).await;
+
+    assert_eq!(failure(&outcome), &timed_out(TimeoutPhase::Headers));
+    assert_empty(dir.path());
+}
+
 #[actix_rt::test]
 async fn headers_timeout_when_the_server_accepts_and_never_reads() {
     let server = Deaf::start();
