@@ -88,7 +88,8 @@ pub(crate) struct DownloadState {
     pub(super) placement: RefCell<Option<Placement>>,
     /// The `.part` file between attempts.
     pub(super) writer: RefCell<Option<Writer>>,
-    drain: Drain,
+    /// Made by the first who asks (a fetch never does unless stopped mid-way).
+    drain: std::cell::OnceCell<Drain>,
     /// Fired when a segment and its writes are gone; awaited before any stop takes effect.
     quiescence: RefCell<Vec<oneshot::Receiver<()>>>,
     /// The `If-Range` validator of the file being written, when the server gave one.
@@ -120,7 +121,7 @@ impl DownloadState {
     }
 
     pub(crate) fn drain(&self) -> Drain {
-        self.drain.clone()
+        self.drain.get_or_init(Drain::default).clone()
     }
 
     /// Await this `rx` before a stop takes effect (a segment on another worker).

@@ -8,7 +8,10 @@
 pub(crate) struct Sources {
     /// The source the next request goes to.
     current: usize,
-    /// One flag per source: `true` once it disagreed with the file (never asked again).
+    /// How many sources there are.
+    len: usize,
+    /// One flag per source: `true` once it disagreed with the file (never asked again). Empty
+    /// until the first is dropped: a transfer with no mirror, the common case, allocates none.
     dropped: Vec<bool>,
 }
 
@@ -24,13 +27,18 @@ impl Sources {
     pub(crate) fn new(n: usize) -> Self {
         Sources {
             current: 0,
-            dropped: vec![false; n.max(1)],
+            len: n.max(1),
+            dropped: Vec::new(),
         }
     }
 
     /// How many sources there are, dropped ones included.
     pub(crate) fn len(&self) -> usize {
-        self.dropped.len()
+        self.len
+    }
+
+    fn is_dropped(&self, i: usize) -> bool {
+        self.dropped.get(i).copied().unwrap_or(false)
     }
 
     /// The source the next request goes to.
@@ -40,7 +48,7 @@ impl Sources {
 
     /// The sources still in use, in order.
     fn alive(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.len()).filter(|&i| !self.dropped[i])
+        (0..self.len()).filter(|&i| !self.is_dropped(i))
     }
 
     /// Move to the next source still in use after the current one (round robin); returns it.
@@ -49,7 +57,7 @@ impl Sources {
         let n = self.len();
         self.current = (1..=n)
             .map(|step| (self.current + step) % n)
-            .find(|&i| !self.dropped[i])
+            .find(|&i| !self.is_dropped(i))
             .unwrap_or(self.current);
         self.current
     }
@@ -58,8 +66,11 @@ impl Sources {
     /// last one in use (a download keeps one source to ask). Dropping the current source moves
     /// to the next one.
     pub(crate) fn drop_source(&mut self, i: usize) -> bool {
-        if i >= self.len() || self.dropped[i] || self.alive().count() <= 1 {
+        if i >= self.len() || self.is_dropped(i) || self.alive().count() <= 1 {
             return false;
+        }
+        if self.dropped.is_empty() {
+            self.dropped = vec![false; self.len];
         }
         self.dropped[i] = true;
         if i == self.current {
