@@ -165,13 +165,20 @@ fn refresh(
     host: &Host,
     st: &mut HostState,
 ) {
+    let head = if max_per_host.is_some_and(|max| st.running >= max) {
+        None
+    } else {
+        st.queue.keys().next().copied()
+    };
+    // Most calls leave the head as it was (a transfer queued behind it, a slot given back
+    // under no per-host limit): then `heads` is not touched.
+    if head == st.head {
+        return;
+    }
     if let Some(old) = st.head.take() {
         heads.remove(&(old, Arc::clone(host)));
     }
-    if max_per_host.is_some_and(|max| st.running >= max) {
-        return;
-    }
-    if let Some(key) = st.queue.keys().next().copied() {
+    if let Some(key) = head {
         heads.insert((key, Arc::clone(host)));
         st.head = Some(key);
     }
