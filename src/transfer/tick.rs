@@ -106,6 +106,19 @@ impl Drop for NextTick {
 
 /// The tick: wake every waiting attempt once a tick, while there are any.
 async fn run() {
+    /// A runtime that stops drops this task wherever it waits: the next runtime on this thread
+    /// must start a tick of its own, not wait for this one.
+    struct Running;
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = TICKER.try_with(|t| {
+                if let Ok(mut t) = t.try_borrow_mut() {
+                    t.running = false;
+                }
+            });
+        }
+    }
+    let _running = Running;
     loop {
         actix_rt::time::sleep(TICK).await;
         let woken = TICKER.with(|t| {
@@ -157,6 +170,35 @@ mod tests {
         }
         // And a new wait starts it again.
         next_tick().await;
+    }
+
+    #[test]
+    fn a_tick_dropped_with_its_runtime_does_not_stall_the_next_runtime() {
+        std::thread::spawn(|| {
+            let rt = actix_rt::Runtime::new().unwrap();
+            rt.block_on(async {
+                // A wait still pending when the runtime goes.
+                actix_rt::spawn(async {
+                    next_tick().await;
+                    futures::future::pending::<()>().await;
+                });
+                actix_rt::task::yield_now().await;
+                assert!(TICKER.with(|t| t.borrow().running));
+            });
+            drop(rt);
+            assert!(
+                !TICKER.with(|t| t.borrow().running),
+                "the tick went with its runtime"
+            );
+            let rt = actix_rt::Runtime::new().unwrap();
+            rt.block_on(async {
+                actix_rt::time::timeout(Duration::from_secs(10), next_tick())
+                    .await
+                    .expect("a new runtime runs a tick of its own");
+            });
+        })
+        .join()
+        .unwrap();
     }
 
     #[actix_rt::test]
