@@ -52,14 +52,7 @@ async fn a_chain_is_followed_and_the_final_url_reported() {
 
 #[actix_rt::test]
 async fn a_loop_ends_as_too_many_redirects_after_the_default_limit() {
-    let server = Hostile::start(|req| {
-        let to = if req.path == "/ping" {
-            "/pong"
-        } else {
-            "/ping"
-        };
-        vec![Step::Write(redirect(302, to))]
-    });
+    let server = Hostile::ping_pong();
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), |b| b);
 

@@ -164,14 +164,7 @@ async fn a_download_cancelled_mid_body_has_its_200_and_headers() {
 /// redirect: its status and its `Location`, the last thing the server said.
 #[actix_rt::test]
 async fn a_failure_on_a_redirect_shows_that_redirect() {
-    let looping = Hostile::start(|req| {
-        let to = if req.path == "/ping" {
-            "/pong"
-        } else {
-            "/ping"
-        };
-        vec![Step::Write(redirect(302, to))]
-    });
+    let looping = Hostile::ping_pong();
     let elsewhere = Hostile::always(vec![Step::Write(redirect(301, "ftp://127.0.0.1/file"))]);
     let dir = tempfile::tempdir().unwrap();
     let engine = engine(dir.path(), |b| b);

@@ -83,10 +83,13 @@ fn quick_retries() -> RetryPolicy {
         .max_delay(Duration::from_millis(20))
 }
 
-/// Transfer `id` failed as `Tls` in one attempt, never retried (the same certificate comes
-/// back), with no request through to `server` and no file; its error,
-/// whose message reads as a sentence.
-async fn fails_as_tls_once(rig: &Rig, id: TransferId, server: &Server) -> TransferError {
+/// A download from `server` fails as `Tls` in one attempt, never retried (the same certificate
+/// comes back), with no request through and no file; its error, whose message reads as a
+/// sentence.
+async fn download_fails_as_tls_once(rig: &Rig, server: &Server) -> TransferError {
+    let id = rig
+        .submit(Download::new(server.url("/bytes/1000")).to("a.bin"))
+        .await;
     let outcome = rig.wait(id).await;
     let Outcome::Failed {
         error, attempts, ..
@@ -115,10 +118,7 @@ async fn an_untrusted_certificate_fails_as_tls_in_one_attempt() {
     let pki = pki();
     let server = tls_server(pki.server);
     let rig = rig_with(|b| b.retry(quick_retries())).await;
-    let id = rig
-        .submit(Download::new(server.url("/bytes/1000")).to("a.bin"))
-        .await;
-    let error = fails_as_tls_once(&rig, id, &server).await;
+    let error = download_fails_as_tls_once(&rig, &server).await;
     assert_eq!(
         error.to_string(),
         "TLS handshake failed: invalid peer certificate: unknown issuer"
@@ -142,10 +142,7 @@ async fn a_certificate_for_another_name_fails_as_tls_in_one_attempt() {
             .add_root_certificate(pki.ca_pem.as_bytes())
     })
     .await;
-    let id = rig
-        .submit(Download::new(server.url("/bytes/1000")).to("a.bin"))
-        .await;
-    let error = fails_as_tls_once(&rig, id, &server).await;
+    let error = download_fails_as_tls_once(&rig, &server).await;
     assert_eq!(
         error.to_string(),
         "TLS handshake failed: invalid peer certificate: certificate not valid for name \

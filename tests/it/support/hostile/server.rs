@@ -193,6 +193,18 @@ impl Hostile {
         Hostile::start(move |_| script.clone())
     }
 
+    /// A redirect loop: `/ping` sends to `/pong`, anything else to `/ping`, with a 302.
+    pub fn ping_pong() -> Hostile {
+        Hostile::start(|req| {
+            let to = if req.path == "/ping" {
+                "/pong"
+            } else {
+                "/ping"
+            };
+            vec![Step::Write(redirect(302, to))]
+        })
+    }
+
     /// `http://127.0.0.1:<port><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
