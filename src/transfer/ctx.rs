@@ -69,8 +69,9 @@ pub(crate) struct Ctx {
     // What the last attempt found out, for the next decision.
     /// The `Retry-After` of the last failed response.
     pub(crate) retry_after: Cell<Option<Duration>>,
-    /// The status and headers of the current attempt's last final response (after
-    /// redirects): what a failed or cancelled outcome shows of the server's answer.
+    /// The status and headers of the current attempt's last answer: its final response, or
+    /// the redirect or interim answer a failure came after. What a failed or cancelled outcome
+    /// shows of the server's answer.
     response: RefCell<Option<(u16, Headers)>>,
     /// An error from our own side of a request body (reading the upload file).
     body_error: RefCell<Option<TransferError>>,
@@ -454,8 +455,8 @@ impl Ctx {
         self.body_error.borrow_mut().take()
     }
 
-    /// A final response arrived (after redirects): remember its head for the outcome, and
-    /// return its headers.
+    /// An answer arrived (the final response, or one `http::send` shows on the way):
+    /// remember its head for the outcome, and return its headers.
     pub(crate) fn responded(&self, response: &ClientResponse) -> Headers {
         let headers = crate::http::headers_of(response);
         *self.response.borrow_mut() = Some((response.status().as_u16(), headers.clone()));
@@ -467,7 +468,7 @@ impl Ctx {
         self.response.borrow_mut().take();
     }
 
-    /// The status and headers of the last attempt's final response, if one arrived.
+    /// The status and headers of the last attempt's last answer, if one arrived.
     pub(super) fn last_response(&self) -> (Option<u16>, Headers) {
         match &*self.response.borrow() {
             Some((status, headers)) => (Some(*status), headers.clone()),

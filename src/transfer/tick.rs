@@ -38,6 +38,16 @@ thread_local! {
     static TICKER: RefCell<Ticker> = RefCell::default();
 }
 
+/// `f` on this thread's ticker from a destructor: nothing when the thread-local is already
+/// gone (the thread is ending) or in use.
+fn in_drop(f: impl FnOnce(&mut Ticker)) {
+    let _ = TICKER.try_with(|t| {
+        if let Ok(mut t) = t.try_borrow_mut() {
+            f(&mut t);
+        }
+    });
+}
+
 /// Wait until the thread's next tick: at most [`TICK`].
 pub(crate) fn next_tick() -> NextTick {
     NextTick { at: None }
@@ -92,13 +102,10 @@ impl Drop for NextTick {
         let Some((began, slot)) = self.at else {
             return;
         };
-        // Until its tick, the slot is this wait's own: free it (the thread may be ending, and
-        // its ticker gone with it).
-        let _ = TICKER.try_with(|t| {
-            if let Ok(mut t) = t.try_borrow_mut() {
-                if t.now == began && t.slots[slot].take().is_some() {
-                    t.free.push(slot);
-                }
+        // Until its tick, the slot is this wait's own: free it.
+        in_drop(|t| {
+            if t.now == began && t.slots[slot].take().is_some() {
+                t.free.push(slot);
             }
         });
     }
@@ -106,16 +113,12 @@ impl Drop for NextTick {
 
 /// The tick: wake every waiting attempt once a tick, while there are any.
 async fn run() {
-    /// A runtime that stops drops this task wherever it waits: the next runtime on this thread
-    /// must start a tick of its own, not wait for this one.
+    /// Clears `running` however this task ends: by itself, or dropped wherever it waits by a
+    /// runtime that stops (the next runtime on this thread then starts a tick of its own).
     struct Running;
     impl Drop for Running {
         fn drop(&mut self) {
-            let _ = TICKER.try_with(|t| {
-                if let Ok(mut t) = t.try_borrow_mut() {
-                    t.running = false;
-                }
-            });
+            in_drop(|t| t.running = false);
         }
     }
     let _running = Running;
@@ -131,9 +134,6 @@ async fn run() {
                     woken.push(waker);
                     t.free.push(slot);
                 }
-            }
-            if woken.is_empty() {
-                t.running = false;
             }
             woken
         });
