@@ -14,7 +14,7 @@ use std::{
 use serde_json::Value;
 
 use crate::ranged::{self, Act};
-use crate::support::{self, LIMIT};
+use crate::support::{self, exit_status, LIMIT};
 
 /// The example binary, next to this test binary (`cargo test` builds the examples).
 fn example() -> PathBuf {
@@ -49,10 +49,11 @@ fn example_named(name: &str) -> PathBuf {
     path
 }
 
-/// The proxy variables a CLI reads (`proxy_from_env`): removed from every child's
-/// environment, so that the machine's own proxy settings never reach a test's loopback
-/// servers; a test sets the ones it means.
-const PROXY_VARS: [&str; 8] = [
+/// The variables the examples read that this test process may hold: removed from every
+/// child's environment, so that neither the machine's own proxy settings reach a test's
+/// loopback servers nor its log level or embed's options change what a test sees; a test sets
+/// the ones it means.
+const INHERITED_VARS: [&str; 12] = [
     "http_proxy",
     "HTTP_PROXY",
     "https_proxy",
@@ -61,6 +62,10 @@ const PROXY_VARS: [&str; 8] = [
     "ALL_PROXY",
     "no_proxy",
     "NO_PROXY",
+    "RUST_LOG",
+    "TOKEN",
+    "PORT",
+    "DOWNLOAD_DIR",
 ];
 
 /// A running `transfer`: its stdout lines as they come, its stderr at the end.
@@ -75,12 +80,12 @@ impl Cli {
         Cli::start_with("transfer", args, &[])
     }
 
-    /// `examples/{name}` with `args`, and `env` set on top of this environment (without
-    /// `RUST_LOG` and the proxy variables).
+    /// `examples/{name}` with `args`, and `env` set on top of this environment (without the
+    /// [`INHERITED_VARS`]).
     fn start_with(name: &str, args: &[&str], env: &[(&str, &str)]) -> Cli {
         let mut command = Command::new(example_named(name));
-        command.args(args).env_remove("RUST_LOG");
-        for var in PROXY_VARS {
+        command.args(args);
+        for var in INHERITED_VARS {
             command.env_remove(var);
         }
         let mut child = command
@@ -137,14 +142,7 @@ impl Cli {
 
     /// The exit code (bounded wait), with stdout complete.
     async fn exit(&mut self) -> Option<i32> {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(start.elapsed() < LIMIT, "the example did not exit");
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
-        };
+        let status = exit_status(&mut self.child, "the example").await;
         // The reader thread ends with the pipe.
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
             self.seen.push(line);
@@ -723,14 +721,7 @@ async fn ctrl_c_with_a_journal_leaves_the_summary_and_no_bar_on_the_terminal() {
     };
     // SAFETY: a signal to the example, which runs until it has handled it.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < LIMIT, "the example did not exit");
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = exit_status(&mut child, "the example").await;
     assert_eq!(status.code(), Some(130));
     let out = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
     let screen = final_screen(&out, 80);
@@ -793,13 +784,7 @@ async fn serve_exits_within_two_seconds_of_sigterm_with_event_clients_connected(
 
     let start = Instant::now();
     cli.signal(libc::SIGTERM);
-    let code = loop {
-        if let Some(status) = cli.child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(start.elapsed() < LIMIT, "the example did not exit");
-        actix_rt::time::sleep(Duration::from_millis(5)).await;
-    };
+    let code = exit_status(&mut cli.child, "the example").await.code();
     let took = start.elapsed();
     eprintln!("exited {took:?} after SIGTERM");
     assert_eq!(code, Some(0), "{}", cli.stderr());
@@ -1091,31 +1076,9 @@ async fn help_goes_to_stdout_with_exit_code_0_for_every_example() {
 #[actix_rt::test]
 async fn embed_takes_its_options_from_the_environment_or_its_flags() {
     // Without TOKEN, whatever this process's environment holds.
-    let mut bare = {
-        let mut command = Command::new(example_named("embed"));
-        command
-            .args(["--port", "0"])
-            .env_remove("TOKEN")
-            .env_remove("PORT")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        command.spawn().unwrap()
-    };
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = bare.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < LIMIT,
-            "embed without a token did not exit"
-        );
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut bare.stderr.take().unwrap(), &mut stderr).unwrap();
+    let mut bare = Cli::start_with("embed", &["--port", "0"], &[]);
+    let status = exit_status(&mut bare.child, "embed without a token").await;
+    let stderr = bare.stderr();
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--token"), "{stderr}");
 

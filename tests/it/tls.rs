@@ -349,10 +349,7 @@ const NATIVE_URL: &str = "ACTIX_TRANSFER_NATIVE_ROOTS_URL";
 #[cfg(feature = "native-roots")]
 #[actix_rt::test]
 async fn native_roots_follow_ssl_cert_file_in_a_child_process() {
-    use std::{
-        process::{Command, Stdio},
-        time::Instant,
-    };
+    use std::process::{Command, Stdio};
     let pki = pki();
     let server = tls_server(pki.server);
     let dir = tempfile::tempdir().unwrap();
@@ -390,18 +387,7 @@ async fn native_roots_follow_ssl_cert_file_in_a_child_process() {
         };
         let out = read(child.stdout.take().map(|p| Box::new(p) as _));
         let err = read(child.stderr.take().map(|p| Box::new(p) as _));
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > LIMIT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{expect}: the child did not exit");
-            }
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
-        };
+        let status = exit_status(&mut child, expect).await;
         let text = format!("{}\n{}", out.join().unwrap(), err.join().unwrap());
         assert!(status.success(), "{expect}: {text}");
         assert!(

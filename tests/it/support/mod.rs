@@ -283,6 +283,23 @@ where
         .expect("the engine is alive")
 }
 
+/// Wait (bounded) for a child process to exit: its status. Past [`LIMIT`] the child is killed
+/// and the test fails, naming `what`.
+pub async fn exit_status(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: did not exit within {LIMIT:?}");
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Wait (bounded) for a transfer's outcome.
 pub async fn wait(engine: &Addr<Engine>, id: TransferId) -> Outcome {
     actix_rt::time::timeout(LIMIT, engine.send(Wait(id)))
