@@ -222,8 +222,12 @@ impl EngineBuilder {
     /// body) the engine keeps for [`Status`], [`Wait`], [`List`] and late subscribers. Past
     /// this many, the oldest ended one is forgotten as if [`Erase`]d (its files stay): an
     /// engine that runs for months, or a load test of millions of requests, stays bounded.
-    /// Default 10,000; `usize::MAX` keeps everything until erased; `0` keeps only the one that
-    /// ended last (a record is never forgotten as it ends). See also
+    /// Default 1,000, as many as aria2 keeps (`--max-download-result`): enough to look back at
+    /// what just ended, and few enough that their memory stays in cache (each record is freed
+    /// when a later one ends, and the more are kept the colder it is by then, which a busy
+    /// engine pays for on every transfer). `usize::MAX` keeps everything until erased; `0`
+    /// keeps only the one that ended last (a record is never forgotten as it ends). With a
+    /// [journal](Self::journal), `Status`, `List` and `Wait` find older ones there. See also
     /// [`keep_ended_bytes`](Self::keep_ended_bytes).
     pub fn keep_ended(mut self, n: usize) -> Self {
         self.keep_ended = n;
@@ -232,8 +236,8 @@ impl EngineBuilder {
 
     /// Bytes of response bodies (of fetches and upload replies) the ended records may hold
     /// together. Past this, the oldest ended records are forgotten as with
-    /// [`keep_ended`](Self::keep_ended), though never the one that just ended: 10,000 records
-    /// of 1 MiB bodies would otherwise hold 10 GiB after every subscriber and waiter has had
+    /// [`keep_ended`](Self::keep_ended), though never the one that just ended: 1,000 records
+    /// of 1 MiB bodies would otherwise hold 1 GiB after every subscriber and waiter has had
     /// its copy. Default 256 MiB; `u64::MAX` bounds them by count alone.
     pub fn keep_ended_bytes(mut self, bytes: u64) -> Self {
         self.keep_ended_bytes = bytes;
@@ -553,7 +557,7 @@ impl std::error::Error for StartError {
 const MAX_REDIRECTS: u32 = 100;
 
 /// Ended records kept by default (see [`EngineBuilder::keep_ended`]).
-const DEFAULT_KEEP_ENDED: usize = 10_000;
+const DEFAULT_KEEP_ENDED: usize = 1_000;
 
 /// Bytes of bodies ended records hold by default (see [`EngineBuilder::keep_ended_bytes`]).
 const DEFAULT_KEEP_ENDED_BYTES: u64 = 256 << 20;

@@ -585,6 +585,7 @@ async fn a_slow_subscriber_gets_every_ending_and_a_bounded_number_of_progress_ev
     let engine = Engine::builder()
         .workers(0)
         .retry(RetryPolicy::never())
+        .keep_ended(N) // each is waited for once all are submitted
         .start();
     let slow = Arc::new(AtomicBool::new(true));
     let seen = Arc::new(Mutex::new(std::collections::HashMap::new()));

@@ -81,7 +81,7 @@ async fn cancel_latencies(
             .unwrap()
             .unwrap()
             .bytes_transferred;
-        let ended = ends.0.lock().unwrap().get(&id).map(|(_, o)| o.bytes());
+        let ended = ends.0.lock().unwrap().get(&id).map(|end| end.bytes);
         after += later.saturating_sub(at_reply) + ended.map_or(0, |e| e.saturating_sub(at_reply));
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

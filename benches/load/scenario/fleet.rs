@@ -28,6 +28,8 @@ fn engine(dir: &Path, max_active: usize) -> Addr<Engine> {
         .max_active(max_active)
         .retry(RetryPolicy::never())
         .progress_interval(Duration::from_millis(250))
+        // The local side waits for each fetch once all are submitted.
+        .keep_ended(usize::MAX)
         .start()
 }
 

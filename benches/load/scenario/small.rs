@@ -83,9 +83,9 @@ async fn engine_fetches(
         .lock()
         .unwrap()
         .iter()
-        .map(|(id, (at, o))| {
-            assert!(o.is_completed(), "{o:?}");
-            *at - submitted[id]
+        .map(|(id, end)| {
+            assert_eq!(end.failure, None);
+            end.at - submitted[id]
         })
         .collect();
     lat.sort();
