@@ -15,7 +15,7 @@
 //! side in a fresh child process, so that neither inherits the other's heap), `queue`
 //! (100,000 downloads waiting for an admission slot: memory each, submit time, cancel them
 //! all; also in a child process), `cancel` (cancel latency under load: p50, p99, p99.9, with
-//! how busy the machine was meanwhile), `rate` (a global bandwidth limit: achieved rate over
+//! how busy the machine was meanwhile, and less the time the asking thread waited for a CPU), `rate` (a global bandwidth limit: achieved rate over
 //! 5 s), `journal` (the durable journal on vs off: small downloads to files, one large
 //! download, open transfers, a start on a long history; needs the `journal` feature),
 //! `loadgen` (the load generator, examples/loadtest.rs, against wrk and oha at 64
@@ -42,7 +42,8 @@
 //! machine: other processes on the same cores slow each side unevenly and inflate CPU time
 //! through contention, and interleaving the rounds only evens out slow drift. `cancel` prints
 //! the machine's busy and stolen CPU and its load average beside its latencies, to tell a
-//! noisy run. The memory rows (`open`'s and `queue`'s RSS), the bytes counted after a cancel's
+//! noisy run, and each latency less the time the asking thread spent waiting for a CPU (its
+//! own load keeps a 2-core machine's cores busy, and that wait is most of its tail). The memory rows (`open`'s and `queue`'s RSS), the bytes counted after a cancel's
 //! reply, the `rate` rows (a limit well below what loopback carries) and `loadgen`'s p99 under
 //! a stall on a rate schedule (a second of stall dwarfs the noise) hold on a busy machine too.
 //!

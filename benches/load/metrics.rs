@@ -95,6 +95,14 @@ impl CpuTicks {
     }
 }
 
+/// How long the calling thread has waited, runnable, for a CPU since it started (the second
+/// field of /proc/thread-self/schedstat); `None` where the kernel does not say.
+pub fn run_queue_wait() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
 /// The 1-minute load average (/proc/loadavg).
 pub fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
