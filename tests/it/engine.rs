@@ -156,6 +156,35 @@ async fn a_thousand_concurrent_transfers_all_complete() {
     assert_eq!(rig.files().len(), 500);
 }
 
+/// The default `keep_ended` is 1,000: the 1,001st ending forgets the first, and no other.
+#[actix_rt::test]
+async fn by_default_the_last_thousand_endings_are_remembered() {
+    let server = server();
+    let rig = rig().await;
+    // The first ends alone, so it is the oldest ending; then a thousand, a hundred at a time,
+    // each waited for while fewer than a thousand ended after it.
+    let mut ids = Vec::new();
+    for batch in 0..11 {
+        let size = if batch == 0 { 1 } else { 100 };
+        let mut batch_ids = Vec::new();
+        for _ in 0..size {
+            batch_ids.push(rig.submit(Fetch::get(server.url("/bytes/10"))).await);
+        }
+        for &id in &batch_ids {
+            assert!(rig.wait(id).await.is_completed());
+        }
+        ids.extend(batch_ids);
+    }
+    assert_eq!(ids.len(), 1001);
+    assert_eq!(rig.engine.send(Status(ids[0])).await.unwrap(), None);
+    for &id in &ids[1..] {
+        let status = rig.engine.send(Status(id)).await.unwrap();
+        assert_eq!(status.map(|s| s.state), Some(TransferState::Completed));
+    }
+    let listed = rig.engine.send(List::all()).await.unwrap();
+    assert_eq!(listed.len(), 1000);
+}
+
 #[actix_rt::test]
 async fn only_the_last_keep_ended_endings_are_remembered() {
     let server = server();
