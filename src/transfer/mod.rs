@@ -348,7 +348,10 @@ impl TransferActor {
             shared.retry_after.set(None);
             let run = std::pin::pin!(async {
                 match &shared.job.kind {
-                    JobKind::Download(opts) => download::run(&shared, opts).await,
+                    // Boxed: a download's state is the largest by far, and unboxed it would
+                    // size every attempt's future, a fetch's too, which is moved several times
+                    // before its first poll.
+                    JobKind::Download(opts) => Box::pin(download::run(&shared, opts)).await,
                     JobKind::Upload {
                         body,
                         size,
