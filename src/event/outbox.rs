@@ -54,10 +54,12 @@ const ROOM: usize = 16;
 
 /// A subscriber's `Progress` events not handled yet, and those kept aside while it has no room.
 ///
-/// A mailbox has no length anyone can read, and actix's `try_send` refuses a message only
-/// to the very sender whose earlier message filled the mailbox (a sender cloned afresh from
-/// the subscription's recipient, as every publish does, is never refused). So each `Progress` goes with
-/// `send`, whose reply tells when it was handled, and the window counts the unhandled ones.
+/// A mailbox has no length anyone can read, and actix refuses a message (`try_send` fails,
+/// `send` keeps it inside its request until polled again) only to the very sender whose
+/// earlier message filled the mailbox. So each `Progress` goes with `send` from a sender
+/// cloned for it, which is never refused (a shared one, once refused, would hold a `Progress`
+/// back until after the transfer's later events, its `Ended` too, had gone), and the reply
+/// tells when it was handled; the window counts the unhandled ones.
 /// While `ROOM` of them wait, a new one is kept aside instead, the latest per transfer
 /// (a newer one replaces it), and goes out when there is room again, at the next `Progress`
 /// to this subscriber. Any other event of the same transfer drops it: that event says where
@@ -102,12 +104,12 @@ impl Window {
                 break;
             };
             if let Some(older) = w.aside.remove(&id) {
-                let request = Box::pin(to.send(older));
+                let request = Box::pin(to.clone().send(older));
                 w.unhandled.push_back(request);
             }
         }
         if w.room() {
-            let request = Box::pin(to.send(event));
+            let request = Box::pin(to.clone().send(event));
             w.unhandled.push_back(request);
         } else {
             w.aside.insert(event.id, event);

@@ -116,6 +116,36 @@ async fn unknown_sizes_are_never_invented() {
     assert_eq!(status.bytes_estimated, None);
 }
 
+/// Many transfers ending at once on worker threads, to a subscriber of every kind: each one's
+/// last event is its one `Ended` (a `Progress` once waited in a shared sender refused by the
+/// full mailbox and went out after it).
+#[actix_rt::test]
+async fn each_transfers_ended_is_its_last_event_to_a_busy_subscriber() {
+    const N: usize = 300;
+    let server = server();
+    let rig = rig().await;
+    let mut ids = Vec::with_capacity(N);
+    for _ in 0..N {
+        ids.push(rig.submit(Fetch::get(server.url("/bytes/10"))).await);
+    }
+    for &id in &ids {
+        assert!(rig.wait(id).await.is_completed());
+    }
+    // Every event was sent before the last wait was answered; all are handled now.
+    rig.recorder.send(Drained).await.unwrap();
+    for &id in &ids {
+        let events = rig.events.of(id);
+        let ended = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Ended(_)));
+        assert_eq!(ended.count(), 1, "{events:?}");
+        assert!(
+            matches!(events.last().map(|e| &e.kind), Some(EventKind::Ended(_))),
+            "{events:?}"
+        );
+    }
+}
+
 #[actix_rt::test]
 async fn per_id_subscriptions_late_subscribers_and_unsubscribe() {
     let server = server();
