@@ -116,6 +116,43 @@ async fn unknown_sizes_are_never_invented() {
     assert_eq!(status.bytes_estimated, None);
 }
 
+/// A subscription to one id gets that transfer's `Ended` exactly once, with its original seq,
+/// whenever it arrives: before the transfer runs, while it runs, after its actor published the
+/// end but before the Engine heard of it (its report crosses from a worker thread), or after.
+#[actix_rt::test]
+async fn a_subscription_to_one_id_gets_its_ended_once_whenever_it_arrives() {
+    const N: usize = 300;
+    let server = server();
+    let rig = rig().await;
+    let mine = Events::default();
+    let recorder = mine.recorder();
+    let mut ids = Vec::with_capacity(N);
+    for i in 0..N {
+        let id = rig.submit(Fetch::get(server.url("/bytes/10"))).await;
+        // Each arrives at another point of its transfer's life.
+        for _ in 0..i % 8 {
+            actix_rt::task::yield_now().await;
+        }
+        let one = Subscribe::one(recorder.clone().recipient(), id).kinds(EventKinds::ENDED);
+        rig.engine.send(one).await.unwrap().unwrap();
+        ids.push(id);
+    }
+    for &id in &ids {
+        assert!(rig.wait(id).await.is_completed());
+    }
+    // Every delivery was sent before the last wait was answered; all are handled now.
+    recorder.send(Drained).await.unwrap();
+    for &id in &ids {
+        rig.events.until_ended(id).await;
+        let original = rig
+            .events
+            .of(id)
+            .into_iter()
+            .find(|e| matches!(e.kind, EventKind::Ended(_)));
+        assert_eq!(mine.of(id), vec![original.unwrap()], "transfer {id:?}");
+    }
+}
+
 /// Many transfers ending at once on worker threads, to a subscriber of every kind: each one's
 /// last event is its one `Ended` (a `Progress` once waited in a shared sender refused by the
 /// full mailbox and went out after it).
