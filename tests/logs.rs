@@ -151,15 +151,7 @@ async fn the_web_debug_log_shows_neither_query_strings_nor_credentials_nor_the_t
     });
     let panel = ControlPanel::start(engine.clone(), config);
     let p = panel.clone();
-    let srv = actix_web::HttpServer::new(move || actix_web::App::new().configure(p.routes()))
-        .workers(1)
-        .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-    let base = format!("http://{}", srv.addrs()[0]);
-    let srv = srv.run();
-    let handle = srv.handle();
-    actix_rt::spawn(srv);
+    let (base, handle) = support::serve_app(move |app| p.routes()(app));
     let client = awc::Client::new();
     let post = |body: serde_json::Value| {
         let req = client

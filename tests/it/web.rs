@@ -11,7 +11,7 @@ use actix_transfer::{
     web::{deny_private_networks, ControlPanel, WebConfig},
     *,
 };
-use actix_web::{dev::ServerHandle, App, HttpServer};
+use actix_web::dev::ServerHandle;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use support::*;
@@ -46,15 +46,7 @@ async fn panel_of(
     .start();
     let panel = ControlPanel::start(engine.clone(), config(WebConfig::with_token(TOKEN)));
     let p = panel.clone();
-    let srv = HttpServer::new(move || App::new().configure(p.routes()))
-        .workers(1)
-        .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-    let base = format!("http://{}", srv.addrs()[0]);
-    let srv = srv.run();
-    let handle = srv.handle();
-    actix_rt::spawn(srv);
+    let (base, handle) = serve_app(move |app| p.routes()(app));
     Panel {
         base,
         engine,
@@ -543,20 +535,13 @@ async fn without_auth_is_a_deliberate_choice_and_mounts_anywhere() {
         .start();
     let panel = ControlPanel::start(engine, WebConfig::without_auth().mount("/transfers/"));
     let p = panel.clone();
-    let srv = HttpServer::new(move || {
-        App::new().configure(p.routes()).route(
+    let (base, handle) = serve_app(move |app| {
+        p.routes()(app);
+        app.route(
             "/",
             actix_web::web::get().to(|| async { "the app's own page" }),
-        )
-    })
-    .workers(1)
-    .disable_signals()
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let base = format!("http://{}", srv.addrs()[0]);
-    let srv = srv.run();
-    let handle = srv.handle();
-    actix_rt::spawn(srv);
+        );
+    });
     let (code, v) = call_with(
         "GET",
         &format!("{base}/transfers/api/transfers"),

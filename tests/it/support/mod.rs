@@ -122,6 +122,24 @@ impl Server {
     }
 }
 
+/// Serve `app` (a control panel's routes, say) on a loopback port in the current actix
+/// System, with one worker and no signal handling: its base URL and the server's handle.
+pub fn serve_app<F>(app: F) -> (String, actix_web::dev::ServerHandle)
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let srv = HttpServer::new(move || App::new().configure(app.clone()))
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+    let base = format!("http://{}", srv.addrs()[0]);
+    let srv = srv.run();
+    let handle = srv.handle();
+    actix_rt::spawn(srv);
+    (base, handle)
+}
+
 /// Start the test server in the current actix System.
 pub fn server() -> Server {
     serve(None)
