@@ -8,20 +8,21 @@
 //! cargo bench --bench load -- --scenario small,cancel --rounds 5 --json out.json
 //! ```
 //!
-//! Scenarios: `file` (one large download to a file), `segments` (one stream vs 4 segments
-//! from a server that paces each connection, as distant servers do), `small` (4 KiB fetches
-//! into memory at 64 and 256 in flight), `files` (small downloads to files), `upload` (one
-//! large upload), `open` (thousands of open slow transfers: memory, then cancel them all; each
-//! side in a fresh child process, so that neither inherits the other's heap), `queue`
-//! (100,000 downloads waiting for an admission slot: memory each, submit time, cancel them
-//! all; also in a child process), `cancel` (cancel latency under load: p50, p99, p99.9, with
-//! how busy the machine was meanwhile, and less the time the asking thread waited for a CPU), `rate` (a global bandwidth limit: achieved rate over
-//! 5 s), `journal` (the durable journal on vs off: small downloads to files, one large
-//! download, open transfers, a start on a long history; needs the `journal` feature),
-//! `loadgen` (the load generator, examples/loadtest.rs, against wrk and oha at 64
-//! connections: requests/s and client CPU per request; and its p99 under a server's 1 s stall,
-//! closed loop vs a rate schedule), `fleet` (jobs through Redis Streams vs a local Engine, and
-//! 1, 2, 3 nodes on a paced server; skipped when `redis-server` is missing).
+//! Scenarios: `file` (one large download to a file), `segments` (one stream vs 4 segments from
+//! a server that paces each connection, as distant servers do), `small` (4 KiB fetches into
+//! memory at 64 and 256 in flight), `files` (small downloads to files), `upload` (one large
+//! upload), `open` (thousands of open slow transfers: memory, then cancel them all; each side
+//! in a fresh child process, so that neither inherits the other's heap), `queue` (100,000
+//! downloads waiting for an admission slot: memory each, submit time, cancel them all; also in
+//! a child process), `cancel` (cancel latency under load: p50, p99, p99.9, with how busy the
+//! machine was meanwhile, and less the time the asking thread waited for a CPU), `rate` (a
+//! global bandwidth limit: achieved rate over 5 s), `journal` (the durable journal on vs off:
+//! small downloads to files, one large download, open transfers, a start on a long history;
+//! needs the `journal` feature), `loadgen` (the load generator, examples/loadtest.rs, against
+//! wrk and oha at 64 connections: requests/s and client CPU per request; and its p99 under a
+//! server's 1 s stall, closed loop vs a rate schedule), `fleet` (jobs through Redis Streams vs
+//! a local Engine, and 1, 2, 3 nodes on a paced server; skipped when `redis-server` is
+//! missing).
 //!
 //! `small` also runs the floor of the contract (`floor`): a supervisor that spawns one actor
 //! per request, which sends one end event and one report back, and nothing else. Its CPU per
@@ -37,15 +38,16 @@
 //! (never failing on a miss), and writes the same as JSON (`target/load-bench.json` unless
 //! `--json PATH`). Timings are never asserted anywhere.
 //!
-//! Rows that time something (MB/s, transfers/s, requests/s, latencies, submit and cancel
-//! times, and the ratios built on them) and the CPU per transfer or request need a quiet
-//! machine: other processes on the same cores slow each side unevenly and inflate CPU time
-//! through contention, and interleaving the rounds only evens out slow drift. `cancel` prints
-//! the machine's busy and stolen CPU and its load average beside its latencies, to tell a
-//! noisy run, and each latency less the time the asking thread spent waiting for a CPU (its
-//! own load keeps a 2-core machine's cores busy, and that wait is most of its tail). The memory rows (`open`'s and `queue`'s RSS), the bytes counted after a cancel's
-//! reply, the `rate` rows (a limit well below what loopback carries) and `loadgen`'s p99 under
-//! a stall on a rate schedule (a second of stall dwarfs the noise) hold on a busy machine too.
+//! Rows that time something (MB/s, transfers/s, requests/s, latencies, submit and cancel times,
+//! and the ratios built on them) and the CPU per transfer or request need a quiet machine:
+//! other processes on the same cores slow each side unevenly and inflate CPU time through
+//! contention, and interleaving the rounds only evens out slow drift. `cancel` prints the
+//! machine's busy and stolen CPU and its load average beside its latencies, to tell a noisy
+//! run, and each latency less the time the asking thread spent waiting for a CPU (its own load
+//! keeps a 2-core machine's cores busy, and that wait is most of its tail). The memory rows
+//! (`open`'s and `queue`'s RSS), the bytes counted after a cancel's reply, the `rate` rows (a
+//! limit well below what loopback carries) and `loadgen`'s p99 under a stall on a rate schedule
+//! (a second of stall dwarfs the noise) hold on a busy machine too.
 //!
 //! The `file` figures depend on the page cache: right after a large build (or a CI clone) the
 //! single-stream writer pays for reclaiming pages and runs markedly slower. For comparable runs

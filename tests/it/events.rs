@@ -117,8 +117,9 @@ async fn unknown_sizes_are_never_invented() {
 }
 
 /// A subscription to one id gets that transfer's `Ended` exactly once, with its original seq,
-/// whenever it arrives: before the transfer runs, while it runs, after its actor published the
-/// end but before the Engine heard of it (its report crosses from a worker thread), or after.
+/// whenever it arrives. The subscriptions come at varying points of their transfers' lives
+/// (before they run, while they run, after the actor published the end but before its report
+/// reached the Engine, or after); which points a run hits is the scheduler's.
 #[actix_rt::test]
 async fn a_subscription_to_one_id_gets_its_ended_once_whenever_it_arrives() {
     const N: usize = 300;
@@ -142,8 +143,8 @@ async fn a_subscription_to_one_id_gets_its_ended_once_whenever_it_arrives() {
     }
     // Every delivery was sent before the last wait was answered; all are handled now.
     recorder.send(Drained).await.unwrap();
+    rig.recorder.send(Drained).await.unwrap();
     for &id in &ids {
-        rig.events.until_ended(id).await;
         let original = rig
             .events
             .of(id)
