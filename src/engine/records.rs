@@ -40,7 +40,7 @@ use std::{collections::VecDeque, path::PathBuf, sync::Arc, time::SystemTime};
 
 use futures::channel::oneshot;
 
-use super::admission::{Admission, Host, QueueKey};
+use super::admission::{Admission, Host, Place, QueueKey};
 use crate::{
     error::ControlError,
     event::report::Left,
@@ -211,7 +211,10 @@ impl<A: Clone> Records<A> {
         max_active: Option<usize>,
         max_per_host: Option<Option<usize>>,
     ) {
-        self.admission.set_limits(max_active, max_per_host);
+        let map = &self.map;
+        self.admission.set_limits(max_active, max_per_host, || {
+            map.iter().filter_map(Record::place)
+        });
     }
 
     /// Transition: a validated job becomes a `Queued` record with the next id.
@@ -718,6 +721,17 @@ impl<A: Clone> Records<A> {
 }
 
 impl<A> Record<A> {
+    /// Where a record stands for admission when its queues are rebuilt: holding a slot, or
+    /// waiting for one (neither when paused or ended).
+    fn place<'a>((id, record): (&'a TransferId, &'a Self)) -> Option<(&'a Host, Place)> {
+        let place = match record.slot {
+            Slot::Active(_) => Place::Running,
+            Slot::Queued { key, .. } => Place::Waiting(key, *id),
+            Slot::Paused(_) | Slot::Ended(_) => return None,
+        };
+        Some((&record.host, place))
+    }
+
     /// Where the transfer is: ended if its slot says so, or if its actor set an end state (the
     /// actor does so before it publishes `Ended`, and its report may still be on the way
     /// here), else as its slot says. The one answer to `Status`, `List`, `SetRate` and the
@@ -887,7 +901,11 @@ mod tests {
         }
 
         fn submit(&mut self) -> TransferId {
-            let job = Fetch::get("http://h.test/x").validate().unwrap();
+            self.submit_to("http://h.test/x")
+        }
+
+        fn submit_to(&mut self, url: &str) -> TransferId {
+            let job = Fetch::get(url).validate().unwrap();
             let (id, effects) = self.t.submit(job);
             let event = effects.event.expect("Queued is published");
             assert_eq!((event.id, event.seq), (id, 0));
@@ -1457,6 +1475,40 @@ mod tests {
         fx.admit();
         assert_eq!(fx.state(b), TransferState::Active, "first in, first out");
         assert_eq!(fx.state(c), TransferState::Queued);
+    }
+
+    #[test]
+    fn a_per_host_limit_set_at_run_time_counts_the_table_as_it_stands() {
+        use TransferState::{Active, Queued};
+        let mut fx = Fx::with(Admission::new(3, None), 100, u64::MAX);
+        let (h, other) = ("http://h.test/x", "http://other.test/x");
+        let [a, b, c] = [h, h, other].map(|url| fx.submit_to(url));
+        fx.admit();
+        let [d, e, f] = [h, other, h].map(|url| fx.submit_to(url));
+        let _ = fx.t.pause(f);
+        fx.t.set_limits(None, Some(Some(1)));
+        assert_eq!(
+            (fx.t.admission().active(), fx.t.admission().queued()),
+            (3, 2)
+        );
+        let end = |fx: &mut Fx, id| {
+            let _ = fx.t.finished(id, outcome(EndState::Completed, 0), None);
+            fx.admit();
+        };
+        end(&mut fx, c);
+        assert_eq!(
+            (fx.state(d), fx.state(e)),
+            (Queued, Active),
+            "h runs two already"
+        );
+        end(&mut fx, a);
+        assert_eq!(fx.state(d), Queued, "h still runs one, its limit");
+        end(&mut fx, b);
+        assert_eq!(fx.state(d), Active);
+        fx.t.set_limits(None, Some(None));
+        let _ = fx.t.resume(f).unwrap();
+        fx.admit();
+        assert_eq!(fx.state(f), Active, "no per-host limit: h runs two");
     }
 
     #[test]
