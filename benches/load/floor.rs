@@ -7,10 +7,15 @@
 //! timeouts, redirects, checks, records, progress or cancel). Its CPU per request over bare
 //! awc's is what one actor per request costs by itself; the engine's over the floor's is what
 //! everything else costs.
+//!
+//! With one worker (`workers: 1`), as the engine's one-worker layout, the request actors run on
+//! a thread of their own (an arbiter, each with its own client) and the supervisor and the
+//! subscriber on the caller's: each request crosses between the threads three times (start,
+//! end event, report), the least the contract's shape asks of that layout.
 
 use std::collections::{HashMap, VecDeque};
 
-use actix::prelude::*;
+use actix::{dev::ArbiterHandle, prelude::*};
 
 /// Caller -> supervisor: run a GET of this URL; the reply is its id.
 #[derive(Message)]
@@ -35,6 +40,13 @@ struct Supervisor {
     running: HashMap<u64, Addr<Request>>,
     client: awc::Client,
     subscriber: Recipient<End>,
+    /// The worker thread the request actors run on, if not this one.
+    worker: Option<ArbiterHandle>,
+}
+
+thread_local! {
+    /// A worker thread's client (a client belongs to the thread that made it).
+    static WORKER_CLIENT: awc::Client = crate::bare::bare_client();
 }
 
 impl Actor for Supervisor {
@@ -48,14 +60,25 @@ impl Supervisor {
                 break;
             };
             self.active += 1;
-            let request = Request {
-                id,
-                url,
-                client: self.client.clone(),
-                supervisor: ctx.address().recipient(),
-                subscriber: self.subscriber.clone(),
+            let (supervisor, subscriber) = (ctx.address().recipient(), self.subscriber.clone());
+            let request = match &self.worker {
+                None => Request {
+                    id,
+                    url,
+                    client: self.client.clone(),
+                    supervisor,
+                    subscriber,
+                }
+                .start(),
+                Some(worker) => Request::start_in_arbiter(worker, move |_| Request {
+                    id,
+                    url,
+                    client: WORKER_CLIENT.with(awc::Client::clone),
+                    supervisor,
+                    subscriber,
+                }),
             };
-            self.running.insert(id, request.start());
+            self.running.insert(id, request);
         }
     }
 }
@@ -143,9 +166,11 @@ impl Handler<End> for Subscriber {
 }
 
 /// `n` GETs of `url` (each answered with `len` bytes) through the floor, `conc` at a time, all
-/// submitted at once as the engine's "all queued" feed does; returns once every end event
-/// arrived.
-pub async fn floor_fetches(client: awc::Client, url: &str, len: usize, n: usize, conc: usize) {
+/// submitted at once as the engine's "all queued" feed does, its request actors on this thread
+/// (`workers` 0) or on one worker thread (1); returns once every end event arrived.
+pub async fn floor_fetches(workers: usize, url: &str, len: usize, n: usize, conc: usize) {
+    assert!(workers <= 1, "the floor has no pool of workers");
+    let worker = (workers == 1).then(Arbiter::new);
     let (tx, rx) = futures::channel::oneshot::channel();
     let subscriber = Subscriber {
         seen: 0,
@@ -162,8 +187,9 @@ pub async fn floor_fetches(client: awc::Client, url: &str, len: usize, n: usize,
         max_active: conc,
         queue: VecDeque::new(),
         running: HashMap::new(),
-        client,
+        client: crate::bare::bare_client(),
         subscriber,
+        worker: worker.as_ref().map(Arbiter::handle),
     }
     .start();
     for _ in 0..n {
@@ -173,4 +199,8 @@ pub async fn floor_fetches(client: awc::Client, url: &str, len: usize, n: usize,
             .expect("floor supervisor");
     }
     rx.await.expect("every end event");
+    if let Some(worker) = worker {
+        worker.stop();
+        let _ = worker.join();
+    }
 }

@@ -25,8 +25,11 @@
 //! missing).
 //!
 //! `small` also runs the floor of the contract (`floor`): a supervisor that spawns one actor
-//! per request, which sends one end event and one report back, and nothing else. Its CPU per
-//! request over bare awc's is what an actor per transfer costs by itself.
+//! per request, which sends one end event and one report back, and nothing else, in each
+//! layout (the actors on the caller's thread, or on one worker thread). Its CPU per request
+//! over bare awc's is what an actor per transfer costs by itself, and with one worker what
+//! the handoffs between the two threads add. `loadgen` runs bare awc beside the generator
+//! (one thread, 64 loops of one request after another), the ceiling of a generator on awc.
 //!
 //! `small` and `cancel` run the engine with one worker thread and inline (`workers(0)`);
 //! segmented downloads use two workers, everything else one. `small` feeds the engine two

@@ -7,6 +7,10 @@
 //! rate schedule (`-q`: every request due during the stall shows it), beside what the
 //! schedule's arithmetic predicts.
 //!
+//! Beside them, bare awc in this process on one thread (`CONNECTIONS` loops, each a request
+//! after the other, for the same duration): what a generator built on awc could reach with no
+//! engine, actor or event per request, the ceiling the generator is measured under.
+//!
 //! The generator is the binary of `cargo build --profile bench --example loadtest`, built by the
 //! scenario when it is missing or older than the bench; a client that is not installed is
 //! skipped with a note.
@@ -14,11 +18,14 @@
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
+use futures::StreamExt;
+
 use crate::{
-    metrics::{children_cpu_time, median},
+    bare::bare_client,
+    metrics::{children_cpu_time, cpu_time, median},
     opts::Opts,
     report::Report,
 };
@@ -50,6 +57,32 @@ fn measure(cmd: &mut Command, read: impl Fn(&str) -> Option<(f64, f64)>) -> Opti
         cpu_us: cpu.as_secs_f64() * 1e6 / requests.max(1.0),
         out,
     })
+}
+
+/// Bare awc on this thread: `CONNECTIONS` loops of one GET after another for `secs`.
+async fn bare_awc(url: &str, secs: u64) -> Run {
+    let client = bare_client();
+    let (client, end) = (&client, Instant::now() + Duration::from_secs(secs));
+    let (cpu0, start) = (cpu_time(), Instant::now());
+    let requests: u64 = futures::stream::iter(0..CONNECTIONS)
+        .map(|_| async move {
+            let mut done = 0;
+            while Instant::now() < end {
+                let mut r = client.get(url).send().await.expect("bare awc");
+                r.body().await.expect("bare awc body");
+                done += 1;
+            }
+            done
+        })
+        .buffer_unordered(CONNECTIONS as usize)
+        .fold(0, |all, done| async move { all + done })
+        .await;
+    let (cpu, elapsed) = (cpu_time() - cpu0, start.elapsed());
+    Run {
+        rate: requests as f64 / elapsed.as_secs_f64(),
+        cpu_us: cpu.as_secs_f64() * 1e6 / requests.max(1) as f64,
+        out: String::new(),
+    }
 }
 
 fn installed(name: &str) -> Option<PathBuf> {
@@ -162,10 +195,13 @@ pub async fn run(o: &Opts, base: &str, _dir: &Path, report: &mut Report) {
     };
     // Interleaved round by round: (rate, cpu) of each client.
     let (mut ours, mut theirs_wrk, mut theirs_oha) = (Vec::new(), Vec::new(), Vec::new());
+    let mut bare = Vec::new();
     for _ in 0..o.rounds {
         if let Some(r) = generator_run(&url, None) {
             ours.push((r.rate, r.cpu_us));
         }
+        let r = bare_awc(&url, secs).await;
+        bare.push((r.rate, r.cpu_us));
         if let Some(wrk) = &wrk {
             if let Some(r) = measure(
                 Command::new(wrk).args(["-t1", "-c", &c, "-d", &d, &url]),
@@ -213,11 +249,36 @@ pub async fn run(o: &Opts, base: &str, _dir: &Path, report: &mut Report) {
         cpu,
         "us",
     );
+    let (bare_rate, bare_cpu) = (med(&bare, 0), med(&bare, 1));
+    report.add(
+        "loadgen",
+        &format!("{s}: bare awc (one thread, no engine) requests/s"),
+        bare_rate,
+        "/s",
+    );
+    report.add(
+        "loadgen",
+        &format!("{s}: bare awc CPU per request"),
+        bare_cpu,
+        "us",
+    );
+    report.add(
+        "loadgen",
+        &format!("{s}: generator CPU per request vs bare awc"),
+        cpu / bare_cpu,
+        "x",
+    );
     for (name, runs, target) in [("wrk -t1", &theirs_wrk, 0.7), ("oha", &theirs_oha, 0.7)] {
         if runs.is_empty() {
             continue;
         }
         let (their_rate, their_cpu) = (med(runs, 0), med(runs, 1));
+        report.add(
+            "loadgen",
+            &format!("{s}: bare awc requests/s vs {name}"),
+            bare_rate / their_rate,
+            "x",
+        );
         report.add(
             "loadgen",
             &format!("{s}: {name} requests/s"),

@@ -113,7 +113,8 @@ pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
             .collect();
         let mut ours: Vec<Vec<[f64; 4]>> = vec![Vec::new(); variants.len()];
         let (mut bare, mut cpu_bare, mut lat_bare) = (Vec::new(), Vec::new(), Vec::new());
-        let mut cpu_floor = Vec::new();
+        // Per layout: the floor's CPU per request of each round.
+        let mut cpu_floor: Vec<Vec<f64>> = vec![Vec::new(); LAYOUTS.len()];
         for _ in 0..o.rounds {
             for (i, (workers, feed, _)) in variants.iter().enumerate() {
                 ours[i].push(engine_fetches(*workers, *feed, dir, &url, n, conc).await);
@@ -141,9 +142,11 @@ pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
                 percentile(&times, 0.99).as_secs_f64() * 1e3,
             ]);
 
-            let cpu0 = cpu_time();
-            floor_fetches(bare_client(), url, 4096, n, conc).await;
-            cpu_floor.push((cpu_time() - cpu0).as_secs_f64() * 1e6 / n as f64);
+            for (floor, (workers, _)) in cpu_floor.iter_mut().zip(LAYOUTS) {
+                let cpu0 = cpu_time();
+                floor_fetches(workers, url, 4096, n, conc).await;
+                floor.push((cpu_time() - cpu0).as_secs_f64() * 1e6 / n as f64);
+            }
         }
         let bare = median(bare);
         let s = format!("{n} x 4 KiB @{conc}");
@@ -163,19 +166,21 @@ pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
             cpu_bare,
             "us",
         );
-        let cpu_floor = median(cpu_floor);
-        report.add(
-            "small",
-            &format!("@{conc} floor (an actor per request) CPU per transfer"),
-            cpu_floor,
-            "us",
-        );
-        report.add(
-            "small",
-            &format!("@{conc} floor CPU per transfer vs bare awc"),
-            cpu_floor / cpu_bare,
-            "x",
-        );
+        let cpu_floor: Vec<f64> = cpu_floor.into_iter().map(median).collect();
+        for (floor, (_, layout)) in cpu_floor.iter().zip(LAYOUTS) {
+            report.add(
+                "small",
+                &format!("@{conc} floor (an actor per request), {layout}: CPU per transfer"),
+                *floor,
+                "us",
+            );
+            report.add(
+                "small",
+                &format!("@{conc} floor, {layout}: CPU per transfer vs bare awc"),
+                floor / cpu_bare,
+                "x",
+            );
+        }
         let curl_rate = curl().and_then(|curl| {
             let list = dir.join("urls.txt");
             let mut f = std::fs::File::create(&list).unwrap();
@@ -193,7 +198,11 @@ pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
         if let Some(c) = curl_rate {
             report.add("small", &format!("{s}: curl --parallel"), c, "/s");
         }
-        for (i, (_, _, layout)) in variants.iter().enumerate() {
+        for (i, (workers, _, layout)) in variants.iter().enumerate() {
+            let floor = LAYOUTS
+                .iter()
+                .position(|(w, _)| w == workers)
+                .map(|k| cpu_floor[k]);
             let col = |k: usize| median(ours[i].iter().map(|r| r[k]).collect());
             let rate = col(0);
             let m = |what: &str| format!("@{conc} {layout}: {what}");
@@ -240,7 +249,7 @@ pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
             report.add(
                 "small",
                 &m("client CPU per transfer vs the floor"),
-                col(1) / cpu_floor,
+                col(1) / floor.expect("a floor for every layout"),
                 "x",
             );
             report.add("small", &m("p50 submit->Ended"), col(2), "ms");
