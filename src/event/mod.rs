@@ -68,9 +68,11 @@ impl fmt::Display for TransferId {
     }
 }
 
-/// Response headers, in the order received: names in lower case, values decoded lossily where
-/// they are not UTF-8. Shared: every subscriber's copy of a `Began` event points at the same
-/// headers, and all of them live in one block of text.
+/// Response headers: names in lower case, values decoded lossily where they are not UTF-8. The
+/// values of a repeated name keep the order they were received in; the order between names is
+/// not the server's (awc keeps a response's headers in a hash map). Shared: every subscriber's
+/// copy of a `Began` event points at the same headers, and all of them live in one block of
+/// text.
 ///
 /// ```
 /// use actix_transfer::Headers;
@@ -96,7 +98,8 @@ struct HeaderText {
 }
 
 impl Headers {
-    /// Every `(name, value)` pair, in the order received (also `for (name, value) in &headers`).
+    /// Every `(name, value)` pair, in the order kept (see [`Headers`]; also
+    /// `for (name, value) in &headers`).
     pub fn iter(&self) -> HeaderIter<'_> {
         let (text, ends): (&str, &[(u32, u32)]) = match &self.0 {
             Some(h) => (&h.text, &h.ends),
@@ -167,7 +170,7 @@ impl Headers {
     }
 }
 
-/// The `(name, value)` pairs of [`Headers`], in the order received.
+/// The `(name, value)` pairs of [`Headers`], in the order kept.
 #[derive(Debug, Clone)]
 pub struct HeaderIter<'a> {
     text: &'a str,

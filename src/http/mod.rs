@@ -301,7 +301,8 @@ fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-/// Response headers for events: lower-case names, lossy values, in received order.
+/// Response headers for events: lower-case names, lossy values, a repeated name's values in
+/// received order (awc's map keeps no order between names).
 pub(crate) fn headers_of(response: &ClientResponse) -> Headers {
     Headers::from_raw(|| {
         response

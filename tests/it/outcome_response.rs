@@ -197,3 +197,32 @@ async fn a_failure_on_a_redirect_shows_that_redirect() {
         Some("ftp://127.0.0.1/file")
     );
 }
+
+/// The headers an outcome shows: names lower-cased, and a name sent several times keeps its
+/// values in the order the server sent them (the order between names is awc's map's).
+#[actix_rt::test]
+async fn a_repeated_header_keeps_its_values_in_order_under_a_lower_case_name() {
+    let sent = [
+        ("X-Multi", "first"),
+        ("Content-Type", "text/plain"),
+        ("x-multi", "second"),
+        ("X-MULTI", "third"),
+    ];
+    let server = Hostile::always(vec![Step::Write(response(200, &sent, b"ok"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), |b| b);
+    let events = Events::subscribe(&engine).await;
+
+    let outcome = run_and_compare(&engine, &events, Fetch::get(server.url("/h"))).await;
+
+    assert!(outcome.is_completed(), "{outcome:?}");
+    let headers = outcome.headers();
+    assert_eq!(
+        headers.get_all("x-multi").collect::<Vec<_>>(),
+        ["first", "second", "third"]
+    );
+    assert_eq!(headers.get("content-type"), Some("text/plain"));
+    for (name, _) in headers {
+        assert_eq!(name, name.to_ascii_lowercase(), "{headers:?}");
+    }
+}
