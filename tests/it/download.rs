@@ -111,15 +111,9 @@ async fn conflict_policies() {
 async fn concurrent_downloads_of_one_name_get_distinct_files() {
     let server = server();
     let rig = rig().await;
-    let mut ids = Vec::new();
-    for _ in 0..5 {
-        ids.push(
-            rig.submit(Download::new(server.url("/bytes/50000")).to("same.bin"))
-                .await,
-        );
-    }
-    for id in ids {
-        assert!(rig.wait(id).await.is_completed());
+    let downloads = (0..5).map(|_| Download::new(server.url("/bytes/50000")).to("same.bin"));
+    for (_, outcome) in rig.run_all(downloads).await {
+        assert!(outcome.is_completed(), "{outcome:?}");
     }
     let files = rig.files();
     assert_eq!(files.len(), 5, "{files:?}");

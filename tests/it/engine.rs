@@ -166,14 +166,11 @@ async fn by_default_the_last_thousand_endings_are_remembered() {
     let mut ids = Vec::new();
     for batch in 0..11 {
         let size = if batch == 0 { 1 } else { 100 };
-        let mut batch_ids = Vec::new();
-        for _ in 0..size {
-            batch_ids.push(rig.submit(Fetch::get(server.url("/bytes/10"))).await);
+        let fetches = (0..size).map(|_| Fetch::get(server.url("/bytes/10")));
+        for (id, outcome) in rig.run_all(fetches).await {
+            assert!(outcome.is_completed(), "{outcome:?}");
+            ids.push(id);
         }
-        for &id in &batch_ids {
-            assert!(rig.wait(id).await.is_completed());
-        }
-        ids.extend(batch_ids);
     }
     assert_eq!(ids.len(), 1001);
     assert_eq!(rig.engine.send(Status(ids[0])).await.unwrap(), None);

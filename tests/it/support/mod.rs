@@ -422,6 +422,24 @@ impl Rig {
         wait(&self.engine, id).await
     }
 
+    /// Submit every message, then wait for each: the ids and outcomes, in submission order
+    /// (all of them in flight together, as far as the engine's limits let them run).
+    pub async fn run_all<M>(&self, msgs: impl IntoIterator<Item = M>) -> Vec<(TransferId, Outcome)>
+    where
+        M: Message<Result = Result<TransferId, TransferError>> + Send + 'static,
+        Engine: Handler<M>,
+    {
+        let mut ids = Vec::new();
+        for msg in msgs {
+            ids.push(self.submit(msg).await);
+        }
+        let mut done = Vec::with_capacity(ids.len());
+        for id in ids {
+            done.push((id, self.wait(id).await));
+        }
+        done
+    }
+
     /// Files in the download dir (recursively, relative), sorted.
     pub fn files(&self) -> Vec<String> {
         files(self.dir.path())
