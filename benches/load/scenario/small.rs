@@ -113,8 +113,9 @@ pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
             .collect();
         let mut ours: Vec<Vec<[f64; 4]>> = vec![Vec::new(); variants.len()];
         let (mut bare, mut cpu_bare, mut lat_bare) = (Vec::new(), Vec::new(), Vec::new());
-        // Per layout: the floor's CPU per request of each round.
+        // Per layout: the floor's CPU per request and transfers/s of each round.
         let mut cpu_floor: Vec<Vec<f64>> = vec![Vec::new(); LAYOUTS.len()];
+        let mut rate_floor: Vec<Vec<f64>> = vec![Vec::new(); LAYOUTS.len()];
         for _ in 0..o.rounds {
             for (i, (workers, feed, _)) in variants.iter().enumerate() {
                 ours[i].push(engine_fetches(*workers, *feed, dir, &url, n, conc).await);
@@ -142,10 +143,11 @@ pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
                 percentile(&times, 0.99).as_secs_f64() * 1e3,
             ]);
 
-            for (floor, (workers, _)) in cpu_floor.iter_mut().zip(LAYOUTS) {
-                let cpu0 = cpu_time();
+            for (k, (workers, _)) in LAYOUTS.into_iter().enumerate() {
+                let (cpu0, start) = (cpu_time(), Instant::now());
                 floor_fetches(workers, url, 4096, n, conc).await;
-                floor.push((cpu_time() - cpu0).as_secs_f64() * 1e6 / n as f64);
+                rate_floor[k].push(n as f64 / start.elapsed().as_secs_f64());
+                cpu_floor[k].push((cpu_time() - cpu0).as_secs_f64() * 1e6 / n as f64);
             }
         }
         let bare = median(bare);
@@ -167,7 +169,13 @@ pub async fn run(o: &Opts, base: &str, dir: &Path, report: &mut Report) {
             "us",
         );
         let cpu_floor: Vec<f64> = cpu_floor.into_iter().map(median).collect();
-        for (floor, (_, layout)) in cpu_floor.iter().zip(LAYOUTS) {
+        for ((floor, rate), (_, layout)) in cpu_floor.iter().zip(rate_floor).zip(LAYOUTS) {
+            report.add(
+                "small",
+                &format!("@{conc} floor, {layout}: transfers/s vs bare awc"),
+                median(rate) / bare,
+                "x",
+            );
             report.add(
                 "small",
                 &format!("@{conc} floor (an actor per request), {layout}: CPU per transfer"),
