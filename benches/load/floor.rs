@@ -38,10 +38,16 @@ struct Supervisor {
     max_active: usize,
     queue: VecDeque<(u64, String)>,
     running: HashMap<u64, Addr<Request>>,
-    client: awc::Client,
     subscriber: Recipient<End>,
-    /// The worker thread the request actors run on, if not this one.
-    worker: Option<ArbiterHandle>,
+    runs: Runs,
+}
+
+/// Where the request actors run.
+enum Runs {
+    /// On the supervisor's thread, with its client.
+    Here(awc::Client),
+    /// On a worker thread, each with that thread's client.
+    On(ArbiterHandle),
 }
 
 thread_local! {
@@ -61,16 +67,16 @@ impl Supervisor {
             };
             self.active += 1;
             let (supervisor, subscriber) = (ctx.address().recipient(), self.subscriber.clone());
-            let request = match &self.worker {
-                None => Request {
+            let request = match &self.runs {
+                Runs::Here(client) => Request {
                     id,
                     url,
-                    client: self.client.clone(),
+                    client: client.clone(),
                     supervisor,
                     subscriber,
                 }
                 .start(),
-                Some(worker) => Request::start_in_arbiter(worker, move |_| Request {
+                Runs::On(worker) => Request::start_in_arbiter(worker, move |_| Request {
                     id,
                     url,
                     client: WORKER_CLIENT.with(awc::Client::clone),
@@ -187,9 +193,11 @@ pub async fn floor_fetches(workers: usize, url: &str, len: usize, n: usize, conc
         max_active: conc,
         queue: VecDeque::new(),
         running: HashMap::new(),
-        client: crate::bare::bare_client(),
         subscriber,
-        worker: worker.as_ref().map(Arbiter::handle),
+        runs: match &worker {
+            None => Runs::Here(crate::bare::bare_client()),
+            Some(worker) => Runs::On(worker.handle()),
+        },
     }
     .start();
     for _ in 0..n {
