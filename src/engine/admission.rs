@@ -172,8 +172,9 @@ impl Admission {
         }
     }
 
-    /// Change the limits. A new per-host limit, or none, rebuilds the queues from every
-    /// transfer's host and place, which `transfers` lists (asked only then).
+    /// Change the limits. A different per-host limit, or none where there was one, rebuilds
+    /// the queues from every transfer's host and place, which `transfers` lists (asked only
+    /// then: the same limit again costs nothing).
     pub(crate) fn set_limits<'a, I>(
         &mut self,
         max_active: Option<usize>,
@@ -185,7 +186,8 @@ impl Admission {
         if let Some(n) = max_active {
             self.max_active = n.max(1);
         }
-        let Some(max_per_host) = max_per_host else {
+        let per_host = |max: Option<usize>| max.map(|n| n.max(1));
+        let Some(max_per_host) = max_per_host.filter(|&m| per_host(m) != self.per_host()) else {
             return;
         };
         self.queues = Queues::new(max_per_host);
@@ -196,6 +198,14 @@ impl Admission {
                 Place::Waiting(key, id) => self.enqueue(host, key, id),
                 Place::Running => self.hold(host),
             }
+        }
+    }
+
+    /// The per-host limit, if there is one.
+    fn per_host(&self) -> Option<usize> {
+        match self.queues {
+            Queues::One(_) => None,
+            Queues::PerHost { max, .. } => Some(max),
         }
     }
 
@@ -375,11 +385,15 @@ mod tests {
         assert_eq!(a.next(), None);
         a.release(&x);
         assert_eq!(a.next(), Some(id(3)));
-        assert_eq!(a.next(), None, "global limit of 4");
-        a.set_limits(None, None, || -> std::iter::Empty<(&Host, Place)> {
-            unreachable!("the queues stay as they are")
-        });
-        assert_eq!(a.queued(), 1);
+        assert_eq!(a.next(), None, "x at its limit again");
+        for same in [None, Some(Some(2))] {
+            a.set_limits(None, same, || -> std::iter::Empty<(&Host, Place)> {
+                unreachable!("the same limits: the queues stay as they are")
+            });
+        }
+        assert_eq!((a.active(), a.queued()), (3, 1));
+        a.set_limits(None, Some(Some(3)), || table.into_iter().take(0));
+        assert_eq!(a.queued(), 0, "a new limit rebuilds from what it is given");
     }
 
     #[test]
