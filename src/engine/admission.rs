@@ -78,15 +78,16 @@ impl Admission {
         }
     }
 
-    /// The `host:port` of `url`, the unit of the per-host limit: the `Host` held for it if
-    /// known (so submitting to a known host allocates nothing), else a new one.
+    /// The `host:port` of `url`, the unit of the per-host limit: the `Host` handed out last if
+    /// it is the same (a run of submissions to one host allocates it once), or under a
+    /// per-host limit the one held while that host has transfers, else a new one.
     pub(crate) fn host(&mut self, url: &Url) -> Host {
         let key = &mut self.scratch;
         key.clear();
         key.push_str(url.host_str().unwrap_or(""));
         key.push(':');
         push_decimal(key, url.port_or_known_default().unwrap_or(0));
-        if let Some(last) = self.last.as_ref().filter(|h| ***h == **key) {
+        if let Some(last) = self.last.as_ref().filter(|h| h[..] == key[..]) {
             return Arc::clone(last);
         }
         let host = match &self.queues {
