@@ -187,8 +187,10 @@ impl Admission {
         if let Some(n) = max_active {
             self.max_active = n.max(1);
         }
-        let per_host = |max: Option<usize>| max.map(|n| n.max(1));
-        let Some(max_per_host) = max_per_host.filter(|&m| per_host(m) != self.per_host()) else {
+        let Some(max_per_host) = max_per_host
+            .map(per_host_limit)
+            .filter(|&m| m != self.per_host())
+        else {
             return;
         };
         self.queues = Queues::new(max_per_host);
@@ -240,12 +242,17 @@ impl Admission {
     }
 }
 
+/// A per-host limit as kept: at least one (a limit of zero would admit nothing).
+fn per_host_limit(max: Option<usize>) -> Option<usize> {
+    max.map(|n| n.max(1))
+}
+
 impl Queues {
     fn new(max_per_host: Option<usize>) -> Self {
-        match max_per_host {
+        match per_host_limit(max_per_host) {
             None => Queues::One(BTreeMap::new()),
             Some(max) => Queues::PerHost {
-                max: max.max(1),
+                max,
                 hosts: HashMap::new(),
                 heads: BTreeSet::new(),
             },
@@ -393,8 +400,15 @@ mod tests {
             });
         }
         assert_eq!((a.active(), a.queued()), (3, 1));
-        a.set_limits(None, Some(Some(3)), || table.into_iter().take(0));
-        assert_eq!(a.queued(), 0, "a new limit rebuilds from what it is given");
+        // The table as it stands now: x runs two, y one, and 4 waits on x.
+        let now = [
+            (&x, Place::Running),
+            (&x, Place::Running),
+            (&y, Place::Running),
+            (&x, wait(4)),
+        ];
+        a.set_limits(None, Some(Some(3)), || now.into_iter());
+        assert_eq!(a.next(), Some(id(4)), "a higher limit lets x run a third");
     }
 
     #[test]

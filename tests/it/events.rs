@@ -162,16 +162,12 @@ async fn each_transfers_ended_is_its_last_event_to_a_busy_subscriber() {
     const N: usize = 300;
     let server = server();
     let rig = rig().await;
-    let mut ids = Vec::with_capacity(N);
-    for _ in 0..N {
-        ids.push(rig.submit(Fetch::get(server.url("/bytes/10"))).await);
-    }
-    for &id in &ids {
-        assert!(rig.wait(id).await.is_completed());
-    }
+    let fetches = (0..N).map(|_| Fetch::get(server.url("/bytes/10")));
+    let done = rig.run_all(fetches).await;
     // Every event was sent before the last wait was answered; all are handled now.
     rig.recorder.send(Drained).await.unwrap();
-    for &id in &ids {
+    for (id, outcome) in done {
+        assert!(outcome.is_completed(), "{outcome:?}");
         let events = rig.events.of(id);
         let ended = events
             .iter()
